@@ -1,0 +1,1 @@
+//! Cloud-Optimized GeoTIFF reader (work in progress).
