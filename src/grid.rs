@@ -42,7 +42,9 @@ impl FromStr for TileId {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || Error::TileName { name: s.to_string() };
+        let bad = || Error::TileName {
+            name: s.to_string(),
+        };
         let rest = s.strip_prefix('x').ok_or_else(bad)?;
         let (col, row) = rest.split_once("_y").ok_or_else(bad)?;
         let parse = |t: &str| -> Result<i64, Error> {
@@ -92,7 +94,9 @@ mod tests {
 
     #[test]
     fn tile_id_rejects_garbage() {
-        for s in ["", "x1y2", "x_y", "x1_y", "y1_x2", "x1_y2/..", "x+1_y2", "x01_y2", "x1_y2 "] {
+        for s in [
+            "", "x1y2", "x_y", "x1_y", "y1_x2", "x1_y2/..", "x+1_y2", "x01_y2", "x1_y2 ",
+        ] {
             assert!(s.parse::<TileId>().is_err(), "{s:?} accepted");
         }
     }

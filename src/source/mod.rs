@@ -6,9 +6,13 @@
 //! [`ByteSource::read_ranges`]; the merged buffer is shared, so splitting it back is free.
 
 use bytes::Bytes;
-use std::fs::File;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+
+mod local;
+mod memory;
+
+pub use local::LocalFile;
+pub use memory::InMemory;
 
 /// Errors from reading bytes.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +70,8 @@ pub trait ByteSource: Send + Sync {
         let plan = merge_ranges(ranges, self.merge_gap());
         let mut out = vec![Bytes::new(); ranges.len()];
         for group in plan {
-            let len = usize::try_from(group.span.end - group.span.start).map_err(|_| {
-                self.past_end(group.span.start, group.span.end)
-            })?;
+            let len = usize::try_from(group.span.end - group.span.start)
+                .map_err(|_| self.past_end(group.span.start, group.span.end))?;
             let merged = self.read_at(group.span.start, len)?;
             for idx in group.members {
                 let r = &ranges[idx];
@@ -122,124 +125,6 @@ pub fn merge_ranges(ranges: &[Range<u64>], max_gap: u64) -> Vec<MergedRead> {
     groups
 }
 
-/// A local file read with positional reads (`pread`), safe to share between threads.
-#[derive(Debug)]
-pub struct LocalFile {
-    file: File,
-    name: String,
-    size: u64,
-}
-
-impl LocalFile {
-    /// Opens a file for reading.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path: PathBuf = path.as_ref().to_path_buf();
-        let name = path.display().to_string();
-        let io = |source| Error::Io {
-            name: name.clone(),
-            source,
-        };
-        let file = File::open(&path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if meta.is_dir() {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "is a directory, not a file",
-            )));
-        }
-        Ok(Self {
-            file,
-            name,
-            size: meta.len(),
-        })
-    }
-}
-
-impl ByteSource for LocalFile {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
-        let end = offset.checked_add(len as u64).unwrap_or(u64::MAX);
-        if end > self.size {
-            return Err(self.past_end(offset, end));
-        }
-        let mut buf = vec![0u8; len];
-        read_exact_at(&self.file, &mut buf, offset).map_err(|source| Error::Io {
-            name: self.name.clone(),
-            source,
-        })?;
-        Ok(Bytes::from(buf))
-    }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Bytes already in memory (tests, fuzzing, data fetched by other means).
-#[derive(Debug, Clone)]
-pub struct InMemory {
-    data: Bytes,
-    name: String,
-}
-
-impl InMemory {
-    /// Wraps a buffer under a display name.
-    pub fn new(name: impl Into<String>, data: impl Into<Bytes>) -> Self {
-        Self {
-            data: data.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl ByteSource for InMemory {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn size(&self) -> u64 {
-        self.data.len() as u64
-    }
-
-    fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
-        let end = offset.checked_add(len as u64).unwrap_or(u64::MAX);
-        if end > self.size() {
-            return Err(self.past_end(offset, end));
-        }
-        Ok(self.data.slice(offset as usize..end as usize))
-    }
-
-    fn merge_gap(&self) -> u64 {
-        u64::MAX
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,17 +154,5 @@ mod tests {
         let src = InMemory::new("scene.tif", vec![0u8; 10]);
         let err = src.read_at(8, 4).unwrap_err().to_string();
         assert!(err.contains("scene.tif") && err.contains("8..12"), "{err}");
-    }
-
-    #[test]
-    fn local_file_reads_positionally() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.bin");
-        std::fs::write(&path, b"hello world").unwrap();
-        let f = LocalFile::open(&path).unwrap();
-        assert_eq!(f.size(), 11);
-        assert_eq!(&f.read_at(6, 5).unwrap()[..], b"world");
-        assert!(f.read_at(6, 6).is_err());
-        assert!(LocalFile::open(dir.path()).is_err());
     }
 }
