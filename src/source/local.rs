@@ -48,7 +48,7 @@ impl ByteSource for LocalFile {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
-        let end = offset.checked_add(len as u64).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(len as u64);
         if end > self.size {
             return Err(self.past_end(offset, end));
         }
