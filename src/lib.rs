@@ -2,10 +2,12 @@
 #![warn(missing_docs)]
 
 pub mod cog;
+pub mod crs;
 pub mod dtype;
 pub mod geo;
 pub mod grid;
 pub mod source;
+pub mod warp;
 
 pub use dtype::{DataType, Sample};
 pub use geo::{Bounds, GeoTransform};
