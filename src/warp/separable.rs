@@ -1,0 +1,355 @@
+//! Fast path 2: same CRS, both grids north-up, other resolution or a sub-pixel offset.
+//!
+//! Source x depends only on the target column and source y only on the target row, so every
+//! kernel is separable: tap tables are built once per axis, a horizontal pass filters each
+//! needed source row into target columns, and a vertical pass combines rows, both over
+//! contiguous slices. Validity is carried through the same passes (sum of valid weights), which
+//! renormalises bilinear/cubic/average weights over valid source pixels exactly like GDAL's
+//! two-dimensional formula.
+
+use super::kernel::{kernel_scale, Interp, TapTable};
+use super::mode::ModeCounter;
+use super::Resampling;
+use crate::dtype::Sample;
+use crate::geo::GeoTransform;
+use ndarray::ArrayView2;
+
+/// Source coordinates of target pixel centres and edges along both axes.
+#[derive(Debug, Clone)]
+pub(crate) struct AxisMaps {
+    pub(crate) x_centres: Vec<f64>,
+    pub(crate) y_centres: Vec<f64>,
+    pub(crate) x_edges: Vec<f64>,
+    pub(crate) y_edges: Vec<f64>,
+}
+
+impl AxisMaps {
+    /// Maps for two north-up transforms in the same CRS.
+    pub(crate) fn new(src: &GeoTransform, dst: &GeoTransform, w: usize, h: usize) -> AxisMaps {
+        let fx = |c: f64| (dst.origin_x + c * dst.pixel_width - src.origin_x) / src.pixel_width;
+        let fy = |r: f64| (dst.origin_y + r * dst.pixel_height - src.origin_y) / src.pixel_height;
+        AxisMaps {
+            x_centres: (0..w).map(|c| fx(c as f64 + 0.5)).collect(),
+            y_centres: (0..h).map(|r| fy(r as f64 + 0.5)).collect(),
+            x_edges: (0..=w).map(|c| fx(c as f64)).collect(),
+            y_edges: (0..=h).map(|r| fy(r as f64)).collect(),
+        }
+    }
+
+    /// Source pixels per target pixel along x and y.
+    fn ratios(&self, src: &GeoTransform, dst: &GeoTransform) -> (f64, f64) {
+        (
+            (dst.pixel_width / src.pixel_width).abs(),
+            (dst.pixel_height / src.pixel_height).abs(),
+        )
+    }
+}
+
+/// Per-axis plan of one separable warp, shared by all bands.
+pub(crate) enum Plan {
+    /// Source index per target column / row (`usize::MAX` = outside the source).
+    Nearest { xi: Vec<usize>, yi: Vec<usize> },
+    /// Weighted taps; `x_ok`/`y_ok` say whether the centre falls inside the source (GDAL
+    /// leaves target pixels whose centre is outside the source empty for interpolating
+    /// kernels); `eps` is the smallest valid-weight sum that gives a value.
+    Weighted {
+        xt: TapTable,
+        yt: TapTable,
+        x_ok: Vec<bool>,
+        y_ok: Vec<bool>,
+        eps: f64,
+    },
+    /// Box taps; the value is the most frequent valid sample.
+    Mode { xt: TapTable, yt: TapTable },
+}
+
+impl Plan {
+    /// Builds the plan for a `src_w x src_h` source.
+    pub(crate) fn new(
+        resampling: Resampling,
+        maps: &AxisMaps,
+        src: &GeoTransform,
+        dst: &GeoTransform,
+        src_w: usize,
+        src_h: usize,
+    ) -> Plan {
+        let idx = |s: f64, len: usize| {
+            if s >= 0.0 && s < len as f64 {
+                s as usize
+            } else {
+                usize::MAX
+            }
+        };
+        let inside = |s: &f64, len: usize| *s >= 0.0 && *s < len as f64;
+        match resampling {
+            Resampling::Nearest => Plan::Nearest {
+                xi: maps.x_centres.iter().map(|&s| idx(s, src_w)).collect(),
+                yi: maps.y_centres.iter().map(|&s| idx(s, src_h)).collect(),
+            },
+            Resampling::Bilinear | Resampling::Cubic => {
+                let kind = if resampling == Resampling::Bilinear {
+                    Interp::Bilinear
+                } else {
+                    Interp::Cubic
+                };
+                let (rx, ry) = maps.ratios(src, dst);
+                Plan::Weighted {
+                    xt: TapTable::interp(kind, &maps.x_centres, kernel_scale(rx), src_w),
+                    yt: TapTable::interp(kind, &maps.y_centres, kernel_scale(ry), src_h),
+                    x_ok: maps.x_centres.iter().map(|s| inside(s, src_w)).collect(),
+                    y_ok: maps.y_centres.iter().map(|s| inside(s, src_h)).collect(),
+                    eps: 1e-5,
+                }
+            }
+            Resampling::Average => Plan::Weighted {
+                xt: TapTable::boxes(&maps.x_edges, src_w),
+                yt: TapTable::boxes(&maps.y_edges, src_h),
+                x_ok: vec![true; maps.x_centres.len()],
+                y_ok: vec![true; maps.y_centres.len()],
+                eps: 1e-12,
+            },
+            Resampling::Mode => Plan::Mode {
+                xt: TapTable::boxes(&maps.x_edges, src_w),
+                yt: TapTable::boxes(&maps.y_edges, src_h),
+            },
+        }
+    }
+
+    /// Warps one band into `dst` (`dst_w` wide), writing validity into `dst_valid`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run<T: Sample>(
+        &self,
+        band: ArrayView2<'_, T>,
+        valid: &[u8],
+        fill: T,
+        dst: &mut [T],
+        dst_valid: &mut [u8],
+        dst_w: usize,
+    ) {
+        dst.fill(fill);
+        dst_valid.fill(0);
+        match self {
+            Plan::Nearest { xi, yi } => nearest(band, valid, xi, yi, dst, dst_valid, dst_w),
+            Plan::Weighted {
+                xt,
+                yt,
+                x_ok,
+                y_ok,
+                eps,
+            } => weighted(band, valid, xt, yt, x_ok, y_ok, *eps, dst, dst_valid, dst_w),
+            Plan::Mode { xt, yt } => mode(band, valid, xt, yt, dst, dst_valid, dst_w),
+        }
+    }
+}
+
+/// Row `y` of a band as a slice (bands are standard layout, checked by the caller).
+#[inline]
+fn row<'a, T: Sample>(band: &ArrayView2<'a, T>, y: usize) -> &'a [T] {
+    let w = band.ncols();
+    // `band` is in standard layout (the warp entry point makes it so), so this slice exists.
+    let all = band.to_slice().unwrap_or(&[]);
+    &all[y * w..(y + 1) * w]
+}
+
+fn nearest<T: Sample>(
+    band: ArrayView2<'_, T>,
+    valid: &[u8],
+    xi: &[usize],
+    yi: &[usize],
+    dst: &mut [T],
+    dst_valid: &mut [u8],
+    dst_w: usize,
+) {
+    let w = band.ncols();
+    for (r, &sy) in yi.iter().enumerate() {
+        if sy == usize::MAX {
+            continue;
+        }
+        let src = row(&band, sy);
+        let sv = &valid[sy * w..(sy + 1) * w];
+        let d = &mut dst[r * dst_w..(r + 1) * dst_w];
+        let dv = &mut dst_valid[r * dst_w..(r + 1) * dst_w];
+        for ((o, ov), &sx) in d.iter_mut().zip(dv.iter_mut()).zip(xi) {
+            if sx != usize::MAX && sv[sx] != 0 {
+                *o = src[sx];
+                *ov = 1;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn weighted<T: Sample>(
+    band: ArrayView2<'_, T>,
+    valid: &[u8],
+    xt: &TapTable,
+    yt: &TapTable,
+    x_ok: &[bool],
+    y_ok: &[bool],
+    eps: f64,
+    dst: &mut [T],
+    dst_valid: &mut [u8],
+    dst_w: usize,
+) {
+    let w = band.ncols();
+    let dst_h = y_ok.len();
+    // Source rows any target row needs.
+    let mut r0 = usize::MAX;
+    let mut r1 = 0;
+    for r in 0..dst_h {
+        let (s, wts) = yt.get(r);
+        if !wts.is_empty() && y_ok[r] {
+            r0 = r0.min(s);
+            r1 = r1.max(s + wts.len());
+        }
+    }
+    if r0 >= r1 {
+        return;
+    }
+    // Horizontal pass: every needed source row filtered into target columns.
+    let nrows = r1 - r0;
+    let mut hnum = vec![0.0f64; nrows * dst_w];
+    let mut hden = vec![0.0f64; nrows * dst_w];
+    let mut vz = vec![0.0f64; w];
+    let mut vm = vec![0.0f64; w];
+    for y in r0..r1 {
+        let src = row(&band, y);
+        let sv = &valid[y * w..(y + 1) * w];
+        for ((z, m), (&v, &ok)) in vz.iter_mut().zip(vm.iter_mut()).zip(src.iter().zip(sv)) {
+            let okf = ok as f64;
+            *z = if ok != 0 { v.to_f64() } else { 0.0 };
+            *m = okf;
+        }
+        let hn = &mut hnum[(y - r0) * dst_w..][..dst_w];
+        let hd = &mut hden[(y - r0) * dst_w..][..dst_w];
+        for c in 0..dst_w {
+            let (s, wts) = xt.get(c);
+            let (mut n, mut d) = (0.0, 0.0);
+            for (k, &wk) in wts.iter().enumerate() {
+                n += wk * vz[s + k];
+                d += wk * vm[s + k];
+            }
+            hn[c] = n;
+            hd[c] = d;
+        }
+    }
+    // Vertical pass over contiguous target rows.
+    let mut num = vec![0.0f64; dst_w];
+    let mut den = vec![0.0f64; dst_w];
+    for r in 0..dst_h {
+        let (s, wts) = yt.get(r);
+        if wts.is_empty() || !y_ok[r] {
+            continue;
+        }
+        num.fill(0.0);
+        den.fill(0.0);
+        for (k, &wk) in wts.iter().enumerate() {
+            let off = (s + k - r0) * dst_w;
+            let hn = &hnum[off..off + dst_w];
+            let hd = &hden[off..off + dst_w];
+            for c in 0..dst_w {
+                num[c] += wk * hn[c];
+                den[c] += wk * hd[c];
+            }
+        }
+        let d = &mut dst[r * dst_w..(r + 1) * dst_w];
+        let dv = &mut dst_valid[r * dst_w..(r + 1) * dst_w];
+        for c in 0..dst_w {
+            if den[c] > eps && x_ok[c] {
+                d[c] = T::from_f64(num[c] / den[c]);
+                dv[c] = 1;
+            }
+        }
+    }
+}
+
+fn mode<T: Sample>(
+    band: ArrayView2<'_, T>,
+    valid: &[u8],
+    xt: &TapTable,
+    yt: &TapTable,
+    dst: &mut [T],
+    dst_valid: &mut [u8],
+    dst_w: usize,
+) {
+    let w = band.ncols();
+    let mut counter = ModeCounter::new();
+    for r in 0..yt.start.len() {
+        let (ys, ywts) = yt.get(r);
+        for c in 0..dst_w {
+            let (xs, xwts) = xt.get(c);
+            counter.clear();
+            for y in ys..ys + ywts.len() {
+                let src = &row(&band, y)[xs..xs + xwts.len()];
+                let sv = &valid[y * w + xs..][..xwts.len()];
+                for (&v, &ok) in src.iter().zip(sv) {
+                    if ok != 0 {
+                        counter.add(v);
+                    }
+                }
+            }
+            if let Some(m) = counter.mode() {
+                dst[r * dst_w + c] = m;
+                dst_valid[r * dst_w + c] = 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn run(
+        resampling: Resampling,
+        src: &Array2<u16>,
+        valid: &[u8],
+        sgt: GeoTransform,
+        dgt: GeoTransform,
+        w: usize,
+        h: usize,
+    ) -> (Vec<u16>, Vec<u8>) {
+        let maps = AxisMaps::new(&sgt, &dgt, w, h);
+        let plan = Plan::new(resampling, &maps, &sgt, &dgt, src.ncols(), src.nrows());
+        let mut out = vec![0u16; w * h];
+        let mut ov = vec![0u8; w * h];
+        plan.run(src.view(), valid, 0, &mut out, &mut ov, w);
+        (out, ov)
+    }
+
+    #[test]
+    fn average_2x_is_block_mean_ignoring_nodata() {
+        let src = Array2::from_shape_vec((2, 4), vec![1u16, 3, 10, 0, 5, 7, 20, 0]).unwrap();
+        let valid: Vec<u8> = src.iter().map(|&v| (v != 0) as u8).collect();
+        let sgt = GeoTransform::north_up(0.0, 0.0, 1.0, 1.0);
+        let dgt = GeoTransform::north_up(0.0, 0.0, 2.0, 2.0);
+        let (out, ov) = run(Resampling::Average, &src, &valid, sgt, dgt, 2, 1);
+        assert_eq!(out, [4, 15]);
+        assert_eq!(ov, [1, 1]);
+        let (out, _) = run(Resampling::Mode, &src, &valid, sgt, dgt, 2, 1);
+        assert_eq!(out, [1, 10]);
+    }
+
+    #[test]
+    fn bilinear_half_pixel_shift_and_edge_renormalisation() {
+        let src = Array2::from_shape_vec((1, 4), vec![10u16, 20, 30, 0]).unwrap();
+        let valid: Vec<u8> = src.iter().map(|&v| (v != 0) as u8).collect();
+        let sgt = GeoTransform::north_up(0.0, 0.0, 1.0, 1.0);
+        let dgt = GeoTransform::north_up(0.5, 0.0, 1.0, 1.0);
+        let (out, ov) = run(Resampling::Bilinear, &src, &valid, sgt, dgt, 4, 1);
+        // Centres at 1.0, 2.0, 3.0 (between pixels), 4.0 (outside).
+        assert_eq!(out, [15, 25, 30, 0]);
+        assert_eq!(ov, [1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn nearest_upsampling() {
+        let src = Array2::from_shape_vec((2, 2), vec![1u16, 2, 3, 4]).unwrap();
+        let valid = vec![1u8; 4];
+        let sgt = GeoTransform::north_up(0.0, 0.0, 2.0, 2.0);
+        let dgt = GeoTransform::north_up(0.0, 0.0, 1.0, 1.0);
+        let (out, _) = run(Resampling::Nearest, &src, &valid, sgt, dgt, 4, 4);
+        assert_eq!(out, [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4]);
+    }
+}
