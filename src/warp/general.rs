@@ -9,6 +9,55 @@ use super::Resampling;
 use crate::dtype::Sample;
 use ndarray::ArrayView2;
 
+/// True when the `n x n` taps starting at (`fx`, `fy`) are all inside the source and valid.
+#[inline]
+fn all_valid(valid: &[u8], src_w: usize, src_h: usize, fx: isize, fy: isize, n: usize) -> bool {
+    if fx < 0 || fy < 0 || fx as usize + n > src_w || fy as usize + n > src_h {
+        return false;
+    }
+    (0..n).all(|k| {
+        let o = (fy as usize + k) * src_w + fx as usize;
+        valid[o..o + n].iter().all(|&v| v != 0)
+    })
+}
+
+/// Weighted sum over the valid taps inside the source, renormalised by their weight; `None`
+/// when that weight is at most `eps`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn accumulate<T: Sample>(
+    src: &[T],
+    valid: &[u8],
+    src_w: usize,
+    src_h: usize,
+    fx: isize,
+    fy: isize,
+    wx: &[f64],
+    wy: &[f64],
+    eps: f64,
+) -> Option<f64> {
+    // Clip taps to the raster.
+    let kx0 = (-fx).max(0) as usize;
+    let kx1 = ((src_w as isize - fx).min(wx.len() as isize)).max(0) as usize;
+    let ky0 = (-fy).max(0) as usize;
+    let ky1 = ((src_h as isize - fy).min(wy.len() as isize)).max(0) as usize;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (ky, &wyk) in wy.iter().enumerate().take(ky1).skip(ky0) {
+        let off = (fy + ky as isize) as usize * src_w;
+        let (mut rn, mut rd) = (0.0, 0.0);
+        for (kx, &wxk) in wx.iter().enumerate().take(kx1).skip(kx0) {
+            let o = off + (fx + kx as isize) as usize;
+            if valid[o] != 0 {
+                rn += wxk * src[o].to_f64();
+                rd += wxk;
+            }
+        }
+        num += wyk * rn;
+        den += wyk * rd;
+    }
+    (den > eps).then(|| num / den)
+}
+
 /// Source coordinates for every target row, shared by all bands.
 pub(crate) struct Geometry {
     w: usize,
@@ -153,34 +202,32 @@ impl Geometry {
         let mut wy = vec![0.0; kind.taps(scy)];
         let (fw, fh) = (src_w as f64, src_h as f64);
         let eps = if kind == Interp::Bilinear { 1e-5 } else { 1e-6 };
+        // GDAL's 4x4 cubic (not downsampling) falls back to bilinear unless all 16 taps are
+        // inside the source and valid.
+        let cubic4 = kind == Interp::Cubic && scx == 1.0 && scy == 1.0;
+        let mut bx = [0.0; 2];
+        let mut by = [0.0; 2];
         for i in 0..self.w * self.h {
             let (x, y) = (sx[i], sy[i]);
-            if !(x >= 0.0 && x < fw && y >= 0.0 && y < fh) {
+            // Like GDAL: the source pixel holding the centre must be valid.
+            if !(x >= 0.0 && x < fw && y >= 0.0 && y < fh)
+                || valid[y as usize * src_w + x as usize] == 0
+            {
                 continue;
             }
             let fx = interp_weights(kind, x, scx, &mut wx);
             let fy = interp_weights(kind, y, scy, &mut wy);
-            // Clip taps to the raster.
-            let kx0 = (-fx).max(0) as usize;
-            let kx1 = ((src_w as isize - fx).min(wx.len() as isize)).max(0) as usize;
-            let ky0 = (-fy).max(0) as usize;
-            let ky1 = ((src_h as isize - fy).min(wy.len() as isize)).max(0) as usize;
-            let (mut num, mut den) = (0.0, 0.0);
-            for (ky, &wyk) in wy.iter().enumerate().take(ky1).skip(ky0) {
-                let off = (fy + ky as isize) as usize * src_w;
-                let (mut rn, mut rd) = (0.0, 0.0);
-                for (kx, &wxk) in wx.iter().enumerate().take(kx1).skip(kx0) {
-                    let o = off + (fx + kx as isize) as usize;
-                    if valid[o] != 0 {
-                        rn += wxk * src[o].to_f64();
-                        rd += wxk;
-                    }
+            if cubic4 && !all_valid(valid, src_w, src_h, fx, fy, 4) {
+                let fx = interp_weights(Interp::Bilinear, x, 1.0, &mut bx);
+                let fy = interp_weights(Interp::Bilinear, y, 1.0, &mut by);
+                if let Some(v) = accumulate(src, valid, src_w, src_h, fx, fy, &bx, &by, 1e-5) {
+                    dst[i] = T::from_f64(v);
+                    dst_valid[i] = 1;
                 }
-                num += wyk * rn;
-                den += wyk * rd;
+                continue;
             }
-            if den > eps {
-                dst[i] = T::from_f64(num / den);
+            if let Some(v) = accumulate(src, valid, src_w, src_h, fx, fy, &wx, &wy, eps) {
+                dst[i] = T::from_f64(v);
                 dst_valid[i] = 1;
             }
         }

@@ -629,10 +629,12 @@ mod tests {
         });
         let sgt = GeoTransform::north_up(0.0, 0.0, 1.0, 1.0);
         let src = SourceRaster::new(px.view(), sgt, utm()).with_nodata(Some(f64::NAN));
-        let t = TargetGrid::new(GeoTransform::north_up(0.25, 0.0, 1.0, 1.0), 3, 4, utm());
+        let t = TargetGrid::new(GeoTransform::north_up(0.75, 0.0, 1.0, 1.0), 3, 4, utm());
         let out = warp(&src, &t, &WarpOptions::new(Resampling::Bilinear)).unwrap();
-        // Pixel 0's centre (0.75) sits between NaN pixel 0 and pixel 1: renormalised onto 1.
+        // Target pixel 0's centre (1.25) is a quarter pixel from NaN pixel 0: its weight is
+        // dropped and the rest renormalised onto pixel 1.
         assert_eq!(out.pixels[[0, 0, 0]], 1.0);
+        assert!(out.valid.iter().all(|&v| v == 1));
         assert!(out.pixels.iter().all(|v| v.is_finite()));
     }
 }

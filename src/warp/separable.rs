@@ -49,18 +49,30 @@ impl AxisMaps {
 pub(crate) enum Plan {
     /// Source index per target column / row (`usize::MAX` = outside the source).
     Nearest { xi: Vec<usize>, yi: Vec<usize> },
-    /// Weighted taps; `x_ok`/`y_ok` say whether the centre falls inside the source (GDAL
-    /// leaves target pixels whose centre is outside the source empty for interpolating
-    /// kernels); `eps` is the smallest valid-weight sum that gives a value.
-    Weighted {
-        xt: TapTable,
-        yt: TapTable,
-        x_ok: Vec<bool>,
-        y_ok: Vec<bool>,
-        eps: f64,
+    /// Weighted taps (bilinear, widened cubic, average).
+    Weighted(Weights),
+    /// GDAL's 4x4 cubic (not downsampling): cubic where all 16 taps are inside the source and
+    /// valid, bilinear (renormalised) elsewhere.
+    Cubic4 {
+        /// The 4x4 cubic taps.
+        cubic: Weights,
+        /// The fallback.
+        bilinear: Weights,
     },
     /// Box taps; the value is the most frequent valid sample.
     Mode { xt: TapTable, yt: TapTable },
+}
+
+/// Per-axis weighted taps and the validity rules that go with them.
+pub(crate) struct Weights {
+    xt: TapTable,
+    yt: TapTable,
+    /// For interpolating kernels, the source pixel containing each target centre per axis
+    /// (`usize::MAX` outside the source): like GDAL, a target pixel is only valid when that
+    /// pixel is, so interpolation never extends a valid region outwards.
+    centre: Option<(Vec<usize>, Vec<usize>)>,
+    /// Smallest valid-weight sum that gives a value.
+    eps: f64,
 }
 
 impl Plan {
@@ -80,34 +92,38 @@ impl Plan {
                 usize::MAX
             }
         };
-        let inside = |s: &f64, len: usize| *s >= 0.0 && *s < len as f64;
         match resampling {
             Resampling::Nearest => Plan::Nearest {
                 xi: maps.x_centres.iter().map(|&s| idx(s, src_w)).collect(),
                 yi: maps.y_centres.iter().map(|&s| idx(s, src_h)).collect(),
             },
             Resampling::Bilinear | Resampling::Cubic => {
-                let kind = if resampling == Resampling::Bilinear {
-                    Interp::Bilinear
-                } else {
-                    Interp::Cubic
-                };
                 let (rx, ry) = maps.ratios(src, dst);
-                Plan::Weighted {
-                    xt: TapTable::interp(kind, &maps.x_centres, kernel_scale(rx), src_w),
-                    yt: TapTable::interp(kind, &maps.y_centres, kernel_scale(ry), src_h),
-                    x_ok: maps.x_centres.iter().map(|s| inside(s, src_w)).collect(),
-                    y_ok: maps.y_centres.iter().map(|s| inside(s, src_h)).collect(),
-                    eps: 1e-5,
+                let (scx, scy) = (kernel_scale(rx), kernel_scale(ry));
+                let interp = |kind: Interp| Weights {
+                    xt: TapTable::interp(kind, &maps.x_centres, scx, src_w),
+                    yt: TapTable::interp(kind, &maps.y_centres, scy, src_h),
+                    centre: Some((
+                        maps.x_centres.iter().map(|&s| idx(s, src_w)).collect(),
+                        maps.y_centres.iter().map(|&s| idx(s, src_h)).collect(),
+                    )),
+                    eps: if kind == Interp::Bilinear { 1e-5 } else { 1e-6 },
+                };
+                match resampling {
+                    Resampling::Bilinear => Plan::Weighted(interp(Interp::Bilinear)),
+                    _ if scx == 1.0 && scy == 1.0 => Plan::Cubic4 {
+                        cubic: interp(Interp::Cubic),
+                        bilinear: interp(Interp::Bilinear),
+                    },
+                    _ => Plan::Weighted(interp(Interp::Cubic)),
                 }
             }
-            Resampling::Average => Plan::Weighted {
+            Resampling::Average => Plan::Weighted(Weights {
                 xt: TapTable::boxes(&maps.x_edges, src_w),
                 yt: TapTable::boxes(&maps.y_edges, src_h),
-                x_ok: vec![true; maps.x_centres.len()],
-                y_ok: vec![true; maps.y_centres.len()],
+                centre: None,
                 eps: 1e-12,
-            },
+            }),
             Resampling::Mode => Plan::Mode {
                 xt: TapTable::boxes(&maps.x_edges, src_w),
                 yt: TapTable::boxes(&maps.y_edges, src_h),
@@ -130,13 +146,11 @@ impl Plan {
         dst_valid.fill(0);
         match self {
             Plan::Nearest { xi, yi } => nearest(band, valid, xi, yi, dst, dst_valid, dst_w),
-            Plan::Weighted {
-                xt,
-                yt,
-                x_ok,
-                y_ok,
-                eps,
-            } => weighted(band, valid, xt, yt, x_ok, y_ok, *eps, dst, dst_valid, dst_w),
+            Plan::Weighted(wts) => weighted(band, valid, wts, None, dst, dst_valid, dst_w),
+            Plan::Cubic4 { cubic, bilinear } => {
+                weighted(band, valid, bilinear, None, dst, dst_valid, dst_w);
+                weighted(band, valid, cubic, Some(16.0), dst, dst_valid, dst_w);
+            }
             Plan::Mode { xt, yt } => mode(band, valid, xt, yt, dst, dst_valid, dst_w),
         }
     }
@@ -178,27 +192,28 @@ fn nearest<T: Sample>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Separable weighted kernel. With `only_full = Some(n)`, writes only target pixels whose
+/// taps are all inside the source and valid (`n` of them) and leaves the others alone.
 fn weighted<T: Sample>(
     band: ArrayView2<'_, T>,
     valid: &[u8],
-    xt: &TapTable,
-    yt: &TapTable,
-    x_ok: &[bool],
-    y_ok: &[bool],
-    eps: f64,
+    wts: &Weights,
+    only_full: Option<f64>,
     dst: &mut [T],
     dst_valid: &mut [u8],
     dst_w: usize,
 ) {
     let w = band.ncols();
-    let dst_h = y_ok.len();
+    let (xt, yt, centre, eps) = (&wts.xt, &wts.yt, wts.centre.as_ref(), wts.eps);
+    let dst_h = yt.start.len();
+    // Source row holding the centre of target row r, when it matters.
+    let centre_row = |r: usize| centre.map(|(_, yi)| yi[r]);
     // Source rows any target row needs.
     let mut r0 = usize::MAX;
     let mut r1 = 0;
     for r in 0..dst_h {
         let (s, wts) = yt.get(r);
-        if !wts.is_empty() && y_ok[r] {
+        if !wts.is_empty() && centre_row(r) != Some(usize::MAX) {
             r0 = r0.min(s);
             r1 = r1.max(s + wts.len());
         }
@@ -210,6 +225,8 @@ fn weighted<T: Sample>(
     let nrows = r1 - r0;
     let mut hnum = vec![0.0f64; nrows * dst_w];
     let mut hden = vec![0.0f64; nrows * dst_w];
+    // Valid taps per (row, column), for `only_full`.
+    let mut hcnt = vec![0.0f64; if only_full.is_some() { nrows * dst_w } else { 0 }];
     let mut vz = vec![0.0f64; w];
     let mut vm = vec![0.0f64; w];
     for y in r0..r1 {
@@ -232,13 +249,22 @@ fn weighted<T: Sample>(
             hn[c] = n;
             hd[c] = d;
         }
+        if only_full.is_some() {
+            let hc = &mut hcnt[(y - r0) * dst_w..][..dst_w];
+            for (c, o) in hc.iter_mut().enumerate() {
+                let (s, wts) = xt.get(c);
+                *o = vm[s..s + wts.len()].iter().sum();
+            }
+        }
     }
     // Vertical pass over contiguous target rows.
     let mut num = vec![0.0f64; dst_w];
     let mut den = vec![0.0f64; dst_w];
+    let mut cnt = vec![0.0f64; if only_full.is_some() { dst_w } else { 0 }];
     for r in 0..dst_h {
         let (s, wts) = yt.get(r);
-        if wts.is_empty() || !y_ok[r] {
+        let cy = centre_row(r);
+        if wts.is_empty() || cy == Some(usize::MAX) {
             continue;
         }
         num.fill(0.0);
@@ -252,12 +278,39 @@ fn weighted<T: Sample>(
                 den[c] += wk * hd[c];
             }
         }
+        if let Some(full) = only_full {
+            cnt.fill(0.0);
+            for k in 0..wts.len() {
+                let hc = &hcnt[(s + k - r0) * dst_w..][..dst_w];
+                cnt.iter_mut().zip(hc).for_each(|(a, b)| *a += b);
+            }
+            let d = &mut dst[r * dst_w..(r + 1) * dst_w];
+            for c in 0..dst_w {
+                if cnt[c] == full {
+                    d[c] = T::from_f64(num[c] / den[c]);
+                }
+            }
+            continue;
+        }
         let d = &mut dst[r * dst_w..(r + 1) * dst_w];
         let dv = &mut dst_valid[r * dst_w..(r + 1) * dst_w];
-        for c in 0..dst_w {
-            if den[c] > eps && x_ok[c] {
-                d[c] = T::from_f64(num[c] / den[c]);
-                dv[c] = 1;
+        match (centre, cy) {
+            (Some((xi, _)), Some(sy)) => {
+                let sv = &valid[sy * w..(sy + 1) * w];
+                for c in 0..dst_w {
+                    if den[c] > eps && xi[c] != usize::MAX && sv[xi[c]] != 0 {
+                        d[c] = T::from_f64(num[c] / den[c]);
+                        dv[c] = 1;
+                    }
+                }
+            }
+            _ => {
+                for c in 0..dst_w {
+                    if den[c] > eps {
+                        d[c] = T::from_f64(num[c] / den[c]);
+                        dv[c] = 1;
+                    }
+                }
             }
         }
     }
@@ -338,9 +391,14 @@ mod tests {
         let sgt = GeoTransform::north_up(0.0, 0.0, 1.0, 1.0);
         let dgt = GeoTransform::north_up(0.5, 0.0, 1.0, 1.0);
         let (out, ov) = run(Resampling::Bilinear, &src, &valid, sgt, dgt, 4, 1);
-        // Centres at 1.0, 2.0, 3.0 (between pixels), 4.0 (outside).
-        assert_eq!(out, [15, 25, 30, 0]);
-        assert_eq!(ov, [1, 1, 1, 0]);
+        // Centres at 1.0, 2.0 (between pixels), 3.0 (in nodata pixel 3: invalid, as in GDAL,
+        // although pixel 2 could give a value), 4.0 (outside).
+        assert_eq!(out, [15, 25, 0, 0]);
+        assert_eq!(ov, [1, 1, 0, 0]);
+        // Centre 2.75 lies in valid pixel 2; nodata pixel 3 gets no weight.
+        let dgt = GeoTransform::north_up(2.25, 0.0, 1.0, 1.0);
+        let (out, ov) = run(Resampling::Bilinear, &src, &valid, sgt, dgt, 1, 1);
+        assert_eq!((out[0], ov[0]), (30, 1));
     }
 
     #[test]
