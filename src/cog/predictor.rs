@@ -98,9 +98,11 @@ fn accumulate_unaligned<T: Wrapping + bytemuck::Pod>(row: &mut [u8], spp: usize)
 }
 
 /// Undoes the floating-point predictor on each row in place, using `scratch` as a row buffer.
+/// Like libtiff, the byte-wise differencing runs with a stride of `samples_per_pixel` bytes.
 pub(crate) fn undo_floating_point(
     buf: &mut [u8],
     bytes_per_sample: usize,
+    samples_per_pixel: usize,
     row_samples: usize,
     scratch: &mut Vec<u8>,
 ) {
@@ -111,11 +113,7 @@ pub(crate) fn undo_floating_point(
     scratch.resize(row_bytes, 0);
     for row in buf.chunks_exact_mut(row_bytes) {
         // 1. Byte-wise horizontal accumulation over the whole row.
-        let mut acc = 0u8;
-        for b in row.iter_mut() {
-            acc = acc.wrapping_add(*b);
-            *b = acc;
-        }
+        accumulate_row(row, samples_per_pixel);
         // 2. Un-shuffle: plane k holds byte k (most significant first) of every sample.
         scratch.copy_from_slice(row);
         for (s, out) in row.chunks_exact_mut(bytes_per_sample).enumerate() {
@@ -175,7 +173,7 @@ mod tests {
             planes[i] = planes[i].wrapping_sub(planes[i - 1]);
         }
         let mut scratch = Vec::new();
-        undo_floating_point(&mut planes, 4, n, &mut scratch);
+        undo_floating_point(&mut planes, 4, 1, n, &mut scratch);
         let out: Vec<f32> = planes
             .chunks_exact(4)
             .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))

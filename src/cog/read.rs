@@ -463,7 +463,7 @@ impl Cog {
         match level.predictor {
             Predictor::FloatingPoint => {
                 let mut scratch = Vec::new();
-                predictor::undo_floating_point(&mut buf, bps, bw * spp, &mut scratch);
+                predictor::undo_floating_point(&mut buf, bps, spp, bw * spp, &mut scratch);
             }
             Predictor::None | Predictor::Horizontal => {
                 if self.meta.big_endian {
