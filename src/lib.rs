@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod geo;
 pub mod grid;
 pub mod source;
+pub mod time;
 pub mod warp;
 
 pub use dtype::{DataType, Sample};

@@ -94,9 +94,9 @@ pub enum Error {
     #[error("invalid overview size {width} x {height}")]
     Overview {
         /// Overview width.
-        width: u64,
+        width: u32,
         /// Overview height.
-        height: u64,
+        height: u32,
     },
     /// The approximation error threshold is negative or not finite.
     #[error("invalid max error {0}: must be finite and >= 0 (source pixels)")]

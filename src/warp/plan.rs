@@ -4,36 +4,24 @@
 use super::approx::PixelTransform;
 use super::kernel::kernel_scale;
 use super::{Error, Resampling, TargetGrid};
+pub use crate::cog::Window;
 use crate::crs::Crs;
 use crate::geo::GeoTransform;
-
-/// A pixel window of one raster level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// First column.
-    pub col_off: u64,
-    /// First row.
-    pub row_off: u64,
-    /// Width in pixels.
-    pub width: u64,
-    /// Height in pixels.
-    pub height: u64,
-}
 
 /// What the planner needs to know about a scene (no pixels).
 #[derive(Debug, Clone, Copy)]
 pub struct SceneLayout<'a> {
     /// Full-resolution width.
-    pub width: u64,
+    pub width: u32,
     /// Full-resolution height.
-    pub height: u64,
+    pub height: u32,
     /// Full-resolution geotransform.
     pub transform: GeoTransform,
     /// Scene CRS.
     pub crs: &'a Crs,
     /// Overview sizes `(width, height)`, finest first (COG order); level `i + 1` is
     /// `overviews[i]`, level 0 the full resolution.
-    pub overviews: &'a [(u64, u64)],
+    pub overviews: &'a [(u32, u32)],
 }
 
 /// The part of a scene one target tile needs.
@@ -134,12 +122,8 @@ pub fn plan_read(
     if c1 <= c0 || r1 <= r0 {
         return Ok(None);
     }
-    let window = Window {
-        col_off: c0 as u64,
-        row_off: r0 as u64,
-        width: (c1 - c0) as u64,
-        height: (r1 - r0) as u64,
-    };
+    // Bounded by the level size, a u32.
+    let window = Window::new(c0 as u32, r0 as u32, (c1 - c0) as u32, (r1 - r0) as u32);
     let transform = scene
         .transform
         .window(0.0, 0.0, fx, fy)
@@ -213,15 +197,7 @@ mod tests {
         );
         let p = plan_read(&scene, &t, Resampling::Nearest).unwrap().unwrap();
         assert_eq!(p.level, 0);
-        assert_eq!(
-            p.window,
-            Window {
-                col_off: 103,
-                row_off: 203,
-                width: 102,
-                height: 102
-            }
-        );
+        assert_eq!(p.window, Window::new(103, 203, 102, 102));
         assert_eq!(p.transform.origin_x, 399_960.0 + 1030.0);
         // Same footprint at 20 m: first overview, bilinear margin 2.
         let t = TargetGrid::new(
