@@ -69,6 +69,11 @@ impl Approx {
         Approx { exact, max_error }
     }
 
+    /// Exact source coordinates of arbitrary target points, in place.
+    pub(crate) fn exact_points(&self, xs: &mut [f64], ys: &mut [f64]) {
+        self.exact.exact(xs, ys);
+    }
+
     /// Source coordinates of the target points `(x0 + i, y)` for `i in 0..sx.len()`.
     pub(crate) fn row(&self, x0: f64, y: f64, sx: &mut [f64], sy: &mut [f64]) {
         let n = sx.len();

@@ -3,11 +3,17 @@
 //! weigh, with no projection, allocation or dynamic dispatch per pixel.
 
 use super::approx::Approx;
-use super::kernel::{box_weights, interp_weights, kernel_scale, Interp};
+use super::kernel::{box_weights, fast_floor, interp_weights, kernel_scale, to_sample, Interp};
 use super::mode::ModeCounter;
 use super::Resampling;
 use crate::dtype::Sample;
-use ndarray::ArrayView2;
+
+/// Cubic convolution (a = -0.5) weights of the 4 taps around fractional offset `d` in [0, 1).
+#[inline(always)]
+fn cubic_coeffs(d: f64) -> [f64; 4] {
+    let k = Interp::Cubic;
+    [k.weight(1.0 + d), k.weight(d), k.weight(1.0 - d), k.weight(2.0 - d)]
+}
 
 /// True when the `n x n` taps starting at (`fx`, `fy`) are all inside the source and valid.
 #[inline]
@@ -58,125 +64,162 @@ fn accumulate<T: Sample>(
     (den > eps).then(|| num / den)
 }
 
-/// Source coordinates for every target row, shared by all bands.
-pub(crate) struct Geometry {
+/// One band of the source: samples and validity, row-major, `src_w x src_h`.
+pub(crate) struct Band<'a, T> {
+    pub(crate) src: &'a [T],
+    pub(crate) valid: &'a [u8],
+}
+
+/// The general path for one target: streams target rows, computing each row's source
+/// coordinates once and applying the kernel to every band before moving on, so no
+/// per-pixel coordinate array is ever materialised.
+pub(crate) struct General<'a> {
+    approx: &'a Approx,
+    resampling: Resampling,
     w: usize,
     h: usize,
-    /// Source (x, y) of target pixel centres, row-major (interpolating kernels, nearest).
-    centres: Option<(Vec<f64>, Vec<f64>)>,
-    /// Source (x, y) of target pixel corners, `(h + 1) x (w + 1)` (average, mode).
-    corners: Option<(Vec<f64>, Vec<f64>)>,
+    src_w: usize,
+    src_h: usize,
     /// Kernel scale along x and y (1 unless downsampling).
     scale: (f64, f64),
 }
 
-impl Geometry {
-    /// Samples the transform for a `w x h` target and a `src_w x src_h` source.
+impl<'a> General<'a> {
+    /// Sets up a `w x h` target over a `src_w x src_h` source.
     pub(crate) fn new(
-        approx: &Approx,
+        approx: &'a Approx,
         resampling: Resampling,
         w: usize,
         h: usize,
         src_w: usize,
         src_h: usize,
-    ) -> Geometry {
-        let corners_needed = matches!(resampling, Resampling::Average | Resampling::Mode);
-        let interp = matches!(resampling, Resampling::Bilinear | Resampling::Cubic);
-        let mut g = Geometry {
+    ) -> General<'a> {
+        let mut g = General {
+            approx,
+            resampling,
             w,
             h,
-            centres: None,
-            corners: None,
+            src_w,
+            src_h,
             scale: (1.0, 1.0),
         };
-        if corners_needed {
-            let (mut cx, mut cy) = (vec![0.0; (w + 1) * (h + 1)], vec![0.0; (w + 1) * (h + 1)]);
-            for r in 0..=h {
-                let o = r * (w + 1);
-                approx.row(0.0, r as f64, &mut cx[o..o + w + 1], &mut cy[o..o + w + 1]);
-            }
-            g.corners = Some((cx, cy));
-        } else {
-            let (mut sx, mut sy) = (vec![0.0; w * h], vec![0.0; w * h]);
-            for r in 0..h {
-                let o = r * w;
-                approx.row(0.5, r as f64 + 0.5, &mut sx[o..o + w], &mut sy[o..o + w]);
-            }
-            if interp {
-                // GDAL's scale: target pixels over the source extent they cover (clipped to
-                // the source), widened kernels only when that is below 1.
-                let ext = |v: &[f64], len: usize, n: usize| {
-                    let (lo, hi) = v
-                        .iter()
-                        .filter(|x| x.is_finite())
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                            (a.min(x), b.max(x))
-                        });
-                    // Centres span n - 1 pixels; add one for the outer half pixels.
-                    let span = (hi.min(len as f64) - lo.max(0.0)).max(0.0);
-                    span * n as f64 / (n.max(2) - 1) as f64 / n.max(1) as f64
-                };
-                g.scale = (
-                    kernel_scale(ext(&sx, src_w, w)),
-                    kernel_scale(ext(&sy, src_h, h)),
-                );
-            }
-            g.centres = Some((sx, sy));
+        if matches!(resampling, Resampling::Bilinear | Resampling::Cubic) {
+            g.scale = g.kernel_scales();
         }
         g
     }
 
-    /// Warps one band into `dst`, writing validity into `dst_valid`.
+    /// GDAL's kernel scale: target pixels over the source extent they cover (clipped to the
+    /// source), from the tile's border (top, middle and bottom rows; left and right columns).
+    fn kernel_scales(&self) -> (f64, f64) {
+        let (w, h) = (self.w, self.h);
+        let mut xs = Vec::with_capacity(3 * w + 2 * h);
+        let mut ys = Vec::with_capacity(3 * w + 2 * h);
+        let (mut rx, mut ry) = (vec![0.0; w], vec![0.0; w]);
+        for r in [0, h / 2, h.saturating_sub(1)] {
+            self.approx.row(0.5, r as f64 + 0.5, &mut rx, &mut ry);
+            xs.extend_from_slice(&rx);
+            ys.extend_from_slice(&ry);
+        }
+        let step = (h / 32).max(1);
+        for r in (0..h).step_by(step) {
+            for c in [0, w.saturating_sub(1)] {
+                let (mut x, mut y) = ([c as f64 + 0.5], [r as f64 + 0.5]);
+                self.approx.exact_points(&mut x, &mut y);
+                xs.push(x[0]);
+                ys.push(y[0]);
+            }
+        }
+        let ext = |v: &[f64], len: usize, n: usize| {
+            let (lo, hi) = v
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+            // Centres span n - 1 pixels; the outer half pixels make it n.
+            let span = (hi.min(len as f64) - lo.max(0.0)).max(0.0);
+            span / (n.max(2) - 1) as f64
+        };
+        (
+            kernel_scale(ext(&xs, self.src_w, w)),
+            kernel_scale(ext(&ys, self.src_h, h)),
+        )
+    }
+
+    /// Warps every band: `dst` and `dst_valid` hold all bands, (band, y, x).
     pub(crate) fn run<T: Sample>(
         &self,
-        resampling: Resampling,
-        band: ArrayView2<'_, T>,
-        valid: &[u8],
-        fill: T,
+        bands: &[Band<'_, T>],
         dst: &mut [T],
         dst_valid: &mut [u8],
     ) {
-        dst.fill(fill);
-        dst_valid.fill(0);
-        // The warp entry point hands over standard-layout bands.
-        let src = band.to_slice().unwrap_or(&[]);
-        let (src_h, src_w) = band.dim();
-        if src.len() != src_w * src_h || src.is_empty() {
-            return;
-        }
-        match resampling {
-            Resampling::Nearest => self.nearest(src, valid, src_w, src_h, dst, dst_valid),
-            Resampling::Bilinear => {
-                self.interp(Interp::Bilinear, src, valid, src_w, src_h, dst, dst_valid)
+        let (w, h) = (self.w, self.h);
+        let plane = w * h;
+        match self.resampling {
+            Resampling::Average | Resampling::Mode => {
+                // Corner rows r (top) and r + 1 (bottom), rolled down the tile.
+                let (mut tx, mut ty) = (vec![0.0; w + 1], vec![0.0; w + 1]);
+                let (mut bx, mut by) = (vec![0.0; w + 1], vec![0.0; w + 1]);
+                self.approx.row(0.0, 0.0, &mut tx, &mut ty);
+                let mut scratch = BoxScratch::default();
+                let mut counter = ModeCounter::new();
+                for r in 0..h {
+                    self.approx.row(0.0, r as f64 + 1.0, &mut bx, &mut by);
+                    for (b, band) in bands.iter().enumerate() {
+                        let o = b * plane + r * w;
+                        let (d, dv) = (&mut dst[o..o + w], &mut dst_valid[o..o + w]);
+                        let corners = (&tx[..], &ty[..], &bx[..], &by[..]);
+                        if self.resampling == Resampling::Average {
+                            self.average_row(band, corners, &mut scratch, d, dv);
+                        } else {
+                            self.mode_row(band, corners, &mut scratch, &mut counter, d, dv);
+                        }
+                    }
+                    std::mem::swap(&mut tx, &mut bx);
+                    std::mem::swap(&mut ty, &mut by);
+                }
             }
-            Resampling::Cubic => {
-                self.interp(Interp::Cubic, src, valid, src_w, src_h, dst, dst_valid)
+            _ => {
+                let (mut sx, mut sy) = (vec![0.0; w], vec![0.0; w]);
+                let kind = if self.resampling == Resampling::Cubic {
+                    Interp::Cubic
+                } else {
+                    Interp::Bilinear
+                };
+                let mut wx = vec![0.0; kind.taps(self.scale.0)];
+                let mut wy = vec![0.0; kind.taps(self.scale.1)];
+                for r in 0..h {
+                    self.approx.row(0.5, r as f64 + 0.5, &mut sx, &mut sy);
+                    for (b, band) in bands.iter().enumerate() {
+                        let o = b * plane + r * w;
+                        let (d, dv) = (&mut dst[o..o + w], &mut dst_valid[o..o + w]);
+                        if self.resampling == Resampling::Nearest {
+                            self.nearest_row(band, &sx, &sy, d, dv);
+                        } else {
+                            self.interp_row(kind, band, &sx, &sy, &mut wx, &mut wy, d, dv);
+                        }
+                    }
+                }
             }
-            Resampling::Average => self.average(src, valid, src_w, src_h, dst, dst_valid),
-            Resampling::Mode => self.mode(src, valid, src_w, src_h, dst, dst_valid),
         }
     }
 
-    fn nearest<T: Sample>(
+    fn nearest_row<T: Sample>(
         &self,
-        src: &[T],
-        valid: &[u8],
-        src_w: usize,
-        src_h: usize,
+        band: &Band<'_, T>,
+        sx: &[f64],
+        sy: &[f64],
         dst: &mut [T],
         dst_valid: &mut [u8],
     ) {
-        let Some((sx, sy)) = &self.centres else {
-            return;
-        };
-        let (fw, fh) = (src_w as f64, src_h as f64);
-        for i in 0..self.w * self.h {
-            let (x, y) = (sx[i], sy[i]);
+        let (fw, fh) = (self.src_w as f64, self.src_h as f64);
+        for (i, (&x, &y)) in sx.iter().zip(sy).enumerate() {
             // NaN fails both comparisons.
             if x >= 0.0 && x < fw && y >= 0.0 && y < fh {
-                let o = y as usize * src_w + x as usize;
-                if valid[o] != 0 {
-                    dst[i] = src[o];
+                let o = y as usize * self.src_w + x as usize;
+                if band.valid[o] != 0 {
+                    dst[i] = band.src[o];
                     dst_valid[i] = 1;
                 }
             }
@@ -184,141 +227,173 @@ impl Geometry {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn interp<T: Sample>(
+    fn interp_row<T: Sample>(
         &self,
         kind: Interp,
-        src: &[T],
-        valid: &[u8],
-        src_w: usize,
-        src_h: usize,
+        band: &Band<'_, T>,
+        sx: &[f64],
+        sy: &[f64],
+        wx: &mut [f64],
+        wy: &mut [f64],
         dst: &mut [T],
         dst_valid: &mut [u8],
     ) {
-        let Some((sx, sy)) = &self.centres else {
-            return;
-        };
+        let (src, valid) = (band.src, band.valid);
+        let (src_w, src_h) = (self.src_w, self.src_h);
         let (scx, scy) = self.scale;
-        let mut wx = vec![0.0; kind.taps(scx)];
-        let mut wy = vec![0.0; kind.taps(scy)];
         let (fw, fh) = (src_w as f64, src_h as f64);
         let eps = if kind == Interp::Bilinear { 1e-5 } else { 1e-6 };
-        // GDAL's 4x4 cubic (not downsampling) falls back to bilinear unless all 16 taps are
-        // inside the source and valid.
-        let cubic4 = kind == Interp::Cubic && scx == 1.0 && scy == 1.0;
+        // GDAL's 4-sample formulas (not downsampling): bilinear on 2x2, cubic on 4x4, the
+        // cubic falling back to bilinear unless all 16 taps are inside the source and valid.
+        let four = scx == 1.0 && scy == 1.0;
+        let cubic4 = kind == Interp::Cubic && four;
         let mut bx = [0.0; 2];
         let mut by = [0.0; 2];
-        for i in 0..self.w * self.h {
-            let (x, y) = (sx[i], sy[i]);
+        for (i, (&x, &y)) in sx.iter().zip(sy).enumerate() {
             // Like GDAL: the source pixel holding the centre must be valid.
             if !(x >= 0.0 && x < fw && y >= 0.0 && y < fh)
                 || valid[y as usize * src_w + x as usize] == 0
             {
                 continue;
             }
-            let fx = interp_weights(kind, x, scx, &mut wx);
-            let fy = interp_weights(kind, y, scy, &mut wy);
-            if cubic4 && !all_valid(valid, src_w, src_h, fx, fy, 4) {
-                let fx = interp_weights(Interp::Bilinear, x, 1.0, &mut bx);
-                let fy = interp_weights(Interp::Bilinear, y, 1.0, &mut by);
-                if let Some(v) = accumulate(src, valid, src_w, src_h, fx, fy, &bx, &by, 1e-5) {
-                    dst[i] = T::from_f64(v);
-                    dst_valid[i] = 1;
+            let v = if four {
+                let (xs, ys) = (x - 0.5, y - 0.5);
+                let (fx, fy) = (fast_floor(xs), fast_floor(ys));
+                let (dx, dy) = (xs - fx, ys - fy);
+                let (ix, iy) = (fx as isize, fy as isize);
+                if cubic4 && all_valid(valid, src_w, src_h, ix - 1, iy - 1, 4) {
+                    let cx = cubic_coeffs(dx);
+                    let cy = cubic_coeffs(dy);
+                    let o = (iy - 1) as usize * src_w + (ix - 1) as usize;
+                    let mut acc = 0.0;
+                    for (k, &wyk) in cy.iter().enumerate() {
+                        let r = &src[o + k * src_w..o + k * src_w + 4];
+                        acc += wyk
+                            * (cx[0] * r[0].to_f64()
+                                + cx[1] * r[1].to_f64()
+                                + cx[2] * r[2].to_f64()
+                                + cx[3] * r[3].to_f64());
+                    }
+                    Some(acc)
+                } else if ix >= 0
+                    && iy >= 0
+                    && (ix as usize) + 1 < src_w
+                    && (iy as usize) + 1 < src_h
+                    && {
+                        let o = iy as usize * src_w + ix as usize;
+                        (valid[o] & valid[o + 1] & valid[o + src_w] & valid[o + src_w + 1]) != 0
+                    }
+                {
+                    // All four bilinear taps inside and valid.
+                    let o = iy as usize * src_w + ix as usize;
+                    let top = src[o].to_f64() * (1.0 - dx) + src[o + 1].to_f64() * dx;
+                    let bot =
+                        src[o + src_w].to_f64() * (1.0 - dx) + src[o + src_w + 1].to_f64() * dx;
+                    Some(top * (1.0 - dy) + bot * dy)
+                } else {
+                    let fx = interp_weights(Interp::Bilinear, x, 1.0, &mut bx);
+                    let fy = interp_weights(Interp::Bilinear, y, 1.0, &mut by);
+                    accumulate(src, valid, src_w, src_h, fx, fy, &bx, &by, 1e-5)
                 }
-                continue;
-            }
-            if let Some(v) = accumulate(src, valid, src_w, src_h, fx, fy, &wx, &wy, eps) {
-                dst[i] = T::from_f64(v);
+            } else {
+                let fx = interp_weights(kind, x, scx, wx);
+                let fy = interp_weights(kind, y, scy, wy);
+                accumulate(src, valid, src_w, src_h, fx, fy, wx, wy, eps)
+            };
+            if let Some(v) = v {
+                dst[i] = to_sample::<T>(v);
                 dst_valid[i] = 1;
             }
         }
     }
 
-    /// The source box of target pixel (c, r), GDAL style: from its top-left and bottom-right
-    /// corners, swapped into order when the transform flips an axis.
+    fn average_row<T: Sample>(
+        &self,
+        band: &Band<'_, T>,
+        corners: Corners<'_>,
+        scratch: &mut BoxScratch,
+        dst: &mut [T],
+        dst_valid: &mut [u8],
+    ) {
+        for c in 0..self.w {
+            let Some((fx, nx, fy, ny)) = scratch.boxes(corners, c, self.src_w, self.src_h) else {
+                continue;
+            };
+            let (mut num, mut den) = (0.0, 0.0);
+            for (ky, &wyk) in scratch.wy.iter().enumerate().take(ny) {
+                let off = (fy + ky) * self.src_w + fx;
+                for (kx, &wxk) in scratch.wx.iter().enumerate().take(nx) {
+                    if band.valid[off + kx] != 0 {
+                        num += wyk * wxk * band.src[off + kx].to_f64();
+                        den += wyk * wxk;
+                    }
+                }
+            }
+            if den > 1e-12 {
+                dst[c] = to_sample::<T>(num / den);
+                dst_valid[c] = 1;
+            }
+        }
+    }
+
+    fn mode_row<T: Sample>(
+        &self,
+        band: &Band<'_, T>,
+        corners: Corners<'_>,
+        scratch: &mut BoxScratch,
+        counter: &mut ModeCounter<T>,
+        dst: &mut [T],
+        dst_valid: &mut [u8],
+    ) {
+        for c in 0..self.w {
+            let Some((fx, nx, fy, ny)) = scratch.boxes(corners, c, self.src_w, self.src_h) else {
+                continue;
+            };
+            counter.clear();
+            for y in fy..fy + ny {
+                let off = y * self.src_w + fx;
+                let vals = &band.src[off..off + nx];
+                for (&v, &ok) in vals.iter().zip(&band.valid[off..off + nx]) {
+                    if ok != 0 {
+                        counter.add(v);
+                    }
+                }
+            }
+            if let Some(m) = counter.mode() {
+                dst[c] = m;
+                dst_valid[c] = 1;
+            }
+        }
+    }
+}
+
+/// Source x and y of the corners on the top and bottom edge of one target row.
+type Corners<'a> = (&'a [f64], &'a [f64], &'a [f64], &'a [f64]);
+
+/// Reused buffers for box (average / mode) weights.
+#[derive(Default)]
+struct BoxScratch {
+    wx: Vec<f64>,
+    wy: Vec<f64>,
+}
+
+impl BoxScratch {
+    /// Box of target column `c`, GDAL style: from the pixel's top-left and bottom-right corners,
+    /// put in order when the transform flips an axis. Returns `(first x, n x, first y, n y)`.
     #[inline]
-    fn pixel_box(&self, c: usize, r: usize) -> Option<(f64, f64, f64, f64)> {
-        let (cx, cy) = self.corners.as_ref()?;
-        let tl = r * (self.w + 1) + c;
-        let br = (r + 1) * (self.w + 1) + c + 1;
-        let (x0, x1, y0, y1) = (cx[tl], cx[br], cy[tl], cy[br]);
+    fn boxes(
+        &mut self,
+        (tx, ty, bx, by): Corners<'_>,
+        c: usize,
+        src_w: usize,
+        src_h: usize,
+    ) -> Option<(usize, usize, usize, usize)> {
+        let (x0, y0, x1, y1) = (tx[c], ty[c], bx[c + 1], by[c + 1]);
         if !(x0.is_finite() && x1.is_finite() && y0.is_finite() && y1.is_finite()) {
             return None;
         }
-        Some((x0.min(x1), x0.max(x1), y0.min(y1), y0.max(y1)))
-    }
-
-    fn average<T: Sample>(
-        &self,
-        src: &[T],
-        valid: &[u8],
-        src_w: usize,
-        src_h: usize,
-        dst: &mut [T],
-        dst_valid: &mut [u8],
-    ) {
-        let (mut wx, mut wy) = (Vec::new(), Vec::new());
-        for r in 0..self.h {
-            for c in 0..self.w {
-                let Some((x0, x1, y0, y1)) = self.pixel_box(c, r) else {
-                    continue;
-                };
-                let (fx, nx) = box_weights(x0, x1, src_w, &mut wx);
-                let (fy, ny) = box_weights(y0, y1, src_h, &mut wy);
-                if nx == 0 || ny == 0 {
-                    continue;
-                }
-                let (mut num, mut den) = (0.0, 0.0);
-                for (ky, &wyk) in wy.iter().enumerate() {
-                    let off = (fy + ky) * src_w + fx;
-                    for (kx, &wxk) in wx.iter().enumerate() {
-                        if valid[off + kx] != 0 {
-                            num += wyk * wxk * src[off + kx].to_f64();
-                            den += wyk * wxk;
-                        }
-                    }
-                }
-                if den > 1e-12 {
-                    let i = r * self.w + c;
-                    dst[i] = T::from_f64(num / den);
-                    dst_valid[i] = 1;
-                }
-            }
-        }
-    }
-
-    fn mode<T: Sample>(
-        &self,
-        src: &[T],
-        valid: &[u8],
-        src_w: usize,
-        src_h: usize,
-        dst: &mut [T],
-        dst_valid: &mut [u8],
-    ) {
-        let (mut wx, mut wy) = (Vec::new(), Vec::new());
-        let mut counter = ModeCounter::new();
-        for r in 0..self.h {
-            for c in 0..self.w {
-                let Some((x0, x1, y0, y1)) = self.pixel_box(c, r) else {
-                    continue;
-                };
-                let (fx, nx) = box_weights(x0, x1, src_w, &mut wx);
-                let (fy, ny) = box_weights(y0, y1, src_h, &mut wy);
-                counter.clear();
-                for y in fy..fy + ny {
-                    let off = y * src_w + fx;
-                    for (&v, &ok) in src[off..off + nx].iter().zip(&valid[off..off + nx]) {
-                        if ok != 0 {
-                            counter.add(v);
-                        }
-                    }
-                }
-                if let Some(m) = counter.mode() {
-                    let i = r * self.w + c;
-                    dst[i] = m;
-                    dst_valid[i] = 1;
-                }
-            }
-        }
+        let (fx, nx) = box_weights(x0.min(x1), x0.max(x1), src_w, &mut self.wx);
+        let (fy, ny) = box_weights(y0.min(y1), y0.max(y1), src_h, &mut self.wy);
+        (nx > 0 && ny > 0).then_some((fx, nx, fy, ny))
     }
 }

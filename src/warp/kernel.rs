@@ -6,6 +6,36 @@
 //! so a caller that drops invalid or out-of-range taps renormalises by the kept sum, exactly as
 //! GDAL does near nodata and raster edges.
 
+use crate::dtype::{DataType, Sample};
+
+/// `T::from_f64(v)` (round half away from zero, saturate, NaN -> 0) without the libm `round`
+/// call it costs on the baseline x86-64 target: the integer is built with casts and handed to
+/// `T` as little-endian bytes. Floats convert as usual.
+#[inline(always)]
+pub(crate) fn to_sample<T: Sample>(v: f64) -> T {
+    let (lo, hi) = match T::DTYPE {
+        DataType::U8 => (0.0, 255.0),
+        DataType::I8 => (-128.0, 127.0),
+        DataType::U16 => (0.0, 65_535.0),
+        DataType::I16 => (-32_768.0, 32_767.0),
+        DataType::U32 => (0.0, 4_294_967_295.0),
+        DataType::I32 => (-2_147_483_648.0, 2_147_483_647.0),
+        DataType::F32 | DataType::F64 => return T::from_f64(v),
+    };
+    let r = if v.is_nan() { 0.0 } else { v.clamp(lo, hi) };
+    let t = r as i64;
+    let f = r - t as f64;
+    let i = if f >= 0.5 {
+        t + 1
+    } else if f <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
+    let i = i.clamp(lo as i64, hi as i64);
+    T::from_le_slice(&i.to_le_bytes()[..T::DTYPE.size()])
+}
+
 /// An interpolating kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Interp {
@@ -62,24 +92,36 @@ pub(crate) fn kernel_scale(src_per_dst: f64) -> f64 {
     }
 }
 
+/// `x.floor()` without a libm call (the baseline x86-64 target has no `roundsd`), for finite
+/// `|x| < 2^62`; callers range-check coordinates first.
+#[inline(always)]
+pub(crate) fn fast_floor(x: f64) -> f64 {
+    let t = x as i64 as f64;
+    if t > x {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
 /// Weights of an interpolating kernel centred at source coordinate `s` (corner convention).
-/// Fills `buf[..n]` with `n = kind.taps(scale)` weights (sum 1) and returns the source index
-/// of the first tap.
+/// Fills `buf` (of length `kind.taps(scale)`) with weights summing to 1 and returns the source
+/// index of the first tap.
 #[inline]
 pub(crate) fn interp_weights(kind: Interp, s: f64, scale: f64, buf: &mut [f64]) -> isize {
-    let r = (kind.radius() / scale).ceil() as isize;
-    let base = (s - 0.5).floor();
+    let n = buf.len();
+    let r = (n / 2) as isize;
+    let base = fast_floor(s - 0.5);
     let delta = s - 0.5 - base;
-    let n = (2 * r) as usize;
     let mut sum = 0.0;
-    for (k, w) in buf[..n].iter_mut().enumerate() {
+    for (k, w) in buf.iter_mut().enumerate() {
         let i = k as isize - r + 1;
         *w = kind.weight((i as f64 - delta) * scale);
         sum += *w;
     }
     if sum != 0.0 && sum != 1.0 {
         let inv = 1.0 / sum;
-        buf[..n].iter_mut().for_each(|w| *w *= inv);
+        buf.iter_mut().for_each(|w| *w *= inv);
     }
     base as isize - r + 1
 }
@@ -116,7 +158,8 @@ pub(crate) fn box_weights(lo: f64, hi: f64, len: usize, buf: &mut Vec<f64>) -> (
 
 /// Per-output-position tap lists along one axis, clipped to the source raster: taps of
 /// position `o` are source indices `start[o] .. start[o] + count[o]` with weights
-/// `w[o * stride ..][..count[o]]`.
+/// `w[o * stride ..][..count[o]]`; the rest of each stride is zero, so a loop may run over the
+/// whole stride when the source row is padded with `stride` zeros on the right.
 #[derive(Debug, Clone)]
 pub(crate) struct TapTable {
     pub(crate) start: Vec<usize>,
@@ -185,6 +228,13 @@ impl TapTable {
         self.w[o * self.stride..o * self.stride + cnt].copy_from_slice(&buf[skip..skip + cnt]);
     }
 
+    /// All `stride` weights of output position `o` (zero past its count) and its first index.
+    #[inline(always)]
+    pub(crate) fn get_padded(&self, o: usize) -> (usize, &[f64]) {
+        let s = o * self.stride;
+        (self.start[o], &self.w[s..s + self.stride])
+    }
+
     /// Taps of output position `o`: first source index and weights.
     #[inline(always)]
     pub(crate) fn get(&self, o: usize) -> (usize, &[f64]) {
@@ -196,6 +246,28 @@ impl TapTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_conversion_matches_sample_from_f64() {
+        let mut vals = vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1e300];
+        for i in -70_000i64..70_000 {
+            let v = i as f64 / 4.0;
+            vals.extend([v, v + 1e-9, v - 1e-9, v * 65_537.0]);
+        }
+        fn check<T: Sample>(vals: &[f64]) {
+            for &v in vals {
+                assert_eq!(to_sample::<T>(v), T::from_f64(v), "{v} as {}", T::DTYPE);
+            }
+        }
+        check::<u8>(&vals);
+        check::<i8>(&vals);
+        check::<u16>(&vals);
+        check::<i16>(&vals);
+        check::<u32>(&vals);
+        check::<i32>(&vals);
+        check::<f32>(&vals[5..]);
+        check::<f64>(&vals[5..]);
+    }
 
     #[test]
     fn cubic_is_interpolating_and_partition_of_unity() {

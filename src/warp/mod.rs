@@ -323,6 +323,13 @@ impl<T> Warped<T> {
     }
 }
 
+/// Band `b` of a standard-layout (band, y, x) array as a slice of `n` samples.
+fn band_slice<'a, T>(data: &'a ndarray::CowArray<'_, T, ndarray::Ix3>, b: usize, n: usize) -> &'a [T] {
+    // `as_standard_layout` guarantees a contiguous buffer.
+    let all = data.as_slice().unwrap_or(&[]);
+    all.get(b * n..(b + 1) * n).unwrap_or(&[])
+}
+
 /// Warps all bands of `src` onto `dst` (use [`SourceRaster::band`] for one band).
 pub fn warp<T: Sample>(
     src: &SourceRaster<'_, T>,
@@ -374,7 +381,7 @@ pub fn warp<T: Sample>(
     enum Prepared {
         Copy((i64, i64)),
         Separable(separable::Plan),
-        General(general::Geometry),
+        General(approx::Approx),
     }
     let prepared = match (path, aligned) {
         (WarpPath::Copy, Some(off)) => Prepared::Copy(off),
@@ -392,36 +399,45 @@ pub fn warp<T: Sample>(
         (WarpPath::General, _) => {
             let px = approx::PixelTransform::new(&src.transform, &src.crs, &dst.transform, &dst.crs)
                 .ok_or(Error::SingularTransform { which: "source" })?;
-            let ap = approx::Approx::new(px, opts.max_error);
-            Prepared::General(general::Geometry::new(
-                &ap,
-                opts.resampling,
-                w,
-                h,
-                sw,
-                sh,
-            ))
+            Prepared::General(approx::Approx::new(px, opts.max_error))
         }
     };
 
-    for b in 0..bands {
-        let band = data.index_axis(Axis(0), b);
-        let band_valid = validity::band_validity(band.view(), test, src.mask);
-        let mut out_b = pixels.index_axis_mut(Axis(0), b);
-        let mut val_b = valid.index_axis_mut(Axis(0), b);
-        // Freshly allocated standard-layout arrays: both slices exist.
-        let (Some(out), Some(ov)) = (out_b.as_slice_mut(), val_b.as_slice_mut()) else {
-            unreachable!("new arrays are contiguous")
-        };
-        match &prepared {
-            Prepared::Copy(off) => {
-                let Some(s) = band.to_slice() else {
-                    unreachable!("standard layout")
-                };
-                copy::copy_band(s, &band_valid, sw, *off, fill, out, ov, w)
+    let band_valid: Vec<Vec<u8>> = (0..bands)
+        .map(|b| validity::band_validity(data.index_axis(Axis(0), b), test, src.mask))
+        .collect();
+    match &prepared {
+        Prepared::General(ap) => {
+            let g = general::General::new(ap, opts.resampling, w, h, sw, sh);
+            let srcs: Vec<general::Band<'_, T>> = (0..bands)
+                .map(|b| general::Band {
+                    src: band_slice(&data, b, sh * sw),
+                    valid: &band_valid[b],
+                })
+                .collect();
+            // Freshly allocated standard-layout arrays: both slices exist.
+            if let (Some(out), Some(ov)) = (pixels.as_slice_mut(), valid.as_slice_mut()) {
+                g.run(&srcs, out, ov);
             }
-            Prepared::Separable(plan) => plan.run(band.view(), &band_valid, fill, out, ov, w),
-            Prepared::General(g) => g.run(opts.resampling, band.view(), &band_valid, fill, out, ov),
+        }
+        _ => {
+            for (b, bv) in band_valid.iter().enumerate() {
+                let mut out_b = pixels.index_axis_mut(Axis(0), b);
+                let mut val_b = valid.index_axis_mut(Axis(0), b);
+                let (Some(out), Some(ov)) = (out_b.as_slice_mut(), val_b.as_slice_mut()) else {
+                    unreachable!("new arrays are contiguous")
+                };
+                match &prepared {
+                    Prepared::Copy(off) => {
+                        let s = band_slice(&data, b, sh * sw);
+                        copy::copy_band(s, bv, sw, *off, fill, out, ov, w)
+                    }
+                    Prepared::Separable(plan) => {
+                        plan.run(data.index_axis(Axis(0), b), bv, fill, out, ov, w)
+                    }
+                    Prepared::General(_) => {}
+                }
+            }
         }
     }
     let is_empty = !valid.iter().any(|&v| v != 0);

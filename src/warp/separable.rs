@@ -7,7 +7,7 @@
 //! renormalises bilinear/cubic/average weights over valid source pixels exactly like GDAL's
 //! two-dimensional formula.
 
-use super::kernel::{kernel_scale, Interp, TapTable};
+use super::kernel::{kernel_scale, to_sample, Interp, TapTable};
 use super::mode::ModeCounter;
 use super::Resampling;
 use crate::dtype::Sample;
@@ -221,33 +221,29 @@ fn weighted<T: Sample>(
     if r0 >= r1 {
         return;
     }
-    // Horizontal pass: every needed source row filtered into target columns.
+    // Horizontal pass: every needed source row filtered into target columns. Row buffers are
+    // padded on the right so every column runs over the full (fixed) stride.
     let nrows = r1 - r0;
+    let stride = xt.stride;
     let mut hnum = vec![0.0f64; nrows * dst_w];
     let mut hden = vec![0.0f64; nrows * dst_w];
     // Valid taps per (row, column), for `only_full`.
     let mut hcnt = vec![0.0f64; if only_full.is_some() { nrows * dst_w } else { 0 }];
-    let mut vz = vec![0.0f64; w];
-    let mut vm = vec![0.0f64; w];
+    let mut vz = vec![0.0f64; w + stride];
+    let mut vm = vec![0.0f64; w + stride];
     for y in r0..r1 {
         let src = row(&band, y);
         let sv = &valid[y * w..(y + 1) * w];
         for ((z, m), (&v, &ok)) in vz.iter_mut().zip(vm.iter_mut()).zip(src.iter().zip(sv)) {
-            let okf = ok as f64;
             *z = if ok != 0 { v.to_f64() } else { 0.0 };
-            *m = okf;
+            *m = ok as f64;
         }
         let hn = &mut hnum[(y - r0) * dst_w..][..dst_w];
         let hd = &mut hden[(y - r0) * dst_w..][..dst_w];
-        for c in 0..dst_w {
-            let (s, wts) = xt.get(c);
-            let (mut n, mut d) = (0.0, 0.0);
-            for (k, &wk) in wts.iter().enumerate() {
-                n += wk * vz[s + k];
-                d += wk * vm[s + k];
-            }
-            hn[c] = n;
-            hd[c] = d;
+        match stride {
+            2 => hpass::<2>(xt, &vz, &vm, hn, hd),
+            4 => hpass::<4>(xt, &vz, &vm, hn, hd),
+            _ => hpass_dyn(xt, &vz, &vm, hn, hd),
         }
         if only_full.is_some() {
             let hc = &mut hcnt[(y - r0) * dst_w..][..dst_w];
@@ -287,7 +283,7 @@ fn weighted<T: Sample>(
             let d = &mut dst[r * dst_w..(r + 1) * dst_w];
             for c in 0..dst_w {
                 if cnt[c] == full {
-                    d[c] = T::from_f64(num[c] / den[c]);
+                    d[c] = to_sample::<T>(num[c] / den[c]);
                 }
             }
             continue;
@@ -299,7 +295,7 @@ fn weighted<T: Sample>(
                 let sv = &valid[sy * w..(sy + 1) * w];
                 for c in 0..dst_w {
                     if den[c] > eps && xi[c] != usize::MAX && sv[xi[c]] != 0 {
-                        d[c] = T::from_f64(num[c] / den[c]);
+                        d[c] = to_sample::<T>(num[c] / den[c]);
                         dv[c] = 1;
                     }
                 }
@@ -307,12 +303,44 @@ fn weighted<T: Sample>(
             _ => {
                 for c in 0..dst_w {
                     if den[c] > eps {
-                        d[c] = T::from_f64(num[c] / den[c]);
+                        d[c] = to_sample::<T>(num[c] / den[c]);
                         dv[c] = 1;
                     }
                 }
             }
         }
+    }
+}
+
+/// Horizontal filter of one padded source row with a fixed number of taps `S`.
+#[inline]
+fn hpass<const S: usize>(xt: &TapTable, vz: &[f64], vm: &[f64], hn: &mut [f64], hd: &mut [f64]) {
+    for (c, (n, d)) in hn.iter_mut().zip(hd.iter_mut()).enumerate() {
+        let (s, wts) = xt.get_padded(c);
+        let wts: &[f64; S] = wts.try_into().unwrap_or(&[0.0; S]);
+        let z: &[f64; S] = vz[s..s + S].try_into().unwrap_or(&[0.0; S]);
+        let m: &[f64; S] = vm[s..s + S].try_into().unwrap_or(&[0.0; S]);
+        let (mut a, mut b) = (0.0, 0.0);
+        for k in 0..S {
+            a += wts[k] * z[k];
+            b += wts[k] * m[k];
+        }
+        *n = a;
+        *d = b;
+    }
+}
+
+/// [`hpass`] for any stride (widened kernels, average boxes).
+fn hpass_dyn(xt: &TapTable, vz: &[f64], vm: &[f64], hn: &mut [f64], hd: &mut [f64]) {
+    for (c, (n, d)) in hn.iter_mut().zip(hd.iter_mut()).enumerate() {
+        let (s, wts) = xt.get_padded(c);
+        let (mut a, mut b) = (0.0, 0.0);
+        for (k, &wk) in wts.iter().enumerate() {
+            a += wk * vz[s + k];
+            b += wk * vm[s + k];
+        }
+        *n = a;
+        *d = b;
     }
 }
 
