@@ -64,10 +64,49 @@ fn accumulate<T: Sample>(
     (den > eps).then(|| num / den)
 }
 
+/// Widened-kernel sample with `NX x NY` taps (fixed at compile time, so the loops unroll):
+/// branch-free when all taps lie inside the source, [`accumulate`] at the edges.
+#[inline(always)]
+fn interp_fixed<T: Sample, const NX: usize, const NY: usize>(
+    kind: Interp,
+    band: &Band<'_, T>,
+    x: f64,
+    y: f64,
+    (scx, scy): (f64, f64),
+    eps: f64,
+) -> Option<f64> {
+    let (src, valid) = (band.src, band.valid);
+    let src_h = valid.len() / band.src_w.max(1);
+    let src_w = band.src_w;
+    let mut wx = [0.0; NX];
+    let mut wy = [0.0; NY];
+    let fx = interp_weights(kind, x, scx, &mut wx);
+    let fy = interp_weights(kind, y, scy, &mut wy);
+    if fx < 0 || fy < 0 || fx as usize + NX > src_w || fy as usize + NY > src_h {
+        return accumulate(src, valid, src_w, src_h, fx, fy, &wx, &wy, eps);
+    }
+    let (fx, fy) = (fx as usize, fy as usize);
+    let (mut num, mut den) = (0.0, 0.0);
+    for (ky, &wyk) in wy.iter().enumerate() {
+        let o = (fy + ky) * src_w + fx;
+        let (r, m) = (&src[o..o + NX], &valid[o..o + NX]);
+        let (mut rn, mut rd) = (0.0, 0.0);
+        for kx in 0..NX {
+            let ok = m[kx] != 0;
+            rn += wx[kx] * if ok { r[kx].to_f64() } else { 0.0 };
+            rd += wx[kx] * (ok as u8 as f64);
+        }
+        num += wyk * rn;
+        den += wyk * rd;
+    }
+    (den > eps).then(|| num / den)
+}
+
 /// One band of the source: samples and validity, row-major, `src_w x src_h`.
 pub(crate) struct Band<'a, T> {
     pub(crate) src: &'a [T],
     pub(crate) valid: &'a [u8],
+    pub(crate) src_w: usize,
 }
 
 /// The general path for one target: streams target rows, computing each row's source
@@ -296,9 +335,21 @@ impl<'a> General<'a> {
                     accumulate(src, valid, src_w, src_h, fx, fy, &bx, &by, 1e-5)
                 }
             } else {
-                let fx = interp_weights(kind, x, scx, wx);
-                let fy = interp_weights(kind, y, scy, wy);
-                accumulate(src, valid, src_w, src_h, fx, fy, wx, wy, eps)
+                // Widened kernels: fixed tap counts for the common scales in [0.5, 1).
+                match (wx.len(), wy.len()) {
+                    (2, 2) => interp_fixed::<T, 2, 2>(kind, band, x, y, self.scale, eps),
+                    (2, 4) => interp_fixed::<T, 2, 4>(kind, band, x, y, self.scale, eps),
+                    (4, 2) => interp_fixed::<T, 4, 2>(kind, band, x, y, self.scale, eps),
+                    (4, 4) => interp_fixed::<T, 4, 4>(kind, band, x, y, self.scale, eps),
+                    (4, 6) => interp_fixed::<T, 4, 6>(kind, band, x, y, self.scale, eps),
+                    (6, 4) => interp_fixed::<T, 6, 4>(kind, band, x, y, self.scale, eps),
+                    (6, 6) => interp_fixed::<T, 6, 6>(kind, band, x, y, self.scale, eps),
+                    _ => {
+                        let fx = interp_weights(kind, x, scx, wx);
+                        let fy = interp_weights(kind, y, scy, wy);
+                        accumulate(src, valid, src_w, src_h, fx, fy, wx, wy, eps)
+                    }
+                }
             };
             if let Some(v) = v {
                 dst[i] = to_sample::<T>(v);

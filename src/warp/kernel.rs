@@ -25,13 +25,8 @@ pub(crate) fn to_sample<T: Sample>(v: f64) -> T {
     let r = if v.is_nan() { 0.0 } else { v.clamp(lo, hi) };
     let t = r as i64;
     let f = r - t as f64;
-    let i = if f >= 0.5 {
-        t + 1
-    } else if f <= -0.5 {
-        t - 1
-    } else {
-        t
-    };
+    // Branch-free: the fraction is random, a branch would mispredict half the time.
+    let i = t + (f >= 0.5) as i64 - (f <= -0.5) as i64;
     let i = i.clamp(lo as i64, hi as i64);
     T::from_le_slice(&i.to_le_bytes()[..T::DTYPE.size()])
 }
@@ -107,7 +102,7 @@ pub(crate) fn fast_floor(x: f64) -> f64 {
 /// Weights of an interpolating kernel centred at source coordinate `s` (corner convention).
 /// Fills `buf` (of length `kind.taps(scale)`) with weights summing to 1 and returns the source
 /// index of the first tap.
-#[inline]
+#[inline(always)]
 pub(crate) fn interp_weights(kind: Interp, s: f64, scale: f64, buf: &mut [f64]) -> isize {
     let n = buf.len();
     let r = (n / 2) as isize;

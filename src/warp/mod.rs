@@ -413,6 +413,7 @@ pub fn warp<T: Sample>(
                 .map(|b| general::Band {
                     src: band_slice(&data, b, sh * sw),
                     valid: &band_valid[b],
+                    src_w: sw,
                 })
                 .collect();
             // Freshly allocated standard-layout arrays: both slices exist.
