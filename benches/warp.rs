@@ -79,7 +79,14 @@ fn main() {
     // Kernel targets.
     let shifted = grid(399_963.0, 4_040_036.0, 10.0, 1024, 1024, &utm);
     let down20 = grid(399_960.0, 4_040_040.0, 20.0, 512, 512, &utm);
-    let ll = grid(127.882_938_583_100_966, 36.501_482_666_763_046, 0.000_101_666_357_983, 1136, 918, &wgs);
+    let ll = grid(
+        127.882_938_583_100_97,
+        36.501_482_666_763_05,
+        0.000_101_666_357_983,
+        1136,
+        918,
+        &wgs,
+    );
     let kernel_target = |r: Resampling| match r {
         Resampling::Average | Resampling::Mode => &down20,
         _ => &shifted,
@@ -88,14 +95,43 @@ fn main() {
     let tile10 = grid(399_360.0, 4_040_960.0, 10.0, 1280, 1152, &utm);
     let tile20 = grid(399_360.0, 4_040_960.0, 20.0, 640, 576, &utm);
     let scenes: [(&str, &TargetGrid, Resampling, WarpPath); 5] = [
-        ("path 1: 10 m tile grid, bilinear", &tile10, Resampling::Bilinear, WarpPath::Copy),
-        ("path 2: 20 m grid, average", &tile20, Resampling::Average, WarpPath::Separable),
-        ("path 2: 20 m grid, bilinear", &tile20, Resampling::Bilinear, WarpPath::Separable),
-        ("path 3: EPSG:4326, bilinear", &ll, Resampling::Bilinear, WarpPath::General),
-        ("path 3: EPSG:4326, nearest", &ll, Resampling::Nearest, WarpPath::General),
+        (
+            "path 1: 10 m tile grid, bilinear",
+            &tile10,
+            Resampling::Bilinear,
+            WarpPath::Copy,
+        ),
+        (
+            "path 2: 20 m grid, average",
+            &tile20,
+            Resampling::Average,
+            WarpPath::Separable,
+        ),
+        (
+            "path 2: 20 m grid, bilinear",
+            &tile20,
+            Resampling::Bilinear,
+            WarpPath::Separable,
+        ),
+        (
+            "path 3: EPSG:4326, bilinear",
+            &ll,
+            Resampling::Bilinear,
+            WarpPath::General,
+        ),
+        (
+            "path 3: EPSG:4326, nearest",
+            &ll,
+            Resampling::Nearest,
+            WarpPath::General,
+        ),
     ];
     for (name, t, r, path) in &scenes {
-        assert_eq!(warp(&src, t, &WarpOptions::new(*r)).unwrap().path, *path, "{name}");
+        assert_eq!(
+            warp(&src, t, &WarpOptions::new(*r)).unwrap().path,
+            *path,
+            "{name}"
+        );
     }
 
     let mut c = Criterion::default()
@@ -109,8 +145,12 @@ fn main() {
         for r in KERNELS {
             let o = WarpOptions::new(r);
             let t = kernel_target(r);
-            g.bench_function(format!("separable_{r}"), |b| b.iter(|| warp(&src, t, &o).unwrap()));
-            g.bench_function(format!("general_{r}"), |b| b.iter(|| warp(&src, &ll, &o).unwrap()));
+            g.bench_function(format!("separable_{r}"), |b| {
+                b.iter(|| warp(&src, t, &o).unwrap())
+            });
+            g.bench_function(format!("general_{r}"), |b| {
+                b.iter(|| warp(&src, &ll, &o).unwrap())
+            });
         }
         for (name, t, r, _) in &scenes {
             let o = WarpOptions::new(*r);
@@ -123,8 +163,19 @@ fn main() {
 
     let runs = 15;
     let mc = support::median_secs(runs, || memcpy(&mut copy_dst));
-    println!("\nscene: {}", if cog.is_some() { "corpus ts/S2L_T52_20230611_10m.tif" } else { "generated 1024x1024x4 u16" });
-    println!("memcpy of the scene ({:.1} MiB): {:.2} ms", bytes as f64 / (1 << 20) as f64, mc * 1e3);
+    println!(
+        "\nscene: {}",
+        if cog.is_some() {
+            "corpus ts/S2L_T52_20230611_10m.tif"
+        } else {
+            "generated 1024x1024x4 u16"
+        }
+    );
+    println!(
+        "memcpy of the scene ({:.1} MiB): {:.2} ms",
+        bytes as f64 / (1 << 20) as f64,
+        mc * 1e3
+    );
     println!("\n| kernel | path | output | ms | Mpixel/s (x4 bands) | time / memcpy |");
     println!("|---|---|---|---|---|---|");
     for r in KERNELS {
@@ -142,13 +193,18 @@ fn main() {
             );
         }
     }
-    println!("\n| scene warp | output | warp only ms | read + warp ms | time / memcpy (warp only) |");
+    println!(
+        "\n| scene warp | output | warp only ms | read + warp ms | time / memcpy (warp only) |"
+    );
     println!("|---|---|---|---|---|");
     for (name, t, r, _) in &scenes {
         let o = WarpOptions::new(*r);
         let s = support::median_secs(runs, || warp(&src, t, &o).unwrap());
         let rw = cog.as_ref().map(|cog| {
-            let ovr: Vec<(u32, u32)> = cog.meta().levels[1..].iter().map(|l| (l.width, l.height)).collect();
+            let ovr: Vec<(u32, u32)> = cog.meta().levels[1..]
+                .iter()
+                .map(|l| (l.width, l.height))
+                .collect();
             let layout = SceneLayout {
                 width: 1024,
                 height: 1024,
@@ -178,7 +234,10 @@ fn main() {
     }
     if let Some(cog) = &cog {
         // The ingest way for a 20 m product: plan picks the 20 m overview, then an aligned copy.
-        let ovr: Vec<(u32, u32)> = cog.meta().levels[1..].iter().map(|l| (l.width, l.height)).collect();
+        let ovr: Vec<(u32, u32)> = cog.meta().levels[1..]
+            .iter()
+            .map(|l| (l.width, l.height))
+            .collect();
         let layout = SceneLayout {
             width: 1024,
             height: 1024,
@@ -189,9 +248,14 @@ fn main() {
         let o = WarpOptions::new(Resampling::Average);
         let mut path = None;
         let s = support::median_secs(runs, || {
-            let plan = plan_read(&layout, &tile20, Resampling::Average).unwrap().unwrap();
-            let data = cog.read_window::<u16>(plan.level, plan.window, &[0, 1, 2, 3]).unwrap();
-            let s = SourceRaster::new(data.view(), plan.transform, utm.clone()).with_nodata(Some(0.0));
+            let plan = plan_read(&layout, &tile20, Resampling::Average)
+                .unwrap()
+                .unwrap();
+            let data = cog
+                .read_window::<u16>(plan.level, plan.window, &[0, 1, 2, 3])
+                .unwrap();
+            let s =
+                SourceRaster::new(data.view(), plan.transform, utm.clone()).with_nodata(Some(0.0));
             let w = warp(&s, &tile20, &o).unwrap();
             path = Some((plan.level, w.path));
             w
@@ -214,7 +278,9 @@ fn full_res_window(plan: &pixelquery::warp::ReadPlan, layout: &SceneLayout<'_>) 
     let fy = layout.height as f64 / oh as f64;
     let c0 = ((plan.window.col_off as f64 * fx).floor() as u32).min(layout.width);
     let r0 = ((plan.window.row_off as f64 * fy).floor() as u32).min(layout.height);
-    let c1 = (((plan.window.col_off + plan.window.width) as f64 * fx).ceil() as u32).min(layout.width);
-    let r1 = (((plan.window.row_off + plan.window.height) as f64 * fy).ceil() as u32).min(layout.height);
+    let c1 =
+        (((plan.window.col_off + plan.window.width) as f64 * fx).ceil() as u32).min(layout.width);
+    let r1 =
+        (((plan.window.row_off + plan.window.height) as f64 * fy).ceil() as u32).min(layout.height);
     Window::new(c0, r0, c1 - c0, r1 - r0)
 }

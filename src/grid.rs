@@ -368,10 +368,11 @@ mod tests {
         assert_eq!(t.len(), 6);
         assert_eq!(t[0], TileId::new(0, 0));
         assert_eq!(t[5], TileId::new(1, 2));
-        assert!(spec.tiles_in(&Bounds::new(0.0, 0.0, 0.0, 5.0)).unwrap().is_empty());
         assert!(spec
-            .tiles_in(&Bounds::new(0.0, 0.0, 1e9, 1e9))
-            .is_err());
+            .tiles_in(&Bounds::new(0.0, 0.0, 0.0, 5.0))
+            .unwrap()
+            .is_empty());
+        assert!(spec.tiles_in(&Bounds::new(0.0, 0.0, 1e9, 1e9)).is_err());
     }
 
     #[test]
@@ -398,7 +399,10 @@ mod tests {
         let utm = Crs::from_epsg(32652).unwrap();
         let b = Bounds::new(399_960.0, 4_029_800.0, 410_200.0, 4_040_040.0);
         let s = GridSpec::default_for_scene(&utm, &b, None, None).unwrap();
-        assert_eq!((s.epsg, s.origin_x, s.origin_y, s.tile_size), (32652, 0.0, 0.0, 3840.0));
+        assert_eq!(
+            (s.epsg, s.origin_x, s.origin_y, s.tile_size),
+            (32652, 0.0, 0.0, 3840.0)
+        );
         let ll = Bounds::new(127.9, 36.4, 128.0, 36.5);
         let s = GridSpec::default_for_scene(&Crs::wgs84(), &ll, None, Some(1920.0)).unwrap();
         assert_eq!((s.epsg, s.tile_size), (32652, 1920.0));
@@ -410,7 +414,10 @@ mod tests {
     fn spec_json_shape_is_stable() {
         let s = GridSpec::new(32652, 0.0, 0.0, 3840.0).unwrap();
         let j = serde_json::to_string(&s).unwrap();
-        assert_eq!(j, r#"{"epsg":32652,"origin_x":0.0,"origin_y":0.0,"tile_size":3840.0}"#);
+        assert_eq!(
+            j,
+            r#"{"epsg":32652,"origin_x":0.0,"origin_y":0.0,"tile_size":3840.0}"#
+        );
         assert_eq!(serde_json::from_str::<GridSpec>(&j).unwrap(), s);
     }
 }

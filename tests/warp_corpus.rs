@@ -8,7 +8,8 @@ use pixelquery::cog::{Cog, Window};
 use pixelquery::crs::Crs;
 use pixelquery::grid::GridSpec;
 use pixelquery::warp::{
-    plan_read, warp, Resampling, SceneLayout, SourceRaster, TargetGrid, WarpOptions, WarpPath, Warped,
+    plan_read, warp, Resampling, SceneLayout, SourceRaster, TargetGrid, WarpOptions, WarpPath,
+    Warped,
 };
 use std::path::{Path, PathBuf};
 
@@ -36,12 +37,17 @@ fn warp_cog(cog: &Cog, target: &TargetGrid, r: Resampling) -> Option<(Warped<u16
     };
     let plan = plan_read(&layout, target, r).unwrap()?;
     let bands: Vec<usize> = (0..m.band_count()).collect();
-    let data = cog.read_window::<u16>(plan.level, plan.window, &bands).unwrap();
+    let data = cog
+        .read_window::<u16>(plan.level, plan.window, &bands)
+        .unwrap();
     let mask = cog.read_mask(plan.level, plan.window).unwrap();
     let src = SourceRaster::new(data.view(), plan.transform, crs)
         .with_nodata(m.nodata)
         .with_mask(mask.as_ref().map(|m| m.view()));
-    Some((warp(&src, target, &WarpOptions::new(r)).unwrap(), plan.level))
+    Some((
+        warp(&src, target, &WarpOptions::new(r)).unwrap(),
+        plan.level,
+    ))
 }
 
 fn read_all(cog: &Cog) -> Array3<u16> {
@@ -148,7 +154,10 @@ fn compare_with_variant(variant: &str) -> (f64, f64, usize, usize) {
             }
         }
     }
-    eprintln!("{variant}: {n} px, MAD {:.4}, max {max}, mask diff {mask_diff} (inner {inner_diff})", sum / n as f64);
+    eprintln!(
+        "{variant}: {n} px, MAD {:.4}, max {max}, mask diff {mask_diff} (inner {inner_diff})",
+        sum / n as f64
+    );
     assert!(n > 3_000_000, "{variant}: {n}");
     (sum / n as f64, max, mask_diff, inner_diff)
 }
@@ -210,7 +219,12 @@ fn scene_into_neighbouring_utm_zone_matches_plain_gdalwarp() {
     let mut differing_rows = 0;
     for (b, band) in sums.iter().enumerate() {
         for (y, v) in band.as_array().unwrap().iter().enumerate() {
-            let ours: u64 = w.pixels.slice(ndarray::s![b, y, ..]).iter().map(|&p| p as u64).sum();
+            let ours: u64 = w
+                .pixels
+                .slice(ndarray::s![b, y, ..])
+                .iter()
+                .map(|&p| p as u64)
+                .sum();
             differing_rows += (ours != v.as_u64().unwrap()) as usize;
         }
     }
@@ -242,7 +256,9 @@ fn downsampling_reads_the_overview() {
     );
     let (w, level) = warp_cog(&cog, &t, Resampling::Average).unwrap();
     assert_eq!((level, w.path), (1, WarpPath::Copy));
-    let ovr = cog.read_window::<u16>(1, Window::new(0, 0, 192, 192), &[0, 1, 2, 3]).unwrap();
+    let ovr = cog
+        .read_window::<u16>(1, Window::new(0, 0, 192, 192), &[0, 1, 2, 3])
+        .unwrap();
     assert_eq!(w.pixels, ovr);
     // 15 m is not 2x: full resolution, separable path.
     let t = TargetGrid::new(

@@ -22,7 +22,12 @@ fn cases() -> Value {
 }
 
 fn gt(v: &Value) -> GeoTransform {
-    let a: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let a: Vec<f64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     GeoTransform::from_gdal([a[0], a[1], a[2], a[3], a[4], a[5]])
 }
 
@@ -54,7 +59,11 @@ fn run_case<T: Sample>(name: &str) -> Run<T> {
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no case {name}"));
     let inp = &all["inputs"][case["input"].as_str().unwrap()];
-    let (iw, ih, ib) = (usize_of(inp, "width"), usize_of(inp, "height"), usize_of(inp, "bands"));
+    let (iw, ih, ib) = (
+        usize_of(inp, "width"),
+        usize_of(inp, "height"),
+        usize_of(inp, "bands"),
+    );
     let src_px = read_raw::<T>(inp["file"].as_str().unwrap(), ib, ih, iw);
     let nodata = inp["nodata"].as_f64().unwrap();
     let src_crs = Crs::from_epsg(inp["epsg"].as_u64().unwrap() as u32).unwrap();
@@ -86,7 +95,13 @@ struct Stats {
     differing: usize,
 }
 
-fn neighbourhood_all(mask: &ArrayView2<'_, bool>, y: usize, x: usize, r: usize, want: bool) -> bool {
+fn neighbourhood_all(
+    mask: &ArrayView2<'_, bool>,
+    y: usize,
+    x: usize,
+    r: usize,
+    want: bool,
+) -> bool {
     let (h, w) = mask.dim();
     let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
     let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
@@ -155,7 +170,10 @@ fn assert_no_shift<T: Sample>(name: &str, run: &Run<T>) {
     let base = shifted_mad(run, 0, 0);
     for (dx, dy) in [(1, 0), (-1, 0), (0, 1), (0, -1)] {
         let m = shifted_mad(run, dx, dy);
-        assert!(m > 3.0 * base && m > base + 2.0, "{name}: shift ({dx},{dy}) MAD {m} vs {base}");
+        assert!(
+            m > 3.0 * base && m > base + 2.0,
+            "{name}: shift ({dx},{dy}) MAD {m} vs {base}"
+        );
     }
 }
 
@@ -230,7 +248,11 @@ fn bilinear_and_cubic_within_one_dn() {
 
 #[test]
 fn downsampling_kernels_match_gdal() {
-    for (name, margin, max_abs) in [("avg25", 1, 1.0), ("bilinear20", 2, 1.0), ("cubic20", 3, 1.0)] {
+    for (name, margin, max_abs) in [
+        ("avg25", 1, 1.0),
+        ("bilinear20", 2, 1.0),
+        ("cubic20", 3, 1.0),
+    ] {
         let run = run_case::<u16>(name);
         assert_eq!(run.ours.path, WarpPath::Separable);
         for b in 0..run.gdal.dim().0 {
@@ -291,7 +313,11 @@ fn tie_points() {
     let near = run_case::<u16>("ll_near");
     let bil = run_case::<u16>("ll_bilinear");
     for (y, x) in [(10, 10), (10, 85), (48, 48), (85, 10), (85, 85)] {
-        assert_eq!(near.ours.pixels[[0, y, x]], near.gdal[[0, y, x]], "near ({x},{y})");
+        assert_eq!(
+            near.ours.pixels[[0, y, x]],
+            near.gdal[[0, y, x]],
+            "near ({x},{y})"
+        );
         let d = bil.ours.pixels[[0, y, x]] as i32 - bil.gdal[[0, y, x]] as i32;
         assert!(d.abs() <= 1, "bilinear ({x},{y}): {d}");
     }

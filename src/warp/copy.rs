@@ -21,7 +21,10 @@ pub(crate) fn aligned_offset(src: &GeoTransform, dst: &GeoTransform) -> Option<(
     let cx = (dst.origin_x - src.origin_x) / src.pixel_width;
     let cy = (dst.origin_y - src.origin_y) / src.pixel_height;
     let (rx, ry) = (cx.round(), cy.round());
-    if (cx - rx).abs() > ALIGN_TOL || (cy - ry).abs() > ALIGN_TOL || rx.abs() > 1e15 || ry.abs() > 1e15
+    if (cx - rx).abs() > ALIGN_TOL
+        || (cy - ry).abs() > ALIGN_TOL
+        || rx.abs() > 1e15
+        || ry.abs() > 1e15
     {
         return None;
     }

@@ -12,7 +12,12 @@ use crate::dtype::Sample;
 #[inline(always)]
 fn cubic_coeffs(d: f64) -> [f64; 4] {
     let k = Interp::Cubic;
-    [k.weight(1.0 + d), k.weight(d), k.weight(1.0 - d), k.weight(2.0 - d)]
+    [
+        k.weight(1.0 + d),
+        k.weight(d),
+        k.weight(1.0 - d),
+        k.weight(2.0 - d),
+    ]
 }
 
 /// True when the `n x n` taps starting at (`fx`, `fy`) are all inside the source and valid.

@@ -303,7 +303,10 @@ mod tests {
         let first = interp_weights(Interp::Bilinear, 10.0, 0.5, &mut buf);
         assert_eq!(first, 8);
         let expect = [0.125, 0.375, 0.375, 0.125];
-        assert!(buf.iter().zip(expect).all(|(a, b)| (a - b).abs() < 1e-12), "{buf:?}");
+        assert!(
+            buf.iter().zip(expect).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{buf:?}"
+        );
     }
 
     #[test]

@@ -207,10 +207,7 @@ impl<'a, T: Sample> SourceRaster<'a, T> {
             return None;
         }
         let mut one = self.clone();
-        one.data = self
-            .data
-            .clone()
-            .slice_move(ndarray::s![band..band + 1, .., ..]);
+        one.data = self.data.slice_move(ndarray::s![band..band + 1, .., ..]);
         Some(one)
     }
 }
@@ -324,7 +321,11 @@ impl<T> Warped<T> {
 }
 
 /// Band `b` of a standard-layout (band, y, x) array as a slice of `n` samples.
-fn band_slice<'a, T>(data: &'a ndarray::CowArray<'_, T, ndarray::Ix3>, b: usize, n: usize) -> &'a [T] {
+fn band_slice<'a, T>(
+    data: &'a ndarray::CowArray<'_, T, ndarray::Ix3>,
+    b: usize,
+    n: usize,
+) -> &'a [T] {
     // `as_standard_layout` guarantees a contiguous buffer.
     let all = data.as_slice().unwrap_or(&[]);
     all.get(b * n..(b + 1) * n).unwrap_or(&[])
@@ -353,8 +354,7 @@ pub fn warp<T: Sample>(
     if !(opts.max_error.is_finite() && opts.max_error >= 0.0) {
         return Err(Error::MaxError(opts.max_error));
     }
-    if src.transform.inverse().is_none() || !src.transform.to_gdal().iter().all(|v| v.is_finite())
-    {
+    if src.transform.inverse().is_none() || !src.transform.to_gdal().iter().all(|v| v.is_finite()) {
         return Err(Error::SingularTransform { which: "source" });
     }
     let data = src.data.as_standard_layout();
@@ -380,25 +380,26 @@ pub fn warp<T: Sample>(
 
     enum Prepared {
         Copy((i64, i64)),
-        Separable(separable::Plan),
+        Separable(Box<separable::Plan>),
         General(approx::Approx),
     }
     let prepared = match (path, aligned) {
         (WarpPath::Copy, Some(off)) => Prepared::Copy(off),
         (WarpPath::Separable, _) | (WarpPath::Copy, None) => {
             let maps = separable::AxisMaps::new(&src.transform, &dst.transform, w, h);
-            Prepared::Separable(separable::Plan::new(
+            Prepared::Separable(Box::new(separable::Plan::new(
                 opts.resampling,
                 &maps,
                 &src.transform,
                 &dst.transform,
                 sw,
                 sh,
-            ))
+            )))
         }
         (WarpPath::General, _) => {
-            let px = approx::PixelTransform::new(&src.transform, &src.crs, &dst.transform, &dst.crs)
-                .ok_or(Error::SingularTransform { which: "source" })?;
+            let px =
+                approx::PixelTransform::new(&src.transform, &src.crs, &dst.transform, &dst.crs)
+                    .ok_or(Error::SingularTransform { which: "source" })?;
             Prepared::General(approx::Approx::new(px, opts.max_error))
         }
     };
@@ -483,11 +484,26 @@ mod tests {
         let sgt = GeoTransform::north_up(1000.0, 2000.0, 10.0, 10.0);
         let src = SourceRaster::new(px.view(), sgt, utm());
         let o = WarpOptions::new(Resampling::Bilinear);
-        let t = TargetGrid::new(GeoTransform::north_up(1020.0, 1980.0, 10.0, 10.0), 8, 8, utm());
+        let t = TargetGrid::new(
+            GeoTransform::north_up(1020.0, 1980.0, 10.0, 10.0),
+            8,
+            8,
+            utm(),
+        );
         assert_eq!(warp(&src, &t, &o).unwrap().path, WarpPath::Copy);
-        let t = TargetGrid::new(GeoTransform::north_up(1020.0, 1980.0, 20.0, 20.0), 4, 4, utm());
+        let t = TargetGrid::new(
+            GeoTransform::north_up(1020.0, 1980.0, 20.0, 20.0),
+            4,
+            4,
+            utm(),
+        );
         assert_eq!(warp(&src, &t, &o).unwrap().path, WarpPath::Separable);
-        let t = TargetGrid::new(GeoTransform::north_up(1025.0, 1980.0, 10.0, 10.0), 4, 4, utm());
+        let t = TargetGrid::new(
+            GeoTransform::north_up(1025.0, 1980.0, 10.0, 10.0),
+            4,
+            4,
+            utm(),
+        );
         assert_eq!(warp(&src, &t, &o).unwrap().path, WarpPath::Separable);
         let t = TargetGrid::new(
             GeoTransform::north_up(1020.0, 1980.0, 10.0, 10.0),
@@ -517,7 +533,10 @@ mod tests {
                     let sy = (104.0 + 5.0 * (y as f64 + 0.5)) / 10.0 - 0.5;
                     let expect = 1000.0 + 30.0 * sx + 70.0 * sy;
                     let got = out.pixels[[0, y, x]] as f64;
-                    assert!((got - expect).abs() <= 0.5 + 1e-9, "{r} {x},{y}: {got} vs {expect}");
+                    assert!(
+                        (got - expect).abs() <= 0.5 + 1e-9,
+                        "{r} {x},{y}: {got} vs {expect}"
+                    );
                 }
             }
         }
@@ -613,9 +632,15 @@ mod tests {
         let src = SourceRaster::new(px.view(), sgt, utm());
         let o = WarpOptions::default();
         let zero = TargetGrid::new(sgt, 0, 4, utm());
-        assert!(matches!(warp(&src, &zero, &o), Err(Error::TargetSize { .. })));
+        assert!(matches!(
+            warp(&src, &zero, &o),
+            Err(Error::TargetSize { .. })
+        ));
         let huge = TargetGrid::new(sgt, 1 << 20, 1 << 20, utm());
-        assert!(matches!(warp(&src, &huge, &o), Err(Error::TargetSize { .. })));
+        assert!(matches!(
+            warp(&src, &huge, &o),
+            Err(Error::TargetSize { .. })
+        ));
         let singular = TargetGrid::new(GeoTransform::from_gdal([0.0; 6]), 4, 4, utm());
         assert!(warp(&src, &singular, &o).is_err());
         let mut s2 = src.clone();
@@ -637,13 +662,16 @@ mod tests {
 
     #[test]
     fn float_nan_nodata() {
-        let px = Array3::from_shape_fn((1, 4, 4), |(_, y, x)| {
-            if x == 0 {
-                f32::NAN
-            } else {
-                (x + y) as f32
-            }
-        });
+        let px = Array3::from_shape_fn(
+            (1, 4, 4),
+            |(_, y, x)| {
+                if x == 0 {
+                    f32::NAN
+                } else {
+                    (x + y) as f32
+                }
+            },
+        );
         let sgt = GeoTransform::north_up(0.0, 0.0, 1.0, 1.0);
         let src = SourceRaster::new(px.view(), sgt, utm()).with_nodata(Some(f64::NAN));
         let t = TargetGrid::new(GeoTransform::north_up(0.75, 0.0, 1.0, 1.0), 3, 4, utm());

@@ -137,7 +137,7 @@ pub fn plan_read(
 
 /// GDAL's overview choice for a target ratio (source pixels per target pixel).
 fn choose_level(factors: &[(f64, f64)], ratio: f64) -> usize {
-    if !(ratio > 1.0) {
+    if ratio.is_nan() || ratio <= 1.0 {
         return 0;
     }
     let mut i = 0;
@@ -206,7 +206,9 @@ mod tests {
             50,
             crs.clone(),
         );
-        let p = plan_read(&scene, &t, Resampling::Bilinear).unwrap().unwrap();
+        let p = plan_read(&scene, &t, Resampling::Bilinear)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.level, 1);
         assert_eq!(p.window.col_off, 52 - 2);
         assert_eq!(p.window.width, 50 + 4);

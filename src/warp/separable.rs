@@ -55,9 +55,9 @@ pub(crate) enum Plan {
     /// valid, bilinear (renormalised) elsewhere.
     Cubic4 {
         /// The 4x4 cubic taps.
-        cubic: Weights,
+        cubic: Box<Weights>,
         /// The fallback.
-        bilinear: Weights,
+        bilinear: Box<Weights>,
     },
     /// Box taps; the value is the most frequent valid sample.
     Mode { xt: TapTable, yt: TapTable },
@@ -112,8 +112,8 @@ impl Plan {
                 match resampling {
                     Resampling::Bilinear => Plan::Weighted(interp(Interp::Bilinear)),
                     _ if scx == 1.0 && scy == 1.0 => Plan::Cubic4 {
-                        cubic: interp(Interp::Cubic),
-                        bilinear: interp(Interp::Bilinear),
+                        cubic: Box::new(interp(Interp::Cubic)),
+                        bilinear: Box::new(interp(Interp::Bilinear)),
                     },
                     _ => Plan::Weighted(interp(Interp::Cubic)),
                 }
@@ -228,7 +228,14 @@ fn weighted<T: Sample>(
     let mut hnum = vec![0.0f64; nrows * dst_w];
     let mut hden = vec![0.0f64; nrows * dst_w];
     // Valid taps per (row, column), for `only_full`.
-    let mut hcnt = vec![0.0f64; if only_full.is_some() { nrows * dst_w } else { 0 }];
+    let mut hcnt = vec![
+        0.0f64;
+        if only_full.is_some() {
+            nrows * dst_w
+        } else {
+            0
+        }
+    ];
     let mut vz = vec![0.0f64; w + stride];
     let mut vm = vec![0.0f64; w + stride];
     for y in r0..r1 {
