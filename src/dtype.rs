@@ -111,14 +111,17 @@ macro_rules! int_sample {
     ($t:ty, $d:expr) => {
         impl Sample for $t {
             const DTYPE: DataType = $d;
+            #[inline]
             fn from_le_slice(bytes: &[u8]) -> Self {
                 let mut b = [0u8; std::mem::size_of::<$t>()];
                 b.copy_from_slice(bytes);
                 <$t>::from_le_bytes(b)
             }
+            #[inline]
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            #[inline]
             fn from_f64(v: f64) -> Self {
                 // `as` saturates and maps NaN to 0.
                 v.round() as $t
@@ -136,12 +139,15 @@ int_sample!(i32, DataType::I32);
 
 impl Sample for f32 {
     const DTYPE: DataType = DataType::F32;
+    #[inline]
     fn from_le_slice(bytes: &[u8]) -> Self {
         f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
     }
+    #[inline]
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline]
     fn from_f64(v: f64) -> Self {
         v as f32
     }
@@ -149,14 +155,17 @@ impl Sample for f32 {
 
 impl Sample for f64 {
     const DTYPE: DataType = DataType::F64;
+    #[inline]
     fn from_le_slice(bytes: &[u8]) -> Self {
         let mut b = [0u8; 8];
         b.copy_from_slice(bytes);
         f64::from_le_bytes(b)
     }
+    #[inline]
     fn to_f64(self) -> f64 {
         self
     }
+    #[inline]
     fn from_f64(v: f64) -> Self {
         v
     }

@@ -32,8 +32,9 @@ pub(crate) fn aligned_offset(src: &GeoTransform, dst: &GeoTransform) -> Option<(
 }
 
 /// Copies the overlap of a `src_w`-wide source band (with its validity) into a `dst_w`-wide
-/// target band whose pixel (0, 0) is source pixel `off`; target pixels outside the source keep
-/// `fill` and are invalid. Invalid source pixels are written as `fill` too.
+/// target band whose pixel (0, 0) is source pixel `off`. The target arrives filled with
+/// `fill` and all-invalid; pixels outside the source stay so, and invalid source pixels are
+/// written as `fill`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_band<T: Sample>(
     src: &[T],
@@ -47,8 +48,6 @@ pub(crate) fn copy_band<T: Sample>(
 ) {
     let src_h = src.len().checked_div(src_w).unwrap_or(0);
     let dst_h = dst.len().checked_div(dst_w).unwrap_or(0);
-    dst.fill(fill);
-    dst_valid.fill(0);
     // Overlap in target coordinates.
     let c0 = (-off.0).clamp(0, dst_w as i64) as usize;
     let c1 = (src_w as i64 - off.0).clamp(0, dst_w as i64) as usize;
@@ -100,13 +99,15 @@ mod tests {
         let src: Vec<u16> = (1..=12).collect();
         let mut valid = vec![1u8; 12];
         valid[5] = 0;
-        let mut dst = vec![0u16; 9];
-        let mut dv = vec![0u8; 9];
+        let fresh = || (vec![99u16; 9], vec![0u8; 9]);
+        let (mut dst, mut dv) = fresh();
         copy_band(&src, &valid, 4, (2, 1), 99, &mut dst, &mut dv, 3);
         assert_eq!(dst, [7, 8, 99, 11, 12, 99, 99, 99, 99]);
         assert_eq!(dv, [1, 1, 0, 1, 1, 0, 0, 0, 0]);
+        let (mut dst, mut dv) = fresh();
         copy_band(&src, &valid, 4, (-1, -1), 99, &mut dst, &mut dv, 3);
         assert_eq!(dst, [99, 99, 99, 99, 1, 2, 99, 5, 99]);
+        let (mut dst, mut dv) = fresh();
         copy_band(&src, &valid, 4, (10, 0), 99, &mut dst, &mut dv, 3);
         assert!(dv.iter().all(|&v| v == 0));
     }

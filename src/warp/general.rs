@@ -85,9 +85,13 @@ fn interp_fixed<T: Sample, const NX: usize, const NY: usize>(
     let src_w = band.src_w;
     let mut wx = [0.0; NX];
     let mut wy = [0.0; NY];
-    let fx = interp_weights(kind, x, scx, &mut wx);
-    let fy = interp_weights(kind, y, scy, &mut wy);
+    // Raw (unnormalised) weights: the final division by the valid weight normalises anyway,
+    // which saves two divisions per pixel; only the emptiness threshold needs their sums.
+    let (fx, sx) = raw_weights(kind, x, scx, &mut wx);
+    let (fy, sy) = raw_weights(kind, y, scy, &mut wy);
     if fx < 0 || fy < 0 || fx as usize + NX > src_w || fy as usize + NY > src_h {
+        let fx = interp_weights(kind, x, scx, &mut wx);
+        let fy = interp_weights(kind, y, scy, &mut wy);
         return accumulate(src, valid, src_w, src_h, fx, fy, &wx, &wy, eps);
     }
     let (fx, fy) = (fx as usize, fy as usize);
@@ -104,7 +108,27 @@ fn interp_fixed<T: Sample, const NX: usize, const NY: usize>(
         num += wyk * rn;
         den += wyk * rd;
     }
-    (den > eps).then(|| num / den)
+    (den > eps * sx * sy).then(|| num / den)
+}
+
+/// Unnormalised kernel weights at `s` and their sum; returns (first tap, sum).
+#[inline(always)]
+fn raw_weights<const N: usize>(
+    kind: Interp,
+    s: f64,
+    scale: f64,
+    buf: &mut [f64; N],
+) -> (isize, f64) {
+    let r = (N / 2) as isize;
+    let base = fast_floor(s - 0.5);
+    let delta = s - 0.5 - base;
+    let mut sum = 0.0;
+    for (k, w) in buf.iter_mut().enumerate() {
+        let i = k as isize - r + 1;
+        *w = kind.weight((i as f64 - delta) * scale);
+        sum += *w;
+    }
+    (base as isize - r + 1, sum)
 }
 
 /// One band of the source: samples and validity, row-major, `src_w x src_h`.

@@ -131,8 +131,10 @@ pub(crate) fn box_weights(lo: f64, hi: f64, len: usize, buf: &mut Vec<f64>) -> (
     if !(lo.is_finite() && hi.is_finite()) {
         return (0, 0);
     }
-    let first = (lo + 1e-10).floor().max(0.0);
-    let mut last = (hi - 1e-10).ceil().min(len as f64);
+    // Clamp before the libm-free floor/ceil (which need |x| < 2^62).
+    let big = len as f64 + 2.0;
+    let first = fast_floor((lo + 1e-10).clamp(-1.0, big)).max(0.0);
+    let mut last = (-fast_floor(-(hi - 1e-10).clamp(-1.0, big))).min(len as f64);
     if first >= len as f64 || last <= 0.0 {
         return (0, 0);
     }

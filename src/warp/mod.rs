@@ -435,7 +435,7 @@ pub fn warp<T: Sample>(
                         copy::copy_band(s, bv, sw, *off, fill, out, ov, w)
                     }
                     Prepared::Separable(plan) => {
-                        plan.run(data.index_axis(Axis(0), b), bv, fill, out, ov, w)
+                        plan.run(data.index_axis(Axis(0), b), bv, out, ov, w)
                     }
                     Prepared::General(_) => {}
                 }

@@ -131,19 +131,17 @@ impl Plan {
         }
     }
 
-    /// Warps one band into `dst` (`dst_w` wide), writing validity into `dst_valid`.
+    /// Warps one band into `dst` (`dst_w` wide, arriving filled with the fill value, which
+    /// untouched pixels keep), writing validity into `dst_valid` (arriving all zero).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run<T: Sample>(
         &self,
         band: ArrayView2<'_, T>,
         valid: &[u8],
-        fill: T,
         dst: &mut [T],
         dst_valid: &mut [u8],
         dst_w: usize,
     ) {
-        dst.fill(fill);
-        dst_valid.fill(0);
         match self {
             Plan::Nearest { xi, yi } => nearest(band, valid, xi, yi, dst, dst_valid, dst_w),
             Plan::Weighted(wts) => weighted(band, valid, wts, None, dst, dst_valid, dst_w),
@@ -208,58 +206,39 @@ fn weighted<T: Sample>(
     let dst_h = yt.start.len();
     // Source row holding the centre of target row r, when it matters.
     let centre_row = |r: usize| centre.map(|(_, yi)| yi[r]);
-    // Source rows any target row needs.
-    let mut r0 = usize::MAX;
-    let mut r1 = 0;
-    for r in 0..dst_h {
-        let (s, wts) = yt.get(r);
-        if !wts.is_empty() && centre_row(r) != Some(usize::MAX) {
-            r0 = r0.min(s);
-            r1 = r1.max(s + wts.len());
-        }
-    }
-    if r0 >= r1 {
-        return;
-    }
-    // Horizontal pass: every needed source row filtered into target columns. Row buffers are
-    // padded on the right so every column runs over the full (fixed) stride.
-    let nrows = r1 - r0;
+    // Horizontal results of the last `k` source rows, in a ring keyed by source row: target
+    // rows move down the source, so each source row is filtered once and the working set
+    // stays in cache. Row buffers are padded on the right so every column runs over the full
+    // (fixed) stride.
+    let k = yt.stride.max(1);
     let stride = xt.stride;
-    let mut hnum = vec![0.0f64; nrows * dst_w];
-    let mut hden = vec![0.0f64; nrows * dst_w];
+    let mut tag = vec![usize::MAX; k];
+    let mut hnum = vec![0.0f64; k * dst_w];
+    let mut hden = vec![0.0f64; k * dst_w];
     // Valid taps per (row, column), for `only_full`.
-    let mut hcnt = vec![
-        0.0f64;
-        if only_full.is_some() {
-            nrows * dst_w
-        } else {
-            0
-        }
-    ];
+    let mut hcnt = vec![0.0f64; if only_full.is_some() { k * dst_w } else { 0 }];
     let mut vz = vec![0.0f64; w + stride];
     let mut vm = vec![0.0f64; w + stride];
-    for y in r0..r1 {
+    let full = only_full.is_some();
+    let mut filter_row = |y: usize, hn: &mut [f64], hd: &mut [f64], hc: &mut [f64]| {
         let src = row(&band, y);
         let sv = &valid[y * w..(y + 1) * w];
         for ((z, m), (&v, &ok)) in vz.iter_mut().zip(vm.iter_mut()).zip(src.iter().zip(sv)) {
             *z = if ok != 0 { v.to_f64() } else { 0.0 };
             *m = ok as f64;
         }
-        let hn = &mut hnum[(y - r0) * dst_w..][..dst_w];
-        let hd = &mut hden[(y - r0) * dst_w..][..dst_w];
         match stride {
             2 => hpass::<2>(xt, &vz, &vm, hn, hd),
             4 => hpass::<4>(xt, &vz, &vm, hn, hd),
             _ => hpass_dyn(xt, &vz, &vm, hn, hd),
         }
-        if only_full.is_some() {
-            let hc = &mut hcnt[(y - r0) * dst_w..][..dst_w];
+        if full {
             for (c, o) in hc.iter_mut().enumerate() {
                 let (s, wts) = xt.get(c);
                 *o = vm[s..s + wts.len()].iter().sum();
             }
         }
-    }
+    };
     // Vertical pass over contiguous target rows.
     let mut num = vec![0.0f64; dst_w];
     let mut den = vec![0.0f64; dst_w];
@@ -270,21 +249,38 @@ fn weighted<T: Sample>(
         if wts.is_empty() || cy == Some(usize::MAX) {
             continue;
         }
+        for y in s..s + wts.len() {
+            let slot = y % k;
+            if tag[slot] != y {
+                let hc = if full {
+                    &mut hcnt[slot * dst_w..][..dst_w]
+                } else {
+                    &mut []
+                };
+                filter_row(
+                    y,
+                    &mut hnum[slot * dst_w..][..dst_w],
+                    &mut hden[slot * dst_w..][..dst_w],
+                    hc,
+                );
+                tag[slot] = y;
+            }
+        }
         num.fill(0.0);
         den.fill(0.0);
-        for (k, &wk) in wts.iter().enumerate() {
-            let off = (s + k - r0) * dst_w;
+        for (j, &wk) in wts.iter().enumerate() {
+            let off = ((s + j) % k) * dst_w;
             let hn = &hnum[off..off + dst_w];
             let hd = &hden[off..off + dst_w];
-            for c in 0..dst_w {
-                num[c] += wk * hn[c];
-                den[c] += wk * hd[c];
+            for ((n, d), (&a, &b)) in num.iter_mut().zip(den.iter_mut()).zip(hn.iter().zip(hd)) {
+                *n += wk * a;
+                *d += wk * b;
             }
         }
         if let Some(full) = only_full {
             cnt.fill(0.0);
-            for k in 0..wts.len() {
-                let hc = &hcnt[(s + k - r0) * dst_w..][..dst_w];
+            for j in 0..wts.len() {
+                let hc = &hcnt[((s + j) % k) * dst_w..][..dst_w];
                 cnt.iter_mut().zip(hc).for_each(|(a, b)| *a += b);
             }
             let d = &mut dst[r * dst_w..(r + 1) * dst_w];
@@ -300,18 +296,18 @@ fn weighted<T: Sample>(
         match (centre, cy) {
             (Some((xi, _)), Some(sy)) => {
                 let sv = &valid[sy * w..(sy + 1) * w];
-                for c in 0..dst_w {
-                    if den[c] > eps && xi[c] != usize::MAX && sv[xi[c]] != 0 {
+                for (c, &sx) in xi.iter().enumerate().take(dst_w) {
+                    if den[c] > eps && sx != usize::MAX && sv[sx] != 0 {
                         d[c] = to_sample::<T>(num[c] / den[c]);
                         dv[c] = 1;
                     }
                 }
             }
             _ => {
-                for c in 0..dst_w {
-                    if den[c] > eps {
-                        d[c] = to_sample::<T>(num[c] / den[c]);
-                        dv[c] = 1;
+                for (((o, ov), &n), &dn) in d.iter_mut().zip(dv.iter_mut()).zip(&num).zip(&den) {
+                    if dn > eps {
+                        *o = to_sample::<T>(n / dn);
+                        *ov = 1;
                     }
                 }
             }
@@ -402,7 +398,7 @@ mod tests {
         let plan = Plan::new(resampling, &maps, &sgt, &dgt, src.ncols(), src.nrows());
         let mut out = vec![0u16; w * h];
         let mut ov = vec![0u8; w * h];
-        plan.run(src.view(), valid, 0, &mut out, &mut ov, w);
+        plan.run(src.view(), valid, &mut out, &mut ov, w);
         (out, ov)
     }
 
