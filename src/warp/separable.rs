@@ -146,8 +146,10 @@ impl Plan {
             Plan::Nearest { xi, yi } => nearest(band, valid, xi, yi, dst, dst_valid, dst_w),
             Plan::Weighted(wts) => weighted(band, valid, wts, None, dst, dst_valid, dst_w),
             Plan::Cubic4 { cubic, bilinear } => {
-                weighted(band, valid, bilinear, None, dst, dst_valid, dst_w);
+                // Cubic where all 16 taps are inside and valid (nearly everywhere), then
+                // bilinear, pixel by pixel, for the rest.
                 weighted(band, valid, cubic, Some(16.0), dst, dst_valid, dst_w);
+                bilinear_rest(band, valid, bilinear, dst, dst_valid, dst_w);
             }
             Plan::Mode { xt, yt } => mode(band, valid, xt, yt, dst, dst_valid, dst_w),
         }
@@ -190,8 +192,8 @@ fn nearest<T: Sample>(
     }
 }
 
-/// Separable weighted kernel. With `only_full = Some(n)`, writes only target pixels whose
-/// taps are all inside the source and valid (`n` of them) and leaves the others alone.
+/// Separable weighted kernel. With `only_full = Some(n)`, writes (and marks valid) only target
+/// pixels whose taps are all inside the source and valid (`n` of them), leaving the others.
 fn weighted<T: Sample>(
     band: ArrayView2<'_, T>,
     valid: &[u8],
@@ -284,9 +286,11 @@ fn weighted<T: Sample>(
                 cnt.iter_mut().zip(hc).for_each(|(a, b)| *a += b);
             }
             let d = &mut dst[r * dst_w..(r + 1) * dst_w];
+            let dv = &mut dst_valid[r * dst_w..(r + 1) * dst_w];
             for c in 0..dst_w {
                 if cnt[c] == full {
                     d[c] = to_sample::<T>(num[c] / den[c]);
+                    dv[c] = 1;
                 }
             }
             continue;
@@ -310,6 +314,51 @@ fn weighted<T: Sample>(
                         *ov = 1;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Bilinear (renormalised over valid taps) for the target pixels not yet valid whose centre
+/// lies in a valid source pixel: the fallback of GDAL's 4x4 cubic.
+fn bilinear_rest<T: Sample>(
+    band: ArrayView2<'_, T>,
+    valid: &[u8],
+    bil: &Weights,
+    dst: &mut [T],
+    dst_valid: &mut [u8],
+    dst_w: usize,
+) {
+    let w = band.ncols();
+    let Some((xi, yi)) = bil.centre.as_ref() else {
+        return;
+    };
+    for (r, &sy) in yi.iter().enumerate() {
+        if sy == usize::MAX {
+            continue;
+        }
+        let (y0, wy) = bil.yt.get(r);
+        let d = &mut dst[r * dst_w..(r + 1) * dst_w];
+        let dv = &mut dst_valid[r * dst_w..(r + 1) * dst_w];
+        for (c, &sx) in xi.iter().enumerate().take(dst_w) {
+            if dv[c] != 0 || sx == usize::MAX || valid[sy * w + sx] == 0 {
+                continue;
+            }
+            let (x0, wx) = bil.xt.get(c);
+            let (mut num, mut den) = (0.0, 0.0);
+            for (j, &wyj) in wy.iter().enumerate() {
+                let src = row(&band, y0 + j);
+                let sv = &valid[(y0 + j) * w..(y0 + j + 1) * w];
+                for (i, &wxi) in wx.iter().enumerate() {
+                    if sv[x0 + i] != 0 {
+                        num += wyj * wxi * src[x0 + i].to_f64();
+                        den += wyj * wxi;
+                    }
+                }
+            }
+            if den > bil.eps {
+                d[c] = to_sample::<T>(num / den);
+                dv[c] = 1;
             }
         }
     }
