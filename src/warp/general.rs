@@ -3,22 +3,10 @@
 //! weigh, with no projection, allocation or dynamic dispatch per pixel.
 
 use super::approx::Approx;
-use super::kernel::{box_weights, fast_floor, interp_weights, kernel_scale, to_sample, Interp};
+use super::kernel::{box_weights, fast_floor, kernel_scale, to_sample, Interp};
 use super::mode::ModeCounter;
 use super::Resampling;
 use crate::dtype::Sample;
-
-/// Cubic convolution (a = -0.5) weights of the 4 taps around fractional offset `d` in [0, 1).
-#[inline(always)]
-fn cubic_coeffs(d: f64) -> [f64; 4] {
-    let k = Interp::Cubic;
-    [
-        k.weight(1.0 + d),
-        k.weight(d),
-        k.weight(1.0 - d),
-        k.weight(2.0 - d),
-    ]
-}
 
 /// True when the `n x n` taps starting at (`fx`, `fy`) are all inside the source and valid.
 #[inline]
@@ -69,57 +57,10 @@ fn accumulate<T: Sample>(
     (den > eps).then(|| num / den)
 }
 
-/// Widened-kernel sample with `NX x NY` taps (fixed at compile time, so the loops unroll):
-/// branch-free when all taps lie inside the source, [`accumulate`] at the edges.
-#[inline(always)]
-fn interp_fixed<T: Sample, const NX: usize, const NY: usize>(
-    kind: Interp,
-    band: &Band<'_, T>,
-    x: f64,
-    y: f64,
-    (scx, scy): (f64, f64),
-    eps: f64,
-) -> Option<f64> {
-    let (src, valid) = (band.src, band.valid);
-    let src_h = valid.len() / band.src_w.max(1);
-    let src_w = band.src_w;
-    let mut wx = [0.0; NX];
-    let mut wy = [0.0; NY];
-    // Raw (unnormalised) weights: the final division by the valid weight normalises anyway,
-    // which saves two divisions per pixel; only the emptiness threshold needs their sums.
-    let (fx, sx) = raw_weights(kind, x, scx, &mut wx);
-    let (fy, sy) = raw_weights(kind, y, scy, &mut wy);
-    if fx < 0 || fy < 0 || fx as usize + NX > src_w || fy as usize + NY > src_h {
-        let fx = interp_weights(kind, x, scx, &mut wx);
-        let fy = interp_weights(kind, y, scy, &mut wy);
-        return accumulate(src, valid, src_w, src_h, fx, fy, &wx, &wy, eps);
-    }
-    let (fx, fy) = (fx as usize, fy as usize);
-    let (mut num, mut den) = (0.0, 0.0);
-    for (ky, &wyk) in wy.iter().enumerate() {
-        let o = (fy + ky) * src_w + fx;
-        let (r, m) = (&src[o..o + NX], &valid[o..o + NX]);
-        let (mut rn, mut rd) = (0.0, 0.0);
-        for kx in 0..NX {
-            let ok = m[kx] != 0;
-            rn += wx[kx] * if ok { r[kx].to_f64() } else { 0.0 };
-            rd += wx[kx] * (ok as u8 as f64);
-        }
-        num += wyk * rn;
-        den += wyk * rd;
-    }
-    (den > eps * sx * sy).then(|| num / den)
-}
-
 /// Unnormalised kernel weights at `s` and their sum; returns (first tap, sum).
 #[inline(always)]
-fn raw_weights<const N: usize>(
-    kind: Interp,
-    s: f64,
-    scale: f64,
-    buf: &mut [f64; N],
-) -> (isize, f64) {
-    let r = (N / 2) as isize;
+fn raw_weights(kind: Interp, s: f64, scale: f64, buf: &mut [f64]) -> (isize, f64) {
+    let r = (buf.len() / 2) as isize;
     let base = fast_floor(s - 0.5);
     let delta = s - 0.5 - base;
     let mut sum = 0.0;
@@ -248,24 +189,40 @@ impl<'a> General<'a> {
                     std::mem::swap(&mut ty, &mut by);
                 }
             }
-            _ => {
+            Resampling::Nearest => {
                 let (mut sx, mut sy) = (vec![0.0; w], vec![0.0; w]);
-                let kind = if self.resampling == Resampling::Cubic {
-                    Interp::Cubic
-                } else {
-                    Interp::Bilinear
-                };
-                let mut wx = vec![0.0; kind.taps(self.scale.0)];
-                let mut wy = vec![0.0; kind.taps(self.scale.1)];
                 for r in 0..h {
                     self.approx.row(0.5, r as f64 + 0.5, &mut sx, &mut sy);
                     for (b, band) in bands.iter().enumerate() {
                         let o = b * plane + r * w;
                         let (d, dv) = (&mut dst[o..o + w], &mut dst_valid[o..o + w]);
-                        if self.resampling == Resampling::Nearest {
-                            self.nearest_row(band, &sx, &sy, d, dv);
-                        } else {
-                            self.interp_row(kind, band, &sx, &sy, &mut wx, &mut wy, d, dv);
+                        self.nearest_row(band, &sx, &sy, d, dv);
+                    }
+                }
+            }
+            Resampling::Bilinear | Resampling::Cubic => {
+                let kind = if self.resampling == Resampling::Cubic {
+                    Interp::Cubic
+                } else {
+                    Interp::Bilinear
+                };
+                let mut taps = RowTaps::new(kind, self.scale, w);
+                let (mut sx, mut sy) = (vec![0.0; w], vec![0.0; w]);
+                for r in 0..h {
+                    self.approx.row(0.5, r as f64 + 0.5, &mut sx, &mut sy);
+                    taps.compute(&sx, &sy, self.src_w, self.src_h);
+                    for (b, band) in bands.iter().enumerate() {
+                        let o = b * plane + r * w;
+                        let (d, dv) = (&mut dst[o..o + w], &mut dst_valid[o..o + w]);
+                        match (taps.nx, taps.ny) {
+                            (2, 2) => taps.apply::<T, 2, 2>(band, self.src_h, d, dv),
+                            (2, 4) => taps.apply::<T, 2, 4>(band, self.src_h, d, dv),
+                            (4, 2) => taps.apply::<T, 4, 2>(band, self.src_h, d, dv),
+                            (4, 4) => taps.apply::<T, 4, 4>(band, self.src_h, d, dv),
+                            (4, 6) => taps.apply::<T, 4, 6>(band, self.src_h, d, dv),
+                            (6, 4) => taps.apply::<T, 6, 4>(band, self.src_h, d, dv),
+                            (6, 6) => taps.apply::<T, 6, 6>(band, self.src_h, d, dv),
+                            _ => taps.apply_dyn(band, self.src_h, d, dv),
                         }
                     }
                 }
@@ -290,99 +247,6 @@ impl<'a> General<'a> {
                     dst[i] = band.src[o];
                     dst_valid[i] = 1;
                 }
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn interp_row<T: Sample>(
-        &self,
-        kind: Interp,
-        band: &Band<'_, T>,
-        sx: &[f64],
-        sy: &[f64],
-        wx: &mut [f64],
-        wy: &mut [f64],
-        dst: &mut [T],
-        dst_valid: &mut [u8],
-    ) {
-        let (src, valid) = (band.src, band.valid);
-        let (src_w, src_h) = (self.src_w, self.src_h);
-        let (scx, scy) = self.scale;
-        let (fw, fh) = (src_w as f64, src_h as f64);
-        let eps = if kind == Interp::Bilinear { 1e-5 } else { 1e-6 };
-        // GDAL's 4-sample formulas (not downsampling): bilinear on 2x2, cubic on 4x4, the
-        // cubic falling back to bilinear unless all 16 taps are inside the source and valid.
-        let four = scx == 1.0 && scy == 1.0;
-        let cubic4 = kind == Interp::Cubic && four;
-        let mut bx = [0.0; 2];
-        let mut by = [0.0; 2];
-        for (i, (&x, &y)) in sx.iter().zip(sy).enumerate() {
-            // Like GDAL: the source pixel holding the centre must be valid.
-            if !(x >= 0.0 && x < fw && y >= 0.0 && y < fh)
-                || valid[y as usize * src_w + x as usize] == 0
-            {
-                continue;
-            }
-            let v = if four {
-                let (xs, ys) = (x - 0.5, y - 0.5);
-                let (fx, fy) = (fast_floor(xs), fast_floor(ys));
-                let (dx, dy) = (xs - fx, ys - fy);
-                let (ix, iy) = (fx as isize, fy as isize);
-                if cubic4 && all_valid(valid, src_w, src_h, ix - 1, iy - 1, 4) {
-                    let cx = cubic_coeffs(dx);
-                    let cy = cubic_coeffs(dy);
-                    let o = (iy - 1) as usize * src_w + (ix - 1) as usize;
-                    let mut acc = 0.0;
-                    for (k, &wyk) in cy.iter().enumerate() {
-                        let r = &src[o + k * src_w..o + k * src_w + 4];
-                        acc += wyk
-                            * (cx[0] * r[0].to_f64()
-                                + cx[1] * r[1].to_f64()
-                                + cx[2] * r[2].to_f64()
-                                + cx[3] * r[3].to_f64());
-                    }
-                    Some(acc)
-                } else if ix >= 0
-                    && iy >= 0
-                    && (ix as usize) + 1 < src_w
-                    && (iy as usize) + 1 < src_h
-                    && {
-                        let o = iy as usize * src_w + ix as usize;
-                        (valid[o] & valid[o + 1] & valid[o + src_w] & valid[o + src_w + 1]) != 0
-                    }
-                {
-                    // All four bilinear taps inside and valid.
-                    let o = iy as usize * src_w + ix as usize;
-                    let top = src[o].to_f64() * (1.0 - dx) + src[o + 1].to_f64() * dx;
-                    let bot =
-                        src[o + src_w].to_f64() * (1.0 - dx) + src[o + src_w + 1].to_f64() * dx;
-                    Some(top * (1.0 - dy) + bot * dy)
-                } else {
-                    let fx = interp_weights(Interp::Bilinear, x, 1.0, &mut bx);
-                    let fy = interp_weights(Interp::Bilinear, y, 1.0, &mut by);
-                    accumulate(src, valid, src_w, src_h, fx, fy, &bx, &by, 1e-5)
-                }
-            } else {
-                // Widened kernels: fixed tap counts for the common scales in [0.5, 1).
-                match (wx.len(), wy.len()) {
-                    (2, 2) => interp_fixed::<T, 2, 2>(kind, band, x, y, self.scale, eps),
-                    (2, 4) => interp_fixed::<T, 2, 4>(kind, band, x, y, self.scale, eps),
-                    (4, 2) => interp_fixed::<T, 4, 2>(kind, band, x, y, self.scale, eps),
-                    (4, 4) => interp_fixed::<T, 4, 4>(kind, band, x, y, self.scale, eps),
-                    (4, 6) => interp_fixed::<T, 4, 6>(kind, band, x, y, self.scale, eps),
-                    (6, 4) => interp_fixed::<T, 6, 4>(kind, band, x, y, self.scale, eps),
-                    (6, 6) => interp_fixed::<T, 6, 6>(kind, band, x, y, self.scale, eps),
-                    _ => {
-                        let fx = interp_weights(kind, x, scx, wx);
-                        let fy = interp_weights(kind, y, scy, wy);
-                        accumulate(src, valid, src_w, src_h, fx, fy, wx, wy, eps)
-                    }
-                }
-            };
-            if let Some(v) = v {
-                dst[i] = to_sample::<T>(v);
-                dst_valid[i] = 1;
             }
         }
     }
@@ -442,6 +306,167 @@ impl<'a> General<'a> {
             if let Some(m) = counter.mode() {
                 dst[c] = m;
                 dst_valid[c] = 1;
+            }
+        }
+    }
+}
+
+/// Interpolation taps of one target row, computed once and applied to every band.
+///
+/// Per pixel: the source pixel holding the centre (`usize::MAX` outside the source), the first
+/// tap and the raw weights per axis with the product of their sums (for the emptiness
+/// threshold), and for GDAL's 4x4 cubic the bilinear fallback's taps.
+struct RowTaps {
+    kind: Interp,
+    scale: (f64, f64),
+    nx: usize,
+    ny: usize,
+    eps: f64,
+    centre: Vec<usize>,
+    first: Vec<(isize, isize)>,
+    wsum: Vec<f64>,
+    wx: Vec<f64>,
+    wy: Vec<f64>,
+    /// Bilinear fallback of the 4x4 cubic: first tap and weights (x0, x1, y0, y1).
+    bil: Vec<((isize, isize), [f64; 4])>,
+}
+
+impl RowTaps {
+    fn new(kind: Interp, scale: (f64, f64), w: usize) -> RowTaps {
+        let (nx, ny) = (kind.taps(scale.0), kind.taps(scale.1));
+        let four = scale == (1.0, 1.0);
+        RowTaps {
+            kind,
+            scale,
+            nx,
+            ny,
+            eps: if kind == Interp::Bilinear { 1e-5 } else { 1e-6 },
+            centre: vec![usize::MAX; w],
+            first: vec![(0, 0); w],
+            wsum: vec![1.0; w],
+            wx: vec![0.0; w * nx],
+            wy: vec![0.0; w * ny],
+            bil: vec![((0, 0), [0.0; 4]); if kind == Interp::Cubic && four { w } else { 0 }],
+        }
+    }
+
+    /// Taps for the row whose pixel centres map to source (`sx`, `sy`).
+    fn compute(&mut self, sx: &[f64], sy: &[f64], src_w: usize, src_h: usize) {
+        let (fw, fh) = (src_w as f64, src_h as f64);
+        let (nx, ny) = (self.nx, self.ny);
+        for (i, (&x, &y)) in sx.iter().zip(sy).enumerate() {
+            // NaN fails the comparisons too.
+            if !(x >= 0.0 && x < fw && y >= 0.0 && y < fh) {
+                self.centre[i] = usize::MAX;
+                continue;
+            }
+            self.centre[i] = y as usize * src_w + x as usize;
+            let (fx, sxw) = raw_weights(self.kind, x, self.scale.0, &mut self.wx[i * nx..][..nx]);
+            let (fy, syw) = raw_weights(self.kind, y, self.scale.1, &mut self.wy[i * ny..][..ny]);
+            self.first[i] = (fx, fy);
+            self.wsum[i] = sxw * syw;
+            if !self.bil.is_empty() {
+                let (xs, ys) = (x - 0.5, y - 0.5);
+                let (bx, by) = (fast_floor(xs), fast_floor(ys));
+                let (dx, dy) = (xs - bx, ys - by);
+                self.bil[i] = ((bx as isize, by as isize), [1.0 - dx, dx, 1.0 - dy, dy]);
+            }
+        }
+    }
+
+    /// Applies the row's taps to one band (`NX x NY` taps, fixed so the loops unroll).
+    fn apply<T: Sample, const NX: usize, const NY: usize>(
+        &self,
+        band: &Band<'_, T>,
+        src_h: usize,
+        dst: &mut [T],
+        dst_valid: &mut [u8],
+    ) {
+        let (src, valid, src_w) = (band.src, band.valid, band.src_w);
+        let cubic4 = !self.bil.is_empty();
+        for (i, &ci) in self.centre.iter().enumerate() {
+            // Like GDAL: the source pixel holding the centre must be valid.
+            if ci == usize::MAX || valid[ci] == 0 {
+                continue;
+            }
+            let (fx, fy) = self.first[i];
+            let wx: &[f64; NX] = self.wx[i * NX..][..NX].try_into().unwrap_or(&[0.0; NX]);
+            let wy: &[f64; NY] = self.wy[i * NY..][..NY].try_into().unwrap_or(&[0.0; NY]);
+            let inside =
+                fx >= 0 && fy >= 0 && fx as usize + NX <= src_w && fy as usize + NY <= src_h;
+            let v = if cubic4 {
+                if inside && all_valid(valid, src_w, src_h, fx, fy, 4) {
+                    // Plain 4x4 cubic convolution (weights sum to 1).
+                    let o = fy as usize * src_w + fx as usize;
+                    let mut acc = 0.0;
+                    for (k, &wyk) in wy.iter().enumerate() {
+                        let r = &src[o + k * src_w..][..NX];
+                        let mut row = 0.0;
+                        for (&wxk, &v) in wx.iter().zip(r) {
+                            row += wxk * v.to_f64();
+                        }
+                        acc += wyk * row;
+                    }
+                    Some(acc)
+                } else {
+                    let ((bx, by), bw) = self.bil[i];
+                    accumulate(src, valid, src_w, src_h, bx, by, &bw[..2], &bw[2..], 1e-5)
+                }
+            } else if inside {
+                let o = fy as usize * src_w + fx as usize;
+                let (mut num, mut den) = (0.0, 0.0);
+                for (k, &wyk) in wy.iter().enumerate() {
+                    let (r, m) = (&src[o + k * src_w..][..NX], &valid[o + k * src_w..][..NX]);
+                    let (mut rn, mut rd) = (0.0, 0.0);
+                    for kx in 0..NX {
+                        let ok = m[kx] != 0;
+                        rn += wx[kx] * if ok { r[kx].to_f64() } else { 0.0 };
+                        rd += wx[kx] * (ok as u8 as f64);
+                    }
+                    num += wyk * rn;
+                    den += wyk * rd;
+                }
+                (den > self.eps * self.wsum[i]).then(|| num / den)
+            } else {
+                accumulate(
+                    src,
+                    valid,
+                    src_w,
+                    src_h,
+                    fx,
+                    fy,
+                    wx,
+                    wy,
+                    self.eps * self.wsum[i],
+                )
+            };
+            if let Some(v) = v {
+                dst[i] = to_sample::<T>(v);
+                dst_valid[i] = 1;
+            }
+        }
+    }
+
+    /// [`RowTaps::apply`] for unusual tap counts (strong downsampling without an overview).
+    fn apply_dyn<T: Sample>(
+        &self,
+        band: &Band<'_, T>,
+        src_h: usize,
+        dst: &mut [T],
+        dst_valid: &mut [u8],
+    ) {
+        let (src, valid, src_w) = (band.src, band.valid, band.src_w);
+        let (nx, ny) = (self.nx, self.ny);
+        for (i, &ci) in self.centre.iter().enumerate() {
+            if ci == usize::MAX || valid[ci] == 0 {
+                continue;
+            }
+            let (fx, fy) = self.first[i];
+            let (wx, wy) = (&self.wx[i * nx..][..nx], &self.wy[i * ny..][..ny]);
+            let eps = self.eps * self.wsum[i];
+            if let Some(v) = accumulate(src, valid, src_w, src_h, fx, fy, wx, wy, eps) {
+                dst[i] = to_sample::<T>(v);
+                dst_valid[i] = 1;
             }
         }
     }
