@@ -122,7 +122,7 @@ pub fn encode_cog<T: Sample + Pod>(
             "raster too large ({bands} bands, {width}x{height})"
         ));
     }
-    if bs < 16 || bs % 16 != 0 {
+    if bs < 16 || !bs.is_multiple_of(16) {
         return Err(format!("block size {bs} is not a multiple of 16"));
     }
     if !options.band_descriptions.is_empty() && options.band_descriptions.len() != bands {
