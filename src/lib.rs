@@ -5,6 +5,7 @@ pub mod cog;
 pub mod dtype;
 pub mod geo;
 pub mod grid;
+pub mod ingest;
 pub mod source;
 pub mod time;
 
