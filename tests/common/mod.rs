@@ -1,0 +1,57 @@
+//! Helpers shared by integration tests: manifest parsing and fixture paths.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One row of a `MANIFEST.tsv`, by column name.
+pub struct Row {
+    pub fields: HashMap<String, String>,
+}
+
+impl Row {
+    pub fn get(&self, column: &str) -> Option<&str> {
+        self.fields
+            .get(column)
+            .map(String::as_str)
+            .filter(|v| *v != "-" && !v.is_empty())
+    }
+
+    pub fn path(&self) -> &str {
+        &self.fields["path"]
+    }
+}
+
+/// Reads a tab-separated manifest with a header line.
+pub fn read_manifest(path: &Path) -> Vec<Row> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .expect("manifest has a header")
+        .split('\t')
+        .map(str::to_string)
+        .collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Row {
+            fields: header
+                .iter()
+                .cloned()
+                .zip(l.split('\t').map(str::to_string))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The crate's own fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The shared GDAL corpus beside the checkout, when it is there.
+pub fn corpus() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    p.join("MANIFEST.tsv").is_file().then_some(p)
+}
