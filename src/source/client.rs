@@ -6,6 +6,7 @@
 //! builds).
 
 use super::http::RemoteOptions;
+use super::Result;
 use std::time::Duration;
 
 /// What a failed request means for the caller.
@@ -23,6 +24,10 @@ pub(crate) fn classify(e: ureq::Error) -> Failure {
     match e {
         ureq::Error::Timeout(_) => Failure::Timeout(e),
         ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout(e),
+        // rustls reports certificate and handshake failures this way: retrying cannot help.
+        ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Failure::Fatal(e)
+        }
         ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => {
             Failure::Transient(e)
         }
@@ -48,7 +53,9 @@ type AgentConfig = ureq::config::ConfigBuilder<ureq::typestate::AgentScope>;
 
 /// An agent for one host. Proxies come from the usual environment variables (`HTTPS_PROXY`,
 /// `NO_PROXY`, ...) except for loopback hosts, which are always reached directly.
-pub(crate) fn agent(options: &RemoteOptions, loopback: bool) -> ureq::Agent {
+/// TLS trusts Mozilla's roots (compiled in), or only the PEM certificates of
+/// [`RemoteOptions::ca_file`] / `SSL_CERT_FILE` when one is given.
+pub(crate) fn agent(options: &RemoteOptions, loopback: bool) -> Result<ureq::Agent> {
     let timeout = |d: Duration| (!d.is_zero()).then_some(d);
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -59,11 +66,11 @@ pub(crate) fn agent(options: &RemoteOptions, loopback: bool) -> ureq::Agent {
         .timeout_per_read(timeout(options.read_timeout))
         .timeout_global(timeout(options.request_timeout))
         .max_idle_connections_per_host(options.concurrency.max(1) * 2);
-    config = tls::configure(config);
+    config = tls::configure(config, options)?;
     if loopback {
         config = config.proxy(None);
     }
-    config.build().new_agent()
+    Ok(config.build().new_agent())
 }
 
 #[cfg(all(
@@ -71,6 +78,7 @@ pub(crate) fn agent(options: &RemoteOptions, loopback: bool) -> ureq::Agent {
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod tls {
+    use std::path::{Path, PathBuf};
     use std::sync::{Arc, OnceLock};
 
     /// graviola asserts these at first use; checking first turns a panic into an error.
@@ -102,19 +110,59 @@ mod tls {
     }
 
     /// rustls with graviola's crypto and Mozilla's root certificates (compiled in, so a
-    /// static binary needs no certificate files on the host).
-    pub(super) fn configure(config: super::AgentConfig) -> super::AgentConfig {
+    /// static binary needs no certificate files on the host), or the given CA file's.
+    pub(super) fn configure(
+        config: super::AgentConfig,
+        options: &super::RemoteOptions,
+    ) -> super::Result<super::AgentConfig> {
         static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
         if !cpu_supported() {
-            return config; // https URLs are refused before any request is made
+            return Ok(config); // https URLs are refused before any request is made
         }
         let provider = PROVIDER.get_or_init(|| Arc::new(rustls_graviola::default_provider()));
-        config.tls_config(
+        let ca_file = options
+            .ca_file
+            .clone()
+            .or_else(|| std::env::var_os("SSL_CERT_FILE").map(PathBuf::from));
+        let roots = match ca_file {
+            Some(path) => ureq::tls::RootCerts::new_with_certs(&read_pem_certs(&path)?),
+            None => ureq::tls::RootCerts::WebPki,
+        };
+        Ok(config.tls_config(
             ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::WebPki)
+                .root_certs(roots)
                 .unversioned_rustls_crypto_provider(provider.clone())
                 .build(),
-        )
+        ))
+    }
+
+    /// The certificates of a PEM file (other items, such as keys, are skipped).
+    fn read_pem_certs(path: &Path) -> super::Result<Vec<ureq::tls::Certificate<'static>>> {
+        let name = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| super::super::Error::Io {
+            name: name.clone(),
+            source,
+        })?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(super::super::Error::CaFile {
+                        path: name,
+                        problem: "unreadable PEM",
+                    })
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(super::super::Error::CaFile {
+                path: name,
+                problem: "no certificates in it",
+            });
+        }
+        Ok(certs)
     }
 }
 
@@ -131,7 +179,10 @@ mod tls {
         }
     }
 
-    pub(super) fn configure(config: super::AgentConfig) -> super::AgentConfig {
-        config
+    pub(super) fn configure(
+        config: super::AgentConfig,
+        _options: &super::RemoteOptions,
+    ) -> super::Result<super::AgentConfig> {
+        Ok(config)
     }
 }

@@ -49,6 +49,9 @@ pub struct RemoteOptions {
     pub request_timeout: Duration,
     /// Region of `s3://` buckets; else `AWS_REGION`, `AWS_DEFAULT_REGION`, then `us-west-2`.
     pub s3_region: Option<String>,
+    /// PEM file of root certificates to trust instead of the built-in Mozilla roots (a
+    /// company's TLS-inspecting proxy, a private object store); else `SSL_CERT_FILE`.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Endpoint for `s3://` URLs (path-style, e.g. `http://127.0.0.1:9000`); else
     /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, then AWS itself.
     pub s3_endpoint: Option<String>,
@@ -70,6 +73,7 @@ impl Default for RemoteOptions {
             request_timeout: Duration::from_secs(300),
             s3_region: None,
             s3_endpoint: None,
+            ca_file: None,
         }
     }
 }
@@ -176,7 +180,7 @@ impl HttpSource {
         options.max_readahead = options.max_readahead.max(options.readahead);
         options.concurrency = options.concurrency.max(1);
         let remote = Remote {
-            agent: client::agent(&options, loopback),
+            agent: client::agent(&options, loopback)?,
             name,
             url,
             signer,

@@ -130,6 +130,14 @@ pub enum Error {
         /// Why: the `https` feature is off, or the CPU lacks what the TLS crypto needs.
         reason: &'static str,
     },
+    /// The file of trusted root certificates cannot be used.
+    #[error("{path}: cannot use as TLS root certificates: {problem}")]
+    CaFile {
+        /// The PEM file.
+        path: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The server answered with an HTTP error status (after retries, for 5xx).
     #[error("{url}: HTTP {status}{}{}", reason_suffix(*.status), hint_suffix(.hint))]
     HttpStatus {

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,11 +101,39 @@ struct State {
 pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
+    scheme: &'static str,
 }
 
 impl Server {
     /// Serves `content` at every path of `http://127.0.0.1:{port}/`.
     pub fn start(content: Vec<u8>, behaviour: Behaviour) -> Server {
+        Server::start_with(content, behaviour, serve::<TcpStream>)
+    }
+
+    /// Like [`Server::start`], over TLS with `config` (URLs are `https://`).
+    #[cfg(all(
+        feature = "https",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    pub fn start_tls(
+        content: Vec<u8>,
+        behaviour: Behaviour,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Server {
+        let mut server = Server::start_with(content, behaviour, move |stream, state| {
+            if let Ok(conn) = rustls::ServerConnection::new(config.clone()) {
+                serve(rustls::StreamOwned::new(conn, stream), state);
+            }
+        });
+        server.scheme = "https";
+        server
+    }
+
+    fn start_with(
+        content: Vec<u8>,
+        behaviour: Behaviour,
+        handle: impl Fn(TcpStream, &State) + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State {
@@ -116,23 +144,31 @@ impl Server {
             log: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
+        let handle = Arc::new(handle);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let state = shared.clone();
-                std::thread::spawn(move || serve(stream, &state));
+                let handle = handle.clone();
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = stream.set_nodelay(true);
+                std::thread::spawn(move || handle(stream, &state));
             }
         });
-        Server { addr, state }
+        Server {
+            addr,
+            state,
+            scheme: "http",
+        }
     }
 
     /// The URL of `path` (which should start with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     /// `http://127.0.0.1:{port}`.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Requests received so far.
@@ -151,14 +187,8 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, state: &State) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_nodelay(true);
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
+fn serve<S: Read + Write>(stream: S, state: &State) {
     let mut reader = BufReader::new(stream);
-    let mut out = write_half;
     loop {
         let mut request_line = String::new();
         match reader.read_line(&mut request_line) {
@@ -190,14 +220,14 @@ fn serve(stream: TcpStream, state: &State) {
             path,
             headers: headers.clone(),
         });
-        if !answer(&mut out, state, n, &headers) {
+        if !answer(reader.get_mut(), state, n, &headers) {
             return;
         }
     }
 }
 
 /// Writes the answer to request number `n`; false when the connection must close.
-fn answer(out: &mut TcpStream, state: &State, n: u32, headers: &HashMap<String, String>) -> bool {
+fn answer(out: &mut impl Write, state: &State, n: u32, headers: &HashMap<String, String>) -> bool {
     let b = &state.behaviour;
     if b.delay > Duration::ZERO && b.delay_first.is_none_or(|k| n <= k) {
         std::thread::sleep(b.delay);
@@ -311,7 +341,7 @@ fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
 }
 
 fn respond(
-    out: &mut TcpStream,
+    out: &mut impl Write,
     state: &State,
     status: u16,
     headers: &[(String, String)],
