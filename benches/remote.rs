@@ -126,7 +126,7 @@ fn main() {
             decode(&Cog::from_source(source::open(&url).unwrap()).unwrap())
         });
         println!(
-            "{:<28} {:>9} {:>9.1} | {:>9} {:>10} {:>10} {:>6.2}% | {:>7.2}ms {:>7.2}ms {:>6.1} | {:>6.1}ms {:>6.1}ms {:>6.2}",
+            "{:<28} {:>9} {:>9.1} | {:>9} {:>10} {:>10} {:>6.3}% | {:>7.2}ms {:>7.2}ms {:>6.1} | {:>6.1}ms {:>6.1}ms {:>6.2}",
             name,
             header.requests,
             header.bytes as f64 / 1024.0,

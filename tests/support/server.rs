@@ -239,16 +239,18 @@ fn answer(out: &mut impl Write, state: &State, n: u32, headers: &HashMap<String,
         return respond(out, state, 500, &[], b"boom");
     }
     let changed = b.change_after.is_some_and(|k| n > k);
-    let content: Vec<u8> = if changed {
-        b.changed.clone().unwrap_or_else(|| {
+    let changed_content;
+    let content: &[u8] = if changed {
+        changed_content = b.changed.clone().unwrap_or_else(|| {
             let mut c = state.content.clone();
             if let Some(first) = c.first_mut() {
                 *first ^= 0xff;
             }
             c
-        })
+        });
+        &changed_content
     } else {
-        state.content.clone()
+        &state.content
     };
     let etag = if changed { "\"v2\"" } else { "\"v1\"" };
     let modified = if changed {
@@ -277,7 +279,7 @@ fn answer(out: &mut impl Write, state: &State, n: u32, headers: &HashMap<String,
             extra.push(("Content-Range".into(), format!("bytes */{len}")));
             return respond(out, state, 416, &extra, &[]);
         }
-        return respond(out, state, 200, &extra, &content);
+        return respond(out, state, 200, &extra, content);
     };
     let (start, end) = (range.0 as usize, range.1 as usize);
     let content_range = |s: u64, e: u64| {
