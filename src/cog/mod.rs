@@ -21,6 +21,7 @@ mod gdal_metadata;
 pub mod georef;
 mod hash;
 pub mod ifd;
+mod info;
 mod open;
 mod predictor;
 mod read;
@@ -29,6 +30,7 @@ pub mod tags;
 pub use georef::{Georef, ModelType, RasterType};
 pub use hash::PIXEL_HASH_DIGITS;
 pub use ifd::Level;
+pub use info::{BandSummary, CogInfo, OverviewSummary};
 pub use read::{RasterData, Window};
 
 use crate::source::{ByteSource, LocalFile};
