@@ -10,35 +10,18 @@
 
 #[path = "../tests/support/server.rs"]
 mod server;
+mod support;
 
 use pixelquery::cog::{Cog, Window};
 use pixelquery::source::{self, TransferStats};
 use server::{Behaviour, Server};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    f(); // warm-up
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn decode(cog: &Cog) {
@@ -53,9 +36,8 @@ fn delta(a: TransferStats, b: TransferStats) -> (u64, u64) {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ts");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!("remote bench: no corpus at {}; skipped", dir.display());
+    let Some(entries) = support::corpus().and_then(|c| std::fs::read_dir(c.join("ts")).ok()) else {
+        println!("remote bench: no ../shared/corpus/ts beside the checkout; skipped");
         return;
     };
     let mut scenes: Vec<PathBuf> = entries
@@ -115,14 +97,12 @@ fn main() {
         );
         assert_eq!(local.pixel_hash().unwrap(), cog.pixel_hash().unwrap());
 
-        let inspect_local = median(runs, || {
-            std::hint::black_box(Cog::open(path).unwrap());
+        let inspect_local = support::median_secs(runs, || Cog::open(path).unwrap());
+        let inspect_http = support::median_secs(runs, || {
+            Cog::from_source(source::open(&url).unwrap()).unwrap()
         });
-        let inspect_http = median(runs, || {
-            std::hint::black_box(Cog::from_source(source::open(&url).unwrap()).unwrap());
-        });
-        let decode_local = median(runs, || decode(&Cog::open(path).unwrap()));
-        let decode_http = median(runs, || {
+        let decode_local = support::median_secs(runs, || decode(&Cog::open(path).unwrap()));
+        let decode_http = support::median_secs(runs, || {
             decode(&Cog::from_source(source::open(&url).unwrap()).unwrap())
         });
         println!(
@@ -134,12 +114,12 @@ fn main() {
             tile_bytes,
             needed,
             overhead,
-            ms(inspect_local),
-            ms(inspect_http),
-            ms(inspect_http) / ms(inspect_local),
-            ms(decode_local),
-            ms(decode_http),
-            ms(decode_http) / ms(decode_local),
+            inspect_local * 1e3,
+            inspect_http * 1e3,
+            inspect_http / inspect_local,
+            decode_local * 1e3,
+            decode_http * 1e3,
+            decode_http / decode_local,
         );
     }
     println!(
