@@ -102,6 +102,44 @@ fn scattered_ranges_are_fetched_concurrently() {
 }
 
 #[test]
+fn long_runs_of_tiles_are_cut_into_concurrent_requests() {
+    let (server, data) = serve(2 << 20, Behaviour::default());
+    let options = RemoteOptions {
+        max_request: 250_000,
+        ..quick()
+    };
+    let src = HttpSource::open(&server.url("/run.tif"), &options).unwrap();
+    let tiles: Vec<_> = (0..10u64)
+        .map(|i| 100_000 + i * 100_000..200_000 + i * 100_000)
+        .collect();
+    let out = src.read_ranges(&tiles).unwrap();
+    for (r, b) in tiles.iter().zip(&out) {
+        assert_eq!(&b[..], &data[r.start as usize..r.end as usize]);
+    }
+    let stats = src.stats().unwrap();
+    assert_eq!(stats.requests, 1 + 5, "two 100 kB tiles per request");
+    assert_eq!(stats.bytes, (64 << 10) + 1_000_000);
+}
+
+#[test]
+fn redirects_are_followed_with_the_range() {
+    let behaviour = Behaviour {
+        redirect_from: Some("/old.tif"),
+        ..Default::default()
+    };
+    let (server, data) = serve(200_000, behaviour);
+    let src = HttpSource::open(&server.url("/old.tif"), &quick()).unwrap();
+    assert_eq!(src.size(), 200_000);
+    assert_eq!(
+        &src.read_at(150_000, 10).unwrap()[..],
+        &data[150_000..150_010]
+    );
+    let log = server.log();
+    assert_eq!(log[1].path, "/moved");
+    assert_eq!(log[1].header("range"), Some("bytes=0-65535"));
+}
+
+#[test]
 fn header_read_ahead_grows_for_large_headers() {
     let (server, data) = serve(1 << 20, Behaviour::default());
     let options = RemoteOptions {
@@ -235,6 +273,25 @@ fn server_errors_are_retried_with_backoff() {
 }
 
 #[test]
+fn retry_after_is_honoured_up_to_the_backoff_cap() {
+    let behaviour = Behaviour {
+        fail_first: 1,
+        fail_status: 503,
+        retry_after: Some(1),
+        ..Default::default()
+    };
+    let (server, _) = serve(1000, behaviour);
+    let options = RemoteOptions {
+        max_backoff: Duration::from_secs(3),
+        ..quick()
+    };
+    let t = Instant::now();
+    let src = HttpSource::open(&server.url("/busy.tif"), &options).unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(src.stats().unwrap().retries, 1);
+}
+
+#[test]
 fn slow_servers_time_out_and_are_retried() {
     let slow = Behaviour {
         delay: Duration::from_secs(3),
@@ -355,6 +412,7 @@ fn malformed_answers_are_errors_not_panics() {
         (Hostile::LongBody, "longer than"),
         (Hostile::ShortBody, "expected 65536"),
         (Hostile::HugeContentLength, "request failed"),
+        (Hostile::Gzip, "unexpected Content-Encoding \"gzip\""),
     ];
     for (hostile, expected) in cases {
         let (server, _) = serve(

@@ -12,7 +12,7 @@
 
 use super::cache::BlockCache;
 use super::client::{self, Failure};
-use super::{merge_ranges, ByteSource, Error, ResponseProblem, Result, TransferStats};
+use super::{merge_ranges, ByteSource, Error, MergedRead, ResponseProblem, Result, TransferStats};
 use bytes::Bytes;
 use std::io::Read;
 use std::ops::Range;
@@ -30,6 +30,9 @@ pub struct RemoteOptions {
     pub max_readahead: usize,
     /// Tile ranges closer than this are fetched by one request. Default 32 KiB.
     pub merge_gap: u64,
+    /// Largest request made by merging tile ranges: longer runs of close tiles are cut (at
+    /// tile boundaries) into several requests, fetched concurrently. Default 8 MiB.
+    pub max_request: u64,
     /// Size of the block cache in bytes (0 disables it). Default 16 MiB.
     pub cache_bytes: usize,
     /// Requests in flight at once for scattered ranges. Default 8.
@@ -63,6 +66,7 @@ impl Default for RemoteOptions {
             readahead: 64 << 10,
             max_readahead: 2 << 20,
             merge_gap: 32 << 10,
+            max_request: 8 << 20,
             cache_bytes: 16 << 20,
             concurrency: 8,
             retries: 4,
@@ -102,8 +106,9 @@ struct Fetched {
 
 /// Why one attempt failed.
 enum Attempt {
-    /// Worth trying again (unless attempts are used up, then this error is reported).
-    Retry(Error),
+    /// Worth trying again (unless attempts are used up, then this error is reported), after
+    /// at least the wait the server asked for (`Retry-After`), if any.
+    Retry(Error, Option<Duration>),
     /// Trying again cannot help.
     Fail(Error),
 }
@@ -360,7 +365,11 @@ impl ByteSource for HttpSource {
             }
         }
         let wanted: Vec<Range<u64>> = missing.iter().map(|&i| ranges[i].clone()).collect();
-        let plan = merge_ranges(&wanted, self.merge_gap());
+        let plan = cap_groups(
+            merge_ranges(&wanted, self.merge_gap()),
+            &wanted,
+            self.remote.options.max_request,
+        );
         let spans: Vec<Range<u64>> = plan.iter().map(|g| g.span.clone()).collect();
         let fetched = self.fetch_all(&spans)?;
         let mut cache = self.cache();
@@ -397,12 +406,13 @@ impl Remote {
             match self.attempt(range.clone(), expect) {
                 Ok(fetched) => return Ok(fetched),
                 Err(Attempt::Fail(e)) => return Err(with_attempts(e, attempt)),
-                Err(Attempt::Retry(e)) if attempt == attempts => {
+                Err(Attempt::Retry(e, _)) if attempt == attempts => {
                     return Err(with_attempts(e, attempt))
                 }
-                Err(Attempt::Retry(_)) => {
+                Err(Attempt::Retry(_, asked)) => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(jitter(delay));
+                    let asked = asked.unwrap_or_default().min(self.options.max_backoff);
+                    std::thread::sleep(jitter(delay).max(asked));
                     delay = (delay * 2).min(self.options.max_backoff);
                 }
             }
@@ -551,7 +561,13 @@ impl Remote {
                     after: etag.or(last_modified).unwrap_or_else(|| "412".into()),
                 }))
             }
-            408 | 429 | 500..=599 => Err(Attempt::Retry(self.status_error(status, headers))),
+            408 | 429 | 500..=599 => {
+                // `Retry-After: <seconds>` (the HTTP-date form is rare and ignored).
+                let wait = header("retry-after")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Err(Attempt::Retry(self.status_error(status, headers), wait))
+            }
             _ => Err(Attempt::Fail(self.status_error(status, headers))),
         }
     }
@@ -568,16 +584,22 @@ impl Remote {
     fn failure(&self, failure: Failure) -> Attempt {
         let url = self.name.clone();
         match failure {
-            Failure::Timeout(e) => Attempt::Retry(Error::Timeout {
-                url,
-                attempts: 1,
-                source: Box::new(e),
-            }),
-            Failure::Transient(e) => Attempt::Retry(Error::Transport {
-                url,
-                attempts: 1,
-                source: Box::new(e),
-            }),
+            Failure::Timeout(e) => Attempt::Retry(
+                Error::Timeout {
+                    url,
+                    attempts: 1,
+                    source: Box::new(e),
+                },
+                None,
+            ),
+            Failure::Transient(e) => Attempt::Retry(
+                Error::Transport {
+                    url,
+                    attempts: 1,
+                    source: Box::new(e),
+                },
+                None,
+            ),
             Failure::Fatal(e) => Attempt::Fail(Error::Transport {
                 url,
                 attempts: 1,
@@ -623,15 +645,19 @@ impl Remote {
     ) -> std::result::Result<Bytes, Attempt> {
         let data = self.read_body_upto(response, len, start..end)?;
         if (data.len() as u64) < len {
-            return Err(Attempt::Retry(Error::BadResponse {
-                url: self.name.clone(),
-                start,
-                end,
-                problem: ResponseProblem::ShortBody {
-                    expected: len,
-                    got: data.len() as u64,
+            let problem = ResponseProblem::ShortBody {
+                expected: len,
+                got: data.len() as u64,
+            };
+            return Err(Attempt::Retry(
+                Error::BadResponse {
+                    url: self.name.clone(),
+                    start,
+                    end,
+                    problem,
                 },
-            }));
+                None,
+            ));
         }
         Ok(data)
     }
@@ -676,6 +702,37 @@ impl Remote {
         }
         Ok(Bytes::from(buf))
     }
+}
+
+/// Cuts merged groups whose span exceeds `cap` into runs of whole ranges of at most `cap`
+/// bytes (a single range longer than `cap` stays one request).
+fn cap_groups(plan: Vec<MergedRead>, ranges: &[Range<u64>], cap: u64) -> Vec<MergedRead> {
+    let mut out = Vec::with_capacity(plan.len());
+    for group in plan {
+        if group.span.end - group.span.start <= cap {
+            out.push(group);
+            continue;
+        }
+        let mut current: Option<MergedRead> = None;
+        for m in group.members {
+            let r = ranges[m].start..ranges[m].end.max(ranges[m].start);
+            match &mut current {
+                Some(c) if r.end.max(c.span.end) - c.span.start <= cap => {
+                    c.span.end = c.span.end.max(r.end);
+                    c.members.push(m);
+                }
+                _ => {
+                    out.extend(current.take());
+                    current = Some(MergedRead {
+                        span: r,
+                        members: vec![m],
+                    });
+                }
+            }
+        }
+        out.extend(current);
+    }
+    out
 }
 
 /// Sets the attempt count on errors that carry one.
@@ -742,6 +799,19 @@ mod tests {
         assert_eq!(parse_content_range("bytes 0-99999999999999999999/1"), None);
         assert_eq!(parse_content_range("items 0-9/100"), None);
         assert_eq!(parse_content_range(""), None);
+    }
+
+    #[test]
+    fn long_merged_runs_are_cut_at_range_boundaries() {
+        let ranges: Vec<Range<u64>> = (0..10u64).map(|i| i * 100..i * 100 + 100).collect();
+        let plan = cap_groups(merge_ranges(&ranges, 0), &ranges, 250);
+        let spans: Vec<_> = plan.iter().map(|g| g.span.clone()).collect();
+        assert_eq!(spans, [0..200, 200..400, 400..600, 600..800, 800..1000]);
+        assert_eq!(plan[1].members, [2, 3]);
+        let big = [0..1000, 1000..1010];
+        let plan = cap_groups(merge_ranges(&big, 0), &big, 250);
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[0].span, 0..1000);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Hostile {
     HugeContentLength,
     /// 206 with half the bytes asked for (and a matching `Content-Length`).
     ShortBody,
+    /// 206 claiming `Content-Encoding: gzip`.
+    Gzip,
 }
 
 /// How the server behaves.
@@ -35,8 +37,14 @@ pub struct Behaviour {
     pub ignore_range: bool,
     /// Answer every request with this status and an empty body.
     pub status: Option<u16>,
-    /// Answer the first n requests with 500.
+    /// Answer the first n requests with [`Behaviour::fail_status`].
     pub fail_first: u32,
+    /// Status of those failures (default 500).
+    pub fail_status: u16,
+    /// `Retry-After` seconds sent with those failures.
+    pub retry_after: Option<u32>,
+    /// Answer requests for this path with a 302 to `/moved`.
+    pub redirect_from: Option<&'static str>,
     /// Wait this long before answering...
     pub delay: Duration,
     /// ...only the first n requests (`None`: all of them).
@@ -61,6 +69,9 @@ impl Default for Behaviour {
             ignore_range: false,
             status: None,
             fail_first: 0,
+            fail_status: 500,
+            retry_after: None,
+            redirect_from: None,
             delay: Duration::ZERO,
             delay_first: None,
             change_after: None,
@@ -217,17 +228,23 @@ fn serve<S: Read + Write>(stream: S, state: &State) {
         }
         let n = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
         state.log.lock().unwrap().push(Logged {
-            path,
+            path: path.clone(),
             headers: headers.clone(),
         });
-        if !answer(reader.get_mut(), state, n, &headers) {
+        if !answer(reader.get_mut(), state, n, &path, &headers) {
             return;
         }
     }
 }
 
 /// Writes the answer to request number `n`; false when the connection must close.
-fn answer(out: &mut impl Write, state: &State, n: u32, headers: &HashMap<String, String>) -> bool {
+fn answer(
+    out: &mut impl Write,
+    state: &State,
+    n: u32,
+    path: &str,
+    headers: &HashMap<String, String>,
+) -> bool {
     let b = &state.behaviour;
     if b.delay > Duration::ZERO && b.delay_first.is_none_or(|k| n <= k) {
         std::thread::sleep(b.delay);
@@ -235,8 +252,17 @@ fn answer(out: &mut impl Write, state: &State, n: u32, headers: &HashMap<String,
     if let Some(status) = b.status {
         return respond(out, state, status, &[], &[]);
     }
+    if b.redirect_from == Some(path) {
+        let location = [("Location".to_string(), "/moved".to_string())];
+        return respond(out, state, 302, &location, &[]);
+    }
     if n <= b.fail_first {
-        return respond(out, state, 500, &[], b"boom");
+        let retry_after: Vec<(String, String)> = b
+            .retry_after
+            .map(|s| ("Retry-After".to_string(), s.to_string()))
+            .into_iter()
+            .collect();
+        return respond(out, state, b.fail_status, &retry_after, b"boom");
     }
     let changed = b.change_after.is_some_and(|k| n > k);
     let changed_content;
@@ -294,6 +320,11 @@ fn answer(out: &mut impl Write, state: &State, n: u32, headers: &HashMap<String,
             respond(out, state, 206, &extra, &content[start..end])
         }
         Hostile::NoContentRange => respond(out, state, 206, &extra, &content[start..end]),
+        Hostile::Gzip => {
+            extra.push(content_range(range.0, range.1));
+            extra.push(("Content-Encoding".into(), "gzip".into()));
+            respond(out, state, 206, &extra, &content[start..end])
+        }
         Hostile::WrongContentRange => {
             extra.push(content_range(range.0 + 1, range.1.min(len - 1) + 1));
             respond(out, state, 206, &extra, &content[start..end])
@@ -352,10 +383,12 @@ fn respond(
     let reason = match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
         404 => "Not Found",
         412 => "Precondition Failed",
         416 => "Range Not Satisfiable",
         500 => "Internal Server Error",
+        503 => "Service Unavailable",
         _ => "Status",
     };
     let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
