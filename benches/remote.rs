@@ -46,8 +46,18 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|e| e == "tif"))
         .collect();
     scenes.sort();
-    scenes.truncate(env_usize("PQ_BENCH_SCENES", 3));
-    let runs = env_usize("PQ_BENCH_RUNS", 7).max(1);
+    // `cargo test --all-targets` runs this too (without `--bench`): then one quick pass.
+    let bench = std::env::args().any(|a| a == "--bench");
+    scenes.truncate(if bench {
+        env_usize("PQ_BENCH_SCENES", 3)
+    } else {
+        1
+    });
+    let runs = if bench {
+        env_usize("PQ_BENCH_RUNS", 7).max(1)
+    } else {
+        1
+    };
 
     println!(
         "{:<28} {:>9} {:>9} | {:>9} {:>10} {:>10} {:>7} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6}",

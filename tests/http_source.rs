@@ -479,3 +479,16 @@ fn open_picks_the_source_by_location() {
     let last = server.log().pop().unwrap();
     assert_eq!(last.path, "/my-bucket/scenes/a%20b.tif");
 }
+
+/// `cargo test --no-default-features --test http_source`: no TLS, and it says so.
+#[cfg(not(feature = "https"))]
+#[test]
+fn https_without_the_feature_is_a_clear_error() {
+    // Refused before any connection is attempted.
+    let err = HttpSource::open("https://127.0.0.1:9/x.tif", &quick()).unwrap_err();
+    assert!(matches!(err, Error::HttpsUnavailable { .. }), "{err}");
+    assert!(
+        err.to_string().contains("without the `https` feature"),
+        "{err}"
+    );
+}
