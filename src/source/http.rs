@@ -132,7 +132,13 @@ struct Remote {
     counters: Counters,
 }
 
-/// A file reached over HTTP(S) and read with `Range` requests; see the [module docs](self).
+/// A file reached over HTTP(S) and read with `Range` requests.
+///
+/// Opening costs one request (the first [`readahead`](RemoteOptions::readahead) bytes; its
+/// `Content-Range` gives the size, its `ETag`/`Last-Modified` the version). Header reads are
+/// then served from a [`BlockCache`]; tile reads are merged when close and fetched
+/// concurrently; every later request is conditional on the first version, so a file replaced
+/// mid-read is an [`Error::Changed`]; timeouts and 5xx answers are retried with backoff.
 ///
 /// ```no_run
 /// use pixelquery::source::{ByteSource, HttpSource, RemoteOptions};
