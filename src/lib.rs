@@ -6,6 +6,7 @@ pub mod dtype;
 pub mod geo;
 pub mod grid;
 pub mod ingest;
+pub mod query;
 pub mod source;
 pub mod time;
 
