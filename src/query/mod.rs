@@ -1,6 +1,8 @@
 //! Queries over the warehouse: band math now; cubes, masks, composites and exports as the
 //! warehouse lands.
 
+pub mod composite;
 pub mod expr;
 
+pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};
 pub use expr::{preset, Expr, ExprError};
