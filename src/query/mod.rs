@@ -2,7 +2,10 @@
 //! warehouse lands.
 
 pub mod composite;
+pub mod cube;
+pub mod export;
 pub mod expr;
 
 pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};
+pub use cube::{Cube, Stats};
 pub use expr::{preset, Expr, ExprError};
