@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod cog;
+pub mod crs;
 pub mod dtype;
 pub mod geo;
 pub mod grid;
@@ -9,6 +10,7 @@ pub mod ingest;
 pub mod query;
 pub mod source;
 pub mod time;
+pub mod warp;
 
 pub use dtype::{DataType, Sample};
 pub use geo::{Bounds, GeoTransform};
