@@ -5,7 +5,9 @@ pub mod composite;
 pub mod cube;
 pub mod export;
 pub mod expr;
+pub mod region;
 
 pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};
 pub use cube::{Cube, Stats};
 pub use expr::{preset, Expr, ExprError};
+pub use region::Region;
