@@ -49,18 +49,26 @@ fn main() {
     let cog = Cog::open(&path).unwrap();
     let m = cog.meta().clone();
     let l0 = &m.levels[0];
-    let tile_bytes = l0.block_width as usize * l0.block_height as usize * m.band_count() * m.dtype().size();
+    let tile_bytes =
+        l0.block_width as usize * l0.block_height as usize * m.band_count() * m.dtype().size();
     let tiles = compressed_tiles(&cog);
     let full = Window::full(m.width(), m.height());
     let bands: Vec<usize> = (0..m.band_count()).collect();
     let decode = || cog.read_window::<u16>(0, full, &bands).unwrap();
     let floor = || tiles.iter().map(|t| inflate(t, tile_bytes)).sum::<usize>();
-    let floor_par = || tiles.par_iter().map(|t| inflate(t, tile_bytes)).sum::<usize>();
+    let floor_par = || {
+        tiles
+            .par_iter()
+            .map(|t| inflate(t, tile_bytes))
+            .sum::<usize>()
+    };
     let (p1, p2) = (support::pool(1), support::pool(2));
 
     let mut c = Criterion::default().configure_from_args().sample_size(30);
     let mut g = c.benchmark_group("decode");
-    g.throughput(criterion::Throughput::Bytes((m.width() as u64) * (m.height() as u64) * bands.len() as u64 * 2));
+    g.throughput(criterion::Throughput::Bytes(
+        (m.width() as u64) * (m.height() as u64) * bands.len() as u64 * 2,
+    ));
     g.bench_function("inflate_floor_1t", |b| b.iter(|| p1.install(floor)));
     g.bench_function("full_decode_1t", |b| b.iter(|| p1.install(decode)));
     g.bench_function("inflate_floor_2t", |b| b.iter(|| p2.install(floor_par)));
@@ -75,7 +83,17 @@ fn main() {
     println!("\nscene: {} ({} tiles)", path.display(), tiles.len());
     println!("| threads | inflate floor | full decode | decode / floor |");
     println!("|---|---|---|---|");
-    println!("| 1 | {:.2} ms | {:.2} ms | {:.2}x |", f1 * 1e3, d1 * 1e3, d1 / f1);
-    println!("| 2 | {:.2} ms | {:.2} ms | {:.2}x |", f2 * 1e3, d2 * 1e3, d2 / f2);
+    println!(
+        "| 1 | {:.2} ms | {:.2} ms | {:.2}x |",
+        f1 * 1e3,
+        d1 * 1e3,
+        d1 / f1
+    );
+    println!(
+        "| 2 | {:.2} ms | {:.2} ms | {:.2}x |",
+        f2 * 1e3,
+        d2 * 1e3,
+        d2 / f2
+    );
     println!("2-thread speed-up of full decode: {:.2}x", d1 / d2);
 }

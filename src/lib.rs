@@ -6,6 +6,8 @@ pub mod crs;
 pub mod dtype;
 pub mod geo;
 pub mod grid;
+pub mod ingest;
+pub mod query;
 pub mod source;
 pub mod time;
 pub mod warp;

@@ -18,7 +18,11 @@ fn inspect(args: &[&str]) -> (i32, String, String) {
 }
 
 fn fixture(name: &str) -> String {
-    common::fixtures().join("cog").join(name).display().to_string()
+    common::fixtures()
+        .join("cog")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -44,7 +48,13 @@ fn json_report_has_the_essentials() {
 fn text_report_names_codec_layout_and_time() {
     let (code, stdout, _) = inspect(&[&fixture("u16_deflate_pred2_tiled16_pixel.tif")]);
     assert_eq!(code, 0);
-    for needle in ["EPSG:32652", "DEFLATE, predictor 2", "tiled, 16x16", "2023-06-11T02:16:59", "nodata=0"] {
+    for needle in [
+        "EPSG:32652",
+        "DEFLATE, predictor 2",
+        "tiled, 16x16",
+        "2023-06-11T02:16:59",
+        "nodata=0",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
 }
@@ -60,9 +70,15 @@ fn errors_are_one_line_naming_the_file_with_nonzero_exit() {
         assert_ne!(code, 0);
         assert!(stdout.is_empty());
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(reason), "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(reason),
+            "{stderr}"
+        );
     }
     let (code, _, stderr) = inspect(&[&fixture("broken/corrupt_deflate_tile.tif"), "--pixel-hash"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("DEFLATE") && stderr.contains("corrupt_deflate_tile.tif"), "{stderr}");
+    assert!(
+        stderr.contains("DEFLATE") && stderr.contains("corrupt_deflate_tile.tif"),
+        "{stderr}"
+    );
 }

@@ -26,6 +26,7 @@ pub enum Outcome {
     /// Everything went fine.
     Ok,
     /// The command ran and reports an unhealthy result (for example `verify`).
+    #[allow(dead_code)]
     Unhealthy,
 }
 

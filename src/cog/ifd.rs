@@ -152,7 +152,7 @@ impl Level {
         let block_bits = (block_width * block_height)
             .checked_mul(block_samples)
             .and_then(|n| n.checked_mul(bits as u64));
-        if !block_bits.is_some_and(|b| b.div_ceil(8) <= MAX_BLOCK_BYTES) {
+        if block_bits.is_none_or(|b| b.div_ceil(8) > MAX_BLOCK_BYTES) {
             return Err(Invalid(format!(
                 "block of {block_width}x{block_height}x{block_samples} samples is larger than {MAX_BLOCK_BYTES} bytes"
             )));

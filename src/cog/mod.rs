@@ -26,12 +26,14 @@ mod open;
 mod predictor;
 mod read;
 pub mod tags;
+pub mod writer;
 
 pub use georef::{Georef, ModelType, RasterType};
 pub use hash::PIXEL_HASH_DIGITS;
 pub use ifd::Level;
 pub use info::{BandSummary, CogInfo, OverviewSummary};
 pub use read::{RasterData, Window};
+pub use writer::{encode_cog, write_cog, WriteCompression, WriteError, WriteOptions};
 
 use crate::source::{ByteSource, LocalFile};
 use crate::{Bounds, DataType};

@@ -145,7 +145,7 @@ pub(super) fn read_meta(source: &dyn ByteSource) -> Result<CogMeta> {
             )),
         }
     }
-    levels[1..].sort_by(|a, b| b.width.cmp(&a.width));
+    levels[1..].sort_by_key(|l| std::cmp::Reverse(l.width));
     let masks = levels
         .iter()
         .map(|l| {

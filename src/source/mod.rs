@@ -4,15 +4,82 @@
 //! (HTTP range requests, object stores) is one more implementation of that trait and nothing
 //! else changes. Ranges that touch or nearly touch are merged into one read by
 //! [`ByteSource::read_ranges`]; the merged buffer is shared, so splitting it back is free.
+//!
+//! [`open`] picks the source from a location string: a local path, an `http://` or
+//! `https://` URL ([`HttpSource`]), or `s3://bucket/key` (mapped onto HTTPS by [`s3`]).
 
 use bytes::Bytes;
 use std::ops::Range;
+use std::sync::Arc;
 
+mod cache;
+mod client;
+mod http;
 mod local;
 mod memory;
+pub mod s3;
 
+pub use cache::BlockCache;
+pub use http::{HttpSource, RemoteOptions};
 pub use local::LocalFile;
 pub use memory::InMemory;
+
+/// Opens a byte source from a location: `http://` and `https://` URLs are read with HTTP range
+/// requests, `s3://bucket/key` through the bucket's HTTPS endpoint, anything else is a local
+/// path. Remote sources use [`RemoteOptions::default`]; see [`open_with`].
+pub fn open(location: &str) -> Result<Arc<dyn ByteSource>> {
+    open_with(location, &RemoteOptions::default())
+}
+
+/// Like [`open`], with explicit options for remote sources (timeouts, retries, cache, region).
+pub fn open_with(location: &str, options: &RemoteOptions) -> Result<Arc<dyn ByteSource>> {
+    match scheme(location) {
+        Some("http") | Some("https") => Ok(Arc::new(HttpSource::open(location, options)?)),
+        Some("s3") => Ok(Arc::new(s3::open(location, options)?)),
+        Some("file") => Ok(Arc::new(LocalFile::open(&location["file://".len()..])?)),
+        Some(other) => Err(Error::UnsupportedScheme {
+            location: location.to_string(),
+            scheme: other.to_string(),
+        }),
+        None => Ok(Arc::new(LocalFile::open(location)?)),
+    }
+}
+
+/// The lower-cased scheme of `scheme://...`, or `None` for a plain path (including `C:\...`).
+fn scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once("://")?;
+    let valid = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme).map(|s| {
+        if s.eq_ignore_ascii_case("http") {
+            "http"
+        } else if s.eq_ignore_ascii_case("https") {
+            "https"
+        } else if s.eq_ignore_ascii_case("s3") {
+            "s3"
+        } else if s.eq_ignore_ascii_case("file") {
+            "file"
+        } else {
+            s
+        }
+    })
+}
+
+/// How much a source has transferred: requests sent and body bytes received (remote sources).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransferStats {
+    /// HTTP requests sent, including retries.
+    pub requests: u64,
+    /// Response body bytes received.
+    pub bytes: u64,
+    /// Requests that were retried after a timeout, a dropped connection or a 5xx answer.
+    pub retries: u64,
+    /// Reads served entirely from the block cache.
+    pub cache_hits: u64,
+}
 
 /// Errors from reading bytes.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +106,159 @@ pub enum Error {
         /// Size of the data.
         size: u64,
     },
+    /// The location names a scheme no source handles.
+    #[error("{location}: unsupported scheme {scheme}:// (use a path, http://, https:// or s3://)")]
+    UnsupportedScheme {
+        /// The location as given.
+        location: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// The URL cannot be parsed or lacks a host (or an `s3://` URL lacks a bucket or key).
+    #[error("{url}: not a valid URL: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An `https://` URL that this build or this CPU cannot reach (see `docs/remote.md`).
+    #[error("{url}: HTTPS is not available: {reason}")]
+    HttpsUnavailable {
+        /// The URL.
+        url: String,
+        /// Why: the `https` feature is off, or the CPU lacks what the TLS crypto needs.
+        reason: &'static str,
+    },
+    /// The file of trusted root certificates cannot be used.
+    #[error("{path}: cannot use as TLS root certificates: {problem}")]
+    CaFile {
+        /// The PEM file.
+        path: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The server answered with an HTTP error status (after retries, for 5xx).
+    #[error("{url}: HTTP {status}{}{}", reason_suffix(*.status), hint_suffix(.hint))]
+    HttpStatus {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+        /// What the user may do about it, if we know.
+        hint: Option<String>,
+    },
+    /// The server does not honour `Range` requests, so the file would have to be downloaded whole.
+    #[error("{url}: the server ignores HTTP Range requests (answered {status} with the whole file{}); remote COGs are read by range and are not downloaded whole", size_suffix(*.size))]
+    RangeNotSupported {
+        /// The URL.
+        url: String,
+        /// The status it answered with.
+        status: u16,
+        /// The size it announced, if any.
+        size: Option<u64>,
+    },
+    /// The remote file changed between two reads (ETag, Last-Modified or size differ).
+    #[error("{url}: the file changed while it was being read ({what}: {before} -> {after})")]
+    Changed {
+        /// The URL.
+        url: String,
+        /// Which validator changed: `ETag`, `Last-Modified`, `size` or `precondition` (412).
+        what: &'static str,
+        /// Value seen first.
+        before: String,
+        /// Value seen now.
+        after: String,
+    },
+    /// The server's answer does not match what was asked.
+    #[error("{url}: bad response to a request for bytes {start}..{end}: {problem}")]
+    BadResponse {
+        /// The URL.
+        url: String,
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// What was wrong.
+        problem: ResponseProblem,
+    },
+    /// No answer in time (after all retries).
+    #[error("{url}: timed out after {attempts} attempts ({source})")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last timeout.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The request could not be made or its answer not read (after all retries).
+    #[error("{url}: request failed after {attempts} attempts: {source}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// What was wrong with a server's answer to a range request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResponseProblem {
+    /// A 206 answer without a `Content-Range` header.
+    #[error("no Content-Range header")]
+    MissingContentRange,
+    /// A `Content-Range` header that cannot be parsed.
+    #[error("unparsable Content-Range {0:?}")]
+    BadContentRange(String),
+    /// A `Content-Range` for other bytes than asked.
+    #[error("server sent bytes {start}..{end} instead")]
+    WrongRange {
+        /// First byte sent.
+        start: u64,
+        /// One past the last byte sent.
+        end: u64,
+    },
+    /// The body ended early.
+    #[error("body has {got} bytes, expected {expected}")]
+    ShortBody {
+        /// Bytes expected.
+        expected: u64,
+        /// Bytes received.
+        got: u64,
+    },
+    /// The body is longer than the range.
+    #[error("body is longer than the {expected} bytes asked for")]
+    LongBody {
+        /// Bytes expected.
+        expected: u64,
+    },
+    /// The body is compressed in transit, so its bytes are not the file's bytes.
+    #[error("unexpected Content-Encoding {0:?}")]
+    ContentEncoding(String),
+}
+
+fn reason_suffix(status: u16) -> String {
+    ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default()
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+fn size_suffix(size: Option<u64>) -> String {
+    size.map(|s| format!(" of {s} bytes")).unwrap_or_default()
 }
 
 /// Result alias for this module.
@@ -81,6 +301,12 @@ pub trait ByteSource: Send + Sync {
             }
         }
         Ok(out)
+    }
+
+    /// Transfer counters, for sources that go over the network ([`HttpSource`]); `None` for
+    /// local and in-memory sources.
+    fn stats(&self) -> Option<TransferStats> {
+        None
     }
 
     /// The error for a range that does not fit in this source.

@@ -1,0 +1,148 @@
+//! `pixelquery query WAREHOUSE (--point | --bbox | --geojson) ...`.
+
+use super::{parse_epsg, CliResult, Outcome};
+use pixelquery::query::export::{self, PngKind};
+use pixelquery::query::{Period, Reducer, Region};
+use pixelquery::store::Warehouse;
+use pixelquery::time::parse_datetime;
+use std::path::PathBuf;
+
+/// Arguments of `pixelquery query`.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("where").required(true).args(["point", "bbox", "geojson"]))]
+pub struct Args {
+    /// The warehouse directory.
+    pub warehouse: PathBuf,
+    /// One location: LON,LAT (or X,Y in --crs).
+    #[arg(long, allow_hyphen_values = true)]
+    pub point: Option<String>,
+    /// A box: MINX,MINY,MAXX,MAXY (lon/lat unless --crs).
+    #[arg(long, allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// A GeoJSON file with Polygon/MultiPolygon geometries (pixels outside are masked).
+    #[arg(long)]
+    pub geojson: Option<PathBuf>,
+    /// CRS of the coordinates (EPSG:N; default EPSG:4326 lon/lat).
+    #[arg(long, value_parser = parse_epsg, default_value = "EPSG:4326")]
+    pub crs: u32,
+    /// Time range START..END (dates YYYY-MM-DD or RFC 3339; inclusive; either side may be empty).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Bands (names or aliases such as red,nir).
+    #[arg(long, value_delimiter = ',')]
+    pub bands: Option<Vec<String>>,
+    /// Product id (when the warehouse holds several).
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Band math, e.g. '(nir - red) / (nir + red)'.
+    #[arg(long, conflicts_with = "index")]
+    pub expr: Option<String>,
+    /// A named index: ndvi, evi, ndwi or nbr.
+    #[arg(long)]
+    pub index: Option<String>,
+    /// Mask clouds with the product's rule (`--mask clouds`).
+    #[arg(long)]
+    pub mask: Option<String>,
+    /// Apply scale/offset to physical values.
+    #[arg(long)]
+    pub physical: bool,
+    /// Temporal composite: median, mean, min, max, count, first, last.
+    #[arg(long)]
+    pub composite: Option<Reducer>,
+    /// Composite period: month, year or Nd (default: the whole range).
+    #[arg(long)]
+    pub period: Option<Period>,
+    /// Mosaic scenes of one solar day into one time step (`--group-by solar-day`).
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Output resolution in grid units (default: the finest selected band).
+    #[arg(long)]
+    pub resolution: Option<f64>,
+    /// Read snapshot VERSION instead of the latest.
+    #[arg(long)]
+    pub as_of: Option<u64>,
+    /// Write the result: .tif (COG), .csv, .json or .png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Parses `START..END` (inclusive; a bare date as END means the whole day).
+pub fn parse_time_range(text: &str) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("invalid --time {text:?}: expected START..END, e.g. 2023-01-01..2023-06-30"))?;
+    let parse = |s: &str, end: bool| -> Result<chrono::DateTime<chrono::Utc>, String> {
+        if s.trim().is_empty() {
+            return Ok(if end { chrono::DateTime::<chrono::Utc>::MAX_UTC } else { chrono::DateTime::<chrono::Utc>::MIN_UTC });
+        }
+        let t = parse_datetime(s).ok_or_else(|| format!("invalid date {s:?} in --time: use YYYY-MM-DD or RFC 3339"))?;
+        let date_only = s.trim().len() <= 10;
+        Ok(if end && date_only { t + chrono::Duration::days(1) - chrono::Duration::microseconds(1) } else { t })
+    };
+    let (start, end) = (parse(a, false)?, parse(b, true)?);
+    if start > end {
+        return Err(format!("invalid --time {text:?}: START is after END"));
+    }
+    Ok((start, end))
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> CliResult {
+    let warehouse = Warehouse::open(&args.warehouse)?;
+    let (region, png) = match (&args.point, &args.bbox, &args.geojson) {
+        (Some(p), _, _) => (Region::parse_point(p)?, PngKind::Chart),
+        (_, Some(b), _) => (Region::parse_bbox(b)?, PngKind::Image),
+        (_, _, Some(g)) => (Region::from_geojson_file(g)?, PngKind::Chart),
+        _ => return Err("give --point, --bbox or --geojson".into()),
+    };
+    let mut q = warehouse.query().region(region).crs(args.crs).physical(args.physical);
+    if let Some(t) = &args.time {
+        let (start, end) = parse_time_range(t)?;
+        q = q.time(start, end);
+    }
+    if let Some(b) = &args.bands {
+        q = q.bands(b);
+    }
+    if let Some(p) = &args.product {
+        q = q.product(p);
+    }
+    if let Some(e) = &args.expr {
+        q = q.expr(e);
+    }
+    if let Some(i) = &args.index {
+        q = q.index(i)?;
+    }
+    match args.mask.as_deref() {
+        None => {}
+        Some("clouds") => q = q.mask_clouds(true),
+        Some(other) => return Err(format!("invalid --mask {other:?}: the only mask is 'clouds'").into()),
+    }
+    match args.group_by.as_deref() {
+        None => {}
+        Some("solar-day" | "solar_day") => q = q.group_by_solar_day(true),
+        Some(other) => return Err(format!("invalid --group-by {other:?}: use solar-day").into()),
+    }
+    if let Some(r) = args.composite {
+        q = q.composite(r, args.period.unwrap_or(Period::All));
+    } else if args.period.is_some() {
+        return Err("--period needs --composite".into());
+    }
+    if let Some(r) = args.resolution {
+        q = q.resolution(r);
+    }
+    if let Some(v) = args.as_of {
+        q = q.as_of(v);
+    }
+    let cube = q.run()?;
+    if let Some(out) = &args.out {
+        export::write(&cube, out, png)?;
+        let (t, b, h, w) = cube.dim();
+        eprintln!("wrote {} ({t} times x {b} bands x {h} x {w} px)", out.display());
+    }
+    if cube.is_point() {
+        print!("{}", export::print_point_table(&cube));
+    } else if args.out.is_none() {
+        print!("{}", export::table::csv(&cube));
+    }
+    Ok(Outcome::Ok)
+}

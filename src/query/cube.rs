@@ -1,0 +1,133 @@
+//! The query result: a `(time, band, y, x)` array with time and scene coordinates, band
+//! names and georeferencing.
+
+use crate::GeoTransform;
+use chrono::{DateTime, Utc};
+use ndarray::{Array4, ArrayView2, Axis};
+use serde::Serialize;
+
+/// A data cube. Invalid pixels (nodata, masked, outside a polygon, cloudy) are NaN in
+/// `data`; [`Cube::valid`] gives the mask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cube {
+    /// Values, `(time, band, y, x)`: raw numbers, or physical values after scale/offset.
+    pub data: Array4<f32>,
+    /// Time of each step (UTC).
+    pub times: Vec<DateTime<Utc>>,
+    /// Scene ids behind each step (several when scenes of one solar day were mosaicked).
+    pub scenes: Vec<Vec<String>>,
+    /// Band (or expression) names.
+    pub bands: Vec<String>,
+    /// EPSG code of the cube's CRS.
+    pub epsg: u32,
+    /// Geotransform of pixel (0, 0).
+    pub transform: GeoTransform,
+}
+
+/// Summary statistics of the valid values of one band at one time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stats {
+    /// Number of valid pixels.
+    pub count: usize,
+    /// Mean (NaN when no valid pixel).
+    pub mean: f64,
+    /// Standard deviation (population).
+    pub std: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Median.
+    pub median: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Stats {
+    /// Statistics of the non-NaN values of a 2-D slice.
+    pub fn of(values: ArrayView2<'_, f32>) -> Stats {
+        let mut v: Vec<f64> = values
+            .iter()
+            .filter(|x| !x.is_nan())
+            .map(|&x| x as f64)
+            .collect();
+        let count = v.len();
+        if count == 0 {
+            return Stats {
+                count,
+                mean: f64::NAN,
+                std: f64::NAN,
+                min: f64::NAN,
+                median: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        let mean = v.iter().sum::<f64>() / count as f64;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / count as f64).sqrt();
+        v.sort_unstable_by(f64::total_cmp);
+        let median = if count % 2 == 1 {
+            v[count / 2]
+        } else {
+            (v[count / 2 - 1] + v[count / 2]) / 2.0
+        };
+        Stats {
+            count,
+            mean,
+            std,
+            min: v[0],
+            median,
+            max: v[count - 1],
+        }
+    }
+}
+
+impl Cube {
+    /// `(time, band, y, x)` sizes.
+    pub fn dim(&self) -> (usize, usize, usize, usize) {
+        self.data.dim()
+    }
+
+    /// Validity mask: true where the value is valid.
+    pub fn valid(&self) -> Array4<bool> {
+        self.data.mapv(|v| !v.is_nan())
+    }
+
+    /// Index of a band by name (case-insensitive).
+    pub fn band_index(&self, name: &str) -> Option<usize> {
+        self.bands.iter().position(|b| b.eq_ignore_ascii_case(name))
+    }
+
+    /// Map coordinates of the centre of pixel (`x`, `y`).
+    pub fn pixel_center(&self, x: usize, y: usize) -> (f64, f64) {
+        self.transform.apply(x as f64 + 0.5, y as f64 + 0.5)
+    }
+
+    /// Statistics per time step and band, `[time][band]`.
+    pub fn stats(&self) -> Vec<Vec<Stats>> {
+        self.data
+            .axis_iter(Axis(0))
+            .map(|t| t.axis_iter(Axis(0)).map(Stats::of).collect())
+            .collect()
+    }
+
+    /// True when the cube has a single pixel (a point query).
+    pub fn is_point(&self) -> bool {
+        let (_, _, h, w) = self.dim();
+        h == 1 && w == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn stats_ignore_invalid_pixels() {
+        let a = array![[1.0f32, f32::NAN], [3.0, 2.0]];
+        let s = Stats::of(a.view());
+        assert_eq!(s.count, 3);
+        assert_eq!((s.min, s.median, s.max, s.mean), (1.0, 2.0, 3.0, 2.0));
+        assert!((s.std - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        let none = array![[f32::NAN]];
+        assert!(Stats::of(none.view()).mean.is_nan());
+    }
+}

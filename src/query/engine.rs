@@ -1,0 +1,623 @@
+//! The query builder on a warehouse: prune fragments with the catalog, memory-map only the
+//! ones needed, paint their observations onto the output grid, then mask, compute band math
+//! and composite.
+
+use super::composite::{group_times, reduce, Period, Reducer};
+use super::cube::Cube;
+use super::expr::{preset, Expr};
+use super::region::Region;
+use crate::crs::Crs;
+use crate::ingest::profile::ProductProfile;
+use crate::store::{Fragment, FragmentEntry, FragmentFilter, Snapshot, Version, Warehouse};
+use crate::{Bounds, DataType, GeoTransform, Sample};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use ndarray::{Array3, Array4, Axis};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Largest cube a query may allocate.
+const MAX_CUBE_BYTES: u64 = 8 << 30;
+
+/// Errors from running a query.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading the warehouse failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The region could not be used.
+    #[error(transparent)]
+    Region(#[from] super::region::Error),
+    /// The expression is invalid.
+    #[error(transparent)]
+    Expr(#[from] super::expr::ExprError),
+    /// A CRS could not be set up.
+    #[error(transparent)]
+    Crs(#[from] crate::crs::Error),
+    /// A band name matches no band of the product.
+    #[error("band {band:?} is not in the warehouse (available: {available})")]
+    UnknownBand {
+        /// The name asked for.
+        band: String,
+        /// What exists.
+        available: String,
+    },
+    /// The options contradict each other or are out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing matched.
+    #[error("no data: {0}")]
+    NoData(String),
+    /// The result would be too large.
+    #[error("the query would build a {bytes}-byte cube ({shape}), more than the {limit}-byte limit; narrow the area or time range")]
+    TooLarge {
+        /// Bytes needed.
+        bytes: u64,
+        /// Cube shape.
+        shape: String,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A query under construction; see [`Warehouse::query`].
+#[derive(Debug, Clone)]
+pub struct Query<'w> {
+    warehouse: &'w Warehouse,
+    snapshot: Option<&'w Snapshot>,
+    region: Option<Region>,
+    crs: u32,
+    time: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    bands: Vec<String>,
+    product: Option<String>,
+    expr: Option<(String, String)>,
+    mask_clouds: bool,
+    physical: bool,
+    composite: Option<(Reducer, Period)>,
+    solar_day: bool,
+    resolution: Option<f64>,
+    as_of: Option<Version>,
+}
+
+impl Warehouse {
+    /// Starts a query (region in lon/lat unless [`Query::crs`] says otherwise).
+    pub fn query(&self) -> Query<'_> {
+        Query {
+            warehouse: self,
+            snapshot: None,
+            region: None,
+            crs: 4326,
+            time: None,
+            bands: Vec::new(),
+            product: None,
+            expr: None,
+            mask_clouds: false,
+            physical: false,
+            composite: None,
+            solar_day: false,
+            resolution: None,
+            as_of: None,
+        }
+    }
+}
+
+/// Resolves user band names to warehouse band names through the product profile's aliases.
+fn resolve_band(name: &str, profile: Option<&ProductProfile>, available: &BTreeSet<String>) -> Result<String> {
+    if let Some(b) = available.iter().find(|b| b.eq_ignore_ascii_case(name)) {
+        return Ok(b.clone());
+    }
+    if let Some(b) = profile.and_then(|p| p.band(name)) {
+        if available.contains(&b.name) {
+            return Ok(b.name.clone());
+        }
+    }
+    Err(Error::UnknownBand {
+        band: name.to_string(),
+        available: available.iter().cloned().collect::<Vec<_>>().join(", "),
+    })
+}
+
+impl<'w> Query<'w> {
+    /// Reuses an already loaded snapshot (for repeated queries).
+    pub fn on_snapshot(mut self, snapshot: &'w Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// One location.
+    pub fn point(mut self, x: f64, y: f64) -> Self {
+        self.region = Some(Region::Point(x, y));
+        self
+    }
+
+    /// A rectangle.
+    pub fn bbox(mut self, bounds: Bounds) -> Self {
+        self.region = Some(Region::BBox(bounds));
+        self
+    }
+
+    /// Any region (point, box, polygons).
+    pub fn region(mut self, region: Region) -> Self {
+        self.region = Some(region);
+        self
+    }
+
+    /// EPSG code of the region's coordinates (default 4326, lon/lat).
+    pub fn crs(mut self, epsg: u32) -> Self {
+        self.crs = epsg;
+        self
+    }
+
+    /// Inclusive time range.
+    pub fn time(mut self, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        self.time = Some((start, end));
+        self
+    }
+
+    /// Bands (names or aliases); empty = all bands of the product.
+    pub fn bands<S: AsRef<str>>(mut self, bands: &[S]) -> Self {
+        self.bands = bands.iter().map(|b| b.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Product id (needed when the warehouse holds several).
+    pub fn product(mut self, id: &str) -> Self {
+        self.product = Some(id.to_string());
+        self
+    }
+
+    /// Band math: the result has one band named after the expression.
+    pub fn expr(mut self, expression: &str) -> Self {
+        self.expr = Some((expression.to_string(), expression.to_string()));
+        self
+    }
+
+    /// A named index preset (`ndvi`, `evi`, `ndwi`, `nbr`).
+    pub fn index(mut self, name: &str) -> Result<Self> {
+        let text = preset(name).ok_or_else(|| {
+            Error::Invalid(format!("unknown index {name:?}: use ndvi, evi, ndwi or nbr"))
+        })?;
+        self.expr = Some((name.to_ascii_lowercase(), text.to_string()));
+        // Indices are defined on reflectance.
+        self.physical = true;
+        Ok(self)
+    }
+
+    /// Masks cloudy pixels with the product's cloud rule.
+    pub fn mask_clouds(mut self, yes: bool) -> Self {
+        self.mask_clouds = yes;
+        self
+    }
+
+    /// Applies scale/offset to physical values.
+    pub fn physical(mut self, yes: bool) -> Self {
+        self.physical = yes;
+        self
+    }
+
+    /// Temporal composite per period.
+    pub fn composite(mut self, reducer: Reducer, period: Period) -> Self {
+        self.composite = Some((reducer, period));
+        self
+    }
+
+    /// Mosaics scenes of the same solar day into one step (first valid pixel wins).
+    pub fn group_by_solar_day(mut self, yes: bool) -> Self {
+        self.solar_day = yes;
+        self
+    }
+
+    /// Output resolution in grid units (default: the finest selected band).
+    pub fn resolution(mut self, r: f64) -> Self {
+        self.resolution = Some(r);
+        self
+    }
+
+    /// Reads an older snapshot.
+    pub fn as_of(mut self, version: Version) -> Self {
+        self.as_of = Some(version);
+        self
+    }
+
+    /// Runs the query.
+    pub fn run(self) -> Result<Cube> {
+        let owned;
+        let snapshot = match self.snapshot {
+            Some(s) => s,
+            None => {
+                owned = self.warehouse.snapshot(self.as_of)?;
+                &owned
+            }
+        };
+        let grid = self.warehouse.config().grid;
+        let grid_crs = grid.crs().map_err(|e| Error::Invalid(e.to_string()))?;
+        let region = self
+            .region
+            .clone()
+            .ok_or_else(|| Error::Invalid("a query needs --point, --bbox or --geojson".into()))?;
+        let region_crs = Crs::from_epsg(self.crs)?;
+        let lon_center = {
+            let b = region.bounds();
+            let wgs = Crs::wgs84();
+            let c = Region::Point((b.min_x + b.max_x) / 2.0, (b.min_y + b.max_y) / 2.0).to_crs(&region_crs, &wgs)?;
+            match c {
+                Region::Point(lon, _) => lon,
+                _ => 0.0,
+            }
+        };
+        let region = region.to_crs(&region_crs, &grid_crs)?;
+
+        // Product and its profile.
+        let products: BTreeSet<String> = snapshot.fragments().iter().map(|f| f.product.clone()).collect();
+        let product = match &self.product {
+            Some(p) if products.contains(p) => p.clone(),
+            Some(p) => {
+                return Err(Error::NoData(format!(
+                    "product {p:?} is not in the warehouse (products: {})",
+                    products.iter().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+            None if products.len() == 1 => products.iter().next().cloned().unwrap_or_default(),
+            None if products.is_empty() => return Err(Error::NoData("the warehouse is empty".into())),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "the warehouse holds several products ({}); choose one with --product",
+                    products.iter().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        let profile: Option<ProductProfile> = snapshot
+            .products()
+            .get(&product)
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let available: BTreeSet<String> = snapshot
+            .fragments()
+            .iter()
+            .filter(|f| f.product == product)
+            .map(|f| f.band.clone())
+            .collect();
+
+        // Which bands to load.
+        let expr = self.expr.as_ref().map(|(name, text)| Expr::parse(text).map(|e| (name.clone(), e))).transpose()?;
+        let mut wanted: Vec<String> = Vec::new();
+        let requested: Vec<String> = match &expr {
+            Some((_, e)) => e.variables(),
+            None if self.bands.is_empty() => available
+                .iter()
+                .filter(|b| {
+                    profile.as_ref().and_then(|p| p.band(b)).is_none_or(|bp| bp.role != crate::ingest::BandRole::Quality)
+                })
+                .cloned()
+                .collect(),
+            None => self.bands.clone(),
+        };
+        for b in &requested {
+            let name = resolve_band(b, profile.as_ref(), &available)?;
+            if !wanted.contains(&name) {
+                wanted.push(name);
+            }
+        }
+        let cloud_rule = if self.mask_clouds {
+            let rule = profile.as_ref().map(|p| p.cloud_mask.clone()).unwrap_or_default();
+            let Some(qa) = rule.band() else {
+                return Err(Error::Invalid(format!("product {product:?} has no cloud mask rule")));
+            };
+            let qa = resolve_band(qa, profile.as_ref(), &available)?;
+            Some((rule, qa))
+        } else {
+            None
+        };
+        let mut load = wanted.clone();
+        if let Some((_, qa)) = &cloud_rule {
+            if !load.contains(qa) {
+                load.push(qa.clone());
+            }
+        }
+
+        // Prune with the catalog.
+        let end_exclusive = self.time.map(|(s, e)| (s, e + Duration::microseconds(1)));
+        let bounds = region.bounds();
+        let tiles: BTreeSet<_> = if matches!(region, Region::Point(..)) {
+            [grid.tile_at(bounds.min_x, bounds.min_y)].into_iter().collect()
+        } else {
+            grid.tiles_in(&bounds).map_err(|e| Error::Invalid(e.to_string()))?.into_iter().collect()
+        };
+        let selected: Vec<&FragmentEntry> = snapshot
+            .select(&FragmentFilter {
+                product: Some(product.clone()),
+                time: end_exclusive,
+                ..Default::default()
+            })
+            .into_iter()
+            .filter(|f| tiles.contains(&f.tile) && load.contains(&f.band))
+            .collect();
+        if selected.is_empty() {
+            return Err(Error::NoData("no fragment covers this place and time".into()));
+        }
+
+        // Output grid, aligned to the tile grid.
+        let res = self
+            .resolution
+            .unwrap_or_else(|| selected.iter().map(|f| f.resolution).fold(f64::INFINITY, f64::min));
+        if !(res.is_finite() && res > 0.0) {
+            return Err(Error::Invalid(format!("invalid resolution {res}")));
+        }
+        let (transform, width, height) = match region {
+            Region::Point(x, y) => {
+                let col = ((x - grid.origin_x) / res).floor();
+                let row = ((grid.origin_y - y) / res).floor();
+                (GeoTransform::north_up(grid.origin_x + col * res, grid.origin_y - row * res, res, res), 1, 1)
+            }
+            _ => {
+                let c0 = ((bounds.min_x - grid.origin_x) / res).floor();
+                let c1 = ((bounds.max_x - grid.origin_x) / res).ceil();
+                let r0 = ((grid.origin_y - bounds.max_y) / res).floor();
+                let r1 = ((grid.origin_y - bounds.min_y) / res).ceil();
+                let (w, h) = ((c1 - c0).max(1.0), (r1 - r0).max(1.0));
+                if w * h > 1e10 {
+                    return Err(Error::Invalid("the area is too large for this resolution".into()));
+                }
+                (
+                    GeoTransform::north_up(grid.origin_x + c0 * res, grid.origin_y - r0 * res, res, res),
+                    w as usize,
+                    h as usize,
+                )
+            }
+        };
+
+        // Open the fragments and collect the time steps.
+        let fragments: Vec<(&FragmentEntry, Fragment)> = selected
+            .par_iter()
+            .map(|e| snapshot.read_fragment(e).map(|f| (*e, f)))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut observations: BTreeSet<(i64, String)> = BTreeSet::new();
+        for (_, f) in &fragments {
+            for i in 0..f.len() {
+                let t = f.times_micros()[i];
+                if self.time.is_none_or(|(s, e)| t >= s.timestamp_micros() && t <= e.timestamp_micros()) {
+                    observations.insert((t, f.scene_id(i).to_string()));
+                }
+            }
+        }
+        if observations.is_empty() {
+            return Err(Error::NoData("no observation in this time range".into()));
+        }
+        // Time steps: one per scene, or one per solar day.
+        let mut steps: Vec<(DateTime<Utc>, Vec<String>)> = Vec::new();
+        let mut step_of: BTreeMap<(i64, String), usize> = BTreeMap::new();
+        let mut day_index: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+        for (t, scene) in &observations {
+            let time = DateTime::from_timestamp_micros(*t).unwrap_or_default();
+            let idx = if self.solar_day {
+                let local = time + Duration::milliseconds((lon_center / 15.0 * 3_600_000.0) as i64);
+                *day_index.entry(local.date_naive()).or_insert_with(|| {
+                    steps.push((time, Vec::new()));
+                    steps.len() - 1
+                })
+            } else {
+                match steps.last() {
+                    Some((last, _)) if *last == time && !self.solar_day => steps.len() - 1,
+                    _ => {
+                        steps.push((time, Vec::new()));
+                        steps.len() - 1
+                    }
+                }
+            };
+            if !steps[idx].1.contains(scene) {
+                steps[idx].1.push(scene.clone());
+            }
+            step_of.insert((*t, scene.clone()), idx);
+        }
+        let (nt, nb) = (steps.len(), load.len());
+        let bytes = (nt * nb * width * height * 4) as u64;
+        if bytes > MAX_CUBE_BYTES {
+            return Err(Error::TooLarge {
+                bytes,
+                shape: format!("{nt} times x {nb} bands x {height} x {width}"),
+                limit: MAX_CUBE_BYTES,
+            });
+        }
+
+        // Paint: each (time, band) slab is written by the observations that belong to it, in
+        // time order, first valid pixel winning.
+        let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); nt * nb];
+        for (fi, (entry, f)) in fragments.iter().enumerate() {
+            let Some(b) = load.iter().position(|n| *n == entry.band) else { continue };
+            for i in 0..f.len() {
+                let key = (f.times_micros()[i], f.scene_id(i).to_string());
+                if let Some(&t) = step_of.get(&key) {
+                    work[t * nb + b].push((key.0, fi, i));
+                }
+            }
+        }
+        let mut data = vec![f32::NAN; nt * nb * width * height];
+        let out = OutGrid { transform, width, height };
+        data.par_chunks_mut((width * height).max(1))
+            .zip(work.par_iter_mut())
+            .for_each(|(slab, items)| {
+                items.sort_unstable();
+                for &(_, fi, i) in items.iter() {
+                    let (entry, frag) = &fragments[fi];
+                    paint(frag, entry, i, &out, self.physical, slab);
+                }
+            });
+        let mut data = Array4::from_shape_vec((nt, nb, height, width), data)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+
+        // Clouds, polygon clip.
+        if let Some((rule, qa)) = &cloud_rule {
+            let q = load.iter().position(|n| n == qa).unwrap_or(0);
+            for mut step in data.axis_iter_mut(Axis(0)) {
+                let clear: Vec<bool> = step
+                    .index_axis(Axis(0), q)
+                    .iter()
+                    .map(|&v| v.is_nan() || rule.is_clear(v as i64))
+                    .collect();
+                for mut band in step.axis_iter_mut(Axis(0)) {
+                    for (v, c) in band.iter_mut().zip(&clear) {
+                        if !c {
+                            *v = f32::NAN;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(mask) = region.raster_mask(&transform, width, height) {
+            for mut step in data.axis_iter_mut(Axis(0)) {
+                for mut band in step.axis_iter_mut(Axis(0)) {
+                    ndarray::Zip::from(&mut band).and(&mask).for_each(|v, &inside| {
+                        if !inside {
+                            *v = f32::NAN;
+                        }
+                    });
+                }
+            }
+        }
+        // Keep only the bands asked for.
+        let keep: Vec<usize> = wanted.iter().filter_map(|w| load.iter().position(|l| l == w)).collect();
+        let data = if keep.len() == nb { data } else { data.select(Axis(1), &keep) };
+        let mut cube = Cube {
+            data,
+            times: steps.iter().map(|s| s.0).collect(),
+            scenes: steps.into_iter().map(|s| s.1).collect(),
+            bands: wanted.clone(),
+            epsg: grid.epsg,
+            transform,
+        };
+        if let Some((name, e)) = &expr {
+            cube = apply_expression(cube, name, e, profile.as_ref())?;
+        }
+        if let Some((reducer, period)) = self.composite {
+            let groups = group_times(&cube.times, period);
+            let data = reduce(cube.data.view(), &groups, reducer);
+            let scenes = groups
+                .iter()
+                .map(|g| {
+                    let mut s: Vec<String> = g.members.iter().flat_map(|&m| cube.scenes[m].clone()).collect();
+                    s.dedup();
+                    s
+                })
+                .collect();
+            cube = Cube {
+                data,
+                times: groups.iter().map(|g| g.start).collect(),
+                scenes,
+                bands: cube.bands.iter().map(|b| format!("{b}_{reducer}")).collect(),
+                ..cube
+            };
+        }
+        Ok(cube)
+    }
+}
+
+/// The output pixel grid.
+struct OutGrid {
+    transform: GeoTransform,
+    width: usize,
+    height: usize,
+}
+
+/// Copies observation `i` of a fragment onto the output slab where the slab is still empty.
+fn paint(frag: &Fragment, entry: &FragmentEntry, i: usize, out: &OutGrid, physical: bool, slab: &mut [f32]) {
+    macro_rules! typed {
+        ($t:ty) => {
+            if let Ok(px) = frag.pixels::<$t>(i) {
+                paint_typed(px, frag, entry, i, out, physical, slab)
+            }
+        };
+    }
+    match frag.meta().dtype {
+        DataType::U8 => typed!(u8),
+        DataType::I8 => typed!(i8),
+        DataType::U16 => typed!(u16),
+        DataType::I16 => typed!(i16),
+        DataType::U32 => typed!(u32),
+        DataType::I32 => typed!(i32),
+        DataType::F32 => typed!(f32),
+        DataType::F64 => typed!(f64),
+    }
+}
+
+fn paint_typed<T: Sample>(
+    pixels: &[T],
+    frag: &Fragment,
+    entry: &FragmentEntry,
+    i: usize,
+    out: &OutGrid,
+    physical: bool,
+    slab: &mut [f32],
+) {
+    let meta = frag.meta();
+    let ft = meta.transform;
+    let (n, m) = (meta.width as usize, meta.height as usize);
+    let rs = entry.resolution;
+    let ot = &out.transform;
+    let r = ot.pixel_width;
+    // Output pixel ranges whose centres fall in the tile.
+    let (tx0, tx1) = (ft.origin_x, ft.origin_x + n as f64 * rs);
+    let (ty1, ty0) = (ft.origin_y, ft.origin_y - m as f64 * rs);
+    let x_start = (((tx0 - ot.origin_x) / r - 0.5).ceil().max(0.0) as usize).min(out.width);
+    let x_end = (((tx1 - ot.origin_x) / r - 0.5).ceil().max(0.0) as usize).min(out.width);
+    let y_start = (((ot.origin_y - ty1) / r - 0.5).ceil().max(0.0) as usize).min(out.height);
+    let y_end = (((ot.origin_y - ty0) / r - 0.5).ceil().max(0.0) as usize).min(out.height);
+    if x_start >= x_end || y_start >= y_end {
+        return;
+    }
+    let cols: Vec<usize> = (x_start..x_end)
+        .map(|x| ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize).min(n - 1))
+        .collect();
+    let validity = frag.validity(i);
+    let (scale, offset) = if physical { (meta.scale as f32, meta.offset as f32) } else { (1.0, 0.0) };
+    let nodata = meta.nodata;
+    for y in y_start..y_end {
+        let ty = ((((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor()) as usize).min(m - 1);
+        let src = &pixels[ty * n..(ty + 1) * n];
+        let dst = &mut slab[y * out.width..(y + 1) * out.width];
+        for (x, &tx) in (x_start..x_end).zip(&cols) {
+            if !dst[x].is_nan() {
+                continue;
+            }
+            if let Some(v) = &validity {
+                if !v.value(ty * n + tx) {
+                    continue;
+                }
+            }
+            let raw = src[tx].to_f64();
+            if nodata.is_some_and(|nd| raw == nd || (nd.is_nan() && raw.is_nan())) {
+                continue;
+            }
+            dst[x] = raw as f32 * scale + offset;
+        }
+    }
+}
+
+/// Replaces the cube's bands by one band computed from an expression.
+fn apply_expression(cube: Cube, name: &str, expr: &Expr, profile: Option<&ProductProfile>) -> Result<Cube> {
+    let (t, _, h, w) = cube.dim();
+    let arrays: Vec<(String, Array3<f32>)> = cube
+        .bands
+        .iter()
+        .enumerate()
+        .map(|(b, n)| (n.clone(), cube.data.index_axis(Axis(1), b).to_owned()))
+        .collect();
+    let lookup = |var: &str| -> Option<&Array3<f32>> {
+        let canonical = profile.and_then(|p| p.band(var)).map(|b| b.name.clone());
+        arrays
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(var) || canonical.as_deref().is_some_and(|c| c == n))
+            .map(|(_, a)| a)
+    };
+    let result = expr
+        .evaluate((t, h, w), &lookup)
+        .map_err(|m| Error::Invalid(format!("expression {name:?}: {m}")))?;
+    let mut data = result.insert_axis(Axis(1));
+    data.mapv_inplace(|v| if v.is_finite() { v } else { f32::NAN });
+    Ok(Cube {
+        data,
+        bands: vec![name.to_string()],
+        ..cube
+    })
+}

@@ -1,0 +1,13 @@
+//! Queries over the warehouse: band math now; cubes, masks, composites and exports as the
+//! warehouse lands.
+
+pub mod composite;
+pub mod cube;
+pub mod export;
+pub mod expr;
+pub mod region;
+
+pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};
+pub use cube::{Cube, Stats};
+pub use expr::{preset, Expr, ExprError};
+pub use region::Region;

@@ -1,0 +1,375 @@
+//! Where a query looks: a point, a bounding box or (multi)polygons, in any CRS; GeoJSON
+//! parsing and polygon rasterisation onto the output pixel grid.
+
+use crate::crs::{Crs, Transformer};
+use crate::{Bounds, GeoTransform};
+use ndarray::Array2;
+use serde_json::Value;
+
+/// Errors from reading or projecting a region.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A coordinate text could not be parsed.
+    #[error("invalid {what} {text:?}: {reason}")]
+    Parse {
+        /// `--point`, `--bbox`...
+        what: &'static str,
+        /// The text.
+        text: String,
+        /// Why.
+        reason: String,
+    },
+    /// A GeoJSON file could not be used.
+    #[error("{file}: {reason}")]
+    GeoJson {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// Projection failed.
+    #[error(transparent)]
+    Crs(#[from] crate::crs::Error),
+}
+
+/// A polygon: exterior ring then holes; rings as (x, y) vertices.
+pub type Polygon = Vec<Vec<(f64, f64)>>;
+
+/// A query region.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Region {
+    /// One location.
+    Point(f64, f64),
+    /// A rectangle.
+    BBox(Bounds),
+    /// One or more polygons (pixels outside are masked).
+    Polygons(Vec<Polygon>),
+}
+
+fn parse_numbers(what: &'static str, text: &str, n: usize) -> Result<Vec<f64>, Error> {
+    let bad = |reason: String| Error::Parse {
+        what,
+        text: text.to_string(),
+        reason,
+    };
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    if parts.len() != n {
+        return Err(bad(format!(
+            "expected {n} comma-separated numbers, got {}",
+            parts.len()
+        )));
+    }
+    parts
+        .iter()
+        .map(|p| {
+            p.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| bad(format!("{p:?} is not a number")))
+        })
+        .collect()
+}
+
+impl Region {
+    /// Parses `--point X,Y` (longitude, latitude by default).
+    pub fn parse_point(text: &str) -> Result<Region, Error> {
+        let v = parse_numbers("--point", text, 2)?;
+        Ok(Region::Point(v[0], v[1]))
+    }
+
+    /// Parses `--bbox MINX,MINY,MAXX,MAXY`.
+    pub fn parse_bbox(text: &str) -> Result<Region, Error> {
+        let v = parse_numbers("--bbox", text, 4)?;
+        if v[0] >= v[2] || v[1] >= v[3] {
+            return Err(Error::Parse {
+                what: "--bbox",
+                text: text.to_string(),
+                reason: "MINX must be below MAXX and MINY below MAXY".into(),
+            });
+        }
+        Ok(Region::BBox(Bounds::new(v[0], v[1], v[2], v[3])))
+    }
+
+    /// Reads the polygons of a GeoJSON file (Polygon, MultiPolygon, Feature or
+    /// FeatureCollection of those).
+    pub fn from_geojson_file(path: &std::path::Path) -> Result<Region, Error> {
+        let file = path.display().to_string();
+        let bad = |reason: String| Error::GeoJson {
+            file: file.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let mut polygons = Vec::new();
+        collect_polygons(&value, &mut polygons).map_err(bad)?;
+        if polygons.is_empty() {
+            return Err(bad("no Polygon or MultiPolygon geometry".into()));
+        }
+        Ok(Region::Polygons(polygons))
+    }
+
+    /// The region's bounding box.
+    pub fn bounds(&self) -> Bounds {
+        match self {
+            Region::Point(x, y) => Bounds::new(*x, *y, *x, *y),
+            Region::BBox(b) => *b,
+            Region::Polygons(p) => {
+                Bounds::from_points(p.iter().flat_map(|poly| poly[0].iter().copied()))
+            }
+        }
+    }
+
+    /// The region in another CRS (polygon edges densified so they bend like the projection).
+    pub fn to_crs(&self, from: &Crs, to: &Crs) -> Result<Region, Error> {
+        let t = Transformer::new(from, to);
+        if t.is_identity() {
+            return Ok(self.clone());
+        }
+        Ok(match self {
+            Region::Point(x, y) => {
+                let (a, b) = t.transform_point(*x, *y)?;
+                Region::Point(a, b)
+            }
+            Region::BBox(b) => Region::BBox(t.transform_bounds(b, 21)?),
+            Region::Polygons(polys) => {
+                let mut out = Vec::with_capacity(polys.len());
+                for poly in polys {
+                    let mut rings = Vec::with_capacity(poly.len());
+                    for ring in poly {
+                        let dense = densify(ring, 8);
+                        let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = dense.into_iter().unzip();
+                        t.transform_in_place(&mut xs, &mut ys)?;
+                        rings.push(
+                            xs.into_iter()
+                                .zip(ys)
+                                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                                .collect(),
+                        );
+                    }
+                    out.push(rings);
+                }
+                Region::Polygons(out)
+            }
+        })
+    }
+
+    /// Which output pixels lie inside (pixel centres), for polygons; `None` for points and
+    /// boxes (every pixel counts).
+    pub fn raster_mask(
+        &self,
+        transform: &GeoTransform,
+        width: usize,
+        height: usize,
+    ) -> Option<Array2<bool>> {
+        let Region::Polygons(polys) = self else {
+            return None;
+        };
+        let mut mask = Array2::from_elem((height, width), false);
+        for ((y, x), m) in mask.indexed_iter_mut() {
+            let (px, py) = transform.apply(x as f64 + 0.5, y as f64 + 0.5);
+            *m = polys.iter().any(|poly| inside_polygon(poly, px, py));
+        }
+        Some(mask)
+    }
+}
+
+fn densify(ring: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(ring.len() * n);
+    for w in ring.windows(2) {
+        for k in 0..n {
+            let f = k as f64 / n as f64;
+            out.push((
+                w[0].0 + (w[1].0 - w[0].0) * f,
+                w[0].1 + (w[1].1 - w[0].1) * f,
+            ));
+        }
+    }
+    if let Some(last) = ring.last() {
+        out.push(*last);
+    }
+    out
+}
+
+/// Even-odd rule over all rings (holes subtract).
+fn inside_polygon(poly: &Polygon, x: f64, y: f64) -> bool {
+    let mut inside = false;
+    for ring in poly {
+        let n = ring.len();
+        if n < 3 {
+            continue;
+        }
+        let mut j = n - 1;
+        for i in 0..n {
+            let (xi, yi) = ring[i];
+            let (xj, yj) = ring[j];
+            if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+                inside = !inside;
+            }
+            j = i;
+        }
+    }
+    inside
+}
+
+fn ring_of(v: &Value) -> Result<Vec<(f64, f64)>, String> {
+    let arr = v.as_array().ok_or("a ring is not an array of positions")?;
+    arr.iter()
+        .map(|p| {
+            let c = p.as_array().ok_or("a position is not an array")?;
+            match (
+                c.first().and_then(Value::as_f64),
+                c.get(1).and_then(Value::as_f64),
+            ) {
+                (Some(x), Some(y)) if x.is_finite() && y.is_finite() => Ok((x, y)),
+                _ => Err("a position needs two numbers".to_string()),
+            }
+        })
+        .collect()
+}
+
+fn polygon_of(v: &Value) -> Result<Polygon, String> {
+    let rings = v
+        .as_array()
+        .ok_or("Polygon coordinates are not an array of rings")?;
+    let poly: Polygon = rings.iter().map(ring_of).collect::<Result<_, _>>()?;
+    if poly.first().is_none_or(|r| r.len() < 4) {
+        return Err("a polygon ring needs at least 4 positions".into());
+    }
+    Ok(poly)
+}
+
+fn collect_polygons(v: &Value, out: &mut Vec<Polygon>) -> Result<(), String> {
+    match v.get("type").and_then(Value::as_str) {
+        Some("FeatureCollection") => {
+            for f in v
+                .get("features")
+                .and_then(Value::as_array)
+                .ok_or("FeatureCollection without features")?
+            {
+                collect_polygons(f, out)?;
+            }
+        }
+        Some("Feature") => {
+            if let Some(g) = v.get("geometry").filter(|g| !g.is_null()) {
+                collect_polygons(g, out)?;
+            }
+        }
+        Some("Polygon") => out.push(polygon_of(
+            v.get("coordinates").ok_or("Polygon without coordinates")?,
+        )?),
+        Some("MultiPolygon") => {
+            for p in v
+                .get("coordinates")
+                .and_then(Value::as_array)
+                .ok_or("MultiPolygon without coordinates")?
+            {
+                out.push(polygon_of(p)?);
+            }
+        }
+        Some("GeometryCollection") => {
+            for g in v
+                .get("geometries")
+                .and_then(Value::as_array)
+                .ok_or("GeometryCollection without geometries")?
+            {
+                collect_polygons(g, out)?;
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "{other} geometries cannot be queried; use Polygon or MultiPolygon"
+            ))
+        }
+        None => return Err("not GeoJSON (no \"type\")".into()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_points_and_boxes() {
+        assert_eq!(
+            Region::parse_point("127.1, 36.5").unwrap(),
+            Region::Point(127.1, 36.5)
+        );
+        assert!(Region::parse_point("127.1")
+            .unwrap_err()
+            .to_string()
+            .contains("2 comma-separated"));
+        assert!(Region::parse_point("a,b")
+            .unwrap_err()
+            .to_string()
+            .contains("\"a\""));
+        assert!(Region::parse_bbox("1,2,0,3")
+            .unwrap_err()
+            .to_string()
+            .contains("MINX"));
+        assert_eq!(
+            Region::parse_bbox("0,0,1,1").unwrap().bounds(),
+            Bounds::new(0.0, 0.0, 1.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn geojson_polygons_with_holes_rasterise() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("field.geojson");
+        std::fs::write(
+            &p,
+            r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},
+              "geometry":{"type":"Polygon","coordinates":[[[0,0],[10,0],[10,10],[0,10],[0,0]],
+                                                          [[4,4],[6,4],[6,6],[4,6],[4,4]]]}}]}"#,
+        )
+        .unwrap();
+        let r = Region::from_geojson_file(&p).unwrap();
+        assert_eq!(r.bounds(), Bounds::new(0.0, 0.0, 10.0, 10.0));
+        let mask = r
+            .raster_mask(&GeoTransform::north_up(0.0, 10.0, 1.0, 1.0), 10, 10)
+            .unwrap();
+        assert_eq!(mask.iter().filter(|&&m| m).count(), 96);
+        assert!(!mask[[5, 5]] && mask[[0, 0]]);
+    }
+
+    #[test]
+    fn bad_geojson_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        for (text, needle) in [
+            ("nope", "not JSON"),
+            (
+                r#"{"type":"Point","coordinates":[1,2]}"#,
+                "Point geometries",
+            ),
+            (
+                r#"{"type":"Polygon","coordinates":[[[0,0],[1,1]]]}"#,
+                "at least 4",
+            ),
+            (
+                r#"{"type":"FeatureCollection","features":[]}"#,
+                "no Polygon",
+            ),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Region::from_geojson_file(&p).unwrap_err().to_string();
+            assert!(e.contains("x.json") && e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn lonlat_to_utm() {
+        let wgs = Crs::wgs84();
+        let utm = Crs::from_epsg(32652).unwrap();
+        let Region::Point(x, y) = Region::Point(129.0, 36.0).to_crs(&wgs, &utm).unwrap() else {
+            panic!()
+        };
+        assert!(
+            (x - 500000.0).abs() < 1e-3 && (y - 3983948.0).abs() < 5.0,
+            "{x} {y}"
+        );
+    }
+}
