@@ -171,18 +171,19 @@ impl<'a> General<'a> {
                 let (mut tx, mut ty) = (vec![0.0; w + 1], vec![0.0; w + 1]);
                 let (mut bx, mut by) = (vec![0.0; w + 1], vec![0.0; w + 1]);
                 self.approx.row(0.0, 0.0, &mut tx, &mut ty);
-                let mut scratch = BoxScratch::default();
+                let mut boxes = RowBoxes::default();
                 let mut counter = ModeCounter::new();
                 for r in 0..h {
                     self.approx.row(0.0, r as f64 + 1.0, &mut bx, &mut by);
+                    // Box weights once per row, for every band.
+                    boxes.compute((&tx, &ty, &bx, &by), w, self.src_w, self.src_h);
                     for (b, band) in bands.iter().enumerate() {
                         let o = b * plane + r * w;
                         let (d, dv) = (&mut dst[o..o + w], &mut dst_valid[o..o + w]);
-                        let corners = (&tx[..], &ty[..], &bx[..], &by[..]);
                         if self.resampling == Resampling::Average {
-                            self.average_row(band, corners, &mut scratch, d, dv);
+                            self.average_row(band, &boxes, d, dv);
                         } else {
-                            self.mode_row(band, corners, &mut scratch, &mut counter, d, dv);
+                            self.mode_row(band, &boxes, &mut counter, d, dv);
                         }
                     }
                     std::mem::swap(&mut tx, &mut bx);
@@ -254,24 +255,30 @@ impl<'a> General<'a> {
     fn average_row<T: Sample>(
         &self,
         band: &Band<'_, T>,
-        corners: Corners<'_>,
-        scratch: &mut BoxScratch,
+        boxes: &RowBoxes,
         dst: &mut [T],
         dst_valid: &mut [u8],
     ) {
-        for c in 0..self.w {
-            let Some((fx, nx, fy, ny)) = scratch.boxes(corners, c, self.src_w, self.src_h) else {
+        for (c, span) in boxes.spans.iter().enumerate() {
+            let Some(Span { fx, fy, xw, yw }) = *span else {
                 continue;
             };
+            let (wx, wy) = (&boxes.wx[xw.0..xw.1], &boxes.wy[yw.0..yw.1]);
             let (mut num, mut den) = (0.0, 0.0);
-            for (ky, &wyk) in scratch.wy.iter().enumerate().take(ny) {
+            for (ky, &wyk) in wy.iter().enumerate() {
                 let off = (fy + ky) * self.src_w + fx;
-                for (kx, &wxk) in scratch.wx.iter().enumerate().take(nx) {
-                    if band.valid[off + kx] != 0 {
-                        num += wyk * wxk * band.src[off + kx].to_f64();
-                        den += wyk * wxk;
-                    }
+                let (r, m) = (
+                    &band.src[off..off + wx.len()],
+                    &band.valid[off..off + wx.len()],
+                );
+                let (mut rn, mut rd) = (0.0, 0.0);
+                for ((&wxk, &v), &ok) in wx.iter().zip(r).zip(m) {
+                    let ok = ok != 0;
+                    rn += wxk * if ok { v.to_f64() } else { 0.0 };
+                    rd += wxk * (ok as u8 as f64);
                 }
+                num += wyk * rn;
+                den += wyk * rd;
             }
             if den > 1e-12 {
                 dst[c] = to_sample::<T>(num / den);
@@ -283,18 +290,18 @@ impl<'a> General<'a> {
     fn mode_row<T: Sample>(
         &self,
         band: &Band<'_, T>,
-        corners: Corners<'_>,
-        scratch: &mut BoxScratch,
+        boxes: &RowBoxes,
         counter: &mut ModeCounter<T>,
         dst: &mut [T],
         dst_valid: &mut [u8],
     ) {
-        for c in 0..self.w {
-            let Some((fx, nx, fy, ny)) = scratch.boxes(corners, c, self.src_w, self.src_h) else {
+        for (c, span) in boxes.spans.iter().enumerate() {
+            let Some(Span { fx, fy, xw, yw }) = *span else {
                 continue;
             };
+            let nx = xw.1 - xw.0;
             counter.clear();
-            for y in fy..fy + ny {
+            for y in fy..fy + (yw.1 - yw.0) {
                 let off = y * self.src_w + fx;
                 let vals = &band.src[off..off + nx];
                 for (&v, &ok) in vals.iter().zip(&band.valid[off..off + nx]) {
@@ -475,30 +482,46 @@ impl RowTaps {
 /// Source x and y of the corners on the top and bottom edge of one target row.
 type Corners<'a> = (&'a [f64], &'a [f64], &'a [f64], &'a [f64]);
 
-/// Reused buffers for box (average / mode) weights.
-#[derive(Default)]
-struct BoxScratch {
-    wx: Vec<f64>,
-    wy: Vec<f64>,
+/// The source box of one target pixel: first column and row, and the ranges of its x and y
+/// weights in [`RowBoxes`]' flat buffers.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    fx: usize,
+    fy: usize,
+    xw: (usize, usize),
+    yw: (usize, usize),
 }
 
-impl BoxScratch {
-    /// Box of target column `c`, GDAL style: from the pixel's top-left and bottom-right corners,
-    /// put in order when the transform flips an axis. Returns `(first x, n x, first y, n y)`.
-    #[inline]
-    fn boxes(
-        &mut self,
-        (tx, ty, bx, by): Corners<'_>,
-        c: usize,
-        src_w: usize,
-        src_h: usize,
-    ) -> Option<(usize, usize, usize, usize)> {
-        let (x0, y0, x1, y1) = (tx[c], ty[c], bx[c + 1], by[c + 1]);
-        if !(x0.is_finite() && x1.is_finite() && y0.is_finite() && y1.is_finite()) {
-            return None;
+/// Box (average / mode) weights of one target row, computed once and used by every band.
+#[derive(Default)]
+struct RowBoxes {
+    spans: Vec<Option<Span>>,
+    wx: Vec<f64>,
+    wy: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+impl RowBoxes {
+    /// Boxes of a `w`-pixel row from its corner rows, GDAL style: each pixel's box spans its
+    /// top-left and bottom-right corners, put in order when the transform flips an axis.
+    fn compute(&mut self, (tx, ty, bx, by): Corners<'_>, w: usize, src_w: usize, src_h: usize) {
+        self.spans.clear();
+        self.wx.clear();
+        self.wy.clear();
+        for c in 0..w {
+            let (x0, y0, x1, y1) = (tx[c], ty[c], bx[c + 1], by[c + 1]);
+            if !(x0.is_finite() && x1.is_finite() && y0.is_finite() && y1.is_finite()) {
+                self.spans.push(None);
+                continue;
+            }
+            let (fx, nx) = box_weights(x0.min(x1), x0.max(x1), src_w, &mut self.scratch);
+            let xw = (self.wx.len(), self.wx.len() + nx);
+            self.wx.extend_from_slice(&self.scratch);
+            let (fy, ny) = box_weights(y0.min(y1), y0.max(y1), src_h, &mut self.scratch);
+            let yw = (self.wy.len(), self.wy.len() + ny);
+            self.wy.extend_from_slice(&self.scratch);
+            self.spans
+                .push((nx > 0 && ny > 0).then_some(Span { fx, fy, xw, yw }));
         }
-        let (fx, nx) = box_weights(x0.min(x1), x0.max(x1), src_w, &mut self.wx);
-        let (fy, ny) = box_weights(y0.min(y1), y0.max(y1), src_h, &mut self.wy);
-        (nx > 0 && ny > 0).then_some((fx, nx, fy, ny))
     }
 }

@@ -110,7 +110,7 @@ pub enum Error {
 }
 
 /// Largest target (width x height x bands) a single warp will allocate.
-pub const MAX_TARGET_SAMPLES: usize = 1 << 30;
+pub const MAX_TARGET_SAMPLES: usize = 1 << 28;
 
 /// Resampling kernel, named as in `gdalwarp -r`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
