@@ -661,6 +661,87 @@ mod tests {
     }
 
     #[test]
+    fn planned_window_gives_the_same_tile_as_the_whole_scene() {
+        // A 300x300 scene at 10 m in UTM 52N with a nodata hole; targets in the same CRS
+        // (shifted, coarser) and in lon/lat, some crossing the scene edge. Warping only the
+        // planned window must give exactly what warping the whole scene gives.
+        let px = Array3::from_shape_fn((2, 300, 300), |(b, y, x)| {
+            if (120..140).contains(&x) && (60..90).contains(&y) {
+                0u16
+            } else {
+                (1000 + 7 * x + 3 * y + 50 * b + (x * y) % 13) as u16
+            }
+        });
+        let sgt = GeoTransform::north_up(400_000.0, 4_040_000.0, 10.0, 10.0);
+        let full = SourceRaster::new(px.view(), sgt, utm()).with_nodata(Some(0.0));
+        let layout = SceneLayout {
+            width: 300,
+            height: 300,
+            transform: sgt,
+            crs: &utm(),
+            overviews: &[],
+        };
+        let wgs = Crs::wgs84();
+        let targets = [
+            TargetGrid::new(
+                GeoTransform::north_up(400_503.0, 4_039_496.0, 10.0, 10.0),
+                64,
+                64,
+                utm(),
+            ),
+            TargetGrid::new(
+                GeoTransform::north_up(399_800.0, 4_038_000.0, 7.0, 7.0),
+                80,
+                80,
+                utm(),
+            ),
+            TargetGrid::new(
+                GeoTransform::north_up(400_400.0, 4_039_700.0, 25.0, 25.0),
+                40,
+                40,
+                utm(),
+            ),
+            TargetGrid::new(
+                GeoTransform::north_up(127.885, 36.49, 0.0001, 0.0001),
+                90,
+                90,
+                wgs.clone(),
+            ),
+            TargetGrid::new(
+                GeoTransform::north_up(127.8835, 36.4935, 0.00025, 0.00025),
+                30,
+                30,
+                wgs,
+            ),
+        ];
+        for t in &targets {
+            for r in [
+                Resampling::Nearest,
+                Resampling::Bilinear,
+                Resampling::Cubic,
+                Resampling::Average,
+                Resampling::Mode,
+            ] {
+                let o = WarpOptions::new(r);
+                let whole = warp(&full, t, &o).unwrap();
+                let plan = plan_read(&layout, t, r).unwrap().unwrap();
+                let w = plan.window;
+                let (c0, r0) = (w.col_off as usize, w.row_off as usize);
+                let view = px.slice(ndarray::s![
+                    ..,
+                    r0..r0 + w.height as usize,
+                    c0..c0 + w.width as usize
+                ]);
+                let part = SourceRaster::new(view, plan.transform, utm()).with_nodata(Some(0.0));
+                let windowed = warp(&part, t, &o).unwrap();
+                assert_eq!(whole.valid, windowed.valid, "{r} {t:?}");
+                assert_eq!(whole.pixels, windowed.pixels, "{r} {t:?}");
+                assert!(!whole.is_empty);
+            }
+        }
+    }
+
+    #[test]
     fn float_nan_nodata() {
         let px = Array3::from_shape_fn(
             (1, 4, 4),
