@@ -222,9 +222,28 @@ fn weighted<T: Sample>(
     let mut vz = vec![0.0f64; w + stride];
     let mut vm = vec![0.0f64; w + stride];
     let full = only_full.is_some();
+    // For rows without any invalid pixel (the common case) the valid weight of a column is
+    // just the sum of its taps, and its valid-tap count is its tap count.
+    let xsum: Vec<f64> = (0..dst_w).map(|c| xt.get(c).1.iter().sum()).collect();
+    let xcount: Vec<f64> = (0..dst_w).map(|c| xt.get(c).1.len() as f64).collect();
     let mut filter_row = |y: usize, hn: &mut [f64], hd: &mut [f64], hc: &mut [f64]| {
         let src = row(&band, y);
         let sv = &valid[y * w..(y + 1) * w];
+        if !sv.contains(&0) {
+            for (z, &v) in vz.iter_mut().zip(src) {
+                *z = v.to_f64();
+            }
+            match stride {
+                2 => hpass_num::<2>(xt, &vz, hn),
+                4 => hpass_num::<4>(xt, &vz, hn),
+                _ => hpass_num_dyn(xt, &vz, hn),
+            }
+            hd.copy_from_slice(&xsum);
+            if full {
+                hc.copy_from_slice(&xcount);
+            }
+            return;
+        }
         for ((z, m), (&v, &ok)) in vz.iter_mut().zip(vm.iter_mut()).zip(src.iter().zip(sv)) {
             *z = if ok != 0 { v.to_f64() } else { 0.0 };
             *m = ok as f64;
@@ -379,6 +398,33 @@ fn hpass<const S: usize>(xt: &TapTable, vz: &[f64], vm: &[f64], hn: &mut [f64], 
         }
         *n = a;
         *d = b;
+    }
+}
+
+/// [`hpass`] for a row without invalid pixels: values only.
+#[inline]
+fn hpass_num<const S: usize>(xt: &TapTable, vz: &[f64], hn: &mut [f64]) {
+    for (c, n) in hn.iter_mut().enumerate() {
+        let (s, wts) = xt.get_padded(c);
+        let wts: &[f64; S] = wts.try_into().unwrap_or(&[0.0; S]);
+        let z: &[f64; S] = vz[s..s + S].try_into().unwrap_or(&[0.0; S]);
+        let mut a = 0.0;
+        for k in 0..S {
+            a += wts[k] * z[k];
+        }
+        *n = a;
+    }
+}
+
+/// [`hpass_num`] for any stride.
+fn hpass_num_dyn(xt: &TapTable, vz: &[f64], hn: &mut [f64]) {
+    for (c, n) in hn.iter_mut().enumerate() {
+        let (s, wts) = xt.get_padded(c);
+        *n = wts
+            .iter()
+            .zip(&vz[s..s + wts.len()])
+            .map(|(a, b)| a * b)
+            .sum();
     }
 }
 
