@@ -6,6 +6,7 @@ pub mod dtype;
 pub mod geo;
 pub mod grid;
 pub mod source;
+pub mod store;
 
 pub use dtype::{DataType, Sample};
 pub use geo::{Bounds, GeoTransform};
