@@ -9,6 +9,7 @@ pub mod grid;
 pub mod ingest;
 pub mod query;
 pub mod source;
+pub mod store;
 pub mod time;
 pub mod warp;
 

@@ -4,7 +4,10 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod compact;
 mod inspect;
+mod vacuum;
+mod verify;
 
 /// PixelQuery: Cloud-Optimized GeoTIFFs in, analysis-ready time-series cube out.
 #[derive(Parser)]
@@ -18,6 +21,12 @@ struct Cli {
 enum Command {
     /// Describe a GeoTIFF/COG: CRS, size, bands, codec, layout, overviews, bounds, time.
     Inspect(inspect::Args),
+    /// Merge each tile's small fragments per period into one (atomic commit).
+    Compact(compact::Args),
+    /// Delete files that no retained snapshot references.
+    Vacuum(vacuum::Args),
+    /// Check every referenced file's existence, checksum and schema (exit 0 only if healthy).
+    Verify(verify::Args),
 }
 
 /// What a subcommand reports back: success, or "ran but found problems" (exit 1),
@@ -35,6 +44,9 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Compact(args) => compact::run(args),
+        Command::Vacuum(args) => vacuum::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -1,0 +1,30 @@
+//! `pixelquery vacuum`.
+
+use super::{CliResult, Outcome};
+use pixelquery::store::{parse_duration, vacuum, Warehouse};
+use std::path::PathBuf;
+
+/// Arguments of `pixelquery vacuum`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The warehouse directory.
+    pub warehouse: PathBuf,
+    /// Keep snapshots (and unreferenced files) younger than this, e.g. `7d`, `12h`, `0`.
+    #[arg(long, default_value = "7d")]
+    pub older_than: String,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> CliResult {
+    let older_than = parse_duration(&args.older_than)?;
+    let wh = Warehouse::open(&args.warehouse)?;
+    let r = vacuum(&wh, older_than)?;
+    println!(
+        "deleted {} files ({} bytes); snapshots before version {} expired; {} recent unreferenced files kept",
+        r.deleted.len(),
+        r.bytes_freed,
+        r.expire_before,
+        r.kept_recent
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,282 @@
+//! Compaction: merges the fragments of each (tile, band, product) and period into one
+//! fragment sorted by time, and rewrites the catalog as one part per row kind, all in one
+//! atomic commit. The replaced files stay readable by older snapshots until vacuumed.
+
+use super::batch::{write_new_fragment, write_part};
+use super::catalog::{self, FragmentEntry};
+use super::fragment::{Fragment, FragmentData, Observation, PixelBuffer};
+use super::layout::{self, CATALOG_DIR};
+use super::log::{Log, LogEntry, Operation, PartKind, Version};
+use super::snapshot::{open_checked, Snapshot};
+use super::{Error, Result, Warehouse};
+use chrono::{DateTime, Datelike, Utc};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// The time span whose fragments are merged into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactPeriod {
+    /// One fragment per calendar month (by first observation).
+    Month,
+    /// One fragment per calendar year.
+    Year,
+    /// One fragment for all time.
+    All,
+}
+
+impl CompactPeriod {
+    /// Parses `month`, `year` or `all`.
+    pub fn parse(s: &str) -> Option<CompactPeriod> {
+        match s.to_ascii_lowercase().as_str() {
+            "month" => Some(CompactPeriod::Month),
+            "year" => Some(CompactPeriod::Year),
+            "all" => Some(CompactPeriod::All),
+            _ => None,
+        }
+    }
+
+    fn bucket(self, t: DateTime<Utc>) -> i64 {
+        match self {
+            CompactPeriod::Month => t.year() as i64 * 12 + t.month0() as i64,
+            CompactPeriod::Year => t.year() as i64,
+            CompactPeriod::All => 0,
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CompactReport {
+    /// The version committed, `None` when there was nothing to do.
+    pub version: Option<Version>,
+    /// Groups of fragments merged.
+    pub groups_merged: usize,
+    /// Fragments in the snapshot before.
+    pub fragments_before: usize,
+    /// Fragments in the new snapshot (excluding concurrent appends).
+    pub fragments_after: usize,
+    /// Catalog parts replaced.
+    pub parts_replaced: usize,
+}
+
+type GroupKey = (
+    crate::grid::TileId,
+    String,
+    String,
+    &'static str,
+    u32,
+    u32,
+    i64,
+);
+
+/// Merges small fragments per (tile, band, product, `period`) and rewrites the catalog.
+/// Concurrent appends are kept (the commit rebases on them); a concurrent compaction makes
+/// this one fail with [`Error::CompactionConflict`] without changing anything.
+pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
+    let log = Log::read(wh.root())?;
+    let snap = Snapshot::load(wh, &log, None)?;
+    let mut groups: BTreeMap<GroupKey, Vec<&FragmentEntry>> = BTreeMap::new();
+    for e in snap.fragments() {
+        let key = (
+            e.tile,
+            e.band.clone(),
+            e.product.clone(),
+            e.dtype.name(),
+            e.width,
+            e.height,
+            period.bucket(e.time_min),
+        );
+        groups.entry(key).or_default().push(e);
+    }
+    let to_merge: Vec<Vec<&FragmentEntry>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    let mut report = CompactReport {
+        fragments_before: snap.fragments().len(),
+        ..Default::default()
+    };
+    if to_merge.is_empty() && snap.parts().len() <= 2 {
+        report.fragments_after = report.fragments_before;
+        return Ok(report);
+    }
+    let root = wh.root();
+    let merged: Vec<Result<Option<(FragmentEntry, [PathBuf; 3])>>> = to_merge
+        .par_iter()
+        .map(|group| merge_group(wh, group))
+        .collect();
+    let mut new_files = Vec::new();
+    let mut replaced: BTreeSet<&str> = BTreeSet::new();
+    let mut new_rows = Vec::new();
+    let mut dirs = BTreeSet::new();
+    let mut first_err = None;
+    for (group, m) in to_merge.iter().zip(merged) {
+        match m {
+            Ok(Some((entry, d))) => {
+                new_files.push(layout::resolve(root, &entry.path));
+                replaced.extend(group.iter().map(|e| e.path.as_str()));
+                new_rows.push(entry);
+                dirs.extend(d);
+                report.groups_merged += 1;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let cleanup = |files: &[PathBuf]| {
+        for f in files {
+            let _ = std::fs::remove_file(f);
+        }
+    };
+    if let Some(e) = first_err {
+        cleanup(&new_files);
+        return Err(e);
+    }
+    let rows: Vec<FragmentEntry> = snap
+        .fragments()
+        .iter()
+        .filter(|e| !replaced.contains(e.path.as_str()))
+        .cloned()
+        .chain(new_rows)
+        .collect();
+    report.fragments_after = rows.len();
+    let scenes = snap.scenes().to_vec();
+    let id = format!(
+        "{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        layout::unique_id()
+    );
+    let result = (|| {
+        let mut add = vec![write_part(root, &id, PartKind::Fragments, |p| {
+            catalog::encode_fragments(p, &rows).map(|b| (b, rows.len()))
+        })?];
+        new_files.push(layout::resolve(root, &add[0].path));
+        if !scenes.is_empty() {
+            add.push(write_part(root, &id, PartKind::Scenes, |p| {
+                catalog::encode_scenes(p, &scenes).map(|b| (b, scenes.len()))
+            })?);
+            new_files.push(layout::resolve(root, &add[1].path));
+        }
+        for d in &dirs {
+            layout::sync_dir(d)?;
+        }
+        layout::sync_dir(&root.join(CATALOG_DIR))?;
+        let remove: Vec<String> = snap.parts().iter().map(|p| p.path.clone()).collect();
+        wh.commit_entry(|log| {
+            let live = log.state_at(log.latest()).parts;
+            if let Some(gone) = remove.iter().find(|p| !live.contains_key(*p)) {
+                return Err(Error::CompactionConflict {
+                    path: layout::resolve(root, gone),
+                });
+            }
+            Ok(LogEntry {
+                version: 0,
+                timestamp: Utc::now(),
+                operation: Operation::Compact,
+                add: add.clone(),
+                remove: remove.clone(),
+                products: BTreeMap::new(),
+                expire_before: None,
+            })
+        })
+    })();
+    match result {
+        Ok(v) => {
+            report.version = Some(v);
+            report.parts_replaced = snap.parts().len();
+            Ok(report)
+        }
+        Err(e) => {
+            cleanup(&new_files);
+            Err(e)
+        }
+    }
+}
+
+/// Reads a group's fragments (checksummed: compaction must not copy damage forward) and
+/// writes their observations as one fragment. `None` when the group's georeferencing or
+/// nodata disagree (then it is left as is).
+fn merge_group(
+    wh: &Warehouse,
+    group: &[&FragmentEntry],
+) -> Result<Option<(FragmentEntry, [PathBuf; 3])>> {
+    let frags: Vec<Fragment> = group
+        .iter()
+        .map(|e| open_checked(wh.root(), e, true))
+        .collect::<Result<_>>()?;
+    let m0 = frags[0].meta().clone();
+    let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (None, None) => true,
+        _ => false,
+    };
+    if frags.iter().any(|f| {
+        let m = f.meta();
+        m.transform != m0.transform
+            || !same(m.nodata, m0.nodata)
+            || m.scale != m0.scale
+            || m.offset != m0.offset
+    }) {
+        return Ok(None);
+    }
+    let mut observations = Vec::new();
+    for f in &frags {
+        for k in 0..f.len() {
+            let pixels = PixelBuffer::from_bytes(m0.dtype, f.pixel_bytes(k)).ok_or_else(|| {
+                Error::CorruptFragment {
+                    path: f.path().to_path_buf(),
+                    reason: "pixel bytes are not whole samples".into(),
+                }
+            })?;
+            observations.push(Observation {
+                time: f.time(k),
+                scene_id: f.scene_id(k).to_string(),
+                pixels,
+                valid: f.validity(k).map(|v| v.iter().collect()),
+            });
+        }
+    }
+    let first = group[0];
+    let data = FragmentData {
+        tile: m0.tile,
+        band: m0.band.clone(),
+        product: m0.product.clone(),
+        dtype: m0.dtype,
+        nodata: m0.nodata,
+        scale: m0.scale,
+        offset: m0.offset,
+        tile_transform: m0.transform,
+        width: m0.width,
+        height: m0.height,
+        footprint_lonlat: first.footprint_lonlat.clone(),
+        resolution: first.resolution,
+        observations,
+    };
+    write_new_fragment(wh, data).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_bucket_by_calendar() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let m = CompactPeriod::Month;
+        assert_eq!(
+            m.bucket(t("2024-01-01T00:00:00Z")),
+            m.bucket(t("2024-01-31T23:59:59Z"))
+        );
+        assert_ne!(
+            m.bucket(t("2024-01-31T23:59:59Z")),
+            m.bucket(t("2024-02-01T00:00:00Z"))
+        );
+        let y = CompactPeriod::Year;
+        assert_eq!(
+            y.bucket(t("2024-01-01T00:00:00Z")),
+            y.bucket(t("2024-12-31T00:00:00Z"))
+        );
+        assert_eq!(CompactPeriod::parse("Month"), Some(CompactPeriod::Month));
+        assert_eq!(CompactPeriod::parse("week"), None);
+    }
+}

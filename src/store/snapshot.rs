@@ -1,0 +1,250 @@
+//! A consistent, read-only view of the warehouse at one commit version.
+
+use super::catalog::{self, FragmentEntry, SceneEntry};
+use super::fragment::Fragment;
+use super::layout::{self, read_file};
+use super::log::{Log, PartKind, PartRef, Version};
+use super::{Error, Result, Warehouse};
+use crate::geo::Bounds;
+use crate::grid::TileId;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Which fragments to select from a snapshot; `None` fields match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FragmentFilter {
+    /// Only this tile.
+    pub tile: Option<TileId>,
+    /// Only this band.
+    pub band: Option<String>,
+    /// Only this product.
+    pub product: Option<String>,
+    /// Only fragments with observations that may fall in `[start, end)`.
+    pub time: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Only fragments whose lon/lat footprint bbox intersects this one.
+    pub bbox: Option<Bounds>,
+}
+
+impl FragmentFilter {
+    /// True when `e` passes every condition.
+    pub fn matches(&self, e: &FragmentEntry) -> bool {
+        self.tile.is_none_or(|t| t == e.tile)
+            && self.band.as_ref().is_none_or(|b| *b == e.band)
+            && self.product.as_ref().is_none_or(|p| *p == e.product)
+            && self
+                .time
+                .is_none_or(|(start, end)| e.time_max >= start && e.time_min < end)
+            && self.bbox.is_none_or(|b| {
+                e.bbox.min_x <= b.max_x
+                    && b.min_x <= e.bbox.max_x
+                    && e.bbox.min_y <= b.max_y
+                    && b.min_y <= e.bbox.max_y
+            })
+    }
+}
+
+/// The warehouse as of one version: its catalog rows and a way to read fragments.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    root: PathBuf,
+    version: Version,
+    timestamp: Option<DateTime<Utc>>,
+    parts: Vec<PartRef>,
+    products: BTreeMap<String, serde_json::Value>,
+    fragments: Vec<FragmentEntry>,
+    scenes: Vec<SceneEntry>,
+    fingerprints: HashSet<String>,
+}
+
+/// Reads a catalog part after checking its size and checksum against the log.
+pub(crate) fn read_part_bytes(root: &Path, part: &PartRef) -> Result<(PathBuf, Vec<u8>)> {
+    let path = layout::resolve(root, &part.path);
+    let bytes = read_file(&path)?;
+    if bytes.len() as u64 != part.bytes {
+        return Err(Error::SizeMismatch {
+            path,
+            expected: part.bytes,
+            actual: bytes.len() as u64,
+        });
+    }
+    let sum = layout::checksum(&bytes);
+    if sum != part.checksum {
+        return Err(Error::ChecksumMismatch {
+            path,
+            expected: part.checksum.clone(),
+            actual: sum,
+        });
+    }
+    Ok((path, bytes))
+}
+
+/// Reads the fragment rows of a part.
+pub(crate) fn read_fragment_part(root: &Path, part: &PartRef) -> Result<Vec<FragmentEntry>> {
+    let (path, bytes) = read_part_bytes(root, part)?;
+    let rows = catalog::decode_fragments(&path, bytes)?;
+    check_rows(&path, part, rows.len())?;
+    Ok(rows)
+}
+
+/// Reads the scene rows of a part.
+pub(crate) fn read_scene_part(root: &Path, part: &PartRef) -> Result<Vec<SceneEntry>> {
+    let (path, bytes) = read_part_bytes(root, part)?;
+    let rows = catalog::decode_scenes(&path, bytes)?;
+    check_rows(&path, part, rows.len())?;
+    Ok(rows)
+}
+
+fn check_rows(path: &Path, part: &PartRef, rows: usize) -> Result<()> {
+    if rows as u64 != part.rows {
+        return Err(Error::CorruptCatalog {
+            path: path.to_path_buf(),
+            reason: format!("{rows} rows, the log recorded {}", part.rows),
+        });
+    }
+    Ok(())
+}
+
+impl Snapshot {
+    pub(crate) fn load(wh: &Warehouse, log: &Log, version: Option<Version>) -> Result<Snapshot> {
+        let latest = log.latest();
+        let version = version.unwrap_or(latest);
+        if version > latest {
+            return Err(Error::UnknownVersion { version, latest });
+        }
+        let oldest = log.oldest_retained();
+        if version < oldest {
+            return Err(Error::Vacuumed { version, oldest });
+        }
+        let state = log.state_at(version);
+        let root = wh.root().to_path_buf();
+        let mut fragments = Vec::new();
+        let mut scenes = Vec::new();
+        for part in state.parts.values() {
+            match part.kind {
+                PartKind::Fragments => fragments.extend(read_fragment_part(&root, part)?),
+                PartKind::Scenes => scenes.extend(read_scene_part(&root, part)?),
+            }
+        }
+        // Stable, meaningful order: by tile, band, product, time.
+        fragments.sort_by(|a, b| {
+            (a.tile, &a.band, &a.product, a.time_min, &a.path)
+                .cmp(&(b.tile, &b.band, &b.product, b.time_min, &b.path))
+        });
+        scenes.sort_by(|a, b| {
+            (a.scene.acquired, &a.scene.scene_id).cmp(&(b.scene.acquired, &b.scene.scene_id))
+        });
+        let fingerprints = scenes.iter().map(|s| s.scene.fingerprint.clone()).collect();
+        let mut products = wh.config().products.clone();
+        products.extend(state.products);
+        Ok(Snapshot {
+            root,
+            version,
+            timestamp: state.timestamp,
+            parts: state.parts.into_values().collect(),
+            products,
+            fragments,
+            scenes,
+            fingerprints,
+        })
+    }
+
+    /// The version this snapshot shows.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// When that version was committed.
+    pub fn timestamp(&self) -> Option<DateTime<Utc>> {
+        self.timestamp
+    }
+
+    /// The live catalog parts.
+    pub fn parts(&self) -> &[PartRef] {
+        &self.parts
+    }
+
+    /// Product profiles (from `pixelquery.json` and the commits so far).
+    pub fn products(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.products
+    }
+
+    /// Every fragment row, ordered by tile, band, product and time.
+    pub fn fragments(&self) -> &[FragmentEntry] {
+        &self.fragments
+    }
+
+    /// The fragment rows that pass `filter`.
+    pub fn select(&self, filter: &FragmentFilter) -> Vec<&FragmentEntry> {
+        self.fragments
+            .iter()
+            .filter(|e| filter.matches(e))
+            .collect()
+    }
+
+    /// Every scene row, ordered by acquisition time.
+    pub fn scenes(&self) -> &[SceneEntry] {
+        &self.scenes
+    }
+
+    /// True when a scene with this content fingerprint is committed (so ingest can skip it).
+    pub fn has_scene_fingerprint(&self, fingerprint: &str) -> bool {
+        self.fingerprints.contains(fingerprint)
+    }
+
+    /// Filesystem path of a fragment.
+    pub fn fragment_path(&self, entry: &FragmentEntry) -> PathBuf {
+        layout::resolve(&self.root, &entry.path)
+    }
+
+    /// Memory-maps and decodes a fragment, checking that it is the file the catalog
+    /// describes (size, tile, band, product, dtype, size, observation count).
+    pub fn read_fragment(&self, entry: &FragmentEntry) -> Result<Fragment> {
+        open_checked(&self.root, entry, false)
+    }
+
+    /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before
+    /// decoding it (one extra pass over the bytes).
+    pub fn read_fragment_verified(&self, entry: &FragmentEntry) -> Result<Fragment> {
+        open_checked(&self.root, entry, true)
+    }
+}
+
+/// Opens a fragment and checks it against its catalog row.
+pub(crate) fn open_checked(root: &Path, entry: &FragmentEntry, verify: bool) -> Result<Fragment> {
+    let path = layout::resolve(root, &entry.path);
+    let len = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::MissingFile { path })
+        }
+        Err(e) => return Err(layout::io_err(&path)(e)),
+    };
+    if len != entry.bytes {
+        return Err(Error::SizeMismatch {
+            path,
+            expected: entry.bytes,
+            actual: len,
+        });
+    }
+    let f = if verify {
+        Fragment::open_verified(&path, &entry.checksum)?
+    } else {
+        Fragment::open(&path)?
+    };
+    let m = f.meta();
+    if m.tile != entry.tile
+        || m.band != entry.band
+        || m.product != entry.product
+        || m.dtype != entry.dtype
+        || m.width != entry.width
+        || m.height != entry.height
+        || f.len() as u64 != entry.observations
+    {
+        return Err(Error::CorruptFragment {
+            path,
+            reason: "contents do not match the catalog row".into(),
+        });
+    }
+    Ok(f)
+}
