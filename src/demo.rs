@@ -14,14 +14,22 @@ pub const SIZE: usize = 512;
 pub const ORIGIN: (f64, f64) = (320000.0, 4160000.0);
 /// Acquisition dates of the demo series.
 pub const DATES: [&str; 8] = [
-    "2024-03-05", "2024-04-09", "2024-05-14", "2024-06-18", "2024-07-23", "2024-08-27", "2024-10-01",
+    "2024-03-05",
+    "2024-04-09",
+    "2024-05-14",
+    "2024-06-18",
+    "2024-07-23",
+    "2024-08-27",
+    "2024-10-01",
     "2024-11-05",
 ];
 /// The date with a cloud over the middle of the scene.
 pub const CLOUDY_DATE: &str = "2024-07-23";
 
 fn hash(x: u64, y: u64, s: u64) -> f64 {
-    let mut h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ y.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ s.wrapping_mul(0x1656_67B1_9E37_79F9);
+    let mut h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ y.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ s.wrapping_mul(0x1656_67B1_9E37_79F9);
     h ^= h >> 29;
     h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h ^= h >> 32;
@@ -73,7 +81,8 @@ pub fn write_scenes(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 ((refl + noise).max(0.0001) * 10_000.0).round() as u16
             });
             let path = dir.join(format!("DEMO_{stamp}_{band}_10m.tif"));
-            write_cog(&path, data.view(), &options(10.0, band, date)).map_err(std::io::Error::other)?;
+            write_cog(&path, data.view(), &options(10.0, band, date))
+                .map_err(std::io::Error::other)?;
             files.push(path);
         }
         // 20 m scene classification: 4 vegetation, 5 bare, 9 cloud, 0 nodata.
@@ -117,8 +126,12 @@ pub fn sample_point() -> (f64, f64) {
     let y = ORIGIN.1 - 220.5 * 10.0;
     let utm = crate::crs::Crs::from_epsg(32652).ok();
     let wgs = crate::crs::Crs::wgs84();
-    utm.and_then(|u| crate::crs::Transformer::new(&u, &wgs).transform_point(x, y).ok())
-        .unwrap_or((127.0, 37.5))
+    utm.and_then(|u| {
+        crate::crs::Transformer::new(&u, &wgs)
+            .transform_point(x, y)
+            .ok()
+    })
+    .unwrap_or((127.0, 37.5))
 }
 
 #[cfg(test)]
@@ -135,6 +148,9 @@ mod tests {
         assert_eq!(cog.meta().bands[0].description.as_deref(), Some("B08"));
         assert!(cog.meta().acquired.is_some());
         let (lon, lat) = sample_point();
-        assert!((126.0..128.0).contains(&lon) && (37.0..38.0).contains(&lat), "{lon} {lat}");
+        assert!(
+            (126.0..128.0).contains(&lon) && (37.0..38.0).contains(&lat),
+            "{lon} {lat}"
+        );
     }
 }

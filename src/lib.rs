@@ -3,6 +3,7 @@
 
 pub mod cog;
 pub mod crs;
+pub mod demo;
 pub mod dtype;
 pub mod geo;
 pub mod grid;

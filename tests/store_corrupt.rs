@@ -33,9 +33,12 @@ fn assert_reported(wh: &Warehouse, file: &str, kind: ProblemKind) {
     );
 }
 
+/// A named way to damage a file's bytes.
+type Damage = (&'static str, fn(&mut Vec<u8>));
+
 #[test]
 fn damaged_fragments() {
-    let cases: [(&str, fn(&mut Vec<u8>)); 4] = [
+    let cases: [Damage; 4] = [
         ("truncated", |b| b.truncate(b.len() / 2)),
         ("flipped", |b| {
             let n = b.len();

@@ -135,8 +135,10 @@ pub fn run(args: Args) -> CliResult {
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} scenes  {elapsed_precise} eta {eta}  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} scenes  {elapsed_precise} eta {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });

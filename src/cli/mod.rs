@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod compact;
+mod demo;
+mod info;
+mod ingest;
 mod inspect;
+mod query;
 mod vacuum;
 mod verify;
 
@@ -19,8 +23,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a synthetic time series, ingest it and query NDVI: a tour that needs nothing else.
+    Demo(demo::Args),
     /// Describe a GeoTIFF/COG: CRS, size, bands, codec, layout, overviews, bounds, time.
     Inspect(inspect::Args),
+    /// Ingest COGs (files, folders, URLs, STAC items) into a warehouse.
+    Ingest(ingest::Args),
+    /// Summarise a warehouse: grid, products, bands, scenes, time span, storage, snapshots.
+    Info(info::Args),
+    /// Time series and cubes by point, bbox or polygon, with band math and composites.
+    Query(query::Args),
     /// Merge each tile's small fragments per period into one (atomic commit).
     Compact(compact::Args),
     /// Delete files that no retained snapshot references.
@@ -35,7 +47,6 @@ pub enum Outcome {
     /// Everything went fine.
     Ok,
     /// The command ran and reports an unhealthy result (for example `verify`).
-    #[allow(dead_code)]
     Unhealthy,
 }
 
@@ -43,7 +54,11 @@ pub enum Outcome {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Ingest(args) => ingest::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Query(args) => query::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Vacuum(args) => vacuum::run(args),
         Command::Verify(args) => verify::run(args),
@@ -60,3 +75,17 @@ pub fn run() -> ExitCode {
 
 /// Any library error, boxed: the CLI only prints it.
 pub type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
+
+/// Parses `EPSG:32652` or `32652`.
+pub fn parse_epsg(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let digits = t
+        .strip_prefix("EPSG:")
+        .or_else(|| t.strip_prefix("epsg:"))
+        .unwrap_or(t);
+    digits
+        .parse::<u32>()
+        .ok()
+        .filter(|&c| c > 0)
+        .ok_or_else(|| format!("invalid CRS {text:?}: use EPSG:N, e.g. EPSG:32652"))
+}

@@ -67,17 +67,28 @@ pub struct Args {
 }
 
 /// Parses `START..END` (inclusive; a bare date as END means the whole day).
-pub fn parse_time_range(text: &str) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), String> {
-    let (a, b) = text
-        .split_once("..")
-        .ok_or_else(|| format!("invalid --time {text:?}: expected START..END, e.g. 2023-01-01..2023-06-30"))?;
+pub fn parse_time_range(
+    text: &str,
+) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), String> {
+    let (a, b) = text.split_once("..").ok_or_else(|| {
+        format!("invalid --time {text:?}: expected START..END, e.g. 2023-01-01..2023-06-30")
+    })?;
     let parse = |s: &str, end: bool| -> Result<chrono::DateTime<chrono::Utc>, String> {
         if s.trim().is_empty() {
-            return Ok(if end { chrono::DateTime::<chrono::Utc>::MAX_UTC } else { chrono::DateTime::<chrono::Utc>::MIN_UTC });
+            return Ok(if end {
+                chrono::DateTime::<chrono::Utc>::MAX_UTC
+            } else {
+                chrono::DateTime::<chrono::Utc>::MIN_UTC
+            });
         }
-        let t = parse_datetime(s).ok_or_else(|| format!("invalid date {s:?} in --time: use YYYY-MM-DD or RFC 3339"))?;
+        let t = parse_datetime(s)
+            .ok_or_else(|| format!("invalid date {s:?} in --time: use YYYY-MM-DD or RFC 3339"))?;
         let date_only = s.trim().len() <= 10;
-        Ok(if end && date_only { t + chrono::Duration::days(1) - chrono::Duration::microseconds(1) } else { t })
+        Ok(if end && date_only {
+            t + chrono::Duration::days(1) - chrono::Duration::microseconds(1)
+        } else {
+            t
+        })
     };
     let (start, end) = (parse(a, false)?, parse(b, true)?);
     if start > end {
@@ -95,7 +106,11 @@ pub fn run(args: Args) -> CliResult {
         (_, _, Some(g)) => (Region::from_geojson_file(g)?, PngKind::Chart),
         _ => return Err("give --point, --bbox or --geojson".into()),
     };
-    let mut q = warehouse.query().region(region).crs(args.crs).physical(args.physical);
+    let mut q = warehouse
+        .query()
+        .region(region)
+        .crs(args.crs)
+        .physical(args.physical);
     if let Some(t) = &args.time {
         let (start, end) = parse_time_range(t)?;
         q = q.time(start, end);
@@ -115,7 +130,9 @@ pub fn run(args: Args) -> CliResult {
     match args.mask.as_deref() {
         None => {}
         Some("clouds") => q = q.mask_clouds(true),
-        Some(other) => return Err(format!("invalid --mask {other:?}: the only mask is 'clouds'").into()),
+        Some(other) => {
+            return Err(format!("invalid --mask {other:?}: the only mask is 'clouds'").into())
+        }
     }
     match args.group_by.as_deref() {
         None => {}
@@ -137,12 +154,15 @@ pub fn run(args: Args) -> CliResult {
     if let Some(out) = &args.out {
         export::write(&cube, out, png)?;
         let (t, b, h, w) = cube.dim();
-        eprintln!("wrote {} ({t} times x {b} bands x {h} x {w} px)", out.display());
+        eprintln!(
+            "wrote {} ({t} times x {b} bands x {h} x {w} px)",
+            out.display()
+        );
     }
     if cube.is_point() {
         print!("{}", export::print_point_table(&cube));
     } else if args.out.is_none() {
-        print!("{}", export::table::csv(&cube));
+        print!("{}", export::csv(&cube));
     }
     Ok(Outcome::Ok)
 }

@@ -6,7 +6,9 @@ use crate::cog::{Cog, Window};
 use crate::crs::Crs;
 use crate::grid::GridSpec;
 use crate::store::PixelBuffer;
-use crate::warp::{self, plan_read, ReadPlan, Resampling, SceneLayout, SourceRaster, TargetGrid, WarpOptions};
+use crate::warp::{
+    self, plan_read, ReadPlan, Resampling, SceneLayout, SourceRaster, TargetGrid, WarpOptions,
+};
 use crate::{DataType, GeoTransform, Sample, TileId};
 use ndarray::{s, Array2, Array3};
 use rayon::prelude::*;
@@ -137,14 +139,30 @@ pub fn cut_file(
     let mut emitted = 0;
     for (res, kernel, members) in groups {
         emitted += match meta.dtype() {
-            DataType::U8 => cut_group::<u8>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::I8 => cut_group::<i8>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::U16 => cut_group::<u16>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::I16 => cut_group::<i16>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::U32 => cut_group::<u32>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::I32 => cut_group::<i32>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::F32 => cut_group::<f32>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
-            DataType::F64 => cut_group::<f64>(file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit),
+            DataType::U8 => cut_group::<u8>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::I8 => cut_group::<i8>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::U16 => cut_group::<u16>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::I16 => cut_group::<i16>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::U32 => cut_group::<u32>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::I32 => cut_group::<i32>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::F32 => cut_group::<f32>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
+            DataType::F64 => cut_group::<f64>(
+                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
+            ),
         }?;
     }
     Ok(emitted)
@@ -154,13 +172,20 @@ pub fn cut_file(
 fn union(windows: impl Iterator<Item = Window>) -> Option<Window> {
     let mut acc: Option<(u32, u32, u64, u64)> = None;
     for w in windows {
-        let (c1, r1) = (w.col_off as u64 + w.width as u64, w.row_off as u64 + w.height as u64);
+        let (c1, r1) = (
+            w.col_off as u64 + w.width as u64,
+            w.row_off as u64 + w.height as u64,
+        );
         acc = Some(match acc {
             None => (w.col_off, w.row_off, c1, r1),
-            Some((c0, r0, e1, f1)) => (c0.min(w.col_off), r0.min(w.row_off), e1.max(c1), f1.max(r1)),
+            Some((c0, r0, e1, f1)) => {
+                (c0.min(w.col_off), r0.min(w.row_off), e1.max(c1), f1.max(r1))
+            }
         });
     }
-    acc.map(|(c0, r0, c1, r1)| Window::new(c0, r0, (c1 - c0 as u64) as u32, (r1 - r0 as u64) as u32))
+    acc.map(|(c0, r0, c1, r1)| {
+        Window::new(c0, r0, (c1 - c0 as u64) as u32, (r1 - r0 as u64) as u32)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,23 +211,28 @@ where
         file: name.clone(),
         source,
     };
-    let overviews: Vec<(u32, u32)> = meta.levels[1..].iter().map(|l| (l.width, l.height)).collect();
+    let overviews: Vec<(u32, u32)> = meta.levels[1..]
+        .iter()
+        .map(|l| (l.width, l.height))
+        .collect();
     let layout = SceneLayout {
         width: meta.width(),
         height: meta.height(),
-        transform: meta.transform().unwrap_or(crate::GeoTransform::north_up(0.0, 0.0, 1.0, 1.0)),
+        transform: meta
+            .transform()
+            .unwrap_or(crate::GeoTransform::north_up(0.0, 0.0, 1.0, 1.0)),
         crs: scene_crs,
         overviews: &overviews,
     };
     // Plan every tile.
     let mut plans: Vec<(TileId, TargetGrid, ReadPlan)> = Vec::new();
     for &tile in tiles {
-        let (transform, size) = grid
-            .tile_geotransform(tile, resolution)
-            .map_err(|source| Error::Grid {
-                file: name.clone(),
-                source,
-            })?;
+        let (transform, size) =
+            grid.tile_geotransform(tile, resolution)
+                .map_err(|source| Error::Grid {
+                    file: name.clone(),
+                    source,
+                })?;
         let target = TargetGrid::new(transform, size as usize, size as usize, grid_crs.clone());
         if let Some(plan) = plan_read(&layout, &target, kernel).map_err(warp_err)? {
             plans.push((tile, target, plan));
@@ -217,9 +247,13 @@ where
     levels.dedup();
     let mut batches: Vec<Vec<usize>> = Vec::new();
     for level in levels {
-        let idx: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].2.level == level).collect();
+        let idx: Vec<usize> = (0..plans.len())
+            .filter(|&i| plans[i].2.level == level)
+            .collect();
         let whole = union(idx.iter().map(|&i| plans[i].2.window));
-        let fits = whole.is_some_and(|w| w.width as u64 * w.height as u64 * sample_bytes <= options.max_read_bytes);
+        let fits = whole.is_some_and(|w| {
+            w.width as u64 * w.height as u64 * sample_bytes <= options.max_read_bytes
+        });
         if fits {
             batches.push(idx);
         } else {
@@ -227,7 +261,12 @@ where
             rows.sort_unstable();
             rows.dedup();
             for r in rows {
-                batches.push(idx.iter().copied().filter(|&i| plans[i].0.row == r).collect());
+                batches.push(
+                    idx.iter()
+                        .copied()
+                        .filter(|&i| plans[i].0.row == r)
+                        .collect(),
+                );
             }
         }
     }
@@ -243,27 +282,29 @@ where
             .par_iter()
             .map(|&i| {
                 let (tile, target, plan) = &plans[i];
-                let (c0, r0) = ((plan.window.col_off - win.col_off) as usize, (plan.window.row_off - win.row_off) as usize);
+                let (c0, r0) = (
+                    (plan.window.col_off - win.col_off) as usize,
+                    (plan.window.row_off - win.row_off) as usize,
+                );
                 let (w, h) = (plan.window.width as usize, plan.window.height as usize);
                 let view = data.slice(s![.., r0..r0 + h, c0..c0 + w]);
                 let src = SourceRaster::new(view, plan.transform, scene_crs.clone())
                     .with_nodata(meta.nodata)
                     .with_mask(mask.as_ref().map(|m| m.slice(s![r0..r0 + h, c0..c0 + w])));
-                let warped = warp::warp(&src, target, &WarpOptions::new(kernel)).map_err(warp_err)?;
-                if warped.is_empty {
-                    return Ok(0);
-                }
                 let mut n = 0;
+                // One band at a time, so each tile's pixels move into the fragment uncopied.
                 for (k, &member) in members.iter().enumerate() {
-                    let band: &BandTarget = &file.bands[member];
-                    let valid_band = warped.valid.slice(s![k, .., ..]);
-                    let valid_count = valid_band.iter().filter(|&&v| v != 0).count();
-                    if valid_count == 0 {
+                    let Some(one) = src.band(k) else { continue };
+                    let warped =
+                        warp::warp(&one, target, &WarpOptions::new(kernel)).map_err(warp_err)?;
+                    if warped.is_empty {
                         continue;
                     }
-                    let valid = (valid_count < valid_band.len())
-                        .then(|| valid_band.iter().map(|&v| v != 0).collect());
-                    let pixels: Vec<T> = warped.pixels.slice(s![k, .., ..]).iter().copied().collect();
+                    let band: &BandTarget = &file.bands[member];
+                    let valid_count = warped.valid.iter().filter(|&&v| v != 0).count();
+                    let valid = (valid_count < warped.valid.len())
+                        .then(|| warped.valid.iter().map(|&v| v != 0).collect());
+                    let (pixels, _) = warped.pixels.into_raw_vec_and_offset();
                     emit(TileCut {
                         tile: *tile,
                         band: band.name.clone(),

@@ -190,7 +190,8 @@ pub fn ingest(
         .date_pattern
         .as_deref()
         .map(|p| {
-            regex::Regex::new(p).map_err(|e| Error::Option(format!("invalid --date-pattern {p:?}: {e}")))
+            regex::Regex::new(p)
+                .map_err(|e| Error::Option(format!("invalid --date-pattern {p:?}: {e}")))
         })
         .transpose()?;
     if options.commit_every == Some(0) {
@@ -205,7 +206,9 @@ pub fn ingest(
     progress.begin(scenes.len());
     let warehouse = open_warehouse(path, &scenes, profile.as_ref(), &scene_options, options)?;
     let grid = warehouse.config().grid;
-    if options.crs.is_some_and(|c| c != grid.epsg) || options.tile_size.is_some_and(|t| t != grid.tile_size) {
+    if options.crs.is_some_and(|c| c != grid.epsg)
+        || options.tile_size.is_some_and(|t| t != grid.tile_size)
+    {
         return Err(Error::Option(format!(
             "the warehouse grid is EPSG:{} with {} m tiles; --crs/--tile-size cannot change it",
             grid.epsg, grid.tile_size
@@ -238,7 +241,19 @@ pub fn ingest(
         let outcomes: Vec<SceneResult> = group
             .par_iter()
             .map(|scene| {
-                let r = run_scene(scene, profile.as_ref(), &product_id, &scene_options, &grid, &grid_crs, &cut_options, &committed, &buffer, options.memory_budget, progress);
+                let r = run_scene(
+                    scene,
+                    profile.as_ref(),
+                    &product_id,
+                    &scene_options,
+                    &grid,
+                    &grid_crs,
+                    &cut_options,
+                    &committed,
+                    &buffer,
+                    options.memory_budget,
+                    progress,
+                );
                 let (bytes, tiles) = match &r {
                     SceneResult::Ingested { bytes, cuts } => (*bytes, cuts.len()),
                     _ => (0, 0),
@@ -295,9 +310,12 @@ fn open_warehouse(
             Ok(prepared) => {
                 let file = &prepared.files[0];
                 let meta = file.cog.meta();
-                let crs = Crs::from_epsg(file.epsg).map_err(|e| Error::NoGrid { reason: e.to_string() })?;
+                let crs = Crs::from_epsg(file.epsg).map_err(|e| Error::NoGrid {
+                    reason: e.to_string(),
+                })?;
                 let bounds = meta.bounds().unwrap_or(Bounds::new(0.0, 0.0, 0.0, 0.0));
-                let grid = GridSpec::default_for_scene(&crs, &bounds, options.crs, options.tile_size)?;
+                let grid =
+                    GridSpec::default_for_scene(&crs, &bounds, options.crs, options.tile_size)?;
                 let mut config = WarehouseConfig::new(grid);
                 config.compression = options.compression;
                 return Ok(Warehouse::open_or_create(path, config)?);
@@ -402,7 +420,12 @@ fn run_scene(
 }
 
 /// Writes every buffered (tile, band) as one fragment, in parallel.
-fn flush(buffer: &BatchBuffer<'_>, product: &str, grid: &GridSpec, progress: &dyn Progress) -> Result<(), Error> {
+fn flush(
+    buffer: &BatchBuffer<'_>,
+    product: &str,
+    grid: &GridSpec,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     let pending = std::mem::take(&mut *buffer.pending.lock().unwrap_or_else(|p| p.into_inner()));
     buffer.buffered.store(0, Ordering::Relaxed);
     if pending.is_empty() {
@@ -414,7 +437,10 @@ fn flush(buffer: &BatchBuffer<'_>, product: &str, grid: &GridSpec, progress: &dy
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|((tile, band), p)| {
-            let footprint = grid.tile_lonlat_bounds(tile).map(|b| ring(&b)).unwrap_or_default();
+            let footprint = grid
+                .tile_lonlat_bounds(tile)
+                .map(|b| ring(&b))
+                .unwrap_or_default();
             let l = p.layout;
             let data = FragmentData {
                 tile,

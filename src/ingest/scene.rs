@@ -35,7 +35,9 @@ pub enum Error {
         reason: String,
     },
     /// The file has no georeferencing.
-    #[error("{file}: no georeferencing (no geotransform or no EPSG code); cannot place it on the grid")]
+    #[error(
+        "{file}: no georeferencing (no geotransform or no EPSG code); cannot place it on the grid"
+    )]
     NoGeoref {
         /// The file.
         file: String,
@@ -142,7 +144,11 @@ fn band_names(
         return Ok(descriptions);
     }
     if let Some(p) = profile {
-        let spectral: Vec<&BandProfile> = p.bands.iter().filter(|b| b.role != BandRole::Quality).collect();
+        let spectral: Vec<&BandProfile> = p
+            .bands
+            .iter()
+            .filter(|b| b.role != BandRole::Quality)
+            .collect();
         if spectral.len() == n {
             return Ok(spectral.iter().map(|b| b.name.clone()).collect());
         }
@@ -170,11 +176,19 @@ pub fn prepare(
             });
         };
         let native_res = transform.pixel_width.abs();
-        let names = band_names(&asset.location, &cog, asset.band_names.as_ref(), options, profile)?;
+        let names = band_names(
+            &asset.location,
+            &cog,
+            asset.band_names.as_ref(),
+            options,
+            profile,
+        )?;
         let mut bands = Vec::with_capacity(names.len());
         for (index, raw_name) in names.iter().enumerate() {
             let known = profile.and_then(|p| p.band(raw_name));
-            let name = known.map(|b| b.name.clone()).unwrap_or_else(|| raw_name.clone());
+            let name = known
+                .map(|b| b.name.clone())
+                .unwrap_or_else(|| raw_name.clone());
             check_name("band name", &name).map_err(|reason| Error::Bands {
                 file: asset.location.clone(),
                 reason,
@@ -219,7 +233,9 @@ pub fn prepare(
     let acquired = acquired
         .or_else(|| time_from_name(file_name, options.date_pattern.as_ref()))
         .or_else(|| time_from_name(&scene.id, options.date_pattern.as_ref()))
-        .ok_or_else(|| Error::NoTime { file: first.clone() })?;
+        .ok_or_else(|| Error::NoTime {
+            file: first.clone(),
+        })?;
     let digest = hasher.finalize();
     Ok(PreparedScene {
         id: scene.id.clone(),

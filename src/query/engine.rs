@@ -105,7 +105,11 @@ impl Warehouse {
 }
 
 /// Resolves user band names to warehouse band names through the product profile's aliases.
-fn resolve_band(name: &str, profile: Option<&ProductProfile>, available: &BTreeSet<String>) -> Result<String> {
+fn resolve_band(
+    name: &str,
+    profile: Option<&ProductProfile>,
+    available: &BTreeSet<String>,
+) -> Result<String> {
     if let Some(b) = available.iter().find(|b| b.eq_ignore_ascii_case(name)) {
         return Ok(b.clone());
     }
@@ -178,7 +182,9 @@ impl<'w> Query<'w> {
     /// A named index preset (`ndvi`, `evi`, `ndwi`, `nbr`).
     pub fn index(mut self, name: &str) -> Result<Self> {
         let text = preset(name).ok_or_else(|| {
-            Error::Invalid(format!("unknown index {name:?}: use ndvi, evi, ndwi or nbr"))
+            Error::Invalid(format!(
+                "unknown index {name:?}: use ndvi, evi, ndwi or nbr"
+            ))
         })?;
         self.expr = Some((name.to_ascii_lowercase(), text.to_string()));
         // Indices are defined on reflectance.
@@ -242,7 +248,8 @@ impl<'w> Query<'w> {
         let lon_center = {
             let b = region.bounds();
             let wgs = Crs::wgs84();
-            let c = Region::Point((b.min_x + b.max_x) / 2.0, (b.min_y + b.max_y) / 2.0).to_crs(&region_crs, &wgs)?;
+            let c = Region::Point((b.min_x + b.max_x) / 2.0, (b.min_y + b.max_y) / 2.0)
+                .to_crs(&region_crs, &wgs)?;
             match c {
                 Region::Point(lon, _) => lon,
                 _ => 0.0,
@@ -251,7 +258,11 @@ impl<'w> Query<'w> {
         let region = region.to_crs(&region_crs, &grid_crs)?;
 
         // Product and its profile.
-        let products: BTreeSet<String> = snapshot.fragments().iter().map(|f| f.product.clone()).collect();
+        let products: BTreeSet<String> = snapshot
+            .fragments()
+            .iter()
+            .map(|f| f.product.clone())
+            .collect();
         let product = match &self.product {
             Some(p) if products.contains(p) => p.clone(),
             Some(p) => {
@@ -261,7 +272,9 @@ impl<'w> Query<'w> {
                 )))
             }
             None if products.len() == 1 => products.iter().next().cloned().unwrap_or_default(),
-            None if products.is_empty() => return Err(Error::NoData("the warehouse is empty".into())),
+            None if products.is_empty() => {
+                return Err(Error::NoData("the warehouse is empty".into()))
+            }
             None => {
                 return Err(Error::Invalid(format!(
                     "the warehouse holds several products ({}); choose one with --product",
@@ -281,14 +294,21 @@ impl<'w> Query<'w> {
             .collect();
 
         // Which bands to load.
-        let expr = self.expr.as_ref().map(|(name, text)| Expr::parse(text).map(|e| (name.clone(), e))).transpose()?;
+        let expr = self
+            .expr
+            .as_ref()
+            .map(|(name, text)| Expr::parse(text).map(|e| (name.clone(), e)))
+            .transpose()?;
         let mut wanted: Vec<String> = Vec::new();
         let requested: Vec<String> = match &expr {
             Some((_, e)) => e.variables(),
             None if self.bands.is_empty() => available
                 .iter()
                 .filter(|b| {
-                    profile.as_ref().and_then(|p| p.band(b)).is_none_or(|bp| bp.role != crate::ingest::BandRole::Quality)
+                    profile
+                        .as_ref()
+                        .and_then(|p| p.band(b))
+                        .is_none_or(|bp| bp.role != crate::ingest::BandRole::Quality)
                 })
                 .cloned()
                 .collect(),
@@ -301,9 +321,14 @@ impl<'w> Query<'w> {
             }
         }
         let cloud_rule = if self.mask_clouds {
-            let rule = profile.as_ref().map(|p| p.cloud_mask.clone()).unwrap_or_default();
+            let rule = profile
+                .as_ref()
+                .map(|p| p.cloud_mask.clone())
+                .unwrap_or_default();
             let Some(qa) = rule.band() else {
-                return Err(Error::Invalid(format!("product {product:?} has no cloud mask rule")));
+                return Err(Error::Invalid(format!(
+                    "product {product:?} has no cloud mask rule"
+                )));
             };
             let qa = resolve_band(qa, profile.as_ref(), &available)?;
             Some((rule, qa))
@@ -321,9 +346,14 @@ impl<'w> Query<'w> {
         let end_exclusive = self.time.map(|(s, e)| (s, e + Duration::microseconds(1)));
         let bounds = region.bounds();
         let tiles: BTreeSet<_> = if matches!(region, Region::Point(..)) {
-            [grid.tile_at(bounds.min_x, bounds.min_y)].into_iter().collect()
+            [grid.tile_at(bounds.min_x, bounds.min_y)]
+                .into_iter()
+                .collect()
         } else {
-            grid.tiles_in(&bounds).map_err(|e| Error::Invalid(e.to_string()))?.into_iter().collect()
+            grid.tiles_in(&bounds)
+                .map_err(|e| Error::Invalid(e.to_string()))?
+                .into_iter()
+                .collect()
         };
         let selected: Vec<&FragmentEntry> = snapshot
             .select(&FragmentFilter {
@@ -335,13 +365,18 @@ impl<'w> Query<'w> {
             .filter(|f| tiles.contains(&f.tile) && load.contains(&f.band))
             .collect();
         if selected.is_empty() {
-            return Err(Error::NoData("no fragment covers this place and time".into()));
+            return Err(Error::NoData(
+                "no fragment covers this place and time".into(),
+            ));
         }
 
         // Output grid, aligned to the tile grid.
-        let res = self
-            .resolution
-            .unwrap_or_else(|| selected.iter().map(|f| f.resolution).fold(f64::INFINITY, f64::min));
+        let res = self.resolution.unwrap_or_else(|| {
+            selected
+                .iter()
+                .map(|f| f.resolution)
+                .fold(f64::INFINITY, f64::min)
+        });
         if !(res.is_finite() && res > 0.0) {
             return Err(Error::Invalid(format!("invalid resolution {res}")));
         }
@@ -349,7 +384,16 @@ impl<'w> Query<'w> {
             Region::Point(x, y) => {
                 let col = ((x - grid.origin_x) / res).floor();
                 let row = ((grid.origin_y - y) / res).floor();
-                (GeoTransform::north_up(grid.origin_x + col * res, grid.origin_y - row * res, res, res), 1, 1)
+                (
+                    GeoTransform::north_up(
+                        grid.origin_x + col * res,
+                        grid.origin_y - row * res,
+                        res,
+                        res,
+                    ),
+                    1,
+                    1,
+                )
             }
             _ => {
                 let c0 = ((bounds.min_x - grid.origin_x) / res).floor();
@@ -358,10 +402,17 @@ impl<'w> Query<'w> {
                 let r1 = ((grid.origin_y - bounds.min_y) / res).ceil();
                 let (w, h) = ((c1 - c0).max(1.0), (r1 - r0).max(1.0));
                 if w * h > 1e10 {
-                    return Err(Error::Invalid("the area is too large for this resolution".into()));
+                    return Err(Error::Invalid(
+                        "the area is too large for this resolution".into(),
+                    ));
                 }
                 (
-                    GeoTransform::north_up(grid.origin_x + c0 * res, grid.origin_y - r0 * res, res, res),
+                    GeoTransform::north_up(
+                        grid.origin_x + c0 * res,
+                        grid.origin_y - r0 * res,
+                        res,
+                        res,
+                    ),
                     w as usize,
                     h as usize,
                 )
@@ -377,7 +428,10 @@ impl<'w> Query<'w> {
         for (_, f) in &fragments {
             for i in 0..f.len() {
                 let t = f.times_micros()[i];
-                if self.time.is_none_or(|(s, e)| t >= s.timestamp_micros() && t <= e.timestamp_micros()) {
+                if self
+                    .time
+                    .is_none_or(|(s, e)| t >= s.timestamp_micros() && t <= e.timestamp_micros())
+                {
                     observations.insert((t, f.scene_id(i).to_string()));
                 }
             }
@@ -425,7 +479,9 @@ impl<'w> Query<'w> {
         // time order, first valid pixel winning.
         let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); nt * nb];
         for (fi, (entry, f)) in fragments.iter().enumerate() {
-            let Some(b) = load.iter().position(|n| *n == entry.band) else { continue };
+            let Some(b) = load.iter().position(|n| *n == entry.band) else {
+                continue;
+            };
             for i in 0..f.len() {
                 let key = (f.times_micros()[i], f.scene_id(i).to_string());
                 if let Some(&t) = step_of.get(&key) {
@@ -434,7 +490,11 @@ impl<'w> Query<'w> {
             }
         }
         let mut data = vec![f32::NAN; nt * nb * width * height];
-        let out = OutGrid { transform, width, height };
+        let out = OutGrid {
+            transform,
+            width,
+            height,
+        };
         data.par_chunks_mut((width * height).max(1))
             .zip(work.par_iter_mut())
             .for_each(|(slab, items)| {
@@ -468,17 +528,26 @@ impl<'w> Query<'w> {
         if let Some(mask) = region.raster_mask(&transform, width, height) {
             for mut step in data.axis_iter_mut(Axis(0)) {
                 for mut band in step.axis_iter_mut(Axis(0)) {
-                    ndarray::Zip::from(&mut band).and(&mask).for_each(|v, &inside| {
-                        if !inside {
-                            *v = f32::NAN;
-                        }
-                    });
+                    ndarray::Zip::from(&mut band)
+                        .and(&mask)
+                        .for_each(|v, &inside| {
+                            if !inside {
+                                *v = f32::NAN;
+                            }
+                        });
                 }
             }
         }
         // Keep only the bands asked for.
-        let keep: Vec<usize> = wanted.iter().filter_map(|w| load.iter().position(|l| l == w)).collect();
-        let data = if keep.len() == nb { data } else { data.select(Axis(1), &keep) };
+        let keep: Vec<usize> = wanted
+            .iter()
+            .filter_map(|w| load.iter().position(|l| l == w))
+            .collect();
+        let data = if keep.len() == nb {
+            data
+        } else {
+            data.select(Axis(1), &keep)
+        };
         let mut cube = Cube {
             data,
             times: steps.iter().map(|s| s.0).collect(),
@@ -496,7 +565,11 @@ impl<'w> Query<'w> {
             let scenes = groups
                 .iter()
                 .map(|g| {
-                    let mut s: Vec<String> = g.members.iter().flat_map(|&m| cube.scenes[m].clone()).collect();
+                    let mut s: Vec<String> = g
+                        .members
+                        .iter()
+                        .flat_map(|&m| cube.scenes[m].clone())
+                        .collect();
                     s.dedup();
                     s
                 })
@@ -505,7 +578,11 @@ impl<'w> Query<'w> {
                 data,
                 times: groups.iter().map(|g| g.start).collect(),
                 scenes,
-                bands: cube.bands.iter().map(|b| format!("{b}_{reducer}")).collect(),
+                bands: cube
+                    .bands
+                    .iter()
+                    .map(|b| format!("{b}_{reducer}"))
+                    .collect(),
                 ..cube
             };
         }
@@ -521,7 +598,14 @@ struct OutGrid {
 }
 
 /// Copies observation `i` of a fragment onto the output slab where the slab is still empty.
-fn paint(frag: &Fragment, entry: &FragmentEntry, i: usize, out: &OutGrid, physical: bool, slab: &mut [f32]) {
+fn paint(
+    frag: &Fragment,
+    entry: &FragmentEntry,
+    i: usize,
+    out: &OutGrid,
+    physical: bool,
+    slab: &mut [f32],
+) {
     macro_rules! typed {
         ($t:ty) => {
             if let Ok(px) = frag.pixels::<$t>(i) {
@@ -570,10 +654,15 @@ fn paint_typed<T: Sample>(
         .map(|x| ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize).min(n - 1))
         .collect();
     let validity = frag.validity(i);
-    let (scale, offset) = if physical { (meta.scale as f32, meta.offset as f32) } else { (1.0, 0.0) };
+    let (scale, offset) = if physical {
+        (meta.scale as f32, meta.offset as f32)
+    } else {
+        (1.0, 0.0)
+    };
     let nodata = meta.nodata;
     for y in y_start..y_end {
-        let ty = ((((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor()) as usize).min(m - 1);
+        let ty =
+            ((((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor()) as usize).min(m - 1);
         let src = &pixels[ty * n..(ty + 1) * n];
         let dst = &mut slab[y * out.width..(y + 1) * out.width];
         for (x, &tx) in (x_start..x_end).zip(&cols) {
@@ -595,7 +684,12 @@ fn paint_typed<T: Sample>(
 }
 
 /// Replaces the cube's bands by one band computed from an expression.
-fn apply_expression(cube: Cube, name: &str, expr: &Expr, profile: Option<&ProductProfile>) -> Result<Cube> {
+fn apply_expression(
+    cube: Cube,
+    name: &str,
+    expr: &Expr,
+    profile: Option<&ProductProfile>,
+) -> Result<Cube> {
     let (t, _, h, w) = cube.dim();
     let arrays: Vec<(String, Array3<f32>)> = cube
         .bands
@@ -607,7 +701,9 @@ fn apply_expression(cube: Cube, name: &str, expr: &Expr, profile: Option<&Produc
         let canonical = profile.and_then(|p| p.band(var)).map(|b| b.name.clone());
         arrays
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(var) || canonical.as_deref().is_some_and(|c| c == n))
+            .find(|(n, _)| {
+                n.eq_ignore_ascii_case(var) || canonical.as_deref().is_some_and(|c| c == n)
+            })
             .map(|(_, a)| a)
     };
     let result = expr

@@ -3,11 +3,13 @@
 
 pub mod composite;
 pub mod cube;
+pub mod engine;
 pub mod export;
 pub mod expr;
 pub mod region;
 
 pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};
 pub use cube::{Cube, Stats};
+pub use engine::Query;
 pub use expr::{preset, Expr, ExprError};
 pub use region::Region;

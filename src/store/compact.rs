@@ -14,6 +14,10 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+/// A merged fragment's catalog row and the directories its write touched (fsynced before
+/// the commit).
+type MergedGroup = (FragmentEntry, [PathBuf; 3]);
+
 /// The time span whose fragments are merged into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompactPeriod {
@@ -99,7 +103,7 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
         return Ok(report);
     }
     let root = wh.root();
-    let merged: Vec<Result<Option<(FragmentEntry, [PathBuf; 3])>>> = to_merge
+    let merged: Vec<Result<Option<MergedGroup>>> = to_merge
         .par_iter()
         .map(|group| merge_group(wh, group))
         .collect();
@@ -196,10 +200,7 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
 /// Reads a group's fragments (checksummed: compaction must not copy damage forward) and
 /// writes their observations as one fragment. `None` when the group's georeferencing or
 /// nodata disagree (then it is left as is).
-fn merge_group(
-    wh: &Warehouse,
-    group: &[&FragmentEntry],
-) -> Result<Option<(FragmentEntry, [PathBuf; 3])>> {
+fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<MergedGroup>> {
     let frags: Vec<Fragment> = group
         .iter()
         .map(|e| open_checked(wh.root(), e, true))

@@ -110,7 +110,7 @@ impl PixelBuffer {
     pub fn from_bytes(dtype: DataType, bytes: &[u8]) -> Option<PixelBuffer> {
         fn typed<T: bytemuck::Pod>(bytes: &[u8]) -> Option<Vec<T>> {
             let size = std::mem::size_of::<T>();
-            if bytes.len() % size != 0 {
+            if !bytes.len().is_multiple_of(size) {
                 return None;
             }
             // Copy into a correctly aligned Vec.
@@ -1092,7 +1092,7 @@ fn decode(buffer: &Buffer, len: usize) -> std::result::Result<(SchemaRef, Record
     let decoder = arrow_ipc::reader::FileDecoder::new(schema.clone(), footer.version());
     let data = buffer.slice_with_length(offset, meta_len + body_len);
     let batch = decoder
-        .read_record_batch(&block, &data)
+        .read_record_batch(block, &data)
         .map_err(|e| format!("cannot decode record batch: {e}"))?
         .ok_or("empty record batch message")?;
     Ok((schema, batch))
@@ -1203,7 +1203,7 @@ mod tests {
             f.valid_mask(0),
             vec![true, false, true, false, true, false, true, false]
         );
-        assert_eq!(f.valid_mask(1)[0], false);
+        assert!(!f.valid_mask(1)[0]);
         assert_eq!(f.pixels::<f32>(1).unwrap()[7], 7.0);
     }
 

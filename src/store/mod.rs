@@ -42,6 +42,7 @@ mod batch;
 mod catalog;
 mod compact;
 mod fragment;
+mod info;
 pub mod layout;
 mod log;
 mod snapshot;
@@ -55,6 +56,7 @@ pub use fragment::{
     Fragment, FragmentData, FragmentMeta, Observation, Pixel, PixelBuffer, PixelStats,
     FRAGMENT_FORMAT_VERSION,
 };
+pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use log::{LogEntry, Operation, PartKind, PartRef, Version};
 pub use snapshot::{FragmentFilter, Snapshot};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};

@@ -10,7 +10,7 @@ mod table;
 use super::Cube;
 use std::path::Path;
 
-pub use table::{print_point_table, rows, Row};
+pub use table::{csv, json, print_point_table, rows, Row};
 
 /// Errors from exporting.
 #[derive(Debug, thiserror::Error)]
