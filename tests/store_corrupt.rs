@@ -35,7 +35,8 @@ fn assert_reported(wh: &Warehouse, file: &str, kind: ProblemKind) {
 
 #[test]
 fn damaged_fragments() {
-    let cases: [(&str, fn(&mut Vec<u8>)); 4] = [
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage); 4] = [
         ("truncated", |b| b.truncate(b.len() / 2)),
         ("flipped", |b| {
             let n = b.len();

@@ -107,10 +107,16 @@ impl<'w> Batch<'w> {
                 catalog::encode_scenes(p, &rows).map(|b| (b, rows.len()))
             })?);
         }
-        for d in &st.dirs {
-            layout::sync_dir(d)?;
-        }
-        layout::sync_dir(&wh.root().join(CATALOG_DIR))?;
+        // Everything the log entry will name must be durable first: fragment files, their
+        // directory entries, the catalog parts and the catalog directory.
+        let mut durable: Vec<PathBuf> = fragments
+            .iter()
+            .map(|f| layout::resolve(wh.root(), &f.path))
+            .collect();
+        durable.extend(st.dirs.iter().cloned());
+        durable.extend(add.iter().map(|p| layout::resolve(wh.root(), &p.path)));
+        durable.push(wh.root().join(CATALOG_DIR));
+        layout::sync_all_paths(&durable)?;
         let products = st.products;
         let version = wh.commit_entry(|log| {
             check_products(&log.state_at(log.latest()), wh.config(), &products)?;
@@ -136,7 +142,7 @@ impl<'w> Batch<'w> {
     }
 }
 
-/// Encodes a catalog part, writes it under a fresh name and fsyncs it.
+/// Encodes a catalog part and writes it under a fresh name (the caller fsyncs it).
 pub(crate) fn write_part(
     root: &Path,
     id: &str,
@@ -150,7 +156,7 @@ pub(crate) fn write_part(
     let rel = format!("{CATALOG_DIR}/part-{id}-{suffix}.parquet");
     let path = layout::resolve(root, &rel);
     let (bytes, rows) = encode(&path)?;
-    layout::write_new_durable(&path, &bytes)?;
+    layout::write_new(&path, &bytes)?;
     Ok(PartRef {
         path: rel,
         kind,

@@ -456,7 +456,7 @@ fn read_batches(path: &Path, bytes: Vec<u8>, fields: &[Field]) -> Result<Vec<Rec
     }
 }
 
-fn col<'a, T: 'static>(b: &'a RecordBatch, i: usize) -> std::result::Result<&'a T, String> {
+fn col<T: 'static>(b: &RecordBatch, i: usize) -> std::result::Result<&T, String> {
     b.column(i).as_any().downcast_ref::<T>().ok_or_else(|| {
         format!(
             "column {} has an unexpected type",
