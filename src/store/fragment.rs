@@ -753,16 +753,25 @@ impl Fragment {
     /// Memory-maps and decodes the fragment at `path`, checking its structure and schema.
     /// Any corruption is an error naming the file, never a panic.
     pub fn open(path: &Path) -> Result<Fragment> {
-        Self::open_impl(path, None)
+        Self::open_impl(path, None, None)
     }
 
     /// Like [`Fragment::open`], and first checks the file's XXH3 checksum (`xxh3:<hex>`)
     /// so that no damaged byte reaches the decoder.
     pub fn open_verified(path: &Path, checksum: &str) -> Result<Fragment> {
-        Self::open_impl(path, Some(checksum))
+        Self::open_impl(path, Some(checksum), None)
     }
 
-    fn open_impl(path: &Path, checksum: Option<&str>) -> Result<Fragment> {
+    /// Opens a fragment whose recorded size and (optionally) checksum are known.
+    pub(crate) fn open_expecting(
+        path: &Path,
+        bytes: u64,
+        checksum: Option<&str>,
+    ) -> Result<Fragment> {
+        Self::open_impl(path, checksum, Some(bytes))
+    }
+
+    fn open_impl(path: &Path, checksum: Option<&str>, bytes: Option<u64>) -> Result<Fragment> {
         let file = File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::MissingFile {
@@ -773,6 +782,13 @@ impl Fragment {
             }
         })?;
         let len = file.metadata().map_err(io_err(path))?.len();
+        if let Some(expected) = bytes.filter(|&b| b != len) {
+            return Err(Error::SizeMismatch {
+                path: path.to_path_buf(),
+                expected,
+                actual: len,
+            });
+        }
         let corrupt = |reason: String| Error::CorruptFragment {
             path: path.to_path_buf(),
             reason,

@@ -213,25 +213,8 @@ impl Snapshot {
 /// Opens a fragment and checks it against its catalog row.
 pub(crate) fn open_checked(root: &Path, entry: &FragmentEntry, verify: bool) -> Result<Fragment> {
     let path = layout::resolve(root, &entry.path);
-    let len = match std::fs::metadata(&path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::MissingFile { path })
-        }
-        Err(e) => return Err(layout::io_err(&path)(e)),
-    };
-    if len != entry.bytes {
-        return Err(Error::SizeMismatch {
-            path,
-            expected: entry.bytes,
-            actual: len,
-        });
-    }
-    let f = if verify {
-        Fragment::open_verified(&path, &entry.checksum)?
-    } else {
-        Fragment::open(&path)?
-    };
+    let checksum = verify.then_some(entry.checksum.as_str());
+    let f = Fragment::open_expecting(&path, entry.bytes, checksum)?;
     let m = f.meta();
     if m.tile != entry.tile
         || m.band != entry.band
