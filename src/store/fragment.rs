@@ -691,8 +691,23 @@ impl StatAcc {
         let Some(&first) = block.first() else {
             return;
         };
+        // Sixteen independent min/max lanes so the compiler emits packed min/max.
+        let mut mins = [first; 16];
+        let mut maxs = [first; 16];
+        let chunks = block.chunks_exact(16);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for j in 0..16 {
+                if c[j] < mins[j] {
+                    mins[j] = c[j];
+                }
+                if c[j] > maxs[j] {
+                    maxs[j] = c[j];
+                }
+            }
+        }
         let (mut mn, mut mx) = (first, first);
-        for &v in block {
+        for &v in mins.iter().chain(maxs.iter()).chain(rest) {
             if v < mn {
                 mn = v;
             }
