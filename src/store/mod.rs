@@ -222,6 +222,19 @@ pub enum Error {
         /// The product.
         product: String,
     },
+    /// A batch's scene was committed by another writer since the batch began (or before:
+    /// ingest should have skipped it). Nothing of the batch was committed.
+    #[error(
+        "scene {scene_id:?} (fingerprint {fingerprint:?}) is already committed (version {version})"
+    )]
+    SceneAlreadyCommitted {
+        /// The scene.
+        scene_id: String,
+        /// Its fingerprint.
+        fingerprint: String,
+        /// The version that committed it.
+        version: Version,
+    },
     /// A compaction lost a race with another compaction (nothing was changed).
     #[error("{path}: catalog part was removed by a concurrent commit; compaction abandoned")]
     CompactionConflict {
