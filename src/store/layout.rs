@@ -252,6 +252,22 @@ mod tests {
     }
 
     #[test]
+    fn sync_all_paths_syncs_files_and_dirs_and_names_missing_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let mut paths = vec![d.path().to_path_buf()];
+        for i in 0..40 {
+            let p = d.path().join(format!("f{i}"));
+            write_new(&p, b"x").unwrap();
+            paths.push(p);
+        }
+        sync_all_paths(&paths).unwrap();
+        sync_all_paths(&[]).unwrap();
+        paths.push(d.path().join("gone"));
+        let e = sync_all_paths(&paths).unwrap_err().to_string();
+        assert!(e.contains("gone"), "{e}");
+    }
+
+    #[test]
     fn create_if_absent_refuses_second_writer() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("00000000000000000001.json");
