@@ -42,7 +42,7 @@ mod batch;
 mod catalog;
 mod compact;
 mod fragment;
-pub mod layout;
+mod layout;
 mod log;
 mod snapshot;
 mod vacuum;
