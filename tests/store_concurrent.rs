@@ -16,7 +16,10 @@ fn writer_child_entry() {
         std::env::var("PQ_WRITER_ID"),
     ) {
         let wh = Warehouse::open_or_create(&dir, WarehouseConfig::new(grid())).unwrap();
-        assert_eq!(ingest(&wh, &prefix, 0..BATCHES).unwrap(), BATCHES);
+        let committed = ingest(&wh, &prefix, 0..BATCHES).unwrap();
+        if std::env::var("PQ_WRITER_SAME").is_err() {
+            assert_eq!(committed, BATCHES);
+        }
     }
 }
 
@@ -53,6 +56,42 @@ fn two_writer_processes_both_commit_everything() {
     let ops: Vec<_> = history.iter().skip(1).map(|e| e.operation).collect();
     assert!(ops.iter().all(|o| *o == Operation::Append));
     assert!(verify(&wh).is_healthy());
+}
+
+#[test]
+fn two_writers_ingesting_the_same_scenes_commit_each_once() {
+    let d = tempfile::tempdir().unwrap();
+    let spawn = || {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "writer_child_entry",
+                "--test-threads=1",
+                "--quiet",
+            ])
+            .env("PQ_WRITER_DIR", d.path())
+            .env("PQ_WRITER_ID", "same")
+            .env("PQ_WRITER_SAME", "1")
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let wh = Warehouse::open(d.path()).unwrap();
+    let snap = wh.snapshot(None).unwrap();
+    assert_eq!(check_snapshot(&snap).len(), BATCHES as usize);
+    assert_eq!(
+        snap.fragments().len(),
+        BATCHES as usize * TILES.len() * BANDS.len()
+    );
+    assert_eq!(wh.latest_version().unwrap(), BATCHES as u64);
+    let report = verify(&wh);
+    assert!(report.is_healthy());
+    assert_eq!(
+        report.unreferenced_files, 0,
+        "the losing batches cleaned up"
+    );
 }
 
 #[test]

@@ -33,12 +33,10 @@ fn assert_reported(wh: &Warehouse, file: &str, kind: ProblemKind) {
     );
 }
 
-/// A named way to damage a file's bytes.
-type Damage = (&'static str, fn(&mut Vec<u8>));
-
 #[test]
 fn damaged_fragments() {
-    let cases: [Damage; 4] = [
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage); 4] = [
         ("truncated", |b| b.truncate(b.len() / 2)),
         ("flipped", |b| {
             let n = b.len();

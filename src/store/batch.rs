@@ -6,7 +6,7 @@ use super::catalog::{self, FragmentEntry, SceneEntry, SceneRecord};
 use super::fragment::{write_fragment_file, FragmentData};
 use super::layout::{self, io_err, validate_name, CATALOG_DIR, FRAGMENTS_DIR};
 use super::log::{LogEntry, Operation, PartKind, PartRef, Version};
-use super::{check_products, Result, Warehouse};
+use super::{check_products, Error, Result, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,9 @@ struct BatchState {
 /// committing deletes the fragments it wrote.
 pub struct Batch<'w> {
     warehouse: &'w Warehouse,
+    /// The latest version when the batch began: commits after it are checked for scenes
+    /// this batch also holds.
+    base: Option<Version>,
     state: Mutex<BatchState>,
     committed: bool,
 }
@@ -33,6 +36,9 @@ impl<'w> Batch<'w> {
     pub(crate) fn new(warehouse: &'w Warehouse) -> Self {
         Batch {
             warehouse,
+            base: super::log::list_versions(warehouse.root())
+                .ok()
+                .and_then(|v| v.last().copied()),
             state: Mutex::new(BatchState::default()),
             committed: false,
         }
@@ -54,6 +60,11 @@ impl<'w> Batch<'w> {
     }
 
     /// Records a scene (committed with the batch; used to skip re-ingests by fingerprint).
+    ///
+    /// To skip scenes that are already in the warehouse, check
+    /// [`Snapshot::has_scene_fingerprint`](super::Snapshot::has_scene_fingerprint) on a
+    /// snapshot taken *after* `begin_batch`: scenes committed later by another writer are
+    /// caught by [`Batch::commit`], which then fails with [`Error::SceneAlreadyCommitted`].
     pub fn add_scene(&self, scene: SceneRecord) -> Result<()> {
         validate_name("product", &scene.product)?;
         self.state().scenes.push(scene);
@@ -94,6 +105,11 @@ impl<'w> Batch<'w> {
                 catalog::encode_fragments(p, &fragments).map(|b| (b, fragments.len()))
             })?);
         }
+        let fingerprints: BTreeMap<String, String> = st
+            .scenes
+            .iter()
+            .map(|s| (s.fingerprint.clone(), s.scene_id.clone()))
+            .collect();
         if !st.scenes.is_empty() {
             let rows: Vec<SceneEntry> = st
                 .scenes
@@ -107,13 +123,21 @@ impl<'w> Batch<'w> {
                 catalog::encode_scenes(p, &rows).map(|b| (b, rows.len()))
             })?);
         }
-        for d in &st.dirs {
-            layout::sync_dir(d)?;
-        }
-        layout::sync_dir(&wh.root().join(CATALOG_DIR))?;
+        // Everything the log entry will name must be durable first: fragment files, their
+        // directory entries, the catalog parts and the catalog directory.
+        let mut durable: Vec<PathBuf> = fragments
+            .iter()
+            .map(|f| layout::resolve(wh.root(), &f.path))
+            .collect();
+        durable.extend(st.dirs.iter().cloned());
+        durable.extend(add.iter().map(|p| layout::resolve(wh.root(), &p.path)));
+        durable.push(wh.root().join(CATALOG_DIR));
+        layout::sync_all_paths(&durable)?;
         let products = st.products;
+        let base = self.base.unwrap_or(0);
         let version = wh.commit_entry(|log| {
             check_products(&log.state_at(log.latest()), wh.config(), &products)?;
+            check_new_scenes(wh, log, base, &fingerprints)?;
             Ok(LogEntry {
                 version: 0,
                 timestamp: Utc::now(),
@@ -136,7 +160,34 @@ impl<'w> Batch<'w> {
     }
 }
 
-/// Encodes a catalog part, writes it under a fresh name and fsyncs it.
+/// Fails if a commit after `base` added a scene with one of these fingerprints (two
+/// writers ingesting the same scene at once: the second to commit backs off).
+fn check_new_scenes(
+    wh: &Warehouse,
+    log: &super::log::Log,
+    base: Version,
+    fingerprints: &BTreeMap<String, String>,
+) -> Result<()> {
+    if fingerprints.is_empty() {
+        return Ok(());
+    }
+    for e in log.entries.iter().skip(base as usize + 1) {
+        for part in e.add.iter().filter(|p| p.kind == PartKind::Scenes) {
+            for row in super::snapshot::read_scene_part(wh.root(), part)? {
+                if let Some(id) = fingerprints.get(&row.scene.fingerprint) {
+                    return Err(Error::SceneAlreadyCommitted {
+                        scene_id: id.clone(),
+                        fingerprint: row.scene.fingerprint,
+                        version: e.version,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes a catalog part and writes it under a fresh name (the caller fsyncs it).
 pub(crate) fn write_part(
     root: &Path,
     id: &str,
@@ -150,7 +201,7 @@ pub(crate) fn write_part(
     let rel = format!("{CATALOG_DIR}/part-{id}-{suffix}.parquet");
     let path = layout::resolve(root, &rel);
     let (bytes, rows) = encode(&path)?;
-    layout::write_new_durable(&path, &bytes)?;
+    layout::write_new(&path, &bytes)?;
     Ok(PartRef {
         path: rel,
         kind,

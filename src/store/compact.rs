@@ -14,10 +14,6 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// A merged fragment's catalog row and the directories its write touched (fsynced before
-/// the commit).
-type MergedGroup = (FragmentEntry, [PathBuf; 3]);
-
 /// The time span whose fragments are merged into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompactPeriod {
@@ -64,6 +60,9 @@ pub struct CompactReport {
     pub parts_replaced: usize,
 }
 
+/// A merged fragment's row and the directories to fsync.
+type Merged = (FragmentEntry, [PathBuf; 3]);
+
 type GroupKey = (
     crate::grid::TileId,
     String,
@@ -103,7 +102,7 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
         return Ok(report);
     }
     let root = wh.root();
-    let merged: Vec<Result<Option<MergedGroup>>> = to_merge
+    let merged: Vec<Result<Option<Merged>>> = to_merge
         .par_iter()
         .map(|group| merge_group(wh, group))
         .collect();
@@ -161,10 +160,10 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
             })?);
             new_files.push(layout::resolve(root, &add[1].path));
         }
-        for d in &dirs {
-            layout::sync_dir(d)?;
-        }
-        layout::sync_dir(&root.join(CATALOG_DIR))?;
+        let mut durable: Vec<PathBuf> = new_files.clone();
+        durable.extend(dirs.iter().cloned());
+        durable.push(root.join(CATALOG_DIR));
+        layout::sync_all_paths(&durable)?;
         let remove: Vec<String> = snap.parts().iter().map(|p| p.path.clone()).collect();
         wh.commit_entry(|log| {
             let live = log.state_at(log.latest()).parts;
@@ -200,7 +199,7 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
 /// Reads a group's fragments (checksummed: compaction must not copy damage forward) and
 /// writes their observations as one fragment. `None` when the group's georeferencing or
 /// nodata disagree (then it is left as is).
-fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<MergedGroup>> {
+fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<Merged>> {
     let frags: Vec<Fragment> = group
         .iter()
         .map(|e| open_checked(wh.root(), e, true))

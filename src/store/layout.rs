@@ -99,13 +99,20 @@ pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 
 /// Creates `path` (which must not exist), writes `bytes` and fsyncs the file.
 pub fn write_new_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let f = write_new(path, bytes)?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Creates `path` (which must not exist) and writes `bytes`, without fsync (the caller
+/// syncs it together with other files, see [`sync_all_paths`]).
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<File> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err(path))?;
     f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    Ok(f)
 }
 
 /// Fsyncs a directory so the names created in it survive a crash.
@@ -114,6 +121,37 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|d| d.sync_all())
         .map_err(io_err(path))
+}
+
+/// Fsyncs many files and directories at once, from several threads: concurrent fsyncs
+/// are coalesced by the filesystem journal into a few commits, which makes a batch of
+/// new files durable for a fraction of the cost of syncing them one by one.
+pub fn sync_all_paths(paths: &[PathBuf]) -> Result<()> {
+    const THREADS: usize = 16;
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let chunk = paths.len().div_ceil(THREADS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|group| {
+                s.spawn(move || -> Result<()> {
+                    for p in group {
+                        File::open(p)
+                            .and_then(|f| f.sync_all())
+                            .map_err(io_err(p))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Ok(())))
+            .collect::<Result<Vec<()>>>()
+    })?;
+    Ok(())
 }
 
 /// Atomically creates `path` with `bytes` unless it already exists; returns `false` when it
@@ -211,6 +249,22 @@ mod tests {
     fn unique_ids_differ() {
         let a: std::collections::HashSet<_> = (0..1000).map(|_| unique_id()).collect();
         assert_eq!(a.len(), 1000);
+    }
+
+    #[test]
+    fn sync_all_paths_syncs_files_and_dirs_and_names_missing_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let mut paths = vec![d.path().to_path_buf()];
+        for i in 0..40 {
+            let p = d.path().join(format!("f{i}"));
+            write_new(&p, b"x").unwrap();
+            paths.push(p);
+        }
+        sync_all_paths(&paths).unwrap();
+        sync_all_paths(&[]).unwrap();
+        paths.push(d.path().join("gone"));
+        let e = sync_all_paths(&paths).unwrap_err().to_string();
+        assert!(e.contains("gone"), "{e}");
     }
 
     #[test]

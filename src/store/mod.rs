@@ -43,7 +43,7 @@ mod catalog;
 mod compact;
 mod fragment;
 mod info;
-pub mod layout;
+mod layout;
 mod log;
 mod snapshot;
 mod vacuum;
@@ -223,6 +223,19 @@ pub enum Error {
     ProductConflict {
         /// The product.
         product: String,
+    },
+    /// A batch's scene was committed by another writer since the batch began (or before:
+    /// ingest should have skipped it). Nothing of the batch was committed.
+    #[error(
+        "scene {scene_id:?} (fingerprint {fingerprint:?}) is already committed (version {version})"
+    )]
+    SceneAlreadyCommitted {
+        /// The scene.
+        scene_id: String,
+        /// Its fingerprint.
+        fingerprint: String,
+        /// The version that committed it.
+        version: Version,
     },
     /// A compaction lost a race with another compaction (nothing was changed).
     #[error("{path}: catalog part was removed by a concurrent commit; compaction abandoned")]

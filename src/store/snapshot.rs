@@ -213,25 +213,8 @@ impl Snapshot {
 /// Opens a fragment and checks it against its catalog row.
 pub(crate) fn open_checked(root: &Path, entry: &FragmentEntry, verify: bool) -> Result<Fragment> {
     let path = layout::resolve(root, &entry.path);
-    let len = match std::fs::metadata(&path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::MissingFile { path })
-        }
-        Err(e) => return Err(layout::io_err(&path)(e)),
-    };
-    if len != entry.bytes {
-        return Err(Error::SizeMismatch {
-            path,
-            expected: entry.bytes,
-            actual: len,
-        });
-    }
-    let f = if verify {
-        Fragment::open_verified(&path, &entry.checksum)?
-    } else {
-        Fragment::open(&path)?
-    };
+    let checksum = verify.then_some(entry.checksum.as_str());
+    let f = Fragment::open_expecting(&path, entry.bytes, checksum)?;
     let m = f.meta();
     if m.tile != entry.tile
         || m.band != entry.band
@@ -247,4 +230,67 @@ pub(crate) fn open_checked(root: &Path, entry: &FragmentEntry, verify: bool) -> 
         });
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DataType;
+
+    fn entry(tile: TileId, band: &str, t0: i64, t1: i64, lon: f64) -> FragmentEntry {
+        let when = |s| DateTime::from_timestamp(s, 0).unwrap();
+        FragmentEntry {
+            tile,
+            band: band.into(),
+            product: "S2".into(),
+            time_min: when(t0),
+            time_max: when(t1),
+            observations: 1,
+            footprint_lonlat: vec![],
+            bbox: Bounds::new(lon, 10.0, lon + 1.0, 11.0),
+            resolution: 10.0,
+            path: "fragments/a".into(),
+            bytes: 1,
+            checksum: String::new(),
+            dtype: DataType::U8,
+            width: 1,
+            height: 1,
+            valid_count: 1,
+            valid_min: None,
+            valid_max: None,
+            valid_mean: None,
+        }
+    }
+
+    #[test]
+    fn filters_match_tile_band_time_and_bbox() {
+        let e = entry(TileId::new(1, 2), "B04", 100, 200, 5.0);
+        assert!(FragmentFilter::default().matches(&e));
+        let when = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let f = |g: fn(&mut FragmentFilter)| {
+            let mut f = FragmentFilter::default();
+            g(&mut f);
+            f.matches(&e)
+        };
+        assert!(f(|f| f.tile = Some(TileId::new(1, 2))));
+        assert!(!f(|f| f.tile = Some(TileId::new(2, 1))));
+        assert!(!f(|f| f.band = Some("B08".into())));
+        assert!(f(|f| f.product = Some("S2".into())));
+        // Half-open time ranges overlapping [100, 200].
+        let t = |a, b| FragmentFilter {
+            time: Some((when(a), when(b))),
+            ..Default::default()
+        };
+        assert!(t(200, 300).matches(&e));
+        assert!(t(0, 101).matches(&e));
+        assert!(!t(0, 100).matches(&e));
+        assert!(!t(201, 300).matches(&e));
+        let b = |x0, x1| FragmentFilter {
+            bbox: Some(Bounds::new(x0, 10.5, x1, 10.6)),
+            ..Default::default()
+        };
+        assert!(b(5.5, 5.6).matches(&e));
+        assert!(b(6.0, 7.0).matches(&e), "touching edges count");
+        assert!(!b(6.1, 7.0).matches(&e));
+    }
 }

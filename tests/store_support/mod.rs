@@ -87,10 +87,11 @@ pub fn ingest(wh: &Warehouse, prefix: &str, range: std::ops::Range<u32>) -> Resu
     let mut committed = 0;
     for s in range {
         let rec = scene(prefix, s);
+        // Begin the batch first: commits after it are checked for the same scene.
+        let batch = wh.begin_batch();
         if wh.snapshot(None)?.has_scene_fingerprint(&rec.fingerprint) {
             continue;
         }
-        let batch = wh.begin_batch();
         batch.register_product("S2", serde_json::json!({"bands": BANDS}))?;
         for &(c, r) in &TILES {
             for b in 0..BANDS.len() {
@@ -98,8 +99,12 @@ pub fn ingest(wh: &Warehouse, prefix: &str, range: std::ops::Range<u32>) -> Resu
             }
         }
         batch.add_scene(rec)?;
-        batch.commit()?;
-        committed += 1;
+        match batch.commit() {
+            Ok(_) => committed += 1,
+            // Another writer committed the same scene meanwhile: skip it, like ingest does.
+            Err(Error::SceneAlreadyCommitted { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(committed)
 }
