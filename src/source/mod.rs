@@ -7,6 +7,7 @@
 //!
 //! [`open`] picks the source from a location string: a local path, an `http://` or
 //! `https://` URL ([`HttpSource`]), or `s3://bucket/key` (mapped onto HTTPS by [`s3`]).
+//! Remote hosts are found by our own pure-Rust [`resolve`]r, not the C library's.
 
 use bytes::Bytes;
 use std::ops::Range;
@@ -17,6 +18,7 @@ mod client;
 mod http;
 mod local;
 mod memory;
+pub mod resolve;
 pub mod s3;
 
 pub use cache::BlockCache;
