@@ -719,3 +719,122 @@ impl ureq::unversioned::resolver::Resolver for ForUreq {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wire::tests::{ReplyBuilder, QNAME};
+    use super::*;
+    use ureq::unversioned::resolver::Resolver as _;
+
+    /// A resolver whose files do not exist: only literals and `localhost` work.
+    fn nowhere() -> Resolver {
+        Resolver::with_files("/nonexistent/hosts", "/nonexistent/resolv.conf")
+    }
+
+    #[test]
+    fn literals_and_localhost_need_no_files() {
+        let r = nowhere();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(r.lookup("192.0.2.1").unwrap(), vec![ip("192.0.2.1")]);
+        assert_eq!(r.lookup("[2001:db8::1]").unwrap(), vec![ip("2001:db8::1")]);
+        assert_eq!(
+            r.lookup("LocalHost.").unwrap(),
+            vec![ip("127.0.0.1"), ip("::1")]
+        );
+        let v6 = r.lookup_family("localhost", Family::V6, None).unwrap();
+        assert_eq!(v6, vec![ip("::1")]);
+        let err = r.lookup("tiles.example").unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert!(err
+            .to_string()
+            .starts_with("tiles.example: cannot read /nonexistent/resolv.conf"));
+        assert!(is_permanent(&std::io::Error::new(err.io_kind(), err)));
+    }
+
+    fn lookup<'a>(name: &'a Name, conf: &'a ResolvConf) -> Lookup<'a> {
+        Lookup {
+            host: "www.example.test",
+            name,
+            family: Family::Any,
+            conf,
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn only_records_on_the_cname_chain_count() {
+        let name = Name::parse("www.example.test").unwrap();
+        let conf = ResolvConf::parse("nameserver 127.0.0.1");
+        let server: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let l = lookup(&name, &conf);
+        // An address for another name, not reached by any CNAME: ignored.
+        let b = ReplyBuilder::new(1, 0x8180, "www.example.test", RecordType::A, 2)
+            .record(b"\x04evil\x04test\x00", RecordType::A, &[192, 0, 2, 66])
+            .record(QNAME, RecordType::Aaaa, &[0; 16]);
+        let reply = wire::decode_reply(&b.buf).unwrap();
+        assert!(l.answers_question(&reply, RecordType::A));
+        assert!(!l.answers_question(&reply, RecordType::Aaaa));
+        match l.interpret(server, &reply, RecordType::A).unwrap() {
+            Answer::Addresses(a) => assert!(a.is_empty(), "{a:?}"),
+            Answer::NxDomain => panic!("not NXDOMAIN"),
+        }
+        // Through a CNAME: counted.
+        let b = ReplyBuilder::new(1, 0x8180, "www.example.test", RecordType::A, 2)
+            .record(QNAME, RecordType::Cname, b"\x04edge\x04test\x00")
+            .record(b"\x04EDGE\x04test\x00", RecordType::A, &[192, 0, 2, 7]);
+        let reply = wire::decode_reply(&b.buf).unwrap();
+        match l.interpret(server, &reply, RecordType::A).unwrap() {
+            Answer::Addresses(a) => assert_eq!(a, vec![IpAddr::from([192, 0, 2, 7])]),
+            Answer::NxDomain => panic!("not NXDOMAIN"),
+        }
+        // SERVFAIL is an error naming the host and the server.
+        let b = ReplyBuilder::new(1, 0x8182, "www.example.test", RecordType::A, 0);
+        let reply = wire::decode_reply(&b.buf).unwrap();
+        let err = l.interpret(server, &reply, RecordType::A).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "www.example.test: nameserver 127.0.0.1:53 answered SERVFAIL"
+        );
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn ureq_adapter_fills_in_default_ports_and_family() {
+        let adapter = ForUreq::Builtin(Arc::new(nowhere()));
+        let timeout = ureq::unversioned::transport::NextTimeout::default();
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |uri: &str, config: &ureq::config::Config| {
+            let uri: ureq::http::Uri = uri.parse().unwrap();
+            adapter
+                .resolve(&uri, config, timeout)
+                .map(|addrs| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            resolve("http://localhost/x", &config).unwrap(),
+            ["127.0.0.1:80", "[::1]:80"]
+        );
+        assert_eq!(resolve("https://[::1]/x", &config).unwrap(), ["[::1]:443"]);
+        assert_eq!(
+            resolve("http://127.0.0.1:8080/", &config).unwrap(),
+            ["127.0.0.1:8080"]
+        );
+        let v4 = ureq::Agent::config_builder()
+            .ip_family(ureq::config::IpFamily::Ipv4Only)
+            .build();
+        assert_eq!(resolve("http://localhost/", &v4).unwrap(), ["127.0.0.1:80"]);
+        let err = resolve("http://tiles.example/", &config).unwrap_err();
+        assert!(
+            err.to_string().contains("tiles.example: cannot read"),
+            "{err}"
+        );
+
+        let unknown = ForUreq::Unknown("getaddrinfo".into());
+        let uri: ureq::http::Uri = "http://tiles.example/".parse().unwrap();
+        let err = unknown.resolve(&uri, &config, timeout).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tiles.example: PIXELQUERY_RESOLVER=\"getaddrinfo\" is neither"),
+            "{err}"
+        );
+    }
+}
