@@ -7,7 +7,8 @@
 //!
 //! [`open`] picks the source from a location string: a local path, an `http://` or
 //! `https://` URL ([`HttpSource`]), or `s3://bucket/key` (mapped onto HTTPS by [`s3`]).
-//! Remote hosts are found by our own pure-Rust [`resolve`]r, not the C library's.
+//! Remote host names are resolved by our own pure-Rust resolver ([`resolve`]), not by the C
+//! library's `getaddrinfo`.
 
 use bytes::Bytes;
 use std::ops::Range;
