@@ -651,7 +651,12 @@ pub(crate) enum ForUreq {
 
 /// The resolver for a new agent, from `PIXELQUERY_RESOLVER` and [`set_default`].
 pub(crate) fn for_agent() -> ForUreq {
-    match std::env::var(RESOLVER_ENV) {
+    choose(std::env::var(RESOLVER_ENV))
+}
+
+/// The resolver a value of `PIXELQUERY_RESOLVER` asks for.
+fn choose(setting: std::result::Result<String, std::env::VarError>) -> ForUreq {
+    match setting {
         Err(std::env::VarError::NotPresent) => ForUreq::Builtin(current_default()),
         Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("builtin") => {
             ForUreq::Builtin(current_default())
@@ -828,6 +833,14 @@ mod tests {
             "{err}"
         );
 
+        let system = ForUreq::System(Default::default());
+        let uri: ureq::http::Uri = "http://127.0.0.1:81/".parse().unwrap();
+        let addrs = system.resolve(&uri, &config, timeout).unwrap();
+        assert_eq!(
+            addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            ["127.0.0.1:81"]
+        );
+
         let unknown = ForUreq::Unknown("getaddrinfo".into());
         let uri: ureq::http::Uri = "http://tiles.example/".parse().unwrap();
         let err = unknown.resolve(&uri, &config, timeout).unwrap_err();
@@ -836,5 +849,18 @@ mod tests {
                 .contains("tiles.example: PIXELQUERY_RESOLVER=\"getaddrinfo\" is neither"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn setting_chooses_the_resolver() {
+        use std::env::VarError;
+        assert!(matches!(
+            choose(Err(VarError::NotPresent)),
+            ForUreq::Builtin(_)
+        ));
+        assert!(matches!(choose(Ok(String::new())), ForUreq::Builtin(_)));
+        assert!(matches!(choose(Ok("BuiltIn".into())), ForUreq::Builtin(_)));
+        assert!(matches!(choose(Ok("system".into())), ForUreq::System(_)));
+        assert!(matches!(choose(Ok("glibc".into())), ForUreq::Unknown(v) if v == "glibc"));
     }
 }
