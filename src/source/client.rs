@@ -1,9 +1,8 @@
 //! The HTTP client under remote sources: a `ureq` agent with our timeouts, TLS provider and
 //! proxy policy, and the sorting of failures into "retry" and "give up".
 //!
-//! Host names are resolved by `ureq`'s default resolver, which is the standard library's
-//! `ToSocketAddrs`, i.e. the C library's `getaddrinfo` (see `docs/remote.md` about static
-//! builds).
+//! Host names are resolved by [`super::resolve`] (pure Rust, no NSS), or by the C library's
+//! `getaddrinfo` with `PIXELQUERY_RESOLVER=system` (see `docs/name-resolution.md`).
 
 use super::http::RemoteOptions;
 use super::Result;
@@ -24,6 +23,8 @@ pub(crate) fn classify(e: ureq::Error) -> Failure {
     match e {
         ureq::Error::Timeout(_) => Failure::Timeout(e),
         ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout(e),
+        // No such host, invalid name, bad resolver setup: the same answer next time.
+        ureq::Error::Io(ref io) if super::resolve::is_permanent(io) => Failure::Fatal(e),
         // rustls reports certificate and handshake failures this way: retrying cannot help.
         ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
             Failure::Fatal(e)
@@ -70,7 +71,11 @@ pub(crate) fn agent(options: &RemoteOptions, loopback: bool) -> Result<ureq::Age
     if loopback {
         config = config.proxy(None);
     }
-    Ok(config.build().new_agent())
+    Ok(ureq::Agent::with_parts(
+        config.build(),
+        ureq::unversioned::transport::DefaultConnector::new(),
+        super::resolve::for_agent(),
+    ))
 }
 
 #[cfg(all(

@@ -7,6 +7,8 @@
 //!
 //! [`open`] picks the source from a location string: a local path, an `http://` or
 //! `https://` URL ([`HttpSource`]), or `s3://bucket/key` (mapped onto HTTPS by [`s3`]).
+//! Remote host names are resolved by our own pure-Rust resolver ([`resolve`]), not by the C
+//! library's `getaddrinfo`.
 
 use bytes::Bytes;
 use std::ops::Range;
@@ -17,6 +19,7 @@ mod client;
 mod http;
 mod local;
 mod memory;
+pub mod resolve;
 pub mod s3;
 
 pub use cache::BlockCache;
