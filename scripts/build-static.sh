@@ -52,12 +52,15 @@ esac
 bin="target/$target/release/pixelquery"
 echo "== $bin"
 file "$bin"
-file "$bin" | grep -q 'statically linked' || { echo "FAIL: not statically linked" >&2; exit 1; }
-if ldd "$bin" >/dev/null 2>&1; then
+file "$bin" | grep -Eq 'statically linked|static-pie linked' || { echo "FAIL: not statically linked" >&2; exit 1; }
+# ldd prints "statically linked" / "not a dynamic executable" for static binaries, and
+# "lib... => path" lines for every shared library a dynamic one needs.
+if ldd "$bin" 2>&1 | grep -q '=>'; then
   echo "FAIL: ldd finds dynamic dependencies" >&2
   ldd "$bin" >&2
   exit 1
 fi
+echo "ldd: $(ldd "$bin" 2>&1 | head -1 | tr -d '\t')"
 echo "size: $(stat -c %s "$bin") bytes"
 
 echo "== smoke test"
@@ -74,4 +77,27 @@ if [ -f "$corpus/MANIFEST.tsv" ]; then
     echo "ok   $f $got"
   done
 fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+pq demo "$work/demo" > "$work/demo.txt"
+grep -q "8 scenes ingested" "$work/demo.txt" || { cat "$work/demo.txt"; echo "FAIL: demo" >&2; exit 1; }
+# The demo's NDVI table, minus the timing line, is the cross-architecture reference.
+grep -E '^20[0-9]{2}-' "$work/demo.txt" > "target/demo-ndvi-$arch.txt"
+echo "ok   demo ($(wc -l < "target/demo-ndvi-$arch.txt") dates)"
+if [ -f "$corpus/MANIFEST.tsv" ]; then
+  pq ingest "$work/wh" "$corpus/ts/S2L_T52_20230611_10m.tif" "$corpus/ts/S2L_T52_20230716_10m.tif" \
+    "$corpus/ts/S2L_T52_20230820_10m.tif" --product sentinel2_l2a --memory-budget 16 > /dev/null
+  pq query "$work/wh" --point 127.9407,36.4548 --index ndvi > "target/smoke-query-$arch.txt"
+  echo "ok   ingest + query: $(tr '\n' ' ' < "target/smoke-query-$arch.txt" | cut -c1-120)"
+fi
+for other in x86_64 aarch64; do
+  if [ "$other" != "$arch" ] && [ -f "target/demo-ndvi-$other.txt" ]; then
+    cmp -s "target/demo-ndvi-$other.txt" "target/demo-ndvi-$arch.txt" && echo "ok   demo output identical to $other" \
+      || { echo "FAIL: demo output differs from $other" >&2; exit 1; }
+    if [ -f "target/smoke-query-$other.txt" ]; then
+      cmp -s "target/smoke-query-$other.txt" "target/smoke-query-$arch.txt" && echo "ok   query output identical to $other" \
+        || { echo "FAIL: query output differs from $other" >&2; exit 1; }
+    fi
+  fi
+done
 echo "PASS: static $arch binary"

@@ -103,7 +103,7 @@ fn demo_ingest_info_query() {
         lon + 0.01,
         lat + 0.01
     );
-    for ext in ["tif", "png", "json", "csv"] {
+    for ext in ["tif", "png", "json", "csv", "parquet"] {
         let out_file = dir.path().join(format!("area.{ext}"));
         let (code, _, err) = pq(&[
             "query",

@@ -61,7 +61,7 @@ pub struct Args {
     /// Read snapshot VERSION instead of the latest.
     #[arg(long)]
     pub as_of: Option<u64>,
-    /// Write the result: .tif (COG), .csv, .json or .png.
+    /// Write the result: .tif (COG), .csv, .parquet, .json or .png.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

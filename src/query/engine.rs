@@ -654,31 +654,54 @@ fn paint_typed<T: Sample>(
         .map(|x| ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize).min(n - 1))
         .collect();
     let validity = frag.validity(i);
+    let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
     let (scale, offset) = if physical {
         (meta.scale as f32, meta.offset as f32)
     } else {
         (1.0, 0.0)
     };
-    let nodata = meta.nodata;
+    let nodata = meta.nodata.map(|v| v as f32);
+    // Same resolution and aligned (the usual case): whole row slices, no gather.
+    let contiguous = cols.windows(2).all(|w| w[1] == w[0] + 1);
+    // Writes only where the slab is still empty (first valid observation wins), and only
+    // valid, non-nodata, non-NaN values; written branch-free so rows vectorise.
+    let put = |d: &mut f32, raw: f32, bit_ok: bool| {
+        #[allow(clippy::eq_op)]
+        let ok = bit_ok & d.is_nan() & (raw == raw) & nodata.is_none_or(|nd| raw != nd);
+        *d = if ok { raw * scale + offset } else { *d };
+    };
+    let bit = |idx: usize| match bits {
+        Some((bytes, off)) => {
+            let b = off + idx;
+            bytes
+                .get(b >> 3)
+                .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
+        }
+        None => true,
+    };
     for y in y_start..y_end {
         let ty =
             ((((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor()) as usize).min(m - 1);
         let src = &pixels[ty * n..(ty + 1) * n];
         let dst = &mut slab[y * out.width..(y + 1) * out.width];
-        for (x, &tx) in (x_start..x_end).zip(&cols) {
-            if !dst[x].is_nan() {
-                continue;
-            }
-            if let Some(v) = &validity {
-                if !v.value(ty * n + tx) {
-                    continue;
+        if contiguous {
+            let c0 = cols[0];
+            let len = x_end - x_start;
+            let s = &src[c0..c0 + len];
+            let d = &mut dst[x_start..x_end];
+            if bits.is_none() {
+                for (d, &v) in d.iter_mut().zip(s) {
+                    put(d, v.to_f64() as f32, true);
+                }
+            } else {
+                for (k, (d, &v)) in d.iter_mut().zip(s).enumerate() {
+                    put(d, v.to_f64() as f32, bit(ty * n + c0 + k));
                 }
             }
-            let raw = src[tx].to_f64();
-            if nodata.is_some_and(|nd| raw == nd || (nd.is_nan() && raw.is_nan())) {
-                continue;
+        } else {
+            for (x, &tx) in (x_start..x_end).zip(&cols) {
+                put(&mut dst[x], src[tx].to_f64() as f32, bit(ty * n + tx));
             }
-            dst[x] = raw as f32 * scale + offset;
         }
     }
 }

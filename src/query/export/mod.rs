@@ -1,10 +1,11 @@
-//! Writing a [`Cube`](super::Cube) out: GeoTIFF (COG), CSV, JSON and PNG, chosen by the
+//! Writing a [`Cube`](super::Cube) out: GeoTIFF (COG), CSV, Parquet, JSON and PNG, chosen by the
 //! file extension.
 
 mod chart;
 mod font;
 mod geotiff;
 mod image;
+mod parquet;
 mod table;
 
 use super::Cube;
@@ -26,7 +27,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The extension names no supported format.
-    #[error("{file}: unknown output format {ext:?}: use .tif, .csv, .json or .png")]
+    #[error("{file}: unknown output format {ext:?}: use .tif, .csv, .parquet, .json or .png")]
     Format {
         /// The output path.
         file: String,
@@ -68,6 +69,10 @@ pub fn write(cube: &Cube, path: &Path, png: PngKind) -> Result<(), Error> {
         })?,
         "csv" => table::csv(cube).into_bytes(),
         "json" => table::json(cube).into_bytes(),
+        "parquet" => parquet::encode(cube).map_err(|reason| Error::Unsuitable {
+            file: file.clone(),
+            reason,
+        })?,
         "png" => match png {
             PngKind::Chart => chart::render(cube),
             PngKind::Image => image::render(cube),

@@ -1,0 +1,161 @@
+//! Query speed against going back to the COGs, measured in the same run.
+//!
+//! Setup: the 12 scenes of `corpus/ts` ingested once into a temporary warehouse (the demo
+//! series without the corpus). Each query runs on an open snapshot; its baseline opens the
+//! 12 COGs and reads the same window (all 4 bands) with the crate's own reader.
+//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box.
+//!
+//! `cargo bench --bench query`
+
+mod support;
+
+use criterion::Criterion;
+use pixelquery::cog::{Cog, Window};
+use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
+use pixelquery::store::Warehouse;
+use pixelquery::{Bounds, TileId};
+use std::path::PathBuf;
+
+fn scenes(tmp: &std::path::Path) -> Vec<PathBuf> {
+    match support::corpus() {
+        Some(c) => {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(c.join("ts"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "tif"))
+                .collect();
+            v.sort();
+            v
+        }
+        None => pixelquery::demo::write_scenes(&tmp.join("scenes"))
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("_B0"))
+            .collect(),
+    }
+}
+
+/// Reads `bounds` (grid CRS = scene CRS here) from every COG: the way users work without a cube.
+fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
+    let mut n = 0;
+    for f in files {
+        let cog = Cog::open(f).unwrap();
+        let m = cog.meta();
+        let inv = m.transform().unwrap().inverse().unwrap();
+        let (c0, r0) = inv.apply(bounds.min_x, bounds.max_y);
+        let (c1, r1) = inv.apply(bounds.max_x, bounds.min_y);
+        let clamp = |v: f64, max: u32| (v.round().max(0.0) as u32).min(max);
+        let (c0, c1) = (
+            clamp(c0, m.width()),
+            clamp(c1, m.width()).max(clamp(c0, m.width()) + 1),
+        );
+        let (r0, r1) = (
+            clamp(r0, m.height()),
+            clamp(r1, m.height()).max(clamp(r0, m.height()) + 1),
+        );
+        let (c1, r1) = (c1.min(m.width()), r1.min(m.height()));
+        let bands: Vec<usize> = (0..m.band_count()).collect();
+        let w = cog
+            .read_window_any(0, Window::new(c0, r0, c1 - c0, r1 - r0), &bands)
+            .unwrap();
+        n += w.shape().1;
+    }
+    n
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = scenes(tmp.path());
+    let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let wh_path = tmp.path().join("wh");
+    let options = IngestOptions {
+        product: Some("sentinel2_l2a".into()),
+        ..Default::default()
+    };
+    ingest(&wh_path, &inputs, &options, &Quiet).unwrap();
+    let wh = Warehouse::open(&wh_path).unwrap();
+    let snap = wh.snapshot(None).unwrap();
+    let grid = wh.config().grid;
+    let scene = Cog::open(&files[0]).unwrap();
+    let sb = scene.meta().bounds().unwrap();
+    // A tile fully inside the scene, and the 2x2 block it starts.
+    let centre = grid.tile_at((sb.min_x + sb.max_x) / 2.0, (sb.min_y + sb.max_y) / 2.0);
+    let tile = grid.tile_bounds(centre);
+    let tile2 = {
+        let b = grid.tile_bounds(TileId::new(centre.col + 1, centre.row + 1));
+        Bounds::new(tile.min_x, b.min_y, b.max_x, tile.max_y)
+    };
+    let point = (
+        (tile.min_x + tile.max_x) / 2.0 + 5.0,
+        (tile.min_y + tile.max_y) / 2.0 + 5.0,
+    );
+    let pt_bounds = Bounds::new(point.0 - 5.0, point.1 - 5.0, point.0 + 5.0, point.1 + 5.0);
+    let (wh, snap, files, epsg) = (&wh, &snap, &files, grid.epsg);
+    let q_point = move || {
+        wh.query()
+            .on_snapshot(snap)
+            .point(point.0, point.1)
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim()
+            .0
+    };
+    let q_box = move |b: Bounds| {
+        wh.query()
+            .on_snapshot(snap)
+            .bbox(b)
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim()
+            .0
+    };
+    type Case<'a> = (
+        &'a str,
+        Box<dyn Fn() -> usize + 'a>,
+        Box<dyn Fn() -> usize + 'a>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "point",
+            Box::new(q_point),
+            Box::new(move || from_cogs(files, &pt_bounds)),
+        ),
+        (
+            "tile",
+            Box::new(move || q_box(tile)),
+            Box::new(move || from_cogs(files, &tile)),
+        ),
+        (
+            "2x2 tiles",
+            Box::new(move || q_box(tile2)),
+            Box::new(move || from_cogs(files, &tile2)),
+        ),
+    ];
+    let quick =
+        std::env::args().any(|a| a == "--test") || std::env::var_os("PQ_BENCH_QUICK").is_some();
+    if !quick {
+        let mut c = Criterion::default().configure_from_args().sample_size(20);
+        let mut g = c.benchmark_group("query");
+        for (name, query, baseline) in &cases {
+            g.bench_function(format!("{name}_warehouse"), |b| b.iter(query));
+            g.bench_function(format!("{name}_cogs"), |b| b.iter(baseline));
+        }
+        g.finish();
+    }
+    let runs = if quick { 1 } else { 21 };
+    println!("\n{} scenes; times are medians of {runs} runs", files.len());
+    println!("| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up |");
+    println!("|---|---|---|---|");
+    for (name, query, baseline) in &cases {
+        let q = support::median_secs(runs, query);
+        let c = support::median_secs(runs, baseline);
+        println!(
+            "| {name} | {:.3} ms | {:.1} ms | {:.0}x |",
+            q * 1e3,
+            c * 1e3,
+            c / q
+        );
+    }
+}
