@@ -17,20 +17,6 @@ use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
 use rayon::prelude::*;
 use std::path::PathBuf;
 
-fn scenes(tmp: &std::path::Path) -> Vec<PathBuf> {
-    if let Some(c) = support::corpus() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(c.join("ts"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "tif"))
-            .collect();
-        v.sort();
-        v
-    } else {
-        pixelquery::demo::write_scenes(&tmp.join("scenes")).unwrap()
-    }
-}
-
 fn decode_all(files: &[PathBuf]) -> usize {
     files
         .par_iter()
@@ -66,7 +52,7 @@ fn peak_rss_mb() -> f64 {
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
-    let files = scenes(tmp.path());
+    let files = support::time_series(tmp.path());
     let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let options = IngestOptions {
         product: Some("sentinel2_l2a".into()),

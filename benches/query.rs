@@ -16,25 +16,6 @@ use pixelquery::store::Warehouse;
 use pixelquery::{Bounds, TileId};
 use std::path::PathBuf;
 
-fn scenes(tmp: &std::path::Path) -> Vec<PathBuf> {
-    match support::corpus() {
-        Some(c) => {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(c.join("ts"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "tif"))
-                .collect();
-            v.sort();
-            v
-        }
-        None => pixelquery::demo::write_scenes(&tmp.join("scenes"))
-            .unwrap()
-            .into_iter()
-            .filter(|p| p.to_string_lossy().contains("_B0"))
-            .collect(),
-    }
-}
-
 /// Reads `bounds` (grid CRS = scene CRS here) from every COG: the way users work without a cube.
 fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
     let mut n = 0;
@@ -65,7 +46,11 @@ fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
-    let files = scenes(tmp.path());
+    // Band files only: the demo's 20 m SCL files are not part of the 10 m query.
+    let files: Vec<PathBuf> = support::time_series(tmp.path())
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("_SCL_"))
+        .collect();
     let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let wh_path = tmp.path().join("wh");
     let options = IngestOptions {

@@ -32,3 +32,19 @@ pub fn corpus() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     p.is_dir().then_some(p)
 }
+
+/// The 12 scenes of `corpus/ts`, or (without the corpus) the demo series written into `tmp`.
+pub fn time_series(tmp: &Path) -> Vec<PathBuf> {
+    match corpus() {
+        Some(c) => {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(c.join("ts"))
+                .expect("corpus/ts is readable")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "tif"))
+                .collect();
+            v.sort();
+            v
+        }
+        None => pixelquery::demo::write_scenes(&tmp.join("scenes")).expect("demo scenes"),
+    }
+}
