@@ -215,7 +215,6 @@ pub fn ingest(
         )));
     }
     let grid_crs = grid.crs()?;
-    let committed = warehouse.snapshot(None)?;
     let mut report = IngestReport {
         scenes_found: scenes.len(),
         ..Default::default()
@@ -234,6 +233,9 @@ pub fn ingest(
             fragments: AtomicUsize::new(0),
             bytes_out: AtomicU64::new(0),
         };
+        // Taken after the batch began, so a scene another process commits meanwhile is
+        // caught by the commit (SceneAlreadyCommitted) rather than duplicated.
+        let committed = warehouse.snapshot(None)?;
         if let Some(p) = &profile {
             let json = serde_json::to_value(p).map_err(|e| Error::Option(e.to_string()))?;
             buffer.batch.register_product(&p.id, json)?;
