@@ -137,32 +137,27 @@ pub fn cut_file(
         }
     }
     let mut emitted = 0;
-    for (res, kernel, members) in groups {
+    for (resolution, kernel, members) in groups {
+        let job = GroupJob {
+            file,
+            grid,
+            grid_crs,
+            scene_crs: &scene_crs,
+            tiles: &tiles,
+            resolution,
+            kernel,
+            members: &members,
+            options,
+        };
         emitted += match meta.dtype() {
-            DataType::U8 => cut_group::<u8>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::I8 => cut_group::<i8>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::U16 => cut_group::<u16>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::I16 => cut_group::<i16>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::U32 => cut_group::<u32>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::I32 => cut_group::<i32>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::F32 => cut_group::<f32>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
-            DataType::F64 => cut_group::<f64>(
-                file, grid, grid_crs, &scene_crs, &tiles, res, kernel, &members, options, emit,
-            ),
+            DataType::U8 => cut_group::<u8>(&job, emit),
+            DataType::I8 => cut_group::<i8>(&job, emit),
+            DataType::U16 => cut_group::<u16>(&job, emit),
+            DataType::I16 => cut_group::<i16>(&job, emit),
+            DataType::U32 => cut_group::<u32>(&job, emit),
+            DataType::I32 => cut_group::<i32>(&job, emit),
+            DataType::F32 => cut_group::<f32>(&job, emit),
+            DataType::F64 => cut_group::<f64>(&job, emit),
         }?;
     }
     Ok(emitted)
@@ -188,22 +183,38 @@ fn union(windows: impl Iterator<Item = Window>) -> Option<Window> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cut_group<T: Sample + bytemuck::Pod>(
-    file: &SceneFile,
-    grid: &GridSpec,
-    grid_crs: &Crs,
-    scene_crs: &Crs,
-    tiles: &[TileId],
+/// Bands of one file that share a resolution and a kernel, to cut onto `tiles`.
+struct GroupJob<'a> {
+    file: &'a SceneFile,
+    grid: &'a GridSpec,
+    grid_crs: &'a Crs,
+    scene_crs: &'a Crs,
+    tiles: &'a [TileId],
     resolution: f64,
     kernel: Resampling,
-    members: &[usize],
-    options: &CutOptions,
+    /// Indices into `file.bands`.
+    members: &'a [usize],
+    options: &'a CutOptions,
+}
+
+fn cut_group<T: Sample + bytemuck::Pod>(
+    job: &GroupJob<'_>,
     emit: &(dyn Fn(TileCut) + Sync),
 ) -> Result<usize, Error>
 where
     PixelBuffer: From<Vec<T>>,
 {
+    let GroupJob {
+        file,
+        grid,
+        grid_crs,
+        scene_crs,
+        tiles,
+        resolution,
+        kernel,
+        members,
+        options,
+    } = *job;
     let cog: &Cog = &file.cog;
     let meta = cog.meta();
     let name = meta.name.clone();

@@ -453,7 +453,7 @@ impl<'w> Query<'w> {
                 })
             } else {
                 match steps.last() {
-                    Some((last, _)) if *last == time && !self.solar_day => steps.len() - 1,
+                    Some((last, _)) if *last == time => steps.len() - 1,
                     _ => {
                         steps.push((time, Vec::new()));
                         steps.len() - 1
