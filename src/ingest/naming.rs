@@ -1,27 +1,15 @@
 //! What file names tell: acquisition dates (`YYYY-MM-DD`, `YYYYMMDD`, Sentinel-2 and Landsat
 //! product names, a user regex) and band tokens of one-file-per-band layouts (`B04`,
-//! `SR_B4`, `QA_PIXEL`), plus validation of names that become warehouse paths.
+//! `SR_B4`, `QA_PIXEL`), plus validation of names that become warehouse paths (the
+//! store's rule).
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// Checks a name that becomes a path component: non-empty, at most 64 characters of
-/// letters, digits, `_`, `-` and `.`, not starting with a dot.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {name:?} is not allowed: use 1-64 letters, digits, '_', '-' or '.', not starting with '.'"
-        ))
-    }
+/// Checks a name that becomes a warehouse path component (the store's rule), as a message.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), String> {
+    crate::store::validate_name(what, name).map_err(|e| e.to_string())
 }
 
 static S2_DATETIME: LazyLock<Regex> =
@@ -176,7 +164,7 @@ mod tests {
     fn names_that_become_paths() {
         assert!(check_name("band", "B04").is_ok());
         assert!(check_name("band", "nir_08.v2").is_ok());
-        for bad in ["", "..", ".hidden", "a/b", "a\\b", "x y", &"z".repeat(65)] {
+        for bad in ["", "..", ".hidden", "a/b", "a\\b", "x y", &"z".repeat(129)] {
             assert!(check_name("band", bad).is_err(), "{bad:?}");
         }
     }

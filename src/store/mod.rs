@@ -50,6 +50,7 @@ mod vacuum;
 mod verify;
 
 pub use batch::Batch;
+pub use layout::validate_name;
 pub use catalog::{parse_wkb_polygon, wkb_polygon, FragmentEntry, SceneEntry, SceneRecord};
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use fragment::{
