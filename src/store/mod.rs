@@ -50,7 +50,6 @@ mod vacuum;
 mod verify;
 
 pub use batch::Batch;
-pub use layout::validate_name;
 pub use catalog::{parse_wkb_polygon, wkb_polygon, FragmentEntry, SceneEntry, SceneRecord};
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use fragment::{
@@ -58,6 +57,7 @@ pub use fragment::{
     FRAGMENT_FORMAT_VERSION,
 };
 pub use info::{BandSummary as InfoBand, WarehouseInfo};
+pub use layout::validate_name;
 pub use log::{LogEntry, Operation, PartKind, PartRef, Version};
 pub use snapshot::{FragmentFilter, Snapshot};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};
