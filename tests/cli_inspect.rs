@@ -2,19 +2,10 @@
 
 mod common;
 
-use std::process::Command;
-
 fn inspect(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pixelquery"))
-        .arg("inspect")
-        .args(args)
-        .output()
-        .expect("run pixelquery");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["inspect"];
+    all.extend_from_slice(args);
+    common::run_cli(&all, &[])
 }
 
 fn fixture(name: &str) -> String {

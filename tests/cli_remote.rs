@@ -3,26 +3,12 @@
 mod common;
 mod support;
 
-use std::process::Command;
 use support::server::{Behaviour, Server};
 
 fn inspect(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixelquery"));
-    cmd.arg("inspect").args(args);
-    for var in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    let out = cmd.output().expect("run pixelquery");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["inspect"];
+    all.extend_from_slice(args);
+    common::run_cli(&all, env)
 }
 
 fn json(stdout: &str) -> serde_json::Value {

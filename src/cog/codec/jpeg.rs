@@ -2,7 +2,7 @@
 //! front of each abbreviated block stream, and YCbCr data is converted to RGB like libtiff's
 //! `JPEGCOLORMODE=RGB`.
 
-use super::{BlockShape, Error};
+use super::{check_len, BlockShape, Error};
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
@@ -50,15 +50,7 @@ pub(super) fn decode(
     out.clear();
     out.resize(size, 0);
     decoder.decode_into(out).map_err(|e| corrupt(&e))?;
-    if out.len() < expected {
-        return Err(Error::Short {
-            codec: "JPEG",
-            got: out.len(),
-            expected,
-        });
-    }
-    out.truncate(expected);
-    Ok(())
+    check_len("JPEG", out, expected)
 }
 
 /// Builds a complete JPEG stream from the shared tables (`SOI tables EOI`) and an abbreviated

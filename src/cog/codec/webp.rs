@@ -1,6 +1,6 @@
 //! WebP blocks (TIFF compression 50001), with `image-webp`.
 
-use super::{BlockShape, Error};
+use super::{check_len, BlockShape, Error};
 use image_webp::WebPDecoder;
 use std::io::Cursor;
 
@@ -40,15 +40,7 @@ pub(super) fn decode(
             shape.samples
         )));
     }
-    if out.len() < expected {
-        return Err(Error::Short {
-            codec: "WebP",
-            got: out.len(),
-            expected,
-        });
-    }
-    out.truncate(expected);
-    Ok(())
+    check_len("WebP", out, expected)
 }
 
 #[cfg(test)]
