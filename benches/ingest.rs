@@ -58,13 +58,17 @@ fn main() {
         product: Some("sentinel2_l2a".into()),
         ..Default::default()
     };
+    // Ingests into a fresh warehouse and returns the report and the seconds it took;
+    // deleting the warehouse afterwards is not timed.
     let run_ingest = |n: &mut usize| {
         *n += 1;
         let wh = tmp.path().join(format!("wh{n}"));
+        let start = std::time::Instant::now();
         let r = ingest(&wh, &inputs, &options, &Quiet).unwrap();
+        let secs = start.elapsed().as_secs_f64();
         assert_eq!(r.scenes_ingested, files.len());
         let _ = std::fs::remove_dir_all(&wh);
-        r
+        (r, secs)
     };
     let quick =
         std::env::args().any(|a| a == "--test") || std::env::var_os("PQ_BENCH_QUICK").is_some();
@@ -77,7 +81,12 @@ fn main() {
             b.iter(|| p2.install(|| decode_all(&files)))
         });
         g.bench_function("ingest_2t", |b| {
-            b.iter(|| p2.install(|| run_ingest(&mut counter)))
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| p2.install(|| run_ingest(&mut counter)).1)
+                    .map(std::time::Duration::from_secs_f64)
+                    .sum()
+            })
         });
         g.finish();
     }
@@ -93,9 +102,16 @@ fn main() {
         let floor = support::median_secs(runs, || pool.install(|| decode_all(&files)));
         peak_rss_reset();
         let mut report = None;
-        let total = support::median_secs(runs, || {
-            report = Some(pool.install(|| run_ingest(&mut counter)))
-        });
+        let mut times: Vec<f64> = (0..=runs)
+            .map(|_| {
+                let (r, secs) = pool.install(|| run_ingest(&mut counter));
+                report = Some(r);
+                secs
+            })
+            .skip(1) // warm-up
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let total = times[times.len() / 2];
         let peak = peak_rss_mb();
         let n = files.len() as f64;
         println!(

@@ -540,27 +540,42 @@ fn place_block<T: Pod>(
     let n = c1 - c0;
     let block_y0 = by as usize * level.block_height as usize;
     let w = win.width as usize;
+    let dst_col = c0 - win.col_off as usize;
+    if spp > 1 && level.interleave == Interleave::Pixel {
+        // Pixel-interleaved: de-interleave a short run of pixels at a time, so the source
+        // run stays in L1 while each requested band is picked out of it.
+        const RUN: usize = 256;
+        for r in rows.clone() {
+            let src_start = ((r as usize - block_y0) * bw + (c0 - block_x0)) * spp;
+            let Some(src) = samples.get(src_start..src_start + n * spp) else {
+                continue;
+            };
+            let dst_start = (r - rows.start) as usize * w + dst_col;
+            for x0 in (0..n).step_by(RUN) {
+                let x1 = (x0 + RUN).min(n);
+                let run = &src[x0 * spp..x1 * spp];
+                for (stripe, &band) in stripes.iter_mut().zip(plan.bands) {
+                    let dst = &mut stripe[dst_start + x0..dst_start + x1];
+                    for (d, px) in dst.iter_mut().zip(run.chunks_exact(spp)) {
+                        *d = px[band];
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (k, &band) in plan.bands.iter().enumerate() {
-        let lane = match level.interleave {
-            Interleave::Pixel => band,
-            Interleave::Band if band == plane => 0,
-            Interleave::Band => continue,
-        };
+        if level.interleave == Interleave::Band && band != plane {
+            continue;
+        }
         let stripe = &mut stripes[k];
         for r in rows.clone() {
             let src_start = ((r as usize - block_y0) * bw + (c0 - block_x0)) * spp;
-            let dst_start = (r - rows.start) as usize * w + (c0 - win.col_off as usize);
-            let Some(src) = samples.get(src_start..) else {
+            let dst_start = (r - rows.start) as usize * w + dst_col;
+            let Some(src) = samples.get(src_start..src_start + n) else {
                 continue;
             };
-            let dst = &mut stripe[dst_start..dst_start + n];
-            if spp == 1 {
-                dst.copy_from_slice(&src[..n]);
-            } else {
-                for (d, px) in dst.iter_mut().zip(src.chunks_exact(spp)) {
-                    *d = px[lane];
-                }
-            }
+            stripe[dst_start..dst_start + n].copy_from_slice(src);
         }
     }
 }

@@ -5,11 +5,12 @@ use super::scene::{BandTarget, SceneFile};
 use crate::cog::{Cog, Window};
 use crate::crs::Crs;
 use crate::grid::GridSpec;
-use crate::store::PixelBuffer;
+use crate::store::{pack_mask, PixelBuffer};
 use crate::warp::{
     self, plan_read, ReadPlan, Resampling, SceneLayout, SourceRaster, TargetGrid, WarpOptions,
 };
 use crate::{DataType, GeoTransform, Sample, TileId};
+use arrow_buffer::BooleanBuffer;
 use ndarray::{s, Array2, Array3};
 use rayon::prelude::*;
 
@@ -77,8 +78,8 @@ pub struct TileCut {
     pub layout: TileLayout,
     /// Pixels, row-major.
     pub pixels: PixelBuffer,
-    /// Validity per pixel; `None` when every pixel is valid.
-    pub valid: Option<Vec<bool>>,
+    /// Validity bits; `None` when every pixel is valid.
+    pub valid: Option<BooleanBuffer>,
 }
 
 /// How a file is cut.
@@ -312,9 +313,7 @@ where
                         continue;
                     }
                     let band: &BandTarget = &file.bands[member];
-                    let valid_count = warped.valid.iter().filter(|&&v| v != 0).count();
-                    let valid = (valid_count < warped.valid.len())
-                        .then(|| warped.valid.iter().map(|&v| v != 0).collect());
+                    let valid = warped.valid.as_slice().and_then(pack_mask);
                     let (pixels, _) = warped.pixels.into_raw_vec_and_offset();
                     emit(TileCut {
                         tile: *tile,

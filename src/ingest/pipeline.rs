@@ -393,7 +393,8 @@ fn run_scene(
     {
         let mut pending = buffer.pending.lock().unwrap_or_else(|p| p.into_inner());
         for cut in cuts {
-            added += (cut.pixels.as_bytes().len() + cut.valid.as_ref().map_or(0, Vec::len)) as u64;
+            added += (cut.pixels.as_bytes().len() + cut.valid.as_ref().map_or(0, |v| v.len() / 8))
+                as u64;
             pending
                 .entry((cut.tile, cut.band))
                 .or_insert_with(|| Pending {

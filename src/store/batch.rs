@@ -6,9 +6,11 @@ use super::catalog::{self, FragmentEntry, SceneEntry, SceneRecord};
 use super::fragment::{write_fragment_file, FragmentData};
 use super::layout::{self, io_err, validate_name, CATALOG_DIR, FRAGMENTS_DIR};
 use super::log::{LogEntry, Operation, PartKind, PartRef, Version};
+use super::syncer::Syncer;
 use super::{check_products, Error, Result, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -29,6 +31,8 @@ pub struct Batch<'w> {
     /// this batch also holds.
     base: Option<Version>,
     state: Mutex<BatchState>,
+    /// Fsyncs written fragments in the background.
+    syncer: Syncer,
     committed: bool,
 }
 
@@ -40,6 +44,7 @@ impl<'w> Batch<'w> {
                 .ok()
                 .and_then(|v| v.last().copied()),
             state: Mutex::new(BatchState::default()),
+            syncer: Syncer::new(),
             committed: false,
         }
     }
@@ -52,7 +57,10 @@ impl<'w> Batch<'w> {
     /// Writes one fragment file (durably) and records its catalog row for the commit.
     /// Observations are sorted by time; validity defaults to "not nodata".
     pub fn write_fragment(&self, data: FragmentData) -> Result<FragmentEntry> {
-        let (entry, dirs) = write_new_fragment(self.warehouse, data)?;
+        let (entry, dirs, file) = write_new_fragment(self.warehouse, data)?;
+        // The disk writes this file while the next ones are encoded.
+        self.syncer
+            .sync(file, layout::resolve(self.warehouse.root(), &entry.path));
         let mut st = self.state();
         st.fragments.push(entry.clone());
         st.dirs.extend(dirs);
@@ -123,13 +131,11 @@ impl<'w> Batch<'w> {
                 catalog::encode_scenes(p, &rows).map(|b| (b, rows.len()))
             })?);
         }
-        // Everything the log entry will name must be durable first: fragment files, their
-        // directory entries, the catalog parts and the catalog directory.
-        let mut durable: Vec<PathBuf> = fragments
-            .iter()
-            .map(|f| layout::resolve(wh.root(), &f.path))
-            .collect();
-        durable.extend(st.dirs.iter().cloned());
+        // Everything the log entry will name must be durable first: fragment files (synced
+        // in the background as they were written), their directory entries, the catalog
+        // parts and the catalog directory.
+        self.syncer.finish()?;
+        let mut durable: Vec<PathBuf> = st.dirs.iter().cloned().collect();
         durable.extend(add.iter().map(|p| layout::resolve(wh.root(), &p.path)));
         durable.push(wh.root().join(CATALOG_DIR));
         layout::sync_all_paths(&durable)?;
@@ -228,7 +234,7 @@ impl Drop for Batch<'_> {
 pub(crate) fn write_new_fragment(
     wh: &Warehouse,
     mut data: FragmentData,
-) -> Result<(FragmentEntry, [PathBuf; 3])> {
+) -> Result<(FragmentEntry, [PathBuf; 3], File)> {
     validate_name("band", &data.band)?;
     validate_name("product", &data.product)?;
     let root = wh.root();
@@ -278,5 +284,9 @@ pub(crate) fn write_new_fragment(
         valid_max: written.stats.max,
         valid_mean: written.stats.mean,
     };
-    Ok((entry, [root.join(FRAGMENTS_DIR), tile_dir, dir]))
+    Ok((
+        entry,
+        [root.join(FRAGMENTS_DIR), tile_dir, dir],
+        written.file,
+    ))
 }

@@ -252,7 +252,8 @@ fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<Merged
         resolution: first.resolution,
         observations,
     };
-    write_new_fragment(wh, data).map(Some)
+    // The caller fsyncs the new files together with its catalog part.
+    write_new_fragment(wh, data).map(|(entry, dirs, _file)| Some((entry, dirs)))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! Reads memory-map the file and decode it zero-copy: pixel slices point into the mapping
 //! when the file is uncompressed (LZ4 bodies are decompressed once per read).
 
+use super::bitmap;
 use super::layout::{format_checksum, io_err};
 use super::{Error, FragmentCompression, Result};
 use crate::dtype::{DataType, Sample};
@@ -162,9 +163,11 @@ pub struct Observation {
     pub scene_id: String,
     /// Row-major tile pixels (`width * height` samples).
     pub pixels: PixelBuffer,
-    /// Per-pixel validity (`true` = valid). `None` derives it from the fragment's nodata
-    /// value (and NaN for floats); with no nodata every pixel is valid.
-    pub valid: Option<Vec<bool>>,
+    /// Per-pixel validity bits (set = valid; build one with
+    /// [`pack_mask`](super::pack_mask) or `BooleanBuffer::from(Vec<bool>)`). `None` derives
+    /// it from the fragment's nodata value (and NaN for floats); with no nodata every pixel
+    /// is valid.
+    pub valid: Option<BooleanBuffer>,
 }
 
 /// Everything needed to write one fragment: a tile's observations for one band and product.
@@ -335,7 +338,7 @@ pub struct PixelStats {
 }
 
 /// What writing a fragment produced (feeds the catalog row).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct WrittenFragment {
     pub bytes: u64,
     pub checksum: String,
@@ -343,6 +346,8 @@ pub(crate) struct WrittenFragment {
     pub time_max: DateTime<Utc>,
     pub observations: u64,
     pub stats: PixelStats,
+    /// The written file, still open: not yet fsynced.
+    pub file: File,
 }
 
 fn arrow_type(dtype: DataType) -> ArrowType {
@@ -536,10 +541,10 @@ pub(crate) fn write_fragment_file(
         .inner
         .into_inner()
         .map_err(|e| io_err(path)(e.into_error()))?;
-    // Not fsynced here: the batch fsyncs all its files together at commit (one group
-    // commit of the journal instead of one per file).
-    drop(file);
+    // Not fsynced here: the caller hands the file to background sync threads or fsyncs
+    // it with the other files of its commit.
     Ok(WrittenFragment {
+        file,
         bytes: sink.bytes,
         checksum: format_checksum(sink.hasher.finish()),
         time_min,
@@ -588,8 +593,42 @@ arrow_pixel!(Float64Type, F64);
 fn build_values<A: ArrowPixel>(data: &mut FragmentData) -> (ArrayRef, PixelStats) {
     let pixels = data.width as usize * data.height as usize;
     let total = pixels * data.observations.len();
+    let nodata = data.nodata.map(A::Native::from_f64);
+    let nodata_is_nan = data.nodata.is_some_and(f64::is_nan);
+    let is_float = data.dtype.is_float();
+    let derives = nodata.is_some() || is_float;
+    // Each observation's validity: its own bits, else derived from nodata/NaN when that
+    // marks any pixel (a vectorised scan first: most tiles have no nodata at all).
+    let derived: Vec<Option<BooleanBuffer>> = data
+        .observations
+        .iter()
+        .map(|o| match &o.valid {
+            Some(_) => None,
+            None if derives => {
+                let px = A::slice(&o.pixels);
+                let any_invalid = px.chunks(4096).any(|c| {
+                    c.iter().fold(false, |acc, &v| {
+                        acc | !pixel_valid(v, nodata, nodata_is_nan, is_float)
+                    })
+                });
+                any_invalid
+                    .then(|| {
+                        bitmap::pack_where(px, |v| pixel_valid(v, nodata, nodata_is_nan, is_float))
+                    })
+                    .flatten()
+            }
+            None => None,
+        })
+        .collect();
+    let parts: Vec<Option<&BooleanBuffer>> = data
+        .observations
+        .iter()
+        .zip(&derived)
+        .map(|(o, d)| o.valid.as_ref().or(d.as_ref()))
+        .collect();
+    let validity = bitmap::concat(&parts, pixels);
     let values: Vec<A::Native> = if data.observations.len() == 1 {
-        // One observation (the common ingest case): move its buffer, no copy.
+        // One observation: move its buffer, no copy.
         A::take(&mut data.observations[0].pixels)
     } else {
         let mut v = Vec::with_capacity(total);
@@ -598,80 +637,10 @@ fn build_values<A: ArrowPixel>(data: &mut FragmentData) -> (ArrayRef, PixelStats
         }
         v
     };
-    let explicit = data.observations.iter().any(|o| o.valid.is_some());
-    let nodata = data.nodata.map(A::Native::from_f64);
-    let nodata_is_nan = data.nodata.is_some_and(f64::is_nan);
-    let is_float = data.dtype.is_float();
-    let validity: Option<BooleanBuffer> = if explicit {
-        let mut bits = BitPacker::with_capacity(total);
-        for (o, px) in data.observations.iter().zip(values.chunks_exact(pixels)) {
-            match &o.valid {
-                Some(mask) => bits.extend(mask.iter().copied()),
-                None => bits.extend(
-                    px.iter()
-                        .map(|&v| pixel_valid(v, nodata, nodata_is_nan, is_float)),
-                ),
-            }
-        }
-        Some(bits.finish())
-    } else if (nodata.is_some() || is_float)
-        // A branch-free scan (vectorised) first: most tiles have no nodata at all.
-        && values
-            .chunks(4096)
-            .any(|c| c.iter().fold(false, |acc, &v| acc | !pixel_valid(v, nodata, nodata_is_nan, is_float)))
-    {
-        Some(BooleanBuffer::collect_bool(total, |i| {
-            pixel_valid(values[i], nodata, nodata_is_nan, is_float)
-        }))
-    } else {
-        None
-    };
     let nulls = validity.map(NullBuffer::new).filter(|n| n.null_count() > 0);
     let stats = pixel_stats(&values, nulls.as_ref().map(|n| n.inner()));
     let array = PrimitiveArray::<A>::new(ScalarBuffer::from(values), nulls);
     (Arc::new(array), stats)
-}
-
-/// Packs booleans into an Arrow bitmap a 64-bit word at a time (Arrow's per-bit closure
-/// builder was the slowest step of fragment writes).
-struct BitPacker {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl BitPacker {
-    fn with_capacity(bits: usize) -> Self {
-        BitPacker {
-            words: Vec::with_capacity(bits.div_ceil(64)),
-            len: 0,
-        }
-    }
-
-    fn extend(&mut self, bits: impl Iterator<Item = bool>) {
-        let mut bits = bits.peekable();
-        // Finish a partly filled word bit by bit, then whole words.
-        while !self.len.is_multiple_of(64) {
-            let Some(b) = bits.next() else { return };
-            if let Some(w) = self.words.last_mut() {
-                *w |= (b as u64) << (self.len % 64);
-            }
-            self.len += 1;
-        }
-        while bits.peek().is_some() {
-            let (mut word, mut n) = (0u64, 0);
-            for b in bits.by_ref().take(64) {
-                word |= (b as u64) << n;
-                n += 1;
-            }
-            self.words.push(word);
-            self.len += n;
-        }
-    }
-
-    fn finish(self) -> BooleanBuffer {
-        let buffer = arrow_buffer::Buffer::from_vec(self.words);
-        BooleanBuffer::new(buffer, 0, self.len)
-    }
 }
 
 #[inline]
@@ -701,6 +670,9 @@ pub(crate) fn pixel_stats<T: Sample + PartialOrd>(
             }
         }
         Some(bits) => {
+            // Runs of all-valid words go through the vectorised block path; mixed words
+            // are added value by value.
+            let mut run_start = 0;
             let chunks = bits.bit_chunks();
             for (i, word) in chunks.iter_padded().enumerate() {
                 let start = i * 64;
@@ -709,14 +681,22 @@ pub(crate) fn pixel_stats<T: Sample + PartialOrd>(
                 }
                 let block = &values[start..(start + 64).min(values.len())];
                 if word == u64::MAX && block.len() == 64 {
-                    acc.add_block(block);
-                } else if word != 0 {
-                    for (j, v) in block.iter().enumerate() {
+                    continue;
+                }
+                if start > run_start {
+                    acc.add_block(&values[run_start..start]);
+                }
+                run_start = start + block.len();
+                if word != 0 {
+                    for (j, &v) in block.iter().enumerate() {
                         if word >> j & 1 == 1 {
-                            acc.add_block(std::slice::from_ref(v));
+                            acc.add_one(v);
                         }
                     }
                 }
+            }
+            if values.len() > run_start {
+                acc.add_block(&values[run_start..]);
             }
         }
     }
@@ -780,6 +760,19 @@ impl StatAcc {
         }
         self.count += block.len() as u64;
         self.sum += sum;
+    }
+
+    #[inline]
+    fn add_one<T: Sample>(&mut self, v: T) {
+        let x = v.to_f64();
+        if self.count == 0 {
+            (self.min, self.max) = (x, x);
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        self.count += 1;
+        self.sum += x;
     }
 
     fn finish(self) -> PixelStats {
@@ -1241,19 +1234,6 @@ mod tests {
     }
 
     #[test]
-    fn bit_packer_matches_arrow() {
-        let bools: Vec<bool> = (0..300).map(|i| i % 3 == 0 || i % 7 == 1).collect();
-        for split in [0, 5, 64, 130, 300] {
-            let mut p = BitPacker::with_capacity(300);
-            p.extend(bools[..split].iter().copied());
-            p.extend(bools[split..].iter().copied());
-            let got = p.finish();
-            let want = BooleanBuffer::collect_bool(300, |i| bools[i]);
-            assert_eq!(got, want, "split at {split}");
-        }
-    }
-
-    #[test]
     fn round_trip_sorted_with_nodata_mask_and_stats() {
         for compression in [FragmentCompression::None, FragmentCompression::Lz4] {
             let d = tempfile::tempdir().unwrap();
@@ -1313,7 +1293,9 @@ mod tests {
         data.nodata = Some(f64::NAN);
         data.observations[0].pixels = vec![f32::NAN, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0].into();
         data.observations[1].pixels = vec![1.5f32; 8].into();
-        data.observations[1].valid = Some(vec![true, false, true, false, true, false, true, false]);
+        data.observations[1].valid = Some(BooleanBuffer::from(vec![
+            true, false, true, false, true, false, true, false,
+        ]));
         let w = write_fragment_file(&p, &mut data, 4326, FragmentCompression::None).unwrap();
         assert_eq!(w.stats.valid_count, 7 + 4);
         let f = Fragment::open(&p).unwrap();

@@ -39,6 +39,7 @@
 //! ```
 
 mod batch;
+mod bitmap;
 mod catalog;
 mod compact;
 mod fragment;
@@ -46,10 +47,12 @@ mod info;
 mod layout;
 mod log;
 mod snapshot;
+mod syncer;
 mod vacuum;
 mod verify;
 
 pub use batch::Batch;
+pub use bitmap::{pack_mask, pack_where};
 pub use catalog::{parse_wkb_polygon, wkb_polygon, FragmentEntry, SceneEntry, SceneRecord};
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use fragment::{

@@ -2,8 +2,10 @@
 //! of pixels away, so every target pixel *is* a source pixel: rows are copied, bit-exact, with
 //! no kernel (every kernel gives the same result on an aligned grid).
 
+use super::validity::NodataTest;
 use crate::dtype::Sample;
 use crate::geo::GeoTransform;
+use ndarray::{s, ArrayView2};
 
 /// Relative tolerance on pixel sizes and offsets (in pixels) for grids to count as aligned.
 const ALIGN_TOL: f64 = 1e-6;
@@ -31,22 +33,23 @@ pub(crate) fn aligned_offset(src: &GeoTransform, dst: &GeoTransform) -> Option<(
     Some((rx as i64, ry as i64))
 }
 
-/// Copies the overlap of a `src_w`-wide source band (with its validity) into a `dst_w`-wide
-/// target band whose pixel (0, 0) is source pixel `off`. The target arrives filled with
-/// `fill` and all-invalid; pixels outside the source stay so, and invalid source pixels are
-/// written as `fill`.
+/// Copies the overlap of a source band into a `dst_w`-wide target band whose pixel (0, 0)
+/// is source pixel `off`, testing each sample's validity (nodata, NaN, `mask`) on the way:
+/// one pass, straight from the (possibly strided) source view. The target arrives filled
+/// with `fill` and all-invalid; pixels outside the source stay so, and invalid source pixels
+/// are written as `fill`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_band<T: Sample>(
-    src: &[T],
-    valid: &[u8],
-    src_w: usize,
+    src: ArrayView2<'_, T>,
+    mask: Option<ArrayView2<'_, u8>>,
+    test: NodataTest<T>,
     off: (i64, i64),
     fill: T,
     dst: &mut [T],
     dst_valid: &mut [u8],
     dst_w: usize,
 ) {
-    let src_h = src.len().checked_div(src_w).unwrap_or(0);
+    let (src_h, src_w) = src.dim();
     let dst_h = dst.len().checked_div(dst_w).unwrap_or(0);
     // Overlap in target coordinates.
     let c0 = (-off.0).clamp(0, dst_w as i64) as usize;
@@ -58,18 +61,43 @@ pub(crate) fn copy_band<T: Sample>(
     }
     let sc0 = (c0 as i64 + off.0) as usize;
     let n = c1 - c0;
+    let mut row_buf: Vec<T> = Vec::new();
+    let mut mask_buf: Vec<u8> = Vec::new();
     for r in r0..r1 {
         let sr = (r as i64 + off.1) as usize;
-        let s = &src[sr * src_w + sc0..][..n];
-        let sv = &valid[sr * src_w + sc0..][..n];
+        let row = src.slice(s![sr, sc0..sc0 + n]);
+        // Rows of a standard-layout window are contiguous; anything else is gathered once.
+        let s: &[T] = match row.to_slice() {
+            Some(s) => s,
+            None => {
+                row_buf.clear();
+                row_buf.extend(row.iter().copied());
+                &row_buf
+            }
+        };
         let d = &mut dst[r * dst_w + c0..][..n];
         let dv = &mut dst_valid[r * dst_w + c0..][..n];
-        d.copy_from_slice(s);
-        dv.copy_from_slice(sv);
-        if sv.contains(&0) {
-            for (x, &ok) in d.iter_mut().zip(sv) {
-                if ok == 0 {
-                    *x = fill;
+        match mask.map(|m| m.slice_move(s![sr, sc0..sc0 + n])) {
+            None => {
+                for ((o, ov), &v) in d.iter_mut().zip(dv.iter_mut()).zip(s) {
+                    let ok = test.valid(v);
+                    *o = if ok { v } else { fill };
+                    *ov = ok as u8;
+                }
+            }
+            Some(mrow) => {
+                let m: &[u8] = match mrow.to_slice() {
+                    Some(m) => m,
+                    None => {
+                        mask_buf.clear();
+                        mask_buf.extend(mrow.iter().copied());
+                        &mask_buf
+                    }
+                };
+                for (((o, ov), &v), &mv) in d.iter_mut().zip(dv.iter_mut()).zip(s).zip(m) {
+                    let ok = test.valid(v) & (mv != 0);
+                    *o = if ok { v } else { fill };
+                    *ov = ok as u8;
                 }
             }
         }
@@ -95,20 +123,51 @@ mod tests {
 
     #[test]
     fn copies_overlap_and_masks_the_rest() {
-        // 4x3 source, values 1..=12, pixel 6 invalid.
-        let src: Vec<u16> = (1..=12).collect();
-        let mut valid = vec![1u8; 12];
-        valid[5] = 0;
+        // 4x3 source, values 1..=12; pixel 6 is nodata, pixel 11 is masked out.
+        let mut src = ndarray::Array2::from_shape_vec((3, 4), (1..=12u16).collect()).unwrap();
+        src[[1, 1]] = 0;
+        let mut mask = ndarray::Array2::from_elem((3, 4), 255u8);
+        mask[[2, 2]] = 0;
+        let test = NodataTest::new(Some(0.0));
         let fresh = || (vec![99u16; 9], vec![0u8; 9]);
         let (mut dst, mut dv) = fresh();
-        copy_band(&src, &valid, 4, (2, 1), 99, &mut dst, &mut dv, 3);
+        copy_band(src.view(), None, test, (2, 1), 99, &mut dst, &mut dv, 3);
         assert_eq!(dst, [7, 8, 99, 11, 12, 99, 99, 99, 99]);
         assert_eq!(dv, [1, 1, 0, 1, 1, 0, 0, 0, 0]);
         let (mut dst, mut dv) = fresh();
-        copy_band(&src, &valid, 4, (-1, -1), 99, &mut dst, &mut dv, 3);
+        copy_band(src.view(), None, test, (-1, -1), 99, &mut dst, &mut dv, 3);
         assert_eq!(dst, [99, 99, 99, 99, 1, 2, 99, 5, 99]);
         let (mut dst, mut dv) = fresh();
-        copy_band(&src, &valid, 4, (10, 0), 99, &mut dst, &mut dv, 3);
+        copy_band(
+            src.view(),
+            Some(mask.view()),
+            test,
+            (1, 1),
+            99,
+            &mut dst,
+            &mut dv,
+            3,
+        );
+        assert_eq!(dst, [99, 7, 8, 10, 99, 12, 99, 99, 99]);
+        assert_eq!(dv, [0, 1, 1, 1, 0, 1, 0, 0, 0]);
+        // A strided (column-reversed) view gives the same as its contiguous copy.
+        let flipped = src.slice(s![.., ..;-1]);
+        let (mut a, mut av) = fresh();
+        copy_band(flipped, None, test, (0, 0), 99, &mut a, &mut av, 3);
+        let (mut b, mut bv) = fresh();
+        copy_band(
+            flipped.to_owned().view(),
+            None,
+            test,
+            (0, 0),
+            99,
+            &mut b,
+            &mut bv,
+            3,
+        );
+        assert_eq!((a, av), (b, bv));
+        let (mut dst, mut dv) = fresh();
+        copy_band(src.view(), None, test, (10, 0), 99, &mut dst, &mut dv, 3);
         assert!(dv.iter().all(|&v| v == 0));
     }
 }

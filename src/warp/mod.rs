@@ -357,7 +357,6 @@ pub fn warp<T: Sample>(
     if src.transform.inverse().is_none() || !src.transform.to_gdal().iter().all(|v| v.is_finite()) {
         return Err(Error::SingularTransform { which: "source" });
     }
-    let data = src.data.as_standard_layout();
     let (w, h) = (dst.width, dst.height);
     let fill = src.nodata.map(T::from_f64).unwrap_or_default();
     let mut pixels = Array3::from_elem((bands, h, w), fill);
@@ -404,45 +403,55 @@ pub fn warp<T: Sample>(
         }
     };
 
-    let band_valid: Vec<Vec<u8>> = (0..bands)
-        .map(|b| validity::band_validity(data.index_axis(Axis(0), b), test, src.mask))
-        .collect();
-    match &prepared {
-        Prepared::General(ap) => {
-            let g = general::General::new(ap, opts.resampling, w, h, sw, sh);
-            let srcs: Vec<general::Band<'_, T>> = (0..bands)
-                .map(|b| general::Band {
-                    src: band_slice(&data, b, sh * sw),
-                    valid: &band_valid[b],
-                    src_w: sw,
-                })
-                .collect();
-            // Freshly allocated standard-layout arrays: both slices exist.
-            if let (Some(out), Some(ov)) = (pixels.as_slice_mut(), valid.as_slice_mut()) {
-                g.run(&srcs, out, ov);
-            }
+    if let Prepared::Copy(off) = prepared {
+        // Straight from the (possibly strided) view: no contiguous copy, no validity pass.
+        for b in 0..bands {
+            let mut out_b = pixels.index_axis_mut(Axis(0), b);
+            let mut val_b = valid.index_axis_mut(Axis(0), b);
+            let (Some(out), Some(ov)) = (out_b.as_slice_mut(), val_b.as_slice_mut()) else {
+                unreachable!("new arrays are contiguous")
+            };
+            let band = src.data.index_axis(Axis(0), b);
+            copy::copy_band(band, src.mask, test, off, fill, out, ov, w);
         }
-        _ => {
-            for (b, bv) in band_valid.iter().enumerate() {
-                let mut out_b = pixels.index_axis_mut(Axis(0), b);
-                let mut val_b = valid.index_axis_mut(Axis(0), b);
-                let (Some(out), Some(ov)) = (out_b.as_slice_mut(), val_b.as_slice_mut()) else {
-                    unreachable!("new arrays are contiguous")
-                };
-                match &prepared {
-                    Prepared::Copy(off) => {
-                        let s = band_slice(&data, b, sh * sw);
-                        copy::copy_band(s, bv, sw, *off, fill, out, ov, w)
-                    }
-                    Prepared::Separable(plan) => {
-                        plan.run(data.index_axis(Axis(0), b), bv, out, ov, w)
-                    }
-                    Prepared::General(_) => {}
+    } else {
+        let data = src.data.as_standard_layout();
+        let band_valid: Vec<Vec<u8>> = (0..bands)
+            .map(|b| validity::band_validity(data.index_axis(Axis(0), b), test, src.mask))
+            .collect();
+        match &prepared {
+            Prepared::General(ap) => {
+                let g = general::General::new(ap, opts.resampling, w, h, sw, sh);
+                let srcs: Vec<general::Band<'_, T>> = (0..bands)
+                    .map(|b| general::Band {
+                        src: band_slice(&data, b, sh * sw),
+                        valid: &band_valid[b],
+                        src_w: sw,
+                    })
+                    .collect();
+                // Freshly allocated standard-layout arrays: both slices exist.
+                if let (Some(out), Some(ov)) = (pixels.as_slice_mut(), valid.as_slice_mut()) {
+                    g.run(&srcs, out, ov);
                 }
             }
+            Prepared::Separable(plan) => {
+                for (b, bv) in band_valid.iter().enumerate() {
+                    let mut out_b = pixels.index_axis_mut(Axis(0), b);
+                    let mut val_b = valid.index_axis_mut(Axis(0), b);
+                    let (Some(out), Some(ov)) = (out_b.as_slice_mut(), val_b.as_slice_mut()) else {
+                        unreachable!("new arrays are contiguous")
+                    };
+                    plan.run(data.index_axis(Axis(0), b), bv, out, ov, w);
+                }
+            }
+            Prepared::Copy(_) => {}
         }
     }
-    let is_empty = !valid.iter().any(|&v| v != 0);
+    // Validity bytes are 0 or 1: a memchr for 1 is the fast emptiness test.
+    let is_empty = !match valid.as_slice() {
+        Some(v) => v.contains(&1),
+        None => valid.iter().any(|&v| v != 0),
+    };
     Ok(Warped {
         pixels,
         valid,
