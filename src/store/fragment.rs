@@ -10,8 +10,8 @@
 //! Reads memory-map the file and decode it zero-copy: pixel slices point into the mapping
 //! when the file is uncompressed (LZ4 bodies are decompressed once per read).
 
-use super::bitmap;
 use super::layout::{format_checksum, io_err};
+use super::{bitmap, ipc};
 use super::{Error, FragmentCompression, Result};
 use crate::dtype::{DataType, Sample};
 use crate::geo::GeoTransform;
@@ -488,43 +488,23 @@ pub(crate) fn write_fragment_file(
         .collect();
     let time_min = data.observations[0].time;
     let time_max = data.observations[data.observations.len() - 1].time;
-    let time = TimestampMicrosecondArray::new(ScalarBuffer::from(times), None).with_timezone("UTC");
-    let scene =
-        StringArray::from_iter_values(data.observations.iter().map(|o| o.scene_id.as_str()));
-    let (values, stats) = match data.dtype {
-        DataType::U8 => build_values::<UInt8Type>(&mut *data),
-        DataType::I8 => build_values::<Int8Type>(&mut *data),
-        DataType::U16 => build_values::<UInt16Type>(&mut *data),
-        DataType::I16 => build_values::<Int16Type>(&mut *data),
-        DataType::U32 => build_values::<UInt32Type>(&mut *data),
-        DataType::I32 => build_values::<Int32Type>(&mut *data),
-        DataType::F32 => build_values::<Float32Type>(&mut *data),
-        DataType::F64 => build_values::<Float64Type>(&mut *data),
+    let (nulls, stats) = match data.dtype {
+        DataType::U8 => validity_and_stats::<u8>(data),
+        DataType::I8 => validity_and_stats::<i8>(data),
+        DataType::U16 => validity_and_stats::<u16>(data),
+        DataType::I16 => validity_and_stats::<i16>(data),
+        DataType::U32 => validity_and_stats::<u32>(data),
+        DataType::I32 => validity_and_stats::<i32>(data),
+        DataType::F32 => validity_and_stats::<f32>(data),
+        DataType::F64 => validity_and_stats::<f64>(data),
     };
-    let item = Arc::new(Field::new("item", arrow_type(data.dtype), true));
-    let list = FixedSizeListArray::try_new(item, pixels as i32, values, None)
-        .map_err(|e| invalid(e.to_string()))?;
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(time), Arc::new(scene), Arc::new(list)],
-    )
-    .map_err(|e| invalid(e.to_string()))?;
 
-    let options = match compression {
-        FragmentCompression::None => IpcWriteOptions::default(),
-        FragmentCompression::Lz4 => IpcWriteOptions::default()
-            .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-            .map_err(|e| Error::Arrow {
-                path: path.to_path_buf(),
-                source: e,
-            })?,
-    };
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err(path))?;
-    let sink = HashingWriter {
+    let mut sink = HashingWriter {
         inner: BufWriter::with_capacity(256 * 1024, file),
         hasher: twox_hash::XxHash3_64::with_seed(0),
         bytes: 0,
@@ -533,10 +513,39 @@ pub(crate) fn write_fragment_file(
         path: path.to_path_buf(),
         source: e,
     };
-    let mut writer = FileWriter::try_new_with_options(sink, &schema, options).map_err(arrow_err)?;
-    writer.write(&batch).map_err(arrow_err)?;
-    writer.finish().map_err(arrow_err)?;
-    let sink = writer.into_inner().map_err(arrow_err)?;
+    match compression {
+        FragmentCompression::None => {
+            // Streamed from the observations' own buffers: no concatenated copy.
+            let scene_ids: Vec<&str> = data
+                .observations
+                .iter()
+                .map(|o| o.scene_id.as_str())
+                .collect();
+            let pixel_bytes: Vec<&[u8]> = data
+                .observations
+                .iter()
+                .map(|o| o.pixels.as_bytes())
+                .collect();
+            let columns = ipc::FragmentColumns {
+                times: &times,
+                scene_ids: &scene_ids,
+                pixels: &pixel_bytes,
+                pixels_per_row: pixels,
+                validity: nulls.as_ref().map(|n| (n.inner(), n.null_count())),
+            };
+            ipc::write_fragment_ipc(&mut sink, &schema, &columns).map_err(arrow_err)?;
+        }
+        FragmentCompression::Lz4 => {
+            let batch = record_batch(&schema, data, times, nulls).map_err(|e| invalid(e))?;
+            let options = IpcWriteOptions::default()
+                .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
+                .map_err(arrow_err)?;
+            let mut writer =
+                FileWriter::try_new_with_options(&mut sink, &schema, options).map_err(arrow_err)?;
+            writer.write(&batch).map_err(arrow_err)?;
+            writer.finish().map_err(arrow_err)?;
+        }
+    }
     let file = sink
         .inner
         .into_inner()
@@ -554,10 +563,86 @@ pub(crate) fn write_fragment_file(
     })
 }
 
+/// The fragment as one Arrow record batch (pixels concatenated), for Arrow's own writer.
+fn record_batch(
+    schema: &SchemaRef,
+    data: &FragmentData,
+    times: Vec<i64>,
+    nulls: Option<NullBuffer>,
+) -> std::result::Result<RecordBatch, String> {
+    let pixels = data.width as usize * data.height as usize;
+    let time = TimestampMicrosecondArray::new(ScalarBuffer::from(times), None).with_timezone("UTC");
+    let scene =
+        StringArray::from_iter_values(data.observations.iter().map(|o| o.scene_id.as_str()));
+    let values = match data.dtype {
+        DataType::U8 => concat_values::<UInt8Type>(data, nulls),
+        DataType::I8 => concat_values::<Int8Type>(data, nulls),
+        DataType::U16 => concat_values::<UInt16Type>(data, nulls),
+        DataType::I16 => concat_values::<Int16Type>(data, nulls),
+        DataType::U32 => concat_values::<UInt32Type>(data, nulls),
+        DataType::I32 => concat_values::<Int32Type>(data, nulls),
+        DataType::F32 => concat_values::<Float32Type>(data, nulls),
+        DataType::F64 => concat_values::<Float64Type>(data, nulls),
+    };
+    let item = Arc::new(Field::new("item", arrow_type(data.dtype), true));
+    let list = FixedSizeListArray::try_new(item, pixels as i32, values, None)
+        .map_err(|e| e.to_string())?;
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(time), Arc::new(scene), Arc::new(list)],
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The observations' pixels of type `T` (the dtype was checked against the fragment's).
+fn typed<T: Pixel>(buf: &PixelBuffer) -> &[T] {
+    bytemuck::try_cast_slice(buf.as_bytes()).unwrap_or(&[])
+}
+
+/// The validity of every pixel (the observations' own bits, else derived from the nodata
+/// value and NaN; `None` when all are valid) and the statistics of the valid values.
+fn validity_and_stats<T: Pixel + PartialOrd>(
+    data: &FragmentData,
+) -> (Option<NullBuffer>, PixelStats) {
+    let pixels = data.width as usize * data.height as usize;
+    let nodata = data.nodata.map(T::from_f64);
+    let nodata_is_nan = data.nodata.is_some_and(f64::is_nan);
+    let is_float = data.dtype.is_float();
+    let derives = nodata.is_some() || is_float;
+    let mut acc = StatAcc::default();
+    let parts: Vec<Option<BooleanBuffer>> = data
+        .observations
+        .iter()
+        .map(|o| {
+            let px: &[T] = typed(&o.pixels);
+            let bits = match &o.valid {
+                Some(bits) => Some(bits.clone()),
+                // A vectorised scan first: most tiles have no nodata at all.
+                None if derives
+                    && px.chunks(4096).any(|c| {
+                        c.iter().fold(false, |acc, &v| {
+                            acc | !pixel_valid(v, nodata, nodata_is_nan, is_float)
+                        })
+                    }) =>
+                {
+                    bitmap::pack_where(px, |v| pixel_valid(v, nodata, nodata_is_nan, is_float))
+                }
+                None => None,
+            };
+            accumulate_stats(&mut acc, px, bits.as_ref());
+            bits
+        })
+        .collect();
+    let parts: Vec<Option<&BooleanBuffer>> = parts.iter().map(Option::as_ref).collect();
+    let nulls = bitmap::concat(&parts, pixels)
+        .map(NullBuffer::new)
+        .filter(|n| n.null_count() > 0);
+    (nulls, acc.finish())
+}
+
 /// The arrow primitive type matching a pixel type.
 trait ArrowPixel: ArrowPrimitiveType<Native: Sample + PartialOrd> {
     fn slice(buf: &PixelBuffer) -> &[Self::Native];
-    fn take(buf: &mut PixelBuffer) -> Vec<Self::Native>;
 }
 
 macro_rules! arrow_pixel {
@@ -568,12 +653,6 @@ macro_rules! arrow_pixel {
                     PixelBuffer::$variant(v) => v,
                     // write_fragment_file checked every dtype before calling build_values.
                     _ => &[],
-                }
-            }
-            fn take(buf: &mut PixelBuffer) -> Vec<Self::Native> {
-                match buf {
-                    PixelBuffer::$variant(v) => std::mem::take(v),
-                    _ => Vec::new(),
                 }
             }
         }
@@ -588,59 +667,14 @@ arrow_pixel!(Int32Type, I32);
 arrow_pixel!(Float32Type, F32);
 arrow_pixel!(Float64Type, F64);
 
-/// Concatenates the observations' pixels into one Arrow array (validity from the masks or
-/// the nodata value) and computes the valid-pixel statistics.
-fn build_values<A: ArrowPixel>(data: &mut FragmentData) -> (ArrayRef, PixelStats) {
-    let pixels = data.width as usize * data.height as usize;
-    let total = pixels * data.observations.len();
-    let nodata = data.nodata.map(A::Native::from_f64);
-    let nodata_is_nan = data.nodata.is_some_and(f64::is_nan);
-    let is_float = data.dtype.is_float();
-    let derives = nodata.is_some() || is_float;
-    // Each observation's validity: its own bits, else derived from nodata/NaN when that
-    // marks any pixel (a vectorised scan first: most tiles have no nodata at all).
-    let derived: Vec<Option<BooleanBuffer>> = data
-        .observations
-        .iter()
-        .map(|o| match &o.valid {
-            Some(_) => None,
-            None if derives => {
-                let px = A::slice(&o.pixels);
-                let any_invalid = px.chunks(4096).any(|c| {
-                    c.iter().fold(false, |acc, &v| {
-                        acc | !pixel_valid(v, nodata, nodata_is_nan, is_float)
-                    })
-                });
-                any_invalid
-                    .then(|| {
-                        bitmap::pack_where(px, |v| pixel_valid(v, nodata, nodata_is_nan, is_float))
-                    })
-                    .flatten()
-            }
-            None => None,
-        })
-        .collect();
-    let parts: Vec<Option<&BooleanBuffer>> = data
-        .observations
-        .iter()
-        .zip(&derived)
-        .map(|(o, d)| o.valid.as_ref().or(d.as_ref()))
-        .collect();
-    let validity = bitmap::concat(&parts, pixels);
-    let values: Vec<A::Native> = if data.observations.len() == 1 {
-        // One observation: move its buffer, no copy.
-        A::take(&mut data.observations[0].pixels)
-    } else {
-        let mut v = Vec::with_capacity(total);
-        for o in &data.observations {
-            v.extend_from_slice(A::slice(&o.pixels));
-        }
-        v
-    };
-    let nulls = validity.map(NullBuffer::new).filter(|n| n.null_count() > 0);
-    let stats = pixel_stats(&values, nulls.as_ref().map(|n| n.inner()));
-    let array = PrimitiveArray::<A>::new(ScalarBuffer::from(values), nulls);
-    (Arc::new(array), stats)
+/// Concatenates the observations' pixels into one Arrow array with the given validity.
+fn concat_values<A: ArrowPixel>(data: &FragmentData, nulls: Option<NullBuffer>) -> ArrayRef {
+    let total = data.width as usize * data.height as usize * data.observations.len();
+    let mut values: Vec<A::Native> = Vec::with_capacity(total);
+    for o in &data.observations {
+        values.extend_from_slice(A::slice(&o.pixels));
+    }
+    Arc::new(PrimitiveArray::<A>::new(ScalarBuffer::from(values), nulls))
 }
 
 #[inline]
@@ -656,13 +690,21 @@ fn pixel_valid<T: Sample + PartialOrd>(
     not_nan && (nodata_is_nan || nodata != Some(v))
 }
 
-/// Min, max, mean and count of the valid values. Works on 64-value blocks so the common
-/// all-valid case is a plain vectorisable loop.
-pub(crate) fn pixel_stats<T: Sample + PartialOrd>(
+/// Min, max, mean and count of the valid values.
+#[cfg(test)]
+fn pixel_stats<T: Sample + PartialOrd>(values: &[T], valid: Option<&BooleanBuffer>) -> PixelStats {
+    let mut acc = StatAcc::default();
+    accumulate_stats(&mut acc, values, valid);
+    acc.finish()
+}
+
+/// Adds the valid values to `acc`: runs of valid values in vectorised blocks, the rest one
+/// by one.
+fn accumulate_stats<T: Sample + PartialOrd>(
+    acc: &mut StatAcc,
     values: &[T],
     valid: Option<&BooleanBuffer>,
-) -> PixelStats {
-    let mut acc = StatAcc::default();
+) {
     match valid {
         None => {
             for block in values.chunks(4096) {
@@ -700,7 +742,6 @@ pub(crate) fn pixel_stats<T: Sample + PartialOrd>(
             }
         }
     }
-    acc.finish()
 }
 
 #[derive(Default)]
@@ -1281,6 +1322,36 @@ mod tests {
             );
             assert_eq!((m.nodata, m.scale, m.offset), (Some(0.0), 1e-4, -0.1));
             assert_eq!(m.transform, data.tile_transform);
+        }
+    }
+
+    #[test]
+    fn streamed_file_reads_like_arrows_own_writer() {
+        // The uncompressed writer streams buffers itself; Arrow's FileReader must see the
+        // same batch as the one Arrow's writer is given for LZ4 files.
+        let d = tempfile::tempdir().unwrap();
+        for (nodata, mask) in [(None, false), (Some(0.0), false), (None, true)] {
+            let mut data = sample(nodata);
+            if mask {
+                data.observations[0].valid = Some(BooleanBuffer::from(vec![
+                    true, true, false, true, true, true, true, false,
+                ]));
+            }
+            let p = d.path().join(format!("{nodata:?}{mask}.arrow"));
+            write_fragment_file(&p, &mut data, 32633, FragmentCompression::None).unwrap();
+            let reader =
+                arrow_ipc::reader::FileReader::try_new(File::open(&p).unwrap(), None).unwrap();
+            let schema = reader.schema();
+            let got: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+            assert_eq!(got.len(), 1);
+            let times = data
+                .observations
+                .iter()
+                .map(|o| o.time.timestamp_micros())
+                .collect();
+            let (nulls, _) = validity_and_stats::<u16>(&data);
+            let want = record_batch(&schema, &data, times, nulls).unwrap();
+            assert_eq!(got[0], want, "nodata {nodata:?}, mask {mask}");
         }
     }
 

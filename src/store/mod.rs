@@ -44,6 +44,7 @@ mod catalog;
 mod compact;
 mod fragment;
 mod info;
+mod ipc;
 mod layout;
 mod log;
 mod snapshot;
