@@ -536,7 +536,7 @@ pub(crate) fn write_fragment_file(
             ipc::write_fragment_ipc(&mut sink, &schema, &columns).map_err(arrow_err)?;
         }
         FragmentCompression::Lz4 => {
-            let batch = record_batch(&schema, data, times, nulls).map_err(|e| invalid(e))?;
+            let batch = record_batch(&schema, data, times, nulls).map_err(invalid)?;
             let options = IpcWriteOptions::default()
                 .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
                 .map_err(arrow_err)?;
