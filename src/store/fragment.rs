@@ -601,7 +601,7 @@ fn typed<T: Pixel>(buf: &PixelBuffer) -> &[T] {
 
 /// The validity of every pixel (the observations' own bits, else derived from the nodata
 /// value and NaN; `None` when all are valid) and the statistics of the valid values.
-fn validity_and_stats<T: Pixel + PartialOrd>(
+fn validity_and_stats<T: Pixel + StatSample>(
     data: &FragmentData,
 ) -> (Option<NullBuffer>, PixelStats) {
     let pixels = data.width as usize * data.height as usize;
@@ -692,7 +692,7 @@ fn pixel_valid<T: Sample + PartialOrd>(
 
 /// Min, max, mean and count of the valid values.
 #[cfg(test)]
-fn pixel_stats<T: Sample + PartialOrd>(values: &[T], valid: Option<&BooleanBuffer>) -> PixelStats {
+fn pixel_stats<T: StatSample>(values: &[T], valid: Option<&BooleanBuffer>) -> PixelStats {
     let mut acc = StatAcc::default();
     accumulate_stats(&mut acc, values, valid);
     acc.finish()
@@ -700,11 +700,7 @@ fn pixel_stats<T: Sample + PartialOrd>(values: &[T], valid: Option<&BooleanBuffe
 
 /// Adds the valid values to `acc`: runs of valid values in vectorised blocks, the rest one
 /// by one.
-fn accumulate_stats<T: Sample + PartialOrd>(
-    acc: &mut StatAcc,
-    values: &[T],
-    valid: Option<&BooleanBuffer>,
-) {
+fn accumulate_stats<T: StatSample>(acc: &mut StatAcc, values: &[T], valid: Option<&BooleanBuffer>) {
     match valid {
         None => {
             for block in values.chunks(4096) {
@@ -744,6 +740,47 @@ fn accumulate_stats<T: Sample + PartialOrd>(
     }
 }
 
+/// Sums a block of samples exactly and fast: integers in `i64` (vectorised, exact),
+/// floats in eight independent `f64` lanes.
+pub(crate) trait StatSample: Sample + PartialOrd {
+    fn block_sum(block: &[Self]) -> f64;
+}
+
+macro_rules! int_stat_sample {
+    ($($t:ty),*) => {$(
+        impl StatSample for $t {
+            fn block_sum(block: &[Self]) -> f64 {
+                // 2^16 samples of at most 2^32 fit an i64 many times over.
+                block
+                    .chunks(1 << 16)
+                    .map(|c| c.iter().map(|&v| v as i64).sum::<i64>() as f64)
+                    .sum()
+            }
+        }
+    )*};
+}
+int_stat_sample!(u8, i8, u16, i16, u32, i32);
+
+macro_rules! float_stat_sample {
+    ($($t:ty),*) => {$(
+        impl StatSample for $t {
+            fn block_sum(block: &[Self]) -> f64 {
+                // Independent lanes: no serial dependency, so the loop vectorises.
+                let mut lanes = [0.0f64; 8];
+                let chunks = block.chunks_exact(8);
+                let rest: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+                for c in chunks {
+                    for j in 0..8 {
+                        lanes[j] += c[j] as f64;
+                    }
+                }
+                lanes.iter().sum::<f64>() + rest
+            }
+        }
+    )*};
+}
+float_stat_sample!(f32, f64);
+
 #[derive(Default)]
 struct StatAcc {
     count: u64,
@@ -754,7 +791,7 @@ struct StatAcc {
 
 impl StatAcc {
     #[inline]
-    fn add_block<T: Sample + PartialOrd>(&mut self, block: &[T]) {
+    fn add_block<T: StatSample>(&mut self, block: &[T]) {
         let Some(&first) = block.first() else {
             return;
         };
@@ -782,16 +819,7 @@ impl StatAcc {
                 mx = v;
             }
         }
-        // Eight independent accumulators: no serial dependency, so the loop vectorises.
-        let mut lanes = [0.0f64; 8];
-        let chunks = block.chunks_exact(8);
-        let rest: f64 = chunks.remainder().iter().map(|v| v.to_f64()).sum();
-        for c in chunks {
-            for j in 0..8 {
-                lanes[j] += c[j].to_f64();
-            }
-        }
-        let sum = lanes.iter().sum::<f64>() + rest;
+        let sum = T::block_sum(block);
         if self.count == 0 {
             self.min = mn.to_f64();
             self.max = mx.to_f64();

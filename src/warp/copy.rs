@@ -33,11 +33,11 @@ pub(crate) fn aligned_offset(src: &GeoTransform, dst: &GeoTransform) -> Option<(
     Some((rx as i64, ry as i64))
 }
 
-/// Copies the overlap of a source band into a `dst_w`-wide target band whose pixel (0, 0)
-/// is source pixel `off`, testing each sample's validity (nodata, NaN, `mask`) on the way:
-/// one pass, straight from the (possibly strided) source view. The target arrives filled
-/// with `fill` and all-invalid; pixels outside the source stay so, and invalid source pixels
-/// are written as `fill`.
+/// Appends a `dst_w` x `dst_h` target band whose pixel (0, 0) is source pixel `off` to
+/// `dst` and its validity to `dst_valid`, testing each sample's validity (nodata, NaN,
+/// `mask`) on the way: one pass, straight from the (possibly strided) source view, every
+/// output element written once. Pixels outside the source and invalid source pixels are
+/// `fill` and invalid.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_band<T: Sample>(
     src: ArrayView2<'_, T>,
@@ -45,25 +45,31 @@ pub(crate) fn copy_band<T: Sample>(
     test: NodataTest<T>,
     off: (i64, i64),
     fill: T,
-    dst: &mut [T],
-    dst_valid: &mut [u8],
-    dst_w: usize,
+    dst: &mut Vec<T>,
+    dst_valid: &mut Vec<u8>,
+    (dst_w, dst_h): (usize, usize),
 ) {
     let (src_h, src_w) = src.dim();
-    let dst_h = dst.len().checked_div(dst_w).unwrap_or(0);
-    // Overlap in target coordinates.
+    // Overlap in target coordinates (empty ranges when there is none).
     let c0 = (-off.0).clamp(0, dst_w as i64) as usize;
-    let c1 = (src_w as i64 - off.0).clamp(0, dst_w as i64) as usize;
+    let c1 = (src_w as i64 - off.0).clamp(c0 as i64, dst_w as i64) as usize;
     let r0 = (-off.1).clamp(0, dst_h as i64) as usize;
-    let r1 = (src_h as i64 - off.1).clamp(0, dst_h as i64) as usize;
-    if c0 >= c1 || r0 >= r1 {
+    let r1 = (src_h as i64 - off.1).clamp(r0 as i64, dst_h as i64) as usize;
+    let outside = |dst: &mut Vec<T>, dst_valid: &mut Vec<u8>, n: usize| {
+        dst.extend(std::iter::repeat_n(fill, n));
+        dst_valid.extend(std::iter::repeat_n(0u8, n));
+    };
+    if c0 >= c1 {
+        outside(dst, dst_valid, dst_w * dst_h);
         return;
     }
+    outside(dst, dst_valid, r0 * dst_w);
     let sc0 = (c0 as i64 + off.0) as usize;
     let n = c1 - c0;
     let mut row_buf: Vec<T> = Vec::new();
     let mut mask_buf: Vec<u8> = Vec::new();
     for r in r0..r1 {
+        outside(dst, dst_valid, c0);
         let sr = (r as i64 + off.1) as usize;
         let row = src.slice(s![sr, sc0..sc0 + n]);
         // Rows of a standard-layout window are contiguous; anything else is gathered once.
@@ -75,15 +81,10 @@ pub(crate) fn copy_band<T: Sample>(
                 &row_buf
             }
         };
-        let d = &mut dst[r * dst_w + c0..][..n];
-        let dv = &mut dst_valid[r * dst_w + c0..][..n];
         match mask.map(|m| m.slice_move(s![sr, sc0..sc0 + n])) {
             None => {
-                for ((o, ov), &v) in d.iter_mut().zip(dv.iter_mut()).zip(s) {
-                    let ok = test.valid(v);
-                    *o = if ok { v } else { fill };
-                    *ov = ok as u8;
-                }
+                dst.extend(s.iter().map(|&v| if test.valid(v) { v } else { fill }));
+                dst_valid.extend(s.iter().map(|&v| test.valid(v) as u8));
             }
             Some(mrow) => {
                 let m: &[u8] = match mrow.to_slice() {
@@ -94,14 +95,14 @@ pub(crate) fn copy_band<T: Sample>(
                         &mask_buf
                     }
                 };
-                for (((o, ov), &v), &mv) in d.iter_mut().zip(dv.iter_mut()).zip(s).zip(m) {
-                    let ok = test.valid(v) & (mv != 0);
-                    *o = if ok { v } else { fill };
-                    *ov = ok as u8;
-                }
+                let ok = |(&v, &mv): (&T, &u8)| test.valid(v) & (mv != 0);
+                dst.extend(s.iter().zip(m).map(|p| if ok(p) { *p.0 } else { fill }));
+                dst_valid.extend(s.iter().zip(m).map(|p| ok(p) as u8));
             }
         }
+        outside(dst, dst_valid, dst_w - c1);
     }
+    outside(dst, dst_valid, (dst_h - r1) * dst_w);
 }
 
 #[cfg(test)]
@@ -129,13 +130,31 @@ mod tests {
         let mut mask = ndarray::Array2::from_elem((3, 4), 255u8);
         mask[[2, 2]] = 0;
         let test = NodataTest::new(Some(0.0));
-        let fresh = || (vec![99u16; 9], vec![0u8; 9]);
+        let fresh = || (Vec::<u16>::new(), Vec::<u8>::new());
         let (mut dst, mut dv) = fresh();
-        copy_band(src.view(), None, test, (2, 1), 99, &mut dst, &mut dv, 3);
+        copy_band(
+            src.view(),
+            None,
+            test,
+            (2, 1),
+            99,
+            &mut dst,
+            &mut dv,
+            (3, 3),
+        );
         assert_eq!(dst, [7, 8, 99, 11, 12, 99, 99, 99, 99]);
         assert_eq!(dv, [1, 1, 0, 1, 1, 0, 0, 0, 0]);
         let (mut dst, mut dv) = fresh();
-        copy_band(src.view(), None, test, (-1, -1), 99, &mut dst, &mut dv, 3);
+        copy_band(
+            src.view(),
+            None,
+            test,
+            (-1, -1),
+            99,
+            &mut dst,
+            &mut dv,
+            (3, 3),
+        );
         assert_eq!(dst, [99, 99, 99, 99, 1, 2, 99, 5, 99]);
         let (mut dst, mut dv) = fresh();
         copy_band(
@@ -146,14 +165,14 @@ mod tests {
             99,
             &mut dst,
             &mut dv,
-            3,
+            (3, 3),
         );
         assert_eq!(dst, [99, 7, 8, 10, 99, 12, 99, 99, 99]);
         assert_eq!(dv, [0, 1, 1, 1, 0, 1, 0, 0, 0]);
         // A strided (column-reversed) view gives the same as its contiguous copy.
         let flipped = src.slice(s![.., ..;-1]);
         let (mut a, mut av) = fresh();
-        copy_band(flipped, None, test, (0, 0), 99, &mut a, &mut av, 3);
+        copy_band(flipped, None, test, (0, 0), 99, &mut a, &mut av, (3, 3));
         let (mut b, mut bv) = fresh();
         copy_band(
             flipped.to_owned().view(),
@@ -163,11 +182,34 @@ mod tests {
             99,
             &mut b,
             &mut bv,
-            3,
+            (3, 3),
         );
         assert_eq!((a, av), (b, bv));
         let (mut dst, mut dv) = fresh();
-        copy_band(src.view(), None, test, (10, 0), 99, &mut dst, &mut dv, 3);
+        copy_band(
+            src.view(),
+            None,
+            test,
+            (10, 0),
+            99,
+            &mut dst,
+            &mut dv,
+            (3, 3),
+        );
         assert!(dv.iter().all(|&v| v == 0));
+        assert_eq!(dst.len(), 9);
+        // Source entirely above the target: every row is outside.
+        let (mut dst, mut dv) = fresh();
+        copy_band(
+            src.view(),
+            None,
+            test,
+            (0, 5),
+            99,
+            &mut dst,
+            &mut dv,
+            (3, 3),
+        );
+        assert_eq!((dst.len(), dv.iter().filter(|&&v| v != 0).count()), (9, 0));
     }
 }

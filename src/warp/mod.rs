@@ -359,8 +359,6 @@ pub fn warp<T: Sample>(
     }
     let (w, h) = (dst.width, dst.height);
     let fill = src.nodata.map(T::from_f64).unwrap_or_default();
-    let mut pixels = Array3::from_elem((bands, h, w), fill);
-    let mut valid = Array3::zeros((bands, h, w));
     let test = validity::NodataTest::<T>::new(src.nodata);
 
     let same_crs = src.crs == dst.crs;
@@ -403,18 +401,33 @@ pub fn warp<T: Sample>(
         }
     };
 
-    if let Prepared::Copy(off) = prepared {
-        // Straight from the (possibly strided) view: no contiguous copy, no validity pass.
+    let (pixels, valid) = if let Prepared::Copy(off) = prepared {
+        // Straight from the (possibly strided) view, each output element written once.
+        let (mut pixels, mut valid) = (
+            Vec::with_capacity(bands * h * w),
+            Vec::with_capacity(bands * h * w),
+        );
         for b in 0..bands {
-            let mut out_b = pixels.index_axis_mut(Axis(0), b);
-            let mut val_b = valid.index_axis_mut(Axis(0), b);
-            let (Some(out), Some(ov)) = (out_b.as_slice_mut(), val_b.as_slice_mut()) else {
-                unreachable!("new arrays are contiguous")
-            };
             let band = src.data.index_axis(Axis(0), b);
-            copy::copy_band(band, src.mask, test, off, fill, out, ov, w);
+            copy::copy_band(
+                band,
+                src.mask,
+                test,
+                off,
+                fill,
+                &mut pixels,
+                &mut valid,
+                (w, h),
+            );
         }
+        let shape = (bands, h, w);
+        (
+            Array3::from_shape_vec(shape, pixels).map_err(|_| Error::EmptySource)?,
+            Array3::from_shape_vec(shape, valid).map_err(|_| Error::EmptySource)?,
+        )
     } else {
+        let mut pixels = Array3::from_elem((bands, h, w), fill);
+        let mut valid = Array3::zeros((bands, h, w));
         let data = src.data.as_standard_layout();
         let band_valid: Vec<Vec<u8>> = (0..bands)
             .map(|b| validity::band_validity(data.index_axis(Axis(0), b), test, src.mask))
@@ -446,7 +459,8 @@ pub fn warp<T: Sample>(
             }
             Prepared::Copy(_) => {}
         }
-    }
+        (pixels, valid)
+    };
     // Validity bytes are 0 or 1: a memchr for 1 is the fast emptiness test.
     let is_empty = !match valid.as_slice() {
         Some(v) => v.contains(&1),
