@@ -4,8 +4,9 @@
 //! fresh warehouse (`sentinel2_l2a` profile, one commit), end to end: discovery, header
 //! parsing, decoding, cutting onto the grid, fragment writes with fsync, catalog and commit.
 //! Floor: decoding the same scenes (every tile of every band, `Cog::read_window`) with the
-//! same threads. Without the corpus the demo series is used. Peak memory is the process's
-//! VmHWM, reset before each ingest.
+//! same threads. Write floor: writing the same number of bytes into as many new files and
+//! fsyncing them, same threads. Floors and ingests alternate and medians are reported.
+//! Without the corpus the demo series is used. Peak memory is the process's VmHWM.
 //!
 //! `cargo bench --bench ingest`
 
@@ -30,6 +31,25 @@ fn decode_all(files: &[PathBuf]) -> usize {
                 .0
         })
         .sum()
+}
+
+/// Writes `bytes` into `files` new files and fsyncs them, with the current pool's threads:
+/// what writing an ingest's output costs at the least. Returns the seconds it took; the
+/// files are deleted afterwards, untimed.
+fn write_floor(dir: &std::path::Path, files: usize, bytes: u64) -> f64 {
+    let per_file = vec![7u8; (bytes as usize).div_ceil(files.max(1))];
+    let dir = dir.join("write_floor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = std::time::Instant::now();
+    (0..files).into_par_iter().for_each(|i| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(dir.join(format!("f{i}"))).unwrap();
+        f.write_all(&per_file).unwrap();
+        f.sync_all().unwrap();
+    });
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir).unwrap();
+    secs
 }
 
 fn peak_rss_reset() {
@@ -90,43 +110,49 @@ fn main() {
         });
         g.finish();
     }
-    let runs = if quick { 1 } else { 7 };
+    let runs = if quick { 3 } else { 9 };
     println!(
         "\n{} scenes ({})",
         files.len(),
         files[0].parent().unwrap().display()
     );
-    println!("| threads | decode floor / scene | ingest / scene | ingest / floor | peak RSS |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| threads | decode floor / scene | write floor / scene | ingest / scene | ingest / decode floor | ingest / (decode + write floors) | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (threads, pool) in [(1, &p1), (2, &p2)] {
-        let floor = support::median_secs(runs, || pool.install(|| decode_all(&files)));
+        // Warm-up, and the size of what an ingest writes.
+        let (first, _) = pool.install(|| run_ingest(&mut counter));
         peak_rss_reset();
-        let mut report = None;
-        let mut times: Vec<f64> = (0..=runs)
-            .map(|_| {
-                let (r, secs) = pool.install(|| run_ingest(&mut counter));
-                report = Some(r);
-                secs
-            })
-            .skip(1) // warm-up
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let total = times[times.len() / 2];
+        // Floors and ingest alternate, so a change in machine load hits all of them alike.
+        let (mut floors, mut writes, mut ingests) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            floors.push(support::median_secs(1, || {
+                pool.install(|| decode_all(&files))
+            }));
+            writes.push(pool.install(|| write_floor(tmp.path(), first.fragments, first.bytes_out)));
+            ingests.push(pool.install(|| run_ingest(&mut counter)).1);
+        }
         let peak = peak_rss_mb();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (floor, write, total) = (median(floors), median(writes), median(ingests));
         let n = files.len() as f64;
         println!(
-            "| {threads} | {:.1} ms | {:.1} ms | {:.2}x | {:.0} MB |",
+            "| {threads} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x | {:.2}x | {:.0} MB |",
             floor / n * 1e3,
+            write / n * 1e3,
             total / n * 1e3,
             total / floor,
+            total / (floor + write),
             peak
         );
-        if let Some(r) = report {
-            eprintln!(
-                "   ({} fragments, {:.1} MB written)",
-                r.fragments,
-                r.bytes_out as f64 / 1e6
-            );
-        }
+        eprintln!(
+            "   ({} fragments, {:.1} MB written per ingest)",
+            first.fragments,
+            first.bytes_out as f64 / 1e6
+        );
     }
 }
