@@ -5,15 +5,17 @@
 use super::composite::{group_times, reduce, Period, Reducer};
 use super::cube::Cube;
 use super::expr::{preset, Expr};
+use super::paint::{paint_slab, Layer, OutGrid, Placement};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::ingest::profile::ProductProfile;
 use crate::store::{Fragment, FragmentEntry, FragmentFilter, Snapshot, Version, Warehouse};
-use crate::{Bounds, DataType, GeoTransform, Sample};
+use crate::{Bounds, GeoTransform};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ndarray::{Array3, Array4, Axis};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Largest cube a query may allocate.
 const MAX_CUBE_BYTES: u64 = 8 << 30;
@@ -419,20 +421,19 @@ impl<'w> Query<'w> {
             }
         };
 
-        // Open the fragments and collect the time steps.
-        let fragments: Vec<(&FragmentEntry, Fragment)> = selected
+        // Open the fragments (once per snapshot) and collect the time steps.
+        let fragments: Vec<(&FragmentEntry, Arc<Fragment>)> = selected
             .par_iter()
-            .map(|e| snapshot.read_fragment(e).map(|f| (*e, f)))
+            .map(|e| snapshot.fragment(e).map(|f| (*e, f)))
             .collect::<std::result::Result<_, _>>()?;
-        let mut observations: BTreeSet<(i64, String)> = BTreeSet::new();
+        let range = self
+            .time
+            .map(|(s, e)| (s.timestamp_micros(), e.timestamp_micros()));
+        let mut observations: BTreeSet<(i64, &str)> = BTreeSet::new();
         for (_, f) in &fragments {
-            for i in 0..f.len() {
-                let t = f.times_micros()[i];
-                if self
-                    .time
-                    .is_none_or(|(s, e)| t >= s.timestamp_micros() && t <= e.timestamp_micros())
-                {
-                    observations.insert((t, f.scene_id(i).to_string()));
+            for (i, &t) in f.times_micros().iter().enumerate() {
+                if range.is_none_or(|(s, e)| t >= s && t <= e) {
+                    observations.insert((t, f.scene_id(i)));
                 }
             }
         }
@@ -441,10 +442,10 @@ impl<'w> Query<'w> {
         }
         // Time steps: one per scene, or one per solar day.
         let mut steps: Vec<(DateTime<Utc>, Vec<String>)> = Vec::new();
-        let mut step_of: BTreeMap<(i64, String), usize> = BTreeMap::new();
+        let mut step_of: BTreeMap<(i64, &str), usize> = BTreeMap::new();
         let mut day_index: BTreeMap<NaiveDate, usize> = BTreeMap::new();
-        for (t, scene) in &observations {
-            let time = DateTime::from_timestamp_micros(*t).unwrap_or_default();
+        for &(t, scene) in &observations {
+            let time = DateTime::from_timestamp_micros(t).unwrap_or_default();
             let idx = if self.solar_day {
                 let local = time + Duration::milliseconds((lon_center / 15.0 * 3_600_000.0) as i64);
                 *day_index.entry(local.date_naive()).or_insert_with(|| {
@@ -460,10 +461,10 @@ impl<'w> Query<'w> {
                     }
                 }
             };
-            if !steps[idx].1.contains(scene) {
-                steps[idx].1.push(scene.clone());
+            if !steps[idx].1.iter().any(|s| s == scene) {
+                steps[idx].1.push(scene.to_string());
             }
-            step_of.insert((*t, scene.clone()), idx);
+            step_of.insert((t, scene), idx);
         }
         let (nt, nb) = (steps.len(), load.len());
         let bytes = (nt * nb * width * height * 4) as u64;
@@ -476,33 +477,59 @@ impl<'w> Query<'w> {
         }
 
         // Paint: each (time, band) slab is written by the observations that belong to it, in
-        // time order, first valid pixel winning.
-        let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); nt * nb];
-        for (fi, (entry, f)) in fragments.iter().enumerate() {
-            let Some(b) = load.iter().position(|n| *n == entry.band) else {
-                continue;
-            };
-            for i in 0..f.len() {
-                let key = (f.times_micros()[i], f.scene_id(i).to_string());
-                if let Some(&t) = step_of.get(&key) {
-                    work[t * nb + b].push((key.0, fi, i));
-                }
-            }
-        }
-        let mut data = vec![f32::NAN; nt * nb * width * height];
+        // time order, first valid pixel winning; every element is written once.
         let out = OutGrid {
             transform,
             width,
             height,
         };
+        let placements: Vec<Option<Placement>> = fragments
+            .iter()
+            .map(|(entry, f)| {
+                let m = f.meta();
+                Placement::new(
+                    &m.transform,
+                    m.width as usize,
+                    m.height as usize,
+                    entry.resolution,
+                    &out,
+                )
+            })
+            .collect();
+        let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); nt * nb];
+        for (fi, (entry, f)) in fragments.iter().enumerate() {
+            let Some(b) = load.iter().position(|n| *n == entry.band) else {
+                continue;
+            };
+            if placements[fi].is_none() {
+                continue;
+            }
+            for (i, &t) in f.times_micros().iter().enumerate() {
+                if let Some(&step) = step_of.get(&(t, f.scene_id(i))) {
+                    work[step * nb + b].push((t, fi, i));
+                }
+            }
+        }
+        // Zeroed memory comes from the allocator untouched (fresh pages), so the painters
+        // fault it in in parallel and write each element once.
+        let mut data = vec![0.0f32; nt * nb * width * height];
+        let physical = self.physical;
         data.par_chunks_mut((width * height).max(1))
             .zip(work.par_iter_mut())
             .for_each(|(slab, items)| {
                 items.sort_unstable();
-                for &(_, fi, i) in items.iter() {
-                    let (entry, frag) = &fragments[fi];
-                    paint(frag, entry, i, &out, self.physical, slab);
-                }
+                let layers: Vec<Layer<'_>> = items
+                    .iter()
+                    .filter_map(|&(_, fi, obs)| {
+                        let placement = placements[fi].as_ref()?;
+                        Some(Layer {
+                            fragment: &fragments[fi].1,
+                            obs,
+                            placement,
+                        })
+                    })
+                    .collect();
+                paint_slab(slab, width, &layers, physical);
             });
         let mut data = Array4::from_shape_vec((nt, nb, height, width), data)
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -587,122 +614,6 @@ impl<'w> Query<'w> {
             };
         }
         Ok(cube)
-    }
-}
-
-/// The output pixel grid.
-struct OutGrid {
-    transform: GeoTransform,
-    width: usize,
-    height: usize,
-}
-
-/// Copies observation `i` of a fragment onto the output slab where the slab is still empty.
-fn paint(
-    frag: &Fragment,
-    entry: &FragmentEntry,
-    i: usize,
-    out: &OutGrid,
-    physical: bool,
-    slab: &mut [f32],
-) {
-    macro_rules! typed {
-        ($t:ty) => {
-            if let Ok(px) = frag.pixels::<$t>(i) {
-                paint_typed(px, frag, entry, i, out, physical, slab)
-            }
-        };
-    }
-    match frag.meta().dtype {
-        DataType::U8 => typed!(u8),
-        DataType::I8 => typed!(i8),
-        DataType::U16 => typed!(u16),
-        DataType::I16 => typed!(i16),
-        DataType::U32 => typed!(u32),
-        DataType::I32 => typed!(i32),
-        DataType::F32 => typed!(f32),
-        DataType::F64 => typed!(f64),
-    }
-}
-
-fn paint_typed<T: Sample>(
-    pixels: &[T],
-    frag: &Fragment,
-    entry: &FragmentEntry,
-    i: usize,
-    out: &OutGrid,
-    physical: bool,
-    slab: &mut [f32],
-) {
-    let meta = frag.meta();
-    let ft = meta.transform;
-    let (n, m) = (meta.width as usize, meta.height as usize);
-    let rs = entry.resolution;
-    let ot = &out.transform;
-    let r = ot.pixel_width;
-    // Output pixel ranges whose centres fall in the tile.
-    let (tx0, tx1) = (ft.origin_x, ft.origin_x + n as f64 * rs);
-    let (ty1, ty0) = (ft.origin_y, ft.origin_y - m as f64 * rs);
-    let x_start = (((tx0 - ot.origin_x) / r - 0.5).ceil().max(0.0) as usize).min(out.width);
-    let x_end = (((tx1 - ot.origin_x) / r - 0.5).ceil().max(0.0) as usize).min(out.width);
-    let y_start = (((ot.origin_y - ty1) / r - 0.5).ceil().max(0.0) as usize).min(out.height);
-    let y_end = (((ot.origin_y - ty0) / r - 0.5).ceil().max(0.0) as usize).min(out.height);
-    if x_start >= x_end || y_start >= y_end {
-        return;
-    }
-    let cols: Vec<usize> = (x_start..x_end)
-        .map(|x| ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize).min(n - 1))
-        .collect();
-    let validity = frag.validity(i);
-    let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
-    let (scale, offset) = if physical {
-        (meta.scale as f32, meta.offset as f32)
-    } else {
-        (1.0, 0.0)
-    };
-    let nodata = meta.nodata.map(|v| v as f32);
-    // Same resolution and aligned (the usual case): whole row slices, no gather.
-    let contiguous = cols.windows(2).all(|w| w[1] == w[0] + 1);
-    // Writes only where the slab is still empty (first valid observation wins), and only
-    // valid, non-nodata, non-NaN values; written branch-free so rows vectorise.
-    let put = |d: &mut f32, raw: f32, bit_ok: bool| {
-        #[allow(clippy::eq_op)]
-        let ok = bit_ok & d.is_nan() & (raw == raw) & nodata.is_none_or(|nd| raw != nd);
-        *d = if ok { raw * scale + offset } else { *d };
-    };
-    let bit = |idx: usize| match bits {
-        Some((bytes, off)) => {
-            let b = off + idx;
-            bytes
-                .get(b >> 3)
-                .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
-        }
-        None => true,
-    };
-    for y in y_start..y_end {
-        let ty =
-            ((((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor()) as usize).min(m - 1);
-        let src = &pixels[ty * n..(ty + 1) * n];
-        let dst = &mut slab[y * out.width..(y + 1) * out.width];
-        if contiguous {
-            let c0 = cols[0];
-            let len = x_end - x_start;
-            let s = &src[c0..c0 + len];
-            let d = &mut dst[x_start..x_end];
-            if bits.is_none() {
-                for (d, &v) in d.iter_mut().zip(s) {
-                    put(d, v.to_f64() as f32, true);
-                }
-            } else {
-                for (k, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                    put(d, v.to_f64() as f32, bit(ty * n + c0 + k));
-                }
-            }
-        } else {
-            for (x, &tx) in (x_start..x_end).zip(&cols) {
-                put(&mut dst[x], src[tx].to_f64() as f32, bit(ty * n + tx));
-            }
-        }
     }
 }
 

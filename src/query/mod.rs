@@ -6,6 +6,7 @@ pub mod cube;
 pub mod engine;
 pub mod export;
 pub mod expr;
+mod paint;
 pub mod region;
 
 pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};

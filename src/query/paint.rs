@@ -1,0 +1,698 @@
+//! Painting fragment observations onto a cube's output grid.
+//!
+//! A cube slab (one time step, one band) is written by the observations that belong to it, in
+//! priority order: the first valid value of a pixel wins. Every element of the slab is written
+//! exactly once in the usual case (tiles are disjoint on the output grid): the first
+//! observation of a tile writes its values or NaN, later ones only fill what is still NaN, and
+//! pixels no tile covers become NaN. Validity bits are read 64 at a time, so fully valid or
+//! fully invalid runs are plain slice loops that vectorise.
+
+use crate::store::Fragment;
+use crate::{DataType, GeoTransform, Sample};
+use arrow_buffer::bit_chunk_iterator::BitChunks;
+use std::ops::Range;
+
+/// The output pixel grid of a query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OutGrid {
+    /// Georeferencing of output pixel (0, 0).
+    pub transform: GeoTransform,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+/// Where a fragment's tile lands on the output grid: the output pixels whose centres fall in
+/// the tile, and for each of them the source row and column (nearest neighbour). The same for
+/// every observation of the fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Placement {
+    xs: Range<usize>,
+    ys: Range<usize>,
+    /// Source column of each output column in `xs`.
+    cols: Vec<usize>,
+    /// Source row of each output row in `ys`.
+    rows: Vec<usize>,
+    /// Source columns are consecutive (same resolution, aligned): whole row slices.
+    contiguous: bool,
+    /// Tile width in source pixels.
+    width: usize,
+}
+
+impl Placement {
+    /// Placement of a `width` x `height` tile with geotransform `tile` and pixel size
+    /// `resolution` on `out`; `None` when no output pixel centre falls in the tile.
+    pub fn new(
+        tile: &GeoTransform,
+        width: usize,
+        height: usize,
+        resolution: f64,
+        out: &OutGrid,
+    ) -> Option<Placement> {
+        if width == 0 || height == 0 {
+            return None;
+        }
+        let ot = &out.transform;
+        let r = ot.pixel_width;
+        let rs = resolution;
+        let (tx0, tx1) = (tile.origin_x, tile.origin_x + width as f64 * rs);
+        let (ty1, ty0) = (tile.origin_y, tile.origin_y - height as f64 * rs);
+        let first = |v: f64, max: usize| ((v - 0.5).ceil().max(0.0) as usize).min(max);
+        let xs =
+            first((tx0 - ot.origin_x) / r, out.width)..first((tx1 - ot.origin_x) / r, out.width);
+        let ys =
+            first((ot.origin_y - ty1) / r, out.height)..first((ot.origin_y - ty0) / r, out.height);
+        if xs.is_empty() || ys.is_empty() {
+            return None;
+        }
+        let cols: Vec<usize> = xs
+            .clone()
+            .map(|x| {
+                ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize)
+                    .min(width - 1)
+            })
+            .collect();
+        let rows: Vec<usize> = ys
+            .clone()
+            .map(|y| {
+                (((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor() as usize)
+                    .min(height - 1)
+            })
+            .collect();
+        let contiguous = cols.windows(2).all(|w| w[1] == w[0] + 1);
+        Some(Placement {
+            xs,
+            ys,
+            cols,
+            rows,
+            contiguous,
+            width,
+        })
+    }
+
+    /// The output rectangle `(columns, rows)` this placement writes.
+    pub fn rect(&self) -> (Range<usize>, Range<usize>) {
+        (self.xs.clone(), self.ys.clone())
+    }
+}
+
+/// One observation to paint: observation `obs` of `fragment`, placed by `placement`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layer<'a> {
+    /// The fragment holding the observation.
+    pub fragment: &'a Fragment,
+    /// Index of the observation in the fragment.
+    pub obs: usize,
+    /// Where the fragment's tile lands.
+    pub placement: &'a Placement,
+}
+
+/// How a layer writes its rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing was written there yet: write the value, or NaN where invalid.
+    Overwrite,
+    /// Only replace NaN by valid values (a later observation of an already painted area).
+    Fill,
+}
+
+/// Paints `layers` (highest priority first) onto `slab` (`width` columns, row-major), writing
+/// every element: the first valid value of each pixel, NaN where no layer has one. With
+/// `physical`, values are scaled by each fragment's scale and offset.
+pub(crate) fn paint_slab(slab: &mut [f32], width: usize, layers: &[Layer<'_>], physical: bool) {
+    let rects: Vec<(Range<usize>, Range<usize>)> =
+        layers.iter().map(|l| l.placement.rect()).collect();
+    // Tiles of one grid are either the same rectangle or disjoint on the output grid; any
+    // other overlap (not expected) falls back to NaN first, then fill.
+    let overlaps = |a: &(Range<usize>, Range<usize>), b: &(Range<usize>, Range<usize>)| {
+        a.0.start < b.0.end && b.0.start < a.0.end && a.1.start < b.1.end && b.1.start < a.1.end
+    };
+    let tidy = rects
+        .iter()
+        .enumerate()
+        .all(|(i, a)| rects[..i].iter().all(|b| a == b || !overlaps(a, b)));
+    if !tidy {
+        slab.fill(f32::NAN);
+        for l in layers {
+            paint_layer(slab, width, l, physical, Mode::Fill);
+        }
+        return;
+    }
+    let mut distinct: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    for (l, rect) in layers.iter().zip(&rects) {
+        let mode = if distinct.contains(rect) {
+            Mode::Fill
+        } else {
+            distinct.push(rect.clone());
+            Mode::Overwrite
+        };
+        paint_layer(slab, width, l, physical, mode);
+    }
+    // NaN where no tile lands: per row, the gaps between the covered column ranges.
+    if width == 0 {
+        return;
+    }
+    let mut spans: Vec<Range<usize>> = Vec::with_capacity(distinct.len());
+    for (y, row) in slab.chunks_exact_mut(width).enumerate() {
+        spans.clear();
+        spans.extend(
+            distinct
+                .iter()
+                .filter(|(_, ys)| ys.contains(&y))
+                .map(|(xs, _)| xs.clone()),
+        );
+        spans.sort_unstable_by_key(|s| s.start);
+        let mut x = 0;
+        for s in &spans {
+            row[x..s.start.max(x)].fill(f32::NAN);
+            x = x.max(s.end);
+        }
+        row[x..].fill(f32::NAN);
+    }
+}
+
+fn paint_layer(slab: &mut [f32], width: usize, layer: &Layer<'_>, physical: bool, mode: Mode) {
+    let f = layer.fragment;
+    macro_rules! typed {
+        ($t:ty) => {
+            match f.pixels::<$t>(layer.obs) {
+                Ok(px) => paint_typed(px, slab, width, layer, physical, mode),
+                // A dtype the catalog check let through cannot be read: nothing valid.
+                Err(_) => paint_invalid(slab, width, layer.placement, mode),
+            }
+        };
+    }
+    match f.meta().dtype {
+        DataType::U8 => typed!(u8),
+        DataType::I8 => typed!(i8),
+        DataType::U16 => typed!(u16),
+        DataType::I16 => typed!(i16),
+        DataType::U32 => typed!(u32),
+        DataType::I32 => typed!(i32),
+        DataType::F32 => typed!(f32),
+        DataType::F64 => typed!(f64),
+    }
+}
+
+fn paint_invalid(slab: &mut [f32], width: usize, p: &Placement, mode: Mode) {
+    if mode == Mode::Overwrite {
+        for y in p.ys.clone() {
+            slab[y * width + p.xs.start..y * width + p.xs.end].fill(f32::NAN);
+        }
+    }
+}
+
+/// Value conversion and validity of one fragment's samples.
+#[derive(Clone, Copy)]
+struct Convert {
+    scale: f32,
+    offset: f32,
+    nodata: Option<f32>,
+}
+
+impl Convert {
+    /// The output value of `raw`, or NaN when it is nodata or NaN; branch-free.
+    #[inline(always)]
+    fn value<T: Sample>(&self, raw: T) -> f32 {
+        let v = raw.to_f64() as f32;
+        #[allow(clippy::eq_op)]
+        let ok = (v == v) & self.nodata.is_none_or(|nd| v != nd);
+        if ok {
+            v * self.scale + self.offset
+        } else {
+            f32::NAN
+        }
+    }
+}
+
+#[inline(always)]
+fn write(d: &mut f32, v: f32, mode: Mode) {
+    *d = match mode {
+        Mode::Overwrite => v,
+        Mode::Fill => {
+            if d.is_nan() {
+                v
+            } else {
+                *d
+            }
+        }
+    };
+}
+
+/// A run of samples, all valid by their bits: plain loops the compiler vectorises.
+#[inline(always)]
+fn run<T: Sample>(dst: &mut [f32], src: &[T], c: Convert, mode: Mode) {
+    match mode {
+        Mode::Overwrite => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = c.value(s);
+            }
+        }
+        Mode::Fill => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                write(d, c.value(s), Mode::Fill);
+            }
+        }
+    }
+}
+
+/// A run of at most 64 samples with their validity bits (bit `k` for sample `k`).
+#[inline(always)]
+fn run_bits<T: Sample>(dst: &mut [f32], src: &[T], bits: u64, c: Convert, mode: Mode) {
+    let all = if dst.len() == 64 {
+        u64::MAX
+    } else {
+        (1u64 << dst.len()) - 1
+    };
+    if bits & all == all {
+        run(dst, src, c, mode);
+    } else if bits & all == 0 {
+        if mode == Mode::Overwrite {
+            dst.fill(f32::NAN);
+        }
+    } else {
+        for (k, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+            let v = if (bits >> k) & 1 == 1 {
+                c.value(s)
+            } else {
+                f32::NAN
+            };
+            write(d, v, mode);
+        }
+    }
+}
+
+fn paint_typed<T: Sample>(
+    pixels: &[T],
+    slab: &mut [f32],
+    width: usize,
+    layer: &Layer<'_>,
+    physical: bool,
+    mode: Mode,
+) {
+    let meta = layer.fragment.meta();
+    let p = layer.placement;
+    let c = Convert {
+        scale: if physical { meta.scale as f32 } else { 1.0 },
+        offset: if physical { meta.offset as f32 } else { 0.0 },
+        nodata: meta.nodata.map(|v| v as f32),
+    };
+    let validity = layer.fragment.validity(layer.obs);
+    let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
+    let n = p.width;
+    let len = p.xs.len();
+    for (y, &ty) in p.ys.clone().zip(&p.rows) {
+        let src = &pixels[ty * n..(ty + 1) * n];
+        let dst = &mut slab[y * width + p.xs.start..y * width + p.xs.end];
+        if p.contiguous {
+            let c0 = p.cols[0];
+            let src = &src[c0..c0 + len];
+            match bits {
+                None => run(dst, src, c, mode),
+                Some((bytes, off)) => {
+                    let chunks = BitChunks::new(bytes, off + ty * n + c0, len);
+                    let mut k = 0;
+                    for word in chunks.iter() {
+                        run_bits(&mut dst[k..k + 64], &src[k..k + 64], word, c, mode);
+                        k += 64;
+                    }
+                    if k < len {
+                        run_bits(&mut dst[k..], &src[k..], chunks.remainder_bits(), c, mode);
+                    }
+                }
+            }
+        } else {
+            for (d, &tx) in dst.iter_mut().zip(&p.cols) {
+                let ok = bits.is_none_or(|(bytes, off)| {
+                    let b = off + ty * n + tx;
+                    bytes
+                        .get(b >> 3)
+                        .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
+                });
+                let v = if ok { c.value(src[tx]) } else { f32::NAN };
+                write(d, v, mode);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::{GridSpec, TileId};
+    use crate::store::{
+        FragmentData, FragmentEntry, Observation, PixelBuffer, Snapshot, Warehouse, WarehouseConfig,
+    };
+    use chrono::DateTime;
+    use std::sync::Arc;
+
+    /// A small deterministic generator (no test dependency needed).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+    }
+
+    /// One tile's fragment: `obs` observations of random values with nodata and explicit
+    /// invalid pixels (some rows fully valid, some fully invalid, some mixed).
+    #[allow(clippy::too_many_arguments)]
+    fn tile_data(
+        rng: &mut Lcg,
+        tile: TileId,
+        band: &str,
+        origin: (f64, f64),
+        size: (u32, u32),
+        res: f64,
+        pixels: fn(&mut Lcg, usize) -> PixelBuffer,
+        nodata: Option<f64>,
+        obs: usize,
+    ) -> FragmentData {
+        let (w, h) = size;
+        let n = (w * h) as usize;
+        let observations = (0..obs)
+            .map(|o| {
+                let valid: Vec<bool> = (0..n)
+                    .map(|i| match (i / w as usize + o) % 4 {
+                        0 => true,
+                        1 => false,
+                        _ => !rng.next().is_multiple_of(5),
+                    })
+                    .collect();
+                Observation {
+                    time: DateTime::from_timestamp(1_700_000_000 + o as i64 * 60, 0).unwrap(),
+                    scene_id: format!("s{o}"),
+                    pixels: pixels(rng, n),
+                    valid: Some(valid),
+                }
+            })
+            .collect();
+        FragmentData {
+            tile,
+            band: band.into(),
+            product: "P".into(),
+            dtype: pixels(rng, 1).dtype(),
+            nodata,
+            scale: 0.5,
+            offset: -3.0,
+            tile_transform: GeoTransform::north_up(origin.0, origin.1, res, res),
+            width: w,
+            height: h,
+            footprint_lonlat: vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)],
+            resolution: res,
+            observations,
+        }
+    }
+
+    fn u16_pixels(rng: &mut Lcg, n: usize) -> PixelBuffer {
+        // Values 0..8 include the nodata value 0 often.
+        (0..n)
+            .map(|_| (rng.next() % 8) as u16 * 1000)
+            .collect::<Vec<u16>>()
+            .into()
+    }
+
+    fn f32_pixels(rng: &mut Lcg, n: usize) -> PixelBuffer {
+        (0..n)
+            .map(|_| match rng.next() % 6 {
+                0 => f32::NAN,
+                v => v as f32 * 0.25 - 0.5,
+            })
+            .collect::<Vec<f32>>()
+            .into()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        snapshot: Snapshot,
+        entries: Vec<FragmentEntry>,
+    }
+
+    fn warehouse(data: Vec<FragmentData>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let grid = GridSpec::new(32652, 0.0, 0.0, 1500.0).unwrap();
+        let wh = Warehouse::create(dir.path().join("wh"), WarehouseConfig::new(grid)).unwrap();
+        let batch = wh.begin_batch();
+        let entries = data
+            .into_iter()
+            .map(|d| batch.write_fragment(d).unwrap())
+            .collect();
+        batch.commit().unwrap();
+        let snapshot = wh.snapshot(None).unwrap();
+        Fixture {
+            _dir: dir,
+            snapshot,
+            entries,
+        }
+    }
+
+    /// The straightforward painter: every output pixel centre looked up in every layer.
+    fn reference(
+        out: &OutGrid,
+        layers: &[(Arc<Fragment>, usize, f64)],
+        physical: bool,
+    ) -> Vec<f32> {
+        let mut v = vec![f32::NAN; out.width * out.height];
+        for (f, obs, rs) in layers {
+            let m = f.meta();
+            let valid = f.valid_mask(*obs);
+            let raw: Vec<f64> = match m.dtype {
+                DataType::U16 => f
+                    .pixels::<u16>(*obs)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect(),
+                DataType::F32 => f
+                    .pixels::<f32>(*obs)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect(),
+                d => panic!("untested dtype {d}"),
+            };
+            for y in 0..out.height {
+                for x in 0..out.width {
+                    let (cx, cy) = out.transform.apply(x as f64 + 0.5, y as f64 + 0.5);
+                    let col = ((cx - m.transform.origin_x) / rs).floor();
+                    let row = ((m.transform.origin_y - cy) / rs).floor();
+                    if col < 0.0 || row < 0.0 || col >= m.width as f64 || row >= m.height as f64 {
+                        continue;
+                    }
+                    let i = row as usize * m.width as usize + col as usize;
+                    let r = raw[i] as f32;
+                    let ok = valid[i] && !r.is_nan() && m.nodata.is_none_or(|nd| r != nd as f32);
+                    let d = &mut v[y * out.width + x];
+                    if d.is_nan() && ok {
+                        *d = if physical {
+                            r * m.scale as f32 + m.offset as f32
+                        } else {
+                            r
+                        };
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Paints `order` (indices into the fixture's fragments, observation) both ways and
+    /// compares bit for bit (NaN equal to NaN).
+    fn check(fx: &Fixture, out: OutGrid, order: &[(usize, usize)], physical: bool) {
+        let frags: Vec<Arc<Fragment>> = fx
+            .entries
+            .iter()
+            .map(|e| fx.snapshot.fragment(e).unwrap())
+            .collect();
+        let placements: Vec<Option<Placement>> = fx
+            .entries
+            .iter()
+            .zip(&frags)
+            .map(|(e, f)| {
+                let m = f.meta();
+                Placement::new(
+                    &m.transform,
+                    m.width as usize,
+                    m.height as usize,
+                    e.resolution,
+                    &out,
+                )
+            })
+            .collect();
+        let layers: Vec<Layer<'_>> = order
+            .iter()
+            .filter_map(|&(fi, obs)| {
+                Some(Layer {
+                    fragment: &frags[fi],
+                    obs,
+                    placement: placements[fi].as_ref()?,
+                })
+            })
+            .collect();
+        // Garbage first: every element must be written.
+        let mut slab = vec![12345.0f32; out.width * out.height];
+        paint_slab(&mut slab, out.width, &layers, physical);
+        let want = reference(
+            &out,
+            &order
+                .iter()
+                .map(|&(fi, obs)| (frags[fi].clone(), obs, fx.entries[fi].resolution))
+                .collect::<Vec<_>>(),
+            physical,
+        );
+        for (i, (g, w)) in slab.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "pixel ({}, {}): painted {g}, reference {w}",
+                i % out.width,
+                i / out.width
+            );
+        }
+    }
+
+    /// Four 150x100 tiles at 10 m (wider than 64 px, rows not byte aligned) with nodata and
+    /// validity bits, two observations each; a 20 m band on the same tiles.
+    fn four_tiles() -> Fixture {
+        let mut rng = Lcg(7);
+        let mut data = Vec::new();
+        for (col, row) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let origin = (col as f64 * 1500.0, -(row as f64) * 1000.0);
+            data.push(tile_data(
+                &mut rng,
+                TileId::new(col, row),
+                "B04",
+                origin,
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                2,
+            ));
+        }
+        data.push(tile_data(
+            &mut rng,
+            TileId::new(0, 0),
+            "B11",
+            (0.0, 0.0),
+            (75, 50),
+            20.0,
+            u16_pixels,
+            Some(0.0),
+            2,
+        ));
+        data.push(tile_data(
+            &mut rng,
+            TileId::new(1, 0),
+            "F",
+            (1500.0, 0.0),
+            (150, 100),
+            10.0,
+            f32_pixels,
+            None,
+            2,
+        ));
+        warehouse(data)
+    }
+
+    #[test]
+    fn painting_matches_the_reference_on_partial_and_unaligned_boxes() {
+        let fx = four_tiles();
+        let grid = |x0: f64, y0: f64, r: f64, w: usize, h: usize| OutGrid {
+            transform: GeoTransform::north_up(x0, y0, r, r),
+            width: w,
+            height: h,
+        };
+        let outs = [
+            // Exactly one tile; a box across all four, cut at odd pixels; a box larger than
+            // the data (uncovered margins); a box off the grid's pixel lattice; coarser and
+            // finer output resolutions.
+            grid(0.0, 0.0, 10.0, 150, 100),
+            grid(730.0, -370.0, 10.0, 217, 93),
+            grid(-200.0, 300.0, 10.0, 360, 260),
+            grid(733.0, -371.0, 10.0, 120, 90),
+            grid(-40.0, 40.0, 30.0, 110, 75),
+            grid(1410.0, -910.0, 5.0, 41, 37),
+            grid(5000.0, 5000.0, 10.0, 8, 8),
+        ];
+        let orders: [&[(usize, usize)]; 5] = [
+            // One observation per tile; two observations of each tile (the later fills);
+            // the 20 m band; a float band with NaN and no nodata; nothing at all.
+            &[(0, 0), (1, 0), (2, 0), (3, 0)],
+            &[
+                (0, 1),
+                (0, 0),
+                (1, 0),
+                (2, 1),
+                (3, 0),
+                (1, 1),
+                (3, 1),
+                (2, 0),
+            ],
+            &[(4, 0), (4, 1), (1, 1)],
+            &[(5, 1), (5, 0), (0, 0)],
+            &[],
+        ];
+        for out in outs {
+            for order in orders {
+                for physical in [false, true] {
+                    check(&fx, out, order, physical);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_unequal_rectangles_fall_back_to_fill() {
+        // A 20 m tile offset by half a tile overlaps two 10 m tiles partly: not the grid's
+        // identical-or-disjoint layout, so the slab is NaN-filled first.
+        let mut rng = Lcg(11);
+        let data = vec![
+            tile_data(
+                &mut rng,
+                TileId::new(0, 0),
+                "A",
+                (0.0, 0.0),
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                1,
+            ),
+            tile_data(
+                &mut rng,
+                TileId::new(1, 0),
+                "A",
+                (1500.0, 0.0),
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                1,
+            ),
+            tile_data(
+                &mut rng,
+                TileId::new(0, 1),
+                "B",
+                (750.0, -300.0),
+                (75, 50),
+                20.0,
+                u16_pixels,
+                Some(0.0),
+                1,
+            ),
+        ];
+        let fx = warehouse(data);
+        let out = OutGrid {
+            transform: GeoTransform::north_up(-100.0, 100.0, 10.0, 10.0),
+            width: 330,
+            height: 150,
+        };
+        check(&fx, out, &[(0, 0), (2, 0), (1, 0)], false);
+        check(&fx, out, &[(2, 0), (1, 0), (0, 0)], true);
+    }
+}
