@@ -5,7 +5,7 @@
 use super::composite::{group_times, reduce, Period, Reducer};
 use super::cube::Cube;
 use super::expr::{preset, Expr};
-use super::paint::{paint_slab, Layer, OutGrid, Placement};
+use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Placement};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::ingest::profile::ProductProfile;
@@ -510,11 +510,16 @@ impl<'w> Query<'w> {
                 }
             }
         }
-        // Zeroed memory comes from the allocator untouched (fresh pages), so the painters
-        // fault it in in parallel and write each element once.
-        let mut data = vec![0.0f32; nt * nb * width * height];
+        // The cube is allocated uninitialised: the painters write each element once (and
+        // fault fresh pages in on their own threads) instead of a NaN fill first.
+        let len = nt * nb * width * height;
+        let slab_len = width * height;
+        assert_eq!(work.len() * slab_len, len, "one work list per slab");
+        let mut data: Vec<f32> = Vec::with_capacity(len);
+        advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
         let physical = self.physical;
-        data.par_chunks_mut((width * height).max(1))
+        data.spare_capacity_mut()[..len]
+            .par_chunks_mut(slab_len)
             .zip(work.par_iter_mut())
             .for_each(|(slab, items)| {
                 items.sort_unstable();
@@ -531,6 +536,10 @@ impl<'w> Query<'w> {
                     .collect();
                 paint_slab(slab, width, &layers, physical);
             });
+        // SAFETY: the slabs partition the first `len` elements (asserted above: as many work
+        // lists as slabs, so the zip paints every slab) and `paint_slab` initialises every
+        // element of the slab it is given.
+        unsafe { data.set_len(len) };
         let mut data = Array4::from_shape_vec((nt, nb, height, width), data)
             .map_err(|e| Error::Invalid(e.to_string()))?;
 

@@ -10,6 +10,7 @@
 use crate::store::Fragment;
 use crate::{DataType, GeoTransform, Sample};
 use arrow_buffer::bit_chunk_iterator::BitChunks;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// The output pixel grid of a query.
@@ -38,6 +39,8 @@ pub(crate) struct Placement {
     contiguous: bool,
     /// Tile width in source pixels.
     width: usize,
+    /// Size of the output grid this placement is for.
+    out: (usize, usize),
 }
 
 impl Placement {
@@ -88,6 +91,7 @@ impl Placement {
             rows,
             contiguous,
             width,
+            out: (out.width, out.height),
         })
     }
 
@@ -108,78 +112,117 @@ pub(crate) struct Layer<'a> {
     pub placement: &'a Placement,
 }
 
-/// How a layer writes its rectangle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Nothing was written there yet: write the value, or NaN where invalid.
-    Overwrite,
-    /// Only replace NaN by valid values (a later observation of an already painted area).
-    Fill,
+/// One output element as a painter sees it: either not yet written (the first observation
+/// of a tile writes its value or NaN) or already written (a later observation only replaces
+/// NaN). Monomorphised, so both are plain loops.
+trait Slot {
+    /// Stores `v` (NaN = no valid value from this observation).
+    fn put(&mut self, v: f32);
 }
 
-/// Paints `layers` (highest priority first) onto `slab` (`width` columns, row-major), writing
-/// every element: the first valid value of each pixel, NaN where no layer has one. With
-/// `physical`, values are scaled by each fragment's scale and offset.
-pub(crate) fn paint_slab(slab: &mut [f32], width: usize, layers: &[Layer<'_>], physical: bool) {
+impl Slot for MaybeUninit<f32> {
+    #[inline(always)]
+    fn put(&mut self, v: f32) {
+        self.write(v);
+    }
+}
+
+impl Slot for f32 {
+    #[inline(always)]
+    fn put(&mut self, v: f32) {
+        // Branch-free so fill loops vectorise too.
+        *self = if self.is_nan() { v } else { *self };
+    }
+}
+
+/// Paints `layers` (highest priority first) onto `slab` (`width` columns, row-major) and
+/// returns it initialised: every element holds the first valid value of its pixel, or NaN
+/// where no layer has one. With `physical`, values are scaled by each fragment's scale and
+/// offset.
+pub(crate) fn paint_slab<'s>(
+    slab: &'s mut [MaybeUninit<f32>],
+    width: usize,
+    layers: &[Layer<'_>],
+    physical: bool,
+) -> &'s mut [f32] {
+    // An invariant of the callers, and what makes every element written: placements are
+    // made for this slab's grid.
+    assert!(
+        layers
+            .iter()
+            .all(|l| l.placement.out.0 == width
+                && l.placement.out.0 * l.placement.out.1 == slab.len()),
+        "placements made for another output grid"
+    );
     let rects: Vec<(Range<usize>, Range<usize>)> =
         layers.iter().map(|l| l.placement.rect()).collect();
-    // Tiles of one grid are either the same rectangle or disjoint on the output grid; any
-    // other overlap (not expected) falls back to NaN first, then fill.
+    // Tiles of one grid are either the same rectangle or disjoint on the output grid. Then
+    // the first layer of each rectangle writes it, the NaN gaps between rectangles are written
+    // once, and only later layers of a rectangle read what is there. Any other overlap (not
+    // expected) is NaN-filled first and every layer fills.
     let overlaps = |a: &(Range<usize>, Range<usize>), b: &(Range<usize>, Range<usize>)| {
         a.0.start < b.0.end && b.0.start < a.0.end && a.1.start < b.1.end && b.1.start < a.1.end
     };
-    let tidy = rects
-        .iter()
-        .enumerate()
-        .all(|(i, a)| rects[..i].iter().all(|b| a == b || !overlaps(a, b)));
-    if !tidy {
-        slab.fill(f32::NAN);
-        for l in layers {
-            paint_layer(slab, width, l, physical, Mode::Fill);
-        }
-        return;
-    }
+    let tidy = width > 0
+        && slab.len().is_multiple_of(width)
+        && rects
+            .iter()
+            .enumerate()
+            .all(|(i, a)| rects[..i].iter().all(|b| a == b || !overlaps(a, b)));
+    let mut first = vec![false; layers.len()];
     let mut distinct: Vec<(Range<usize>, Range<usize>)> = Vec::new();
-    for (l, rect) in layers.iter().zip(&rects) {
-        let mode = if distinct.contains(rect) {
-            Mode::Fill
-        } else {
-            distinct.push(rect.clone());
-            Mode::Overwrite
-        };
-        paint_layer(slab, width, l, physical, mode);
-    }
-    // NaN where no tile lands: per row, the gaps between the covered column ranges.
-    if width == 0 {
-        return;
-    }
-    let mut spans: Vec<Range<usize>> = Vec::with_capacity(distinct.len());
-    for (y, row) in slab.chunks_exact_mut(width).enumerate() {
-        spans.clear();
-        spans.extend(
-            distinct
-                .iter()
-                .filter(|(_, ys)| ys.contains(&y))
-                .map(|(xs, _)| xs.clone()),
-        );
-        spans.sort_unstable_by_key(|s| s.start);
-        let mut x = 0;
-        for s in &spans {
-            row[x..s.start.max(x)].fill(f32::NAN);
-            x = x.max(s.end);
+    if tidy {
+        for (i, rect) in rects.iter().enumerate() {
+            if !distinct.contains(rect) {
+                distinct.push(rect.clone());
+                first[i] = true;
+            }
         }
-        row[x..].fill(f32::NAN);
+        for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| f) {
+            paint_layer(slab, width, l, physical);
+        }
+        // NaN where no tile lands: per row, the gaps between the covered column ranges.
+        let mut spans: Vec<Range<usize>> = Vec::with_capacity(distinct.len());
+        for (y, row) in slab.chunks_exact_mut(width).enumerate() {
+            spans.clear();
+            spans.extend(
+                distinct
+                    .iter()
+                    .filter(|(_, ys)| ys.contains(&y))
+                    .map(|(xs, _)| xs.clone()),
+            );
+            spans.sort_unstable_by_key(|s| s.start);
+            let mut x = 0;
+            for s in &spans {
+                row[x..s.start.max(x)].fill(MaybeUninit::new(f32::NAN));
+                x = x.max(s.end);
+            }
+            row[x..].fill(MaybeUninit::new(f32::NAN));
+        }
+    } else {
+        slab.fill(MaybeUninit::new(f32::NAN));
     }
+    // SAFETY: every element is initialised: in the tidy case each row is partitioned into the
+    // column ranges of the distinct rectangles covering it (written in full by their first
+    // layer: `paint_typed` and `paint_invalid` write every element of every row of a
+    // placement) and the gaps between them (written just above); otherwise the whole slab was
+    // filled. `MaybeUninit<f32>` has the layout of `f32`.
+    let slab: &mut [f32] =
+        unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<f32>(), slab.len()) };
+    for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| !f) {
+        paint_layer(slab, width, l, physical);
+    }
+    slab
 }
 
-fn paint_layer(slab: &mut [f32], width: usize, layer: &Layer<'_>, physical: bool, mode: Mode) {
+fn paint_layer<S: Slot>(slab: &mut [S], width: usize, layer: &Layer<'_>, physical: bool) {
     let f = layer.fragment;
     macro_rules! typed {
         ($t:ty) => {
             match f.pixels::<$t>(layer.obs) {
-                Ok(px) => paint_typed(px, slab, width, layer, physical, mode),
+                Ok(px) => paint_typed(px, slab, width, layer, physical),
                 // A dtype the catalog check let through cannot be read: nothing valid.
-                Err(_) => paint_invalid(slab, width, layer.placement, mode),
+                Err(_) => paint_invalid(slab, width, layer.placement),
             }
         };
     }
@@ -195,10 +238,10 @@ fn paint_layer(slab: &mut [f32], width: usize, layer: &Layer<'_>, physical: bool
     }
 }
 
-fn paint_invalid(slab: &mut [f32], width: usize, p: &Placement, mode: Mode) {
-    if mode == Mode::Overwrite {
-        for y in p.ys.clone() {
-            slab[y * width + p.xs.start..y * width + p.xs.end].fill(f32::NAN);
+fn paint_invalid<S: Slot>(slab: &mut [S], width: usize, p: &Placement) {
+    for y in p.ys.clone() {
+        for d in &mut slab[y * width + p.xs.start..y * width + p.xs.end] {
+            d.put(f32::NAN);
         }
     }
 }
@@ -226,70 +269,42 @@ impl Convert {
     }
 }
 
+/// A run of samples, all valid by their bits: a plain loop the compiler vectorises.
 #[inline(always)]
-fn write(d: &mut f32, v: f32, mode: Mode) {
-    *d = match mode {
-        Mode::Overwrite => v,
-        Mode::Fill => {
-            if d.is_nan() {
-                v
-            } else {
-                *d
-            }
-        }
-    };
-}
-
-/// A run of samples, all valid by their bits: plain loops the compiler vectorises.
-#[inline(always)]
-fn run<T: Sample>(dst: &mut [f32], src: &[T], c: Convert, mode: Mode) {
-    match mode {
-        Mode::Overwrite => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = c.value(s);
-            }
-        }
-        Mode::Fill => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                write(d, c.value(s), Mode::Fill);
-            }
-        }
+fn run<T: Sample, S: Slot>(dst: &mut [S], src: &[T], c: Convert) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.put(c.value(s));
     }
 }
 
 /// A run of at most 64 samples with their validity bits (bit `k` for sample `k`).
 #[inline(always)]
-fn run_bits<T: Sample>(dst: &mut [f32], src: &[T], bits: u64, c: Convert, mode: Mode) {
+fn run_bits<T: Sample, S: Slot>(dst: &mut [S], src: &[T], bits: u64, c: Convert) {
     let all = if dst.len() == 64 {
         u64::MAX
     } else {
         (1u64 << dst.len()) - 1
     };
     if bits & all == all {
-        run(dst, src, c, mode);
+        run(dst, src, c);
     } else if bits & all == 0 {
-        if mode == Mode::Overwrite {
-            dst.fill(f32::NAN);
+        for d in dst {
+            d.put(f32::NAN);
         }
     } else {
         for (k, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
-            let v = if (bits >> k) & 1 == 1 {
-                c.value(s)
-            } else {
-                f32::NAN
-            };
-            write(d, v, mode);
+            let v = c.value(s);
+            d.put(if (bits >> k) & 1 == 1 { v } else { f32::NAN });
         }
     }
 }
 
-fn paint_typed<T: Sample>(
+fn paint_typed<T: Sample, S: Slot>(
     pixels: &[T],
-    slab: &mut [f32],
+    slab: &mut [S],
     width: usize,
     layer: &Layer<'_>,
     physical: bool,
-    mode: Mode,
 ) {
     let meta = layer.fragment.meta();
     let p = layer.placement;
@@ -309,16 +324,16 @@ fn paint_typed<T: Sample>(
             let c0 = p.cols[0];
             let src = &src[c0..c0 + len];
             match bits {
-                None => run(dst, src, c, mode),
+                None => run(dst, src, c),
                 Some((bytes, off)) => {
                     let chunks = BitChunks::new(bytes, off + ty * n + c0, len);
                     let mut k = 0;
                     for word in chunks.iter() {
-                        run_bits(&mut dst[k..k + 64], &src[k..k + 64], word, c, mode);
+                        run_bits(&mut dst[k..k + 64], &src[k..k + 64], word, c);
                         k += 64;
                     }
                     if k < len {
-                        run_bits(&mut dst[k..], &src[k..], chunks.remainder_bits(), c, mode);
+                        run_bits(&mut dst[k..], &src[k..], chunks.remainder_bits(), c);
                     }
                 }
             }
@@ -330,11 +345,38 @@ fn paint_typed<T: Sample>(
                         .get(b >> 3)
                         .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
                 });
-                let v = if ok { c.value(src[tx]) } else { f32::NAN };
-                write(d, v, mode);
+                d.put(if ok { c.value(src[tx]) } else { f32::NAN });
             }
         }
     }
+}
+
+/// Asks Linux to back a large buffer with transparent huge pages before it is first written:
+/// a fresh multi-megabyte cube otherwise costs one page fault per 4 KiB, which on these
+/// machines takes longer than painting it. Buffers under 32 MiB (which the allocator usually
+/// serves from memory it already has) are left alone, and so is everything off Linux.
+pub(crate) fn advise_huge_pages<T>(buf: &mut [T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE_PAGE: usize = 2 << 20;
+        let bytes = std::mem::size_of_val(buf);
+        if bytes < 32 << 20 {
+            return;
+        }
+        let start = buf.as_mut_ptr() as usize;
+        let (a, b) = (
+            start.next_multiple_of(HUGE_PAGE),
+            (start + bytes) / HUGE_PAGE * HUGE_PAGE,
+        );
+        if b > a {
+            // SAFETY: MADV_HUGEPAGE changes neither the contents nor the validity of the range
+            // (whole pages inside `buf`, which is borrowed mutably here); it only lets the
+            // kernel back it with 2 MiB pages. A failure (no THP support) is harmless.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
 }
 
 #[cfg(test)]
@@ -535,8 +577,8 @@ mod tests {
             })
             .collect();
         // Garbage first: every element must be written.
-        let mut slab = vec![12345.0f32; out.width * out.height];
-        paint_slab(&mut slab, out.width, &layers, physical);
+        let mut slab = vec![MaybeUninit::new(12345.0f32); out.width * out.height];
+        let slab = paint_slab(&mut slab, out.width, &layers, physical);
         let want = reference(
             &out,
             &order
