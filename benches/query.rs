@@ -3,7 +3,11 @@
 //! Setup: the 12 scenes of `corpus/ts` ingested once into a temporary warehouse (the demo
 //! series without the corpus). Each query runs on an open snapshot; its baseline opens the
 //! 12 COGs and reads the same window (all 4 bands) with the crate's own reader.
-//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box.
+//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box; the
+//! tile again on a snapshot loaded for that query (what one CLI run does: catalog read and
+//! fragments opened, nothing reused). The floor printed beside them is writing every element
+//! of an already allocated f32 array of the cube's shape on the same threads: no query
+//! returning an f32 cube can be faster (a fresh cube also pays the kernel's page zeroing).
 //!
 //! `cargo bench --bench query`
 
@@ -14,7 +18,9 @@ use pixelquery::cog::{Cog, Window};
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
 use pixelquery::store::Warehouse;
 use pixelquery::{Bounds, TileId};
+use rayon::prelude::*;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Reads `bounds` (grid CRS = scene CRS here) from every COG: the way users work without a cube.
 fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
@@ -42,6 +48,26 @@ fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
         n += w.shape().1;
     }
     n
+}
+
+/// Median wall times of `runs` rounds, each round timing every function once in turn (after
+/// one warm-up round), so that load from other work on the machine hits them alike.
+fn interleaved_medians<const N: usize>(runs: usize, mut fs: [&mut dyn FnMut(); N]) -> [f64; N] {
+    for f in fs.iter_mut() {
+        f();
+    }
+    let mut times = [(); N].map(|_| Vec::with_capacity(runs));
+    for _ in 0..runs {
+        for (f, t) in fs.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            f();
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    })
 }
 
 fn main() {
@@ -96,26 +122,59 @@ fn main() {
             .dim()
             .0
     };
+    let q_box_new_snapshot = move |b: Bounds| {
+        let snap = wh.snapshot(None).unwrap();
+        wh.query()
+            .on_snapshot(&snap)
+            .bbox(b)
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim()
+            .0
+    };
+    // Elements of each case's cube, for the floor.
+    let elements = |b: Bounds| {
+        let (t, n, h, w) = wh
+            .query()
+            .on_snapshot(snap)
+            .bbox(b)
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim();
+        (t * n, h * w)
+    };
     type Case<'a> = (
         &'a str,
         Box<dyn Fn() -> usize + 'a>,
         Box<dyn Fn() -> usize + 'a>,
+        (usize, usize),
     );
     let cases: Vec<Case> = vec![
         (
             "point",
             Box::new(q_point),
             Box::new(move || from_cogs(files, &pt_bounds)),
+            (48, 1),
         ),
         (
             "tile",
             Box::new(move || q_box(tile)),
             Box::new(move || from_cogs(files, &tile)),
+            elements(tile),
         ),
         (
             "2x2 tiles",
             Box::new(move || q_box(tile2)),
             Box::new(move || from_cogs(files, &tile2)),
+            elements(tile2),
+        ),
+        (
+            "tile, new snapshot",
+            Box::new(move || q_box_new_snapshot(tile)),
+            Box::new(move || from_cogs(files, &tile)),
+            elements(tile),
         ),
     ];
     let quick =
@@ -123,24 +182,45 @@ fn main() {
     if !quick {
         let mut c = Criterion::default().configure_from_args().sample_size(20);
         let mut g = c.benchmark_group("query");
-        for (name, query, baseline) in &cases {
+        for (name, query, baseline, _) in &cases {
             g.bench_function(format!("{name}_warehouse"), |b| b.iter(query));
             g.bench_function(format!("{name}_cogs"), |b| b.iter(baseline));
         }
         g.finish();
     }
     let runs = if quick { 1 } else { 21 };
-    println!("\n{} scenes; times are medians of {runs} runs", files.len());
-    println!("| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up |");
-    println!("|---|---|---|---|");
-    for (name, query, baseline) in &cases {
-        let q = support::median_secs(runs, query);
-        let c = support::median_secs(runs, baseline);
+    println!(
+        "\n{} scenes; times are medians of {runs} interleaved runs",
+        files.len()
+    );
+    println!(
+        "| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up | floor: writing the f32 cube | warehouse / floor |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, query, baseline, (slabs, slab)) in &cases {
+        let mut cube = vec![0.0f32; slabs * slab];
+        let [q, c, f] = interleaved_medians(
+            runs,
+            [
+                &mut || {
+                    std::hint::black_box(query());
+                },
+                &mut || {
+                    std::hint::black_box(baseline());
+                },
+                &mut || {
+                    cube.par_chunks_mut(*slab).for_each(|s| s.fill(1.0));
+                    std::hint::black_box(&cube);
+                },
+            ],
+        );
         println!(
-            "| {name} | {:.3} ms | {:.1} ms | {:.0}x |",
+            "| {name} | {:.3} ms | {:.1} ms | {:.0}x | {:.3} ms | {:.1}x |",
             q * 1e3,
             c * 1e3,
-            c / q
+            c / q,
+            f * 1e3,
+            q / f
         );
     }
 }
