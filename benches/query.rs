@@ -3,7 +3,8 @@
 //! Setup: the 12 scenes of `corpus/ts` ingested once into a temporary warehouse (the demo
 //! series without the corpus). Each query runs on an open snapshot; its baseline opens the
 //! 12 COGs and reads the same window (all 4 bands) with the crate's own reader.
-//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box; the
+//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box; a
+//! 64-vertex polygon (a circle) inscribed in that box, against reading the box; the
 //! tile again on a snapshot loaded for that query (what one CLI run does: catalog read and
 //! fragments opened, nothing reused). The floor printed beside them is writing every element
 //! of an already allocated f32 array of the cube's shape on the same threads: no query
@@ -16,6 +17,7 @@ mod support;
 use criterion::Criterion;
 use pixelquery::cog::{Cog, Window};
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
+use pixelquery::query::Region;
 use pixelquery::store::Warehouse;
 use pixelquery::{Bounds, TileId};
 use rayon::prelude::*;
@@ -133,6 +135,30 @@ fn main() {
             .dim()
             .0
     };
+    let circle = {
+        let (cx, cy) = (
+            (tile2.min_x + tile2.max_x) / 2.0,
+            (tile2.min_y + tile2.max_y) / 2.0,
+        );
+        let r = (tile2.max_x - tile2.min_x) / 2.0 - 1.0;
+        let ring: Vec<(f64, f64)> = (0..=64)
+            .map(|k| {
+                let a = k as f64 / 64.0 * std::f64::consts::TAU;
+                (cx + r * a.cos(), cy + r * a.sin())
+            })
+            .collect();
+        Region::Polygons(vec![vec![ring]])
+    };
+    let q_polygon = move || {
+        wh.query()
+            .on_snapshot(snap)
+            .region(circle.clone())
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim()
+            .0
+    };
     // Elements of each case's cube, for the floor.
     let elements = |b: Bounds| {
         let (t, n, h, w) = wh
@@ -167,6 +193,12 @@ fn main() {
         (
             "2x2 tiles",
             Box::new(move || q_box(tile2)),
+            Box::new(move || from_cogs(files, &tile2)),
+            elements(tile2),
+        ),
+        (
+            "polygon in the 2x2 box",
+            Box::new(q_polygon),
             Box::new(move || from_cogs(files, &tile2)),
             elements(tile2),
         ),
