@@ -515,6 +515,11 @@ impl<'w> Query<'w> {
         let len = nt * nb * width * height;
         let slab_len = width * height;
         assert_eq!(work.len() * slab_len, len, "one work list per slab");
+        // Polygon clip as one flag per slab pixel, row-major.
+        let clip_mask: Option<Vec<bool>> = region
+            .raster_mask(&transform, width, height)
+            .map(|m| m.iter().copied().collect());
+        let clip = clip_mask.as_deref();
         let mut data: Vec<f32> = Vec::with_capacity(len);
         advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
         let physical = self.physical;
@@ -534,46 +539,36 @@ impl<'w> Query<'w> {
                         })
                     })
                     .collect();
-                paint_slab(slab, width, &layers, physical);
+                let slab = paint_slab(slab, width, &layers, physical);
+                // Polygon clip while the slab is still in cache.
+                if let Some(inside) = clip {
+                    for (v, &inside) in slab.iter_mut().zip(inside) {
+                        *v = if inside { *v } else { f32::NAN };
+                    }
+                }
             });
         // SAFETY: the slabs partition the first `len` elements (asserted above: as many work
         // lists as slabs, so the zip paints every slab) and `paint_slab` initialises every
         // element of the slab it is given.
         unsafe { data.set_len(len) };
-        let mut data = Array4::from_shape_vec((nt, nb, height, width), data)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-
-        // Clouds, polygon clip.
+        // Clouds: one step (all its bands) per task.
         if let Some((rule, qa)) = &cloud_rule {
             let q = load.iter().position(|n| n == qa).unwrap_or(0);
-            for mut step in data.axis_iter_mut(Axis(0)) {
-                let clear: Vec<bool> = step
-                    .index_axis(Axis(0), q)
+            data.par_chunks_mut(nb * slab_len).for_each(|step| {
+                let clear: Vec<bool> = step[q * slab_len..(q + 1) * slab_len]
                     .iter()
                     .map(|&v| v.is_nan() || rule.is_clear(v as i64))
                     .collect();
-                for mut band in step.axis_iter_mut(Axis(0)) {
-                    for (v, c) in band.iter_mut().zip(&clear) {
-                        if !c {
-                            *v = f32::NAN;
-                        }
+                for band in step.chunks_exact_mut(slab_len) {
+                    for (v, &c) in band.iter_mut().zip(&clear) {
+                        *v = if c { *v } else { f32::NAN };
                     }
                 }
-            }
+            });
         }
-        if let Some(mask) = region.raster_mask(&transform, width, height) {
-            for mut step in data.axis_iter_mut(Axis(0)) {
-                for mut band in step.axis_iter_mut(Axis(0)) {
-                    ndarray::Zip::from(&mut band)
-                        .and(&mask)
-                        .for_each(|v, &inside| {
-                            if !inside {
-                                *v = f32::NAN;
-                            }
-                        });
-                }
-            }
-        }
+        let data = Array4::from_shape_vec((nt, nb, height, width), data)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+
         // Keep only the bands asked for.
         let keep: Vec<usize> = wanted
             .iter()
