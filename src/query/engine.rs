@@ -8,7 +8,7 @@ use super::expr::{preset, Expr};
 use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Placement};
 use super::region::Region;
 use crate::crs::Crs;
-use crate::ingest::profile::ProductProfile;
+use crate::ingest::profile::{CloudMaskRule, ProductProfile};
 use crate::store::{Fragment, FragmentEntry, FragmentFilter, Snapshot, Version, Warehouse};
 use crate::{Bounds, GeoTransform};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -240,6 +240,136 @@ impl<'w> Query<'w> {
                 &owned
             }
         };
+        let Plan {
+            fragments,
+            placements,
+            mut work,
+            steps,
+            load,
+            wanted,
+            cloud_rule,
+            expr,
+            profile,
+            region,
+            transform,
+            width,
+            height,
+            epsg,
+        } = self.plan(snapshot)?;
+        let (nt, nb) = (steps.len(), load.len());
+        // The cube is allocated uninitialised: the painters write each element once (and
+        // fault fresh pages in on their own threads) instead of a NaN fill first.
+        let len = nt * nb * width * height;
+        let slab_len = width * height;
+        assert_eq!(work.len() * slab_len, len, "one work list per slab");
+        // Polygon clip as one flag per slab pixel, row-major.
+        let clip_mask: Option<Vec<bool>> = region
+            .raster_mask(&transform, width, height)
+            .map(|m| m.iter().copied().collect());
+        let clip = clip_mask.as_deref();
+        let mut data: Vec<f32> = Vec::with_capacity(len);
+        advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
+        let physical = self.physical;
+        data.spare_capacity_mut()[..len]
+            .par_chunks_mut(slab_len)
+            .zip(work.par_iter_mut())
+            .for_each(|(slab, items)| {
+                items.sort_unstable();
+                let layers: Vec<Layer<'_>> = items
+                    .iter()
+                    .filter_map(|&(_, fi, obs)| {
+                        let placement = placements[fi].as_ref()?;
+                        Some(Layer {
+                            fragment: &fragments[fi].1,
+                            obs,
+                            placement,
+                        })
+                    })
+                    .collect();
+                let slab = paint_slab(slab, width, &layers, physical);
+                // Polygon clip while the slab is still in cache.
+                if let Some(inside) = clip {
+                    for (v, &inside) in slab.iter_mut().zip(inside) {
+                        *v = if inside { *v } else { f32::NAN };
+                    }
+                }
+            });
+        // SAFETY: the slabs partition the first `len` elements (asserted above: as many work
+        // lists as slabs, so the zip paints every slab) and `paint_slab` initialises every
+        // element of the slab it is given.
+        unsafe { data.set_len(len) };
+        // Clouds: one step (all its bands) per task.
+        if let Some((rule, qa)) = &cloud_rule {
+            let q = load.iter().position(|n| n == qa).unwrap_or(0);
+            data.par_chunks_mut(nb * slab_len).for_each(|step| {
+                let clear: Vec<bool> = step[q * slab_len..(q + 1) * slab_len]
+                    .iter()
+                    .map(|&v| v.is_nan() || rule.is_clear(v as i64))
+                    .collect();
+                for band in step.chunks_exact_mut(slab_len) {
+                    for (v, &c) in band.iter_mut().zip(&clear) {
+                        *v = if c { *v } else { f32::NAN };
+                    }
+                }
+            });
+        }
+        let data = Array4::from_shape_vec((nt, nb, height, width), data)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+
+        // Keep only the bands asked for.
+        let keep: Vec<usize> = wanted
+            .iter()
+            .filter_map(|w| load.iter().position(|l| l == w))
+            .collect();
+        let data = if keep.len() == nb {
+            data
+        } else {
+            data.select(Axis(1), &keep)
+        };
+        let mut cube = Cube {
+            data,
+            times: steps.iter().map(|s| s.0).collect(),
+            scenes: steps.into_iter().map(|s| s.1).collect(),
+            bands: wanted.clone(),
+            epsg,
+            transform,
+        };
+        if let Some((name, e)) = &expr {
+            cube = apply_expression(cube, name, e, profile.as_ref())?;
+        }
+        if let Some((reducer, period)) = self.composite {
+            let groups = group_times(&cube.times, period);
+            let data = reduce(cube.data.view(), &groups, reducer);
+            let scenes = groups
+                .iter()
+                .map(|g| {
+                    let mut s: Vec<String> = g
+                        .members
+                        .iter()
+                        .flat_map(|&m| cube.scenes[m].clone())
+                        .collect();
+                    s.dedup();
+                    s
+                })
+                .collect();
+            cube = Cube {
+                data,
+                times: groups.iter().map(|g| g.start).collect(),
+                scenes,
+                bands: cube
+                    .bands
+                    .iter()
+                    .map(|b| format!("{b}_{reducer}"))
+                    .collect(),
+                ..cube
+            };
+        }
+        Ok(cube)
+    }
+
+    /// Everything up to painting: region, bands, catalog pruning, output grid, fragments,
+    /// time steps and which observations paint which slab.
+    fn plan<'s>(&self, snapshot: &'s Snapshot) -> Result<Plan<'s>> {
         let grid = self.warehouse.config().grid;
         let grid_crs = grid.crs().map_err(|e| Error::Invalid(e.to_string()))?;
         let region = self
@@ -510,115 +640,42 @@ impl<'w> Query<'w> {
                 }
             }
         }
-        // The cube is allocated uninitialised: the painters write each element once (and
-        // fault fresh pages in on their own threads) instead of a NaN fill first.
-        let len = nt * nb * width * height;
-        let slab_len = width * height;
-        assert_eq!(work.len() * slab_len, len, "one work list per slab");
-        // Polygon clip as one flag per slab pixel, row-major.
-        let clip_mask: Option<Vec<bool>> = region
-            .raster_mask(&transform, width, height)
-            .map(|m| m.iter().copied().collect());
-        let clip = clip_mask.as_deref();
-        let mut data: Vec<f32> = Vec::with_capacity(len);
-        advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
-        let physical = self.physical;
-        data.spare_capacity_mut()[..len]
-            .par_chunks_mut(slab_len)
-            .zip(work.par_iter_mut())
-            .for_each(|(slab, items)| {
-                items.sort_unstable();
-                let layers: Vec<Layer<'_>> = items
-                    .iter()
-                    .filter_map(|&(_, fi, obs)| {
-                        let placement = placements[fi].as_ref()?;
-                        Some(Layer {
-                            fragment: &fragments[fi].1,
-                            obs,
-                            placement,
-                        })
-                    })
-                    .collect();
-                let slab = paint_slab(slab, width, &layers, physical);
-                // Polygon clip while the slab is still in cache.
-                if let Some(inside) = clip {
-                    for (v, &inside) in slab.iter_mut().zip(inside) {
-                        *v = if inside { *v } else { f32::NAN };
-                    }
-                }
-            });
-        // SAFETY: the slabs partition the first `len` elements (asserted above: as many work
-        // lists as slabs, so the zip paints every slab) and `paint_slab` initialises every
-        // element of the slab it is given.
-        unsafe { data.set_len(len) };
-        // Clouds: one step (all its bands) per task.
-        if let Some((rule, qa)) = &cloud_rule {
-            let q = load.iter().position(|n| n == qa).unwrap_or(0);
-            data.par_chunks_mut(nb * slab_len).for_each(|step| {
-                let clear: Vec<bool> = step[q * slab_len..(q + 1) * slab_len]
-                    .iter()
-                    .map(|&v| v.is_nan() || rule.is_clear(v as i64))
-                    .collect();
-                for band in step.chunks_exact_mut(slab_len) {
-                    for (v, &c) in band.iter_mut().zip(&clear) {
-                        *v = if c { *v } else { f32::NAN };
-                    }
-                }
-            });
-        }
-        let data = Array4::from_shape_vec((nt, nb, height, width), data)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-
-        // Keep only the bands asked for.
-        let keep: Vec<usize> = wanted
-            .iter()
-            .filter_map(|w| load.iter().position(|l| l == w))
-            .collect();
-        let data = if keep.len() == nb {
-            data
-        } else {
-            data.select(Axis(1), &keep)
-        };
-        let mut cube = Cube {
-            data,
-            times: steps.iter().map(|s| s.0).collect(),
-            scenes: steps.into_iter().map(|s| s.1).collect(),
-            bands: wanted.clone(),
-            epsg: grid.epsg,
+        Ok(Plan {
+            fragments,
+            placements,
+            work,
+            steps,
+            load,
+            wanted,
+            cloud_rule,
+            expr,
+            profile,
+            region,
             transform,
-        };
-        if let Some((name, e)) = &expr {
-            cube = apply_expression(cube, name, e, profile.as_ref())?;
-        }
-        if let Some((reducer, period)) = self.composite {
-            let groups = group_times(&cube.times, period);
-            let data = reduce(cube.data.view(), &groups, reducer);
-            let scenes = groups
-                .iter()
-                .map(|g| {
-                    let mut s: Vec<String> = g
-                        .members
-                        .iter()
-                        .flat_map(|&m| cube.scenes[m].clone())
-                        .collect();
-                    s.dedup();
-                    s
-                })
-                .collect();
-            cube = Cube {
-                data,
-                times: groups.iter().map(|g| g.start).collect(),
-                scenes,
-                bands: cube
-                    .bands
-                    .iter()
-                    .map(|b| format!("{b}_{reducer}"))
-                    .collect(),
-                ..cube
-            };
-        }
-        Ok(cube)
+            width,
+            height,
+            epsg: grid.epsg,
+        })
     }
+}
+
+/// What [`Query::plan`] resolved: the inputs of painting and of what follows it.
+struct Plan<'s> {
+    fragments: Vec<(&'s FragmentEntry, Arc<Fragment>)>,
+    placements: Vec<Option<Placement>>,
+    /// Per slab (`step * bands + band`): (time, fragment, observation) to paint.
+    work: Vec<Vec<(i64, usize, usize)>>,
+    steps: Vec<(DateTime<Utc>, Vec<String>)>,
+    load: Vec<String>,
+    wanted: Vec<String>,
+    cloud_rule: Option<(CloudMaskRule, String)>,
+    expr: Option<(String, Expr)>,
+    profile: Option<ProductProfile>,
+    region: Region,
+    transform: GeoTransform,
+    width: usize,
+    height: usize,
+    epsg: u32,
 }
 
 /// Replaces the cube's bands by one band computed from an expression.
