@@ -140,6 +140,7 @@ fn ingest_then_query_returns_the_source_pixels() {
         (ORIGIN.0 + 100.0, ORIGIN.1 - 500.0),
         (ORIGIN.0 + 100.0, ORIGIN.1 - 100.0),
     ]]]);
+    let tri_region = tri.clone();
     let clipped = warehouse
         .query()
         .region(tri)
@@ -152,6 +153,38 @@ fn ingest_then_query_returns_the_source_pixels() {
         (700..=900).contains(&valid),
         "{valid} pixels inside the triangle"
     );
+
+    // Native u16 cubes hold the same pixels (nodata 0 where the f32 cube has NaN).
+    for region in [Region::Point(px, py), Region::BBox(bbox), tri_region] {
+        let q = || warehouse.query().region(region.clone()).crs(32652);
+        let native = q().run_native::<u16>().unwrap();
+        assert_eq!(native.fill, 0);
+        let f = q().run().unwrap();
+        let n = native.to_f32();
+        assert_eq!((n.dim(), &n.times, &n.bands), (f.dim(), &f.times, &f.bands));
+        assert!(n
+            .data
+            .iter()
+            .zip(f.data.iter())
+            .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        assert_eq!(native.transform, f.transform);
+    }
+    let err = warehouse
+        .query()
+        .point(px, py)
+        .crs(32652)
+        .run_native::<f32>()
+        .unwrap_err();
+    assert!(err.to_string().contains("u16"), "{err}");
+    let err = warehouse
+        .query()
+        .point(px, py)
+        .crs(32652)
+        .index("ndvi")
+        .unwrap()
+        .run_native::<u16>()
+        .unwrap_err();
+    assert!(err.to_string().contains("run()"), "{err}");
 
     // Errors name the problem.
     let err = warehouse

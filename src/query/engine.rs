@@ -3,14 +3,16 @@
 //! and composite.
 
 use super::composite::{group_times, reduce, Period, Reducer};
-use super::cube::Cube;
+use super::cube::{Cube, NativeCube};
 use super::expr::{preset, Expr};
-use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Placement};
+use super::paint::{
+    advise_huge_pages, paint_slab, AsF32, Layer, Native, OutGrid, Painter, Placement,
+};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::ingest::profile::{CloudMaskRule, ProductProfile};
-use crate::store::{Fragment, FragmentEntry, FragmentFilter, Snapshot, Version, Warehouse};
-use crate::{Bounds, GeoTransform};
+use crate::store::{Fragment, FragmentEntry, FragmentFilter, Pixel, Snapshot, Version, Warehouse};
+use crate::{Bounds, DataType, GeoTransform};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ndarray::{Array3, Array4, Axis};
 use rayon::prelude::*;
@@ -50,6 +52,14 @@ pub enum Error {
     /// Nothing matched.
     #[error("no data: {0}")]
     NoData(String),
+    /// The bands do not hold the sample type asked for.
+    #[error("the bands hold {stored} samples, not {requested}")]
+    SampleType {
+        /// What the fragments hold.
+        stored: DataType,
+        /// What was asked for.
+        requested: DataType,
+    },
     /// The result would be too large.
     #[error("the query would build a {bytes}-byte cube ({shape}), more than the {limit}-byte limit; narrow the area or time range")]
     TooLarge {
@@ -257,47 +267,18 @@ impl<'w> Query<'w> {
             epsg,
         } = self.plan(snapshot)?;
         let (nt, nb) = (steps.len(), load.len());
-        // The cube is allocated uninitialised: the painters write each element once (and
-        // fault fresh pages in on their own threads) instead of a NaN fill first.
-        let len = nt * nb * width * height;
         let slab_len = width * height;
-        assert_eq!(work.len() * slab_len, len, "one work list per slab");
-        // Polygon clip as one flag per slab pixel, row-major.
-        let clip_mask: Option<Vec<bool>> = region
-            .raster_mask(&transform, width, height)
-            .map(|m| m.iter().copied().collect());
-        let clip = clip_mask.as_deref();
-        let mut data: Vec<f32> = Vec::with_capacity(len);
-        advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
-        let physical = self.physical;
-        data.spare_capacity_mut()[..len]
-            .par_chunks_mut(slab_len)
-            .zip(work.par_iter_mut())
-            .for_each(|(slab, items)| {
-                items.sort_unstable();
-                let layers: Vec<Layer<'_>> = items
-                    .iter()
-                    .filter_map(|&(_, fi, obs)| {
-                        let placement = placements[fi].as_ref()?;
-                        Some(Layer {
-                            fragment: &fragments[fi].1,
-                            obs,
-                            placement,
-                        })
-                    })
-                    .collect();
-                let slab = paint_slab(slab, width, &layers, physical);
-                // Polygon clip while the slab is still in cache.
-                if let Some(inside) = clip {
-                    for (v, &inside) in slab.iter_mut().zip(inside) {
-                        *v = if inside { *v } else { f32::NAN };
-                    }
-                }
-            });
-        // SAFETY: the slabs partition the first `len` elements (asserted above: as many work
-        // lists as slabs, so the zip paints every slab) and `paint_slab` initialises every
-        // element of the slab it is given.
-        unsafe { data.set_len(len) };
+        let clip = clip_mask(&region, &transform, width, height);
+        let mut data = paint_cube(
+            &mut work,
+            &fragments,
+            &placements,
+            (width, height),
+            clip.as_deref(),
+            &AsF32 {
+                physical: self.physical,
+            },
+        );
         // Clouds: one step (all its bands) per task.
         if let Some((rule, qa)) = &cloud_rule {
             let q = load.iter().position(|n| n == qa).unwrap_or(0);
@@ -365,6 +346,92 @@ impl<'w> Query<'w> {
             };
         }
         Ok(cube)
+    }
+
+    /// Runs the query keeping the bands' sample type `T` (see [`NativeCube`]): for `u16`
+    /// bands half the memory of [`Query::run`]'s `f32` cube, and faster. Pixels without a valid
+    /// sample hold the bands' nodata value (NaN for float bands without one).
+    ///
+    /// Errors when `T` is not the bands' sample type, when the bands differ in nodata value
+    /// or integer bands have none, and with options that need `f32` values (expressions,
+    /// indices, physical values, composites, cloud masks: use [`Query::run`]).
+    pub fn run_native<T: Pixel>(self) -> Result<NativeCube<T>> {
+        let needs_f32 = [
+            (self.expr.is_some(), "expressions and indices"),
+            (self.physical, "physical values"),
+            (self.composite.is_some(), "composites"),
+            (self.mask_clouds, "cloud masks"),
+        ];
+        if let Some((_, what)) = needs_f32.iter().find(|(on, _)| *on) {
+            return Err(Error::Invalid(format!(
+                "{what} need f32 values: use run() instead of run_native()"
+            )));
+        }
+        let owned;
+        let snapshot = match self.snapshot {
+            Some(s) => s,
+            None => {
+                owned = self.warehouse.snapshot(self.as_of)?;
+                &owned
+            }
+        };
+        let Plan {
+            fragments,
+            placements,
+            mut work,
+            steps,
+            wanted,
+            region,
+            transform,
+            width,
+            height,
+            epsg,
+            ..
+        } = self.plan(snapshot)?;
+        if let Some((_, f)) = fragments.iter().find(|(_, f)| f.meta().dtype != T::DTYPE) {
+            return Err(Error::SampleType {
+                stored: f.meta().dtype,
+                requested: T::DTYPE,
+            });
+        }
+        let mut nodata = fragments.iter().map(|(_, f)| f.meta().nodata);
+        let first = nodata.next().flatten();
+        if nodata.any(|n| n.map(f64::to_bits) != first.map(f64::to_bits)) {
+            return Err(Error::Invalid(
+                "the bands differ in nodata value: use run() for a NaN-masked cube".into(),
+            ));
+        }
+        let fill = match first {
+            Some(nd) if T::from_f64(nd).to_f64() == nd => T::from_f64(nd),
+            Some(nd) if nd.is_nan() && T::DTYPE.is_float() => T::from_f64(nd),
+            None if T::DTYPE.is_float() => T::from_f64(f64::NAN),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "the bands have no {} nodata value to mark invalid pixels: use run() for a NaN-masked cube",
+                    T::DTYPE
+                )))
+            }
+        };
+        let clip = clip_mask(&region, &transform, width, height);
+        let data = paint_cube(
+            &mut work,
+            &fragments,
+            &placements,
+            (width, height),
+            clip.as_deref(),
+            &Native { fill },
+        );
+        let data = Array4::from_shape_vec((steps.len(), wanted.len(), height, width), data)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(NativeCube {
+            data,
+            fill,
+            times: steps.iter().map(|s| s.0).collect(),
+            scenes: steps.into_iter().map(|s| s.1).collect(),
+            bands: wanted,
+            epsg,
+            transform,
+        })
     }
 
     /// Everything up to painting: region, bands, catalog pruning, output grid, fragments,
@@ -657,6 +724,66 @@ impl<'w> Query<'w> {
             epsg: grid.epsg,
         })
     }
+}
+
+/// Polygon clip as one flag per output pixel, row-major (`None` for points and boxes).
+fn clip_mask(
+    region: &Region,
+    transform: &GeoTransform,
+    width: usize,
+    height: usize,
+) -> Option<Vec<bool>> {
+    region
+        .raster_mask(transform, width, height)
+        .map(|m| m.iter().copied().collect())
+}
+
+/// Paints every slab (`work[slab]` lists its observations) on rayon and returns the cube's
+/// elements, `(slab, y, x)` row-major. The cube is allocated uninitialised: the painters
+/// write each element once (and fault fresh pages in on their own threads) instead of a
+/// fill first. Pixels outside `clip` get the painter's empty marker.
+fn paint_cube<P: Painter>(
+    work: &mut [Vec<(i64, usize, usize)>],
+    fragments: &[(&FragmentEntry, Arc<Fragment>)],
+    placements: &[Option<Placement>],
+    (width, height): (usize, usize),
+    clip: Option<&[bool]>,
+    painter: &P,
+) -> Vec<P::Elem> {
+    let slab_len = width * height;
+    let len = work.len() * slab_len;
+    let mut data: Vec<P::Elem> = Vec::with_capacity(len);
+    advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
+    let empty = painter.empty();
+    data.spare_capacity_mut()[..len]
+        .par_chunks_mut(slab_len.max(1))
+        .zip(work.par_iter_mut())
+        .for_each(|(slab, items)| {
+            items.sort_unstable();
+            let layers: Vec<Layer<'_>> = items
+                .iter()
+                .filter_map(|&(_, fi, obs)| {
+                    let placement = placements[fi].as_ref()?;
+                    Some(Layer {
+                        fragment: &fragments[fi].1,
+                        obs,
+                        placement,
+                    })
+                })
+                .collect();
+            let slab = paint_slab(slab, width, &layers, painter);
+            // Polygon clip while the slab is still in cache.
+            if let Some(inside) = clip {
+                for (v, &inside) in slab.iter_mut().zip(inside) {
+                    *v = if inside { *v } else { empty };
+                }
+            }
+        });
+    // SAFETY: the slabs partition the first `len` elements (`len` is a whole number of slabs
+    // and the zip pairs every slab with its work list) and `paint_slab` initialises every
+    // element of the slab it is given.
+    unsafe { data.set_len(len) };
+    data
 }
 
 /// What [`Query::plan`] resolved: the inputs of painting and of what follows it.

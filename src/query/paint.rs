@@ -112,39 +112,136 @@ pub(crate) struct Layer<'a> {
     pub placement: &'a Placement,
 }
 
+/// An output element type: `f32` (NaN marks "no valid value") or a native sample type (the
+/// fill value marks it).
+pub(crate) trait Elem: Copy + PartialEq + Send + Sync {
+    /// True when `self` is the empty marker `empty` (or NaN).
+    #[inline(always)]
+    fn vacant(self, empty: Self) -> bool {
+        #[allow(clippy::eq_op)]
+        let nan = self != self;
+        (self == empty) | nan
+    }
+}
+impl<T: Copy + PartialEq + Send + Sync> Elem for T {}
+
 /// One output element as a painter sees it: either not yet written (the first observation
-/// of a tile writes its value or NaN) or already written (a later observation only replaces
-/// NaN). Monomorphised, so both are plain loops.
-trait Slot {
-    /// Stores `v` (NaN = no valid value from this observation).
-    fn put(&mut self, v: f32);
+/// of a tile writes its value or the empty marker) or already written (a later observation
+/// only replaces the empty marker). Monomorphised, so both are plain loops.
+pub(crate) trait Slot<E: Elem> {
+    /// Stores `v` (`empty` = no valid value from this observation).
+    fn put(&mut self, v: E, empty: E);
 }
 
-impl Slot for MaybeUninit<f32> {
+impl<E: Elem> Slot<E> for MaybeUninit<E> {
     #[inline(always)]
-    fn put(&mut self, v: f32) {
+    fn put(&mut self, v: E, _empty: E) {
         self.write(v);
     }
 }
 
-impl Slot for f32 {
+impl<E: Elem> Slot<E> for E {
     #[inline(always)]
-    fn put(&mut self, v: f32) {
+    fn put(&mut self, v: E, empty: E) {
         // Branch-free so fill loops vectorise too.
-        *self = if self.is_nan() { v } else { *self };
+        *self = if Elem::vacant(*self, empty) { v } else { *self };
+    }
+}
+
+/// How observations become output elements.
+pub(crate) trait Painter: Sync {
+    /// The output element type.
+    type Elem: Elem;
+    /// The marker of pixels without a valid value.
+    fn empty(&self) -> Self::Elem;
+    /// Paints one layer onto `slab`.
+    fn paint<S: Slot<Self::Elem>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>);
+}
+
+/// `f32` output: NaN where invalid; with `physical`, scaled by each fragment's scale and
+/// offset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AsF32 {
+    /// Apply scale and offset.
+    pub physical: bool,
+}
+
+impl Painter for AsF32 {
+    type Elem = f32;
+    fn empty(&self) -> f32 {
+        f32::NAN
+    }
+    fn paint<S: Slot<f32>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>) {
+        let f = layer.fragment;
+        let meta = f.meta();
+        let c = ToF32 {
+            scale: if self.physical {
+                meta.scale as f32
+            } else {
+                1.0
+            },
+            offset: if self.physical {
+                meta.offset as f32
+            } else {
+                0.0
+            },
+            nodata: meta.nodata.map(|v| v as f32),
+        };
+        macro_rules! typed {
+            ($t:ty) => {
+                match f.pixels::<$t>(layer.obs) {
+                    Ok(px) => paint_typed(px, slab, width, layer, c),
+                    // A dtype the catalog check let through cannot be read: nothing valid.
+                    Err(_) => paint_invalid(slab, width, layer.placement, f32::NAN),
+                }
+            };
+        }
+        match meta.dtype {
+            DataType::U8 => typed!(u8),
+            DataType::I8 => typed!(i8),
+            DataType::U16 => typed!(u16),
+            DataType::I16 => typed!(i16),
+            DataType::U32 => typed!(u32),
+            DataType::I32 => typed!(i32),
+            DataType::F32 => typed!(f32),
+            DataType::F64 => typed!(f64),
+        }
+    }
+}
+
+/// Native output: samples copied as they are, `fill` where invalid (nodata, NaN, masked).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Native<T> {
+    /// The marker of invalid pixels (the fragments' nodata value, or NaN).
+    pub fill: T,
+}
+
+impl<T: Sample + bytemuck::Pod> Painter for Native<T> {
+    type Elem = T;
+    fn empty(&self) -> T {
+        self.fill
+    }
+    fn paint<S: Slot<T>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>) {
+        let c = SameType {
+            nodata: layer.fragment.meta().nodata,
+            fill: self.fill,
+        };
+        match layer.fragment.pixels::<T>(layer.obs) {
+            Ok(px) => paint_typed(px, slab, width, layer, c),
+            Err(_) => paint_invalid(slab, width, layer.placement, self.fill),
+        }
     }
 }
 
 /// Paints `layers` (highest priority first) onto `slab` (`width` columns, row-major) and
-/// returns it initialised: every element holds the first valid value of its pixel, or NaN
-/// where no layer has one. With `physical`, values are scaled by each fragment's scale and
-/// offset.
-pub(crate) fn paint_slab<'s>(
-    slab: &'s mut [MaybeUninit<f32>],
+/// returns it initialised: every element holds the first valid value of its pixel, or the
+/// painter's empty marker where no layer has one.
+pub(crate) fn paint_slab<'s, P: Painter>(
+    slab: &'s mut [MaybeUninit<P::Elem>],
     width: usize,
     layers: &[Layer<'_>],
-    physical: bool,
-) -> &'s mut [f32] {
+    painter: &P,
+) -> &'s mut [P::Elem] {
     // An invariant of the callers, and what makes every element written: placements are
     // made for this slab's grid.
     assert!(
@@ -154,12 +251,13 @@ pub(crate) fn paint_slab<'s>(
                 && l.placement.out.0 * l.placement.out.1 == slab.len()),
         "placements made for another output grid"
     );
+    let empty = painter.empty();
     let rects: Vec<(Range<usize>, Range<usize>)> =
         layers.iter().map(|l| l.placement.rect()).collect();
     // Tiles of one grid are either the same rectangle or disjoint on the output grid. Then
-    // the first layer of each rectangle writes it, the NaN gaps between rectangles are written
+    // the first layer of each rectangle writes it, the gaps between rectangles are written
     // once, and only later layers of a rectangle read what is there. Any other overlap (not
-    // expected) is NaN-filled first and every layer fills.
+    // expected) is filled with the empty marker first and every layer fills.
     let overlaps = |a: &(Range<usize>, Range<usize>), b: &(Range<usize>, Range<usize>)| {
         a.0.start < b.0.end && b.0.start < a.0.end && a.1.start < b.1.end && b.1.start < a.1.end
     };
@@ -179,9 +277,9 @@ pub(crate) fn paint_slab<'s>(
             }
         }
         for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| f) {
-            paint_layer(slab, width, l, physical);
+            painter.paint(slab, width, l);
         }
-        // NaN where no tile lands: per row, the gaps between the covered column ranges.
+        // Empty where no tile lands: per row, the gaps between the covered column ranges.
         let mut spans: Vec<Range<usize>> = Vec::with_capacity(distinct.len());
         for (y, row) in slab.chunks_exact_mut(width).enumerate() {
             spans.clear();
@@ -194,70 +292,58 @@ pub(crate) fn paint_slab<'s>(
             spans.sort_unstable_by_key(|s| s.start);
             let mut x = 0;
             for s in &spans {
-                row[x..s.start.max(x)].fill(MaybeUninit::new(f32::NAN));
+                row[x..s.start.max(x)].fill(MaybeUninit::new(empty));
                 x = x.max(s.end);
             }
-            row[x..].fill(MaybeUninit::new(f32::NAN));
+            row[x..].fill(MaybeUninit::new(empty));
         }
     } else {
-        slab.fill(MaybeUninit::new(f32::NAN));
+        slab.fill(MaybeUninit::new(empty));
     }
     // SAFETY: every element is initialised: in the tidy case each row is partitioned into the
     // column ranges of the distinct rectangles covering it (written in full by their first
     // layer: `paint_typed` and `paint_invalid` write every element of every row of a
     // placement) and the gaps between them (written just above); otherwise the whole slab was
-    // filled. `MaybeUninit<f32>` has the layout of `f32`.
-    let slab: &mut [f32] =
-        unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<f32>(), slab.len()) };
+    // filled. `MaybeUninit<E>` has the layout of `E`.
+    let slab: &mut [P::Elem] =
+        unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<P::Elem>(), slab.len()) };
     for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| !f) {
-        paint_layer(slab, width, l, physical);
+        painter.paint(slab, width, l);
     }
     slab
 }
 
-fn paint_layer<S: Slot>(slab: &mut [S], width: usize, layer: &Layer<'_>, physical: bool) {
-    let f = layer.fragment;
-    macro_rules! typed {
-        ($t:ty) => {
-            match f.pixels::<$t>(layer.obs) {
-                Ok(px) => paint_typed(px, slab, width, layer, physical),
-                // A dtype the catalog check let through cannot be read: nothing valid.
-                Err(_) => paint_invalid(slab, width, layer.placement),
-            }
-        };
-    }
-    match f.meta().dtype {
-        DataType::U8 => typed!(u8),
-        DataType::I8 => typed!(i8),
-        DataType::U16 => typed!(u16),
-        DataType::I16 => typed!(i16),
-        DataType::U32 => typed!(u32),
-        DataType::I32 => typed!(i32),
-        DataType::F32 => typed!(f32),
-        DataType::F64 => typed!(f64),
-    }
-}
-
-fn paint_invalid<S: Slot>(slab: &mut [S], width: usize, p: &Placement) {
+fn paint_invalid<E: Elem, S: Slot<E>>(slab: &mut [S], width: usize, p: &Placement, empty: E) {
     for y in p.ys.clone() {
         for d in &mut slab[y * width + p.xs.start..y * width + p.xs.end] {
-            d.put(f32::NAN);
+            d.put(empty, empty);
         }
     }
 }
 
-/// Value conversion and validity of one fragment's samples.
+/// How one fragment's samples convert, branch-free: the output element of a sample, or the
+/// empty marker when it is nodata or NaN.
+trait Convert<T: Sample>: Copy {
+    /// Output element type.
+    type Elem: Elem;
+    /// The element for `raw`.
+    fn value(&self, raw: T) -> Self::Elem;
+    /// The empty marker.
+    fn empty(&self) -> Self::Elem;
+}
+
+/// Samples to `f32`, optionally scaled.
 #[derive(Clone, Copy)]
-struct Convert {
+struct ToF32 {
     scale: f32,
     offset: f32,
     nodata: Option<f32>,
 }
 
-impl Convert {
-    /// The output value of `raw`, or NaN when it is nodata or NaN; branch-free.
+impl<T: Sample> Convert<T> for ToF32 {
+    type Elem = f32;
     #[inline(always)]
-    fn value<T: Sample>(&self, raw: T) -> f32 {
+    fn value(&self, raw: T) -> f32 {
         let v = raw.to_f64() as f32;
         #[allow(clippy::eq_op)]
         let ok = (v == v) & self.nodata.is_none_or(|nd| v != nd);
@@ -267,19 +353,51 @@ impl Convert {
             f32::NAN
         }
     }
+    #[inline(always)]
+    fn empty(&self) -> f32 {
+        f32::NAN
+    }
+}
+
+/// Samples kept as they are; nodata and NaN become `fill`.
+#[derive(Clone, Copy)]
+struct SameType<T> {
+    nodata: Option<f64>,
+    fill: T,
+}
+
+impl<T: Sample> Convert<T> for SameType<T> {
+    type Elem = T;
+    #[inline(always)]
+    fn value(&self, raw: T) -> T {
+        let v = raw.to_f64();
+        #[allow(clippy::eq_op)]
+        let ok = (v == v) & self.nodata.is_none_or(|nd| v != nd);
+        if ok {
+            raw
+        } else {
+            self.fill
+        }
+    }
+    #[inline(always)]
+    fn empty(&self) -> T {
+        self.fill
+    }
 }
 
 /// A run of samples, all valid by their bits: a plain loop the compiler vectorises.
 #[inline(always)]
-fn run<T: Sample, S: Slot>(dst: &mut [S], src: &[T], c: Convert) {
+fn run<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(dst: &mut [S], src: &[T], c: C) {
+    let empty = c.empty();
     for (d, &s) in dst.iter_mut().zip(src) {
-        d.put(c.value(s));
+        d.put(c.value(s), empty);
     }
 }
 
 /// A run of at most 64 samples with their validity bits (bit `k` for sample `k`).
 #[inline(always)]
-fn run_bits<T: Sample, S: Slot>(dst: &mut [S], src: &[T], bits: u64, c: Convert) {
+fn run_bits<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(dst: &mut [S], src: &[T], bits: u64, c: C) {
+    let empty = c.empty();
     let all = if dst.len() == 64 {
         u64::MAX
     } else {
@@ -289,30 +407,25 @@ fn run_bits<T: Sample, S: Slot>(dst: &mut [S], src: &[T], bits: u64, c: Convert)
         run(dst, src, c);
     } else if bits & all == 0 {
         for d in dst {
-            d.put(f32::NAN);
+            d.put(empty, empty);
         }
     } else {
         for (k, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
             let v = c.value(s);
-            d.put(if (bits >> k) & 1 == 1 { v } else { f32::NAN });
+            d.put(if (bits >> k) & 1 == 1 { v } else { empty }, empty);
         }
     }
 }
 
-fn paint_typed<T: Sample, S: Slot>(
+fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
     pixels: &[T],
     slab: &mut [S],
     width: usize,
     layer: &Layer<'_>,
-    physical: bool,
+    c: C,
 ) {
-    let meta = layer.fragment.meta();
     let p = layer.placement;
-    let c = Convert {
-        scale: if physical { meta.scale as f32 } else { 1.0 },
-        offset: if physical { meta.offset as f32 } else { 0.0 },
-        nodata: meta.nodata.map(|v| v as f32),
-    };
+    let empty = c.empty();
     let validity = layer.fragment.validity(layer.obs);
     let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
     let n = p.width;
@@ -345,7 +458,7 @@ fn paint_typed<T: Sample, S: Slot>(
                         .get(b >> 3)
                         .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
                 });
-                d.put(if ok { c.value(src[tx]) } else { f32::NAN });
+                d.put(if ok { c.value(src[tx]) } else { empty }, empty);
             }
         }
     }
@@ -578,7 +691,7 @@ mod tests {
             .collect();
         // Garbage first: every element must be written.
         let mut slab = vec![MaybeUninit::new(12345.0f32); out.width * out.height];
-        let slab = paint_slab(&mut slab, out.width, &layers, physical);
+        let slab = paint_slab(&mut slab, out.width, &layers, &AsF32 { physical });
         let want = reference(
             &out,
             &order
@@ -685,6 +798,95 @@ mod tests {
                     check(&fx, out, order, physical);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn native_painting_matches_f32_painting() {
+        let fx = four_tiles();
+        let frags: Vec<Arc<Fragment>> = fx
+            .entries
+            .iter()
+            .map(|e| fx.snapshot.fragment(e).unwrap())
+            .collect();
+        let out = OutGrid {
+            transform: GeoTransform::north_up(730.0, -370.0, 10.0, 10.0),
+            width: 217,
+            height: 93,
+        };
+        let placements: Vec<Option<Placement>> = fx
+            .entries
+            .iter()
+            .zip(&frags)
+            .map(|(e, f)| {
+                let m = f.meta();
+                Placement::new(
+                    &m.transform,
+                    m.width as usize,
+                    m.height as usize,
+                    e.resolution,
+                    &out,
+                )
+            })
+            .collect();
+        let layers = |order: &[(usize, usize)]| -> Vec<Layer<'_>> {
+            order
+                .iter()
+                .filter_map(|&(fi, obs)| {
+                    Some(Layer {
+                        fragment: &frags[fi],
+                        obs,
+                        placement: placements[fi].as_ref()?,
+                    })
+                })
+                .collect()
+        };
+        let n = out.width * out.height;
+        let f32_slab = |order: &[(usize, usize)]| {
+            let mut slab = vec![MaybeUninit::new(7.0f32); n];
+            paint_slab(
+                &mut slab,
+                out.width,
+                &layers(order),
+                &AsF32 { physical: false },
+            )
+            .to_vec()
+        };
+        // u16 bands (nodata 0) with two observations per tile and the 20 m band.
+        for order in [
+            &[
+                (0, 1),
+                (0, 0),
+                (1, 0),
+                (2, 1),
+                (3, 0),
+                (1, 1),
+                (3, 1),
+                (2, 0),
+            ][..],
+            &[(4, 0), (4, 1)][..],
+        ] {
+            let mut slab = vec![MaybeUninit::new(7u16); n];
+            let native = paint_slab(&mut slab, out.width, &layers(order), &Native { fill: 0u16 });
+            for (i, (&v, w)) in native.iter().zip(f32_slab(order)).enumerate() {
+                assert_eq!(v == 0, w.is_nan(), "pixel {i}");
+                assert!(v == 0 || v as f32 == w, "pixel {i}: {v} vs {w}");
+            }
+        }
+        // A float band without nodata: NaN is the fill.
+        let order = &[(5, 1), (5, 0)][..];
+        let mut slab = vec![MaybeUninit::new(7.0f32); n];
+        let native = paint_slab(
+            &mut slab,
+            out.width,
+            &layers(order),
+            &Native { fill: f32::NAN },
+        );
+        for (i, (&v, w)) in native.iter().zip(f32_slab(order)).enumerate() {
+            assert!(
+                v == w || (v.is_nan() && w.is_nan()),
+                "pixel {i}: {v} vs {w}"
+            );
         }
     }
 
