@@ -9,6 +9,7 @@
 //! fragments opened, nothing reused). The floor printed beside them is writing every element
 //! of an already allocated f32 array of the cube's shape on the same threads: no query
 //! returning an f32 cube can be faster (a fresh cube also pays the kernel's page zeroing).
+//! The native rows build the same cubes as `u16` (`Query::run_native`), against a u16 floor.
 //!
 //! `cargo bench --bench query`
 
@@ -171,11 +172,23 @@ fn main() {
             .dim();
         (t * n, h * w)
     };
+    let q_box_native = move |b: Bounds| {
+        wh.query()
+            .on_snapshot(snap)
+            .bbox(b)
+            .crs(epsg)
+            .run_native::<u16>()
+            .unwrap()
+            .dim()
+            .0
+    };
+    /// Name, query, baseline, (slabs, slab size) and bytes per element of the cube.
     type Case<'a> = (
         &'a str,
         Box<dyn Fn() -> usize + 'a>,
         Box<dyn Fn() -> usize + 'a>,
         (usize, usize),
+        usize,
     );
     let cases: Vec<Case> = vec![
         (
@@ -183,30 +196,49 @@ fn main() {
             Box::new(q_point),
             Box::new(move || from_cogs(files, &pt_bounds)),
             (48, 1),
+            4,
         ),
         (
             "tile",
             Box::new(move || q_box(tile)),
             Box::new(move || from_cogs(files, &tile)),
             elements(tile),
+            4,
         ),
         (
             "2x2 tiles",
             Box::new(move || q_box(tile2)),
             Box::new(move || from_cogs(files, &tile2)),
             elements(tile2),
+            4,
         ),
         (
             "polygon in the 2x2 box",
             Box::new(q_polygon),
             Box::new(move || from_cogs(files, &tile2)),
             elements(tile2),
+            4,
+        ),
+        (
+            "tile, native u16",
+            Box::new(move || q_box_native(tile)),
+            Box::new(move || from_cogs(files, &tile)),
+            elements(tile),
+            2,
+        ),
+        (
+            "2x2 tiles, native u16",
+            Box::new(move || q_box_native(tile2)),
+            Box::new(move || from_cogs(files, &tile2)),
+            elements(tile2),
+            2,
         ),
         (
             "tile, new snapshot",
             Box::new(move || q_box_new_snapshot(tile)),
             Box::new(move || from_cogs(files, &tile)),
             elements(tile),
+            4,
         ),
     ];
     let quick =
@@ -214,7 +246,7 @@ fn main() {
     if !quick {
         let mut c = Criterion::default().configure_from_args().sample_size(20);
         let mut g = c.benchmark_group("query");
-        for (name, query, baseline, _) in &cases {
+        for (name, query, baseline, _, _) in &cases {
             g.bench_function(format!("{name}_warehouse"), |b| b.iter(query));
             g.bench_function(format!("{name}_cogs"), |b| b.iter(baseline));
         }
@@ -226,11 +258,13 @@ fn main() {
         files.len()
     );
     println!(
-        "| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up | floor: writing the f32 cube | warehouse / floor |"
+        "| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up | floor: writing the cube's bytes | warehouse / floor |"
     );
     println!("|---|---|---|---|---|---|");
-    for (name, query, baseline, (slabs, slab)) in &cases {
-        let mut cube = vec![0.0f32; slabs * slab];
+    for (name, query, baseline, (slabs, slab), elem_bytes) in &cases {
+        // Same bytes as the cube (f32, or u16 for native cubes).
+        let mut cube = vec![0u8; slabs * slab * elem_bytes];
+        let slab_bytes = slab * elem_bytes;
         let [q, c, f] = interleaved_medians(
             runs,
             [
@@ -241,7 +275,7 @@ fn main() {
                     std::hint::black_box(baseline());
                 },
                 &mut || {
-                    cube.par_chunks_mut(*slab).for_each(|s| s.fill(1.0));
+                    cube.par_chunks_mut(slab_bytes).for_each(|s| s.fill(1));
                     std::hint::black_box(&cube);
                 },
             ],

@@ -212,7 +212,8 @@ impl Painter for AsF32 {
 /// Native output: samples copied as they are, `fill` where invalid (nodata, NaN, masked).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Native<T> {
-    /// The marker of invalid pixels (the fragments' nodata value, or NaN).
+    /// The marker of invalid pixels: the nodata value of every fragment painted (exactly), or
+    /// NaN for float fragments without one. Callers check this.
     pub fill: T,
 }
 
@@ -222,10 +223,7 @@ impl<T: Sample + bytemuck::Pod> Painter for Native<T> {
         self.fill
     }
     fn paint<S: Slot<T>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>) {
-        let c = SameType {
-            nodata: layer.fragment.meta().nodata,
-            fill: self.fill,
-        };
+        let c = SameType { fill: self.fill };
         match layer.fragment.pixels::<T>(layer.obs) {
             Ok(px) => paint_typed(px, slab, width, layer, c),
             Err(_) => paint_invalid(slab, width, layer.placement, self.fill),
@@ -359,10 +357,11 @@ impl<T: Sample> Convert<T> for ToF32 {
     }
 }
 
-/// Samples kept as they are; nodata and NaN become `fill`.
+/// Samples kept as they are; NaN becomes `fill`. Nodata needs no test: `fill` is the
+/// fragments' nodata value (see [`Native`]), so a nodata sample already is `fill`, and for
+/// integer samples this is a plain copy.
 #[derive(Clone, Copy)]
 struct SameType<T> {
-    nodata: Option<f64>,
     fill: T,
 }
 
@@ -370,10 +369,9 @@ impl<T: Sample> Convert<T> for SameType<T> {
     type Elem = T;
     #[inline(always)]
     fn value(&self, raw: T) -> T {
-        let v = raw.to_f64();
         #[allow(clippy::eq_op)]
-        let ok = (v == v) & self.nodata.is_none_or(|nd| v != nd);
-        if ok {
+        let number = raw == raw;
+        if number {
             raw
         } else {
             self.fill
