@@ -1,11 +1,13 @@
 //! Painting fragment observations onto a cube's output grid.
 //!
 //! A cube slab (one time step, one band) is written by the observations that belong to it, in
-//! priority order: the first valid value of a pixel wins. Every element of the slab is written
-//! exactly once in the usual case (tiles are disjoint on the output grid): the first
-//! observation of a tile writes its values or NaN, later ones only fill what is still NaN, and
-//! pixels no tile covers become NaN. Validity bits are read 64 at a time, so fully valid or
-//! fully invalid runs are plain slice loops that vectorise.
+//! priority order: the first valid value of a pixel wins. Pixels without one get the painter's
+//! empty marker: NaN for `f32` cubes, the nodata value for native ones. Every element of the
+//! slab is written exactly once in the usual case (tiles are disjoint on the output grid): the
+//! first observation of a tile writes its values or the marker, later ones only replace the
+//! marker, and pixels no tile covers get the marker, so the cube can be allocated
+//! uninitialised. Validity bits are read 64 at a time, so fully valid or fully invalid runs
+//! are plain slice loops that vectorise.
 
 use crate::store::Fragment;
 use crate::{DataType, GeoTransform, Sample};
