@@ -3,7 +3,13 @@
 //! Setup: the 12 scenes of `corpus/ts` ingested once into a temporary warehouse (the demo
 //! series without the corpus). Each query runs on an open snapshot; its baseline opens the
 //! 12 COGs and reads the same window (all 4 bands) with the crate's own reader.
-//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box.
+//! Cases: one pixel's full series; one grid tile (384x384 px at 10 m); a 2x2-tile box; a
+//! 64-vertex polygon (a circle) inscribed in that box, against reading the box; the
+//! tile again on a snapshot loaded for that query (what one CLI run does: catalog read and
+//! fragments opened, nothing reused). The floor printed beside them is writing every element
+//! of an already allocated f32 array of the cube's shape on the same threads: no query
+//! returning an f32 cube can be faster (a fresh cube also pays the kernel's page zeroing).
+//! The native rows build the same cubes as `u16` (`Query::run_native`), against a u16 floor.
 //!
 //! `cargo bench --bench query`
 
@@ -12,9 +18,12 @@ mod support;
 use criterion::Criterion;
 use pixelquery::cog::{Cog, Window};
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
+use pixelquery::query::Region;
 use pixelquery::store::Warehouse;
 use pixelquery::{Bounds, TileId};
+use rayon::prelude::*;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Reads `bounds` (grid CRS = scene CRS here) from every COG: the way users work without a cube.
 fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
@@ -42,6 +51,26 @@ fn from_cogs(files: &[PathBuf], bounds: &Bounds) -> usize {
         n += w.shape().1;
     }
     n
+}
+
+/// Median wall times of `runs` rounds, each round timing every function once in turn (after
+/// one warm-up round), so that load from other work on the machine hits them alike.
+fn interleaved_medians<const N: usize>(runs: usize, mut fs: [&mut dyn FnMut(); N]) -> [f64; N] {
+    for f in fs.iter_mut() {
+        f();
+    }
+    let mut times = [(); N].map(|_| Vec::with_capacity(runs));
+    for _ in 0..runs {
+        for (f, t) in fs.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            f();
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    })
 }
 
 fn main() {
@@ -96,26 +125,120 @@ fn main() {
             .dim()
             .0
     };
+    let q_box_new_snapshot = move |b: Bounds| {
+        let snap = wh.snapshot(None).unwrap();
+        wh.query()
+            .on_snapshot(&snap)
+            .bbox(b)
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim()
+            .0
+    };
+    let circle = {
+        let (cx, cy) = (
+            (tile2.min_x + tile2.max_x) / 2.0,
+            (tile2.min_y + tile2.max_y) / 2.0,
+        );
+        let r = (tile2.max_x - tile2.min_x) / 2.0 - 1.0;
+        let ring: Vec<(f64, f64)> = (0..=64)
+            .map(|k| {
+                let a = k as f64 / 64.0 * std::f64::consts::TAU;
+                (cx + r * a.cos(), cy + r * a.sin())
+            })
+            .collect();
+        Region::Polygons(vec![vec![ring]])
+    };
+    let q_polygon = move || {
+        wh.query()
+            .on_snapshot(snap)
+            .region(circle.clone())
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim()
+            .0
+    };
+    // Elements of each case's cube, for the floor.
+    let elements = |b: Bounds| {
+        let (t, n, h, w) = wh
+            .query()
+            .on_snapshot(snap)
+            .bbox(b)
+            .crs(epsg)
+            .run()
+            .unwrap()
+            .dim();
+        (t * n, h * w)
+    };
+    let q_box_native = move |b: Bounds| {
+        wh.query()
+            .on_snapshot(snap)
+            .bbox(b)
+            .crs(epsg)
+            .run_native::<u16>()
+            .unwrap()
+            .dim()
+            .0
+    };
+    /// Name, query, baseline, (slabs, slab size) and bytes per element of the cube.
     type Case<'a> = (
         &'a str,
         Box<dyn Fn() -> usize + 'a>,
         Box<dyn Fn() -> usize + 'a>,
+        (usize, usize),
+        usize,
     );
     let cases: Vec<Case> = vec![
         (
             "point",
             Box::new(q_point),
             Box::new(move || from_cogs(files, &pt_bounds)),
+            (48, 1),
+            4,
         ),
         (
             "tile",
             Box::new(move || q_box(tile)),
             Box::new(move || from_cogs(files, &tile)),
+            elements(tile),
+            4,
         ),
         (
             "2x2 tiles",
             Box::new(move || q_box(tile2)),
             Box::new(move || from_cogs(files, &tile2)),
+            elements(tile2),
+            4,
+        ),
+        (
+            "polygon in the 2x2 box",
+            Box::new(q_polygon),
+            Box::new(move || from_cogs(files, &tile2)),
+            elements(tile2),
+            4,
+        ),
+        (
+            "tile, native u16",
+            Box::new(move || q_box_native(tile)),
+            Box::new(move || from_cogs(files, &tile)),
+            elements(tile),
+            2,
+        ),
+        (
+            "2x2 tiles, native u16",
+            Box::new(move || q_box_native(tile2)),
+            Box::new(move || from_cogs(files, &tile2)),
+            elements(tile2),
+            2,
+        ),
+        (
+            "tile, new snapshot",
+            Box::new(move || q_box_new_snapshot(tile)),
+            Box::new(move || from_cogs(files, &tile)),
+            elements(tile),
+            4,
         ),
     ];
     let quick =
@@ -123,24 +246,51 @@ fn main() {
     if !quick {
         let mut c = Criterion::default().configure_from_args().sample_size(20);
         let mut g = c.benchmark_group("query");
-        for (name, query, baseline) in &cases {
+        for (name, query, baseline, _, _) in &cases {
             g.bench_function(format!("{name}_warehouse"), |b| b.iter(query));
             g.bench_function(format!("{name}_cogs"), |b| b.iter(baseline));
         }
         g.finish();
     }
     let runs = if quick { 1 } else { 21 };
-    println!("\n{} scenes; times are medians of {runs} runs", files.len());
-    println!("| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up |");
-    println!("|---|---|---|---|");
-    for (name, query, baseline) in &cases {
-        let q = support::median_secs(runs, query);
-        let c = support::median_secs(runs, baseline);
+    println!(
+        "\n{} scenes; times are medians of {runs} interleaved runs",
+        files.len()
+    );
+    println!(
+        "| query (12 dates x 4 bands) | warehouse | reading the COGs | speed-up | floor: writing the cube's bytes | warehouse / floor |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, query, baseline, (slabs, slab), elem_bytes) in &cases {
+        // Same bytes as the cube (f32, or u16 for native cubes).
+        let mut cube = vec![0u8; slabs * slab * elem_bytes];
+        let slab_bytes = slab * elem_bytes;
+        let [q, c, f] = interleaved_medians(
+            runs,
+            [
+                &mut || {
+                    std::hint::black_box(query());
+                },
+                &mut || {
+                    std::hint::black_box(baseline());
+                },
+                &mut || {
+                    cube.par_chunks_mut(slab_bytes).for_each(|s| s.fill(1));
+                    std::hint::black_box(&cube);
+                },
+            ],
+        );
+        // A one-pixel cube has no meaningful write floor (thread dispatch dominates).
+        let floor = if *slab > 1 {
+            format!("{:.3} ms | {:.1}x", f * 1e3, q / f)
+        } else {
+            "- | -".to_string()
+        };
         println!(
-            "| {name} | {:.3} ms | {:.1} ms | {:.0}x |",
+            "| {name} | {:.3} ms | {:.1} ms | {:.0}x | {floor} |",
             q * 1e3,
             c * 1e3,
-            c / q
+            c / q,
         );
     }
 }

@@ -140,6 +140,7 @@ fn ingest_then_query_returns_the_source_pixels() {
         (ORIGIN.0 + 100.0, ORIGIN.1 - 500.0),
         (ORIGIN.0 + 100.0, ORIGIN.1 - 100.0),
     ]]]);
+    let tri_region = tri.clone();
     let clipped = warehouse
         .query()
         .region(tri)
@@ -152,6 +153,38 @@ fn ingest_then_query_returns_the_source_pixels() {
         (700..=900).contains(&valid),
         "{valid} pixels inside the triangle"
     );
+
+    // Native u16 cubes hold the same pixels (nodata 0 where the f32 cube has NaN).
+    for region in [Region::Point(px, py), Region::BBox(bbox), tri_region] {
+        let q = || warehouse.query().region(region.clone()).crs(32652);
+        let native = q().run_native::<u16>().unwrap();
+        assert_eq!(native.fill, 0);
+        let f = q().run().unwrap();
+        let n = native.to_f32();
+        assert_eq!((n.dim(), &n.times, &n.bands), (f.dim(), &f.times, &f.bands));
+        assert!(n
+            .data
+            .iter()
+            .zip(f.data.iter())
+            .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        assert_eq!(native.transform, f.transform);
+    }
+    let err = warehouse
+        .query()
+        .point(px, py)
+        .crs(32652)
+        .run_native::<f32>()
+        .unwrap_err();
+    assert!(err.to_string().contains("u16"), "{err}");
+    let err = warehouse
+        .query()
+        .point(px, py)
+        .crs(32652)
+        .index("ndvi")
+        .unwrap()
+        .run_native::<u16>()
+        .unwrap_err();
+    assert!(err.to_string().contains("run()"), "{err}");
 
     // Errors name the problem.
     let err = warehouse
@@ -238,6 +271,64 @@ fn corpus_scenes_round_trip_bit_exact() {
                 assert!(got.is_nan());
             } else {
                 assert_eq!(got, w as f32, "pixel {x},{y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn corpus_box_across_tiles_and_past_the_scene_edge_matches_the_cogs() {
+    let Some(corpus) = common::corpus() else {
+        eprintln!("no corpus; skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = ["S2L_T52_20230611_10m.tif", "S2L_T52_20230716_10m.tif"]
+        .iter()
+        .map(|f| corpus.join("ts").join(f).display().to_string())
+        .collect();
+    ingest(&dir.path().join("wh"), &files, &s2(), &Quiet).unwrap();
+    let warehouse = Warehouse::open(dir.path().join("wh")).unwrap();
+    // Scene pixels (700, 800) to 60 px past the right and bottom edges (1024): several grid
+    // tiles, a box not aligned to them, and pixels no fragment covers.
+    let (x, y, w, h) = (700usize, 800usize, 384usize, 284usize);
+    let cube = {
+        let cog = Cog::open(&files[0]).unwrap();
+        let t = cog.meta().transform().unwrap();
+        let (x0, y0) = t.apply(x as f64, y as f64);
+        warehouse
+            .query()
+            .bbox(Bounds::new(
+                x0,
+                y0 - h as f64 * 10.0,
+                x0 + w as f64 * 10.0,
+                y0,
+            ))
+            .crs(32652)
+            .run()
+            .unwrap()
+    };
+    assert_eq!(cube.dim(), (2, 4, h, w));
+    for (ti, file) in files.iter().enumerate() {
+        let cog = Cog::open(file).unwrap();
+        let (iw, ih) = (1024 - x, 1024 - y);
+        let want = cog
+            .read_window::<u16>(
+                0,
+                Window::new(x as u32, y as u32, iw as u32, ih as u32),
+                &[0, 1, 2, 3],
+            )
+            .unwrap();
+        for b in 0..4 {
+            for yy in 0..h {
+                for xx in 0..w {
+                    let got = cube.data[[ti, b, yy, xx]];
+                    let inside = xx < iw && yy < ih;
+                    match inside.then(|| want[[b, yy, xx]]) {
+                        Some(v) if v != 0 => assert_eq!(got, v as f32, "t{ti} b{b} ({xx}, {yy})"),
+                        _ => assert!(got.is_nan(), "t{ti} b{b} ({xx}, {yy}): {got}"),
+                    }
+                }
             }
         }
     }

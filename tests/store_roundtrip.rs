@@ -52,6 +52,17 @@ fn parallel_batch_commit_and_snapshots() {
     assert_eq!(e.valid_count, 255);
     assert_eq!(e.valid_min, Some(pixel(0, e.tile, 0, 1) as f64));
     assert!(snap.read_fragment(e).unwrap().is_zero_copy());
+    // Opened once per snapshot (and its clones), then shared.
+    let shared = snap.fragment(e).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&shared, &snap.fragment(e).unwrap()));
+    assert!(std::sync::Arc::ptr_eq(
+        &shared,
+        &snap.clone().fragment(e).unwrap()
+    ));
+    assert_eq!(
+        shared.pixel_bytes(0),
+        snap.read_fragment(e).unwrap().pixel_bytes(0)
+    );
 
     // Filters.
     let f = FragmentFilter {
@@ -134,6 +145,12 @@ fn lz4_warehouse_and_product_conflicts() {
     ingest(&wh, "z", 0..2).unwrap();
     let snap = wh.snapshot(None).unwrap();
     check_snapshot(&snap);
+    let e = &snap.fragments()[0];
+    let cached = snap.fragment(e).unwrap();
+    assert_eq!(
+        cached.pixel_bytes(0),
+        snap.read_fragment(e).unwrap().pixel_bytes(0)
+    );
     let b = wh.begin_batch();
     b.register_product("S2", serde_json::json!({"bands": "other"}))
         .unwrap();

@@ -6,10 +6,11 @@ pub mod cube;
 pub mod engine;
 pub mod export;
 pub mod expr;
+mod paint;
 pub mod region;
 
 pub use composite::{group_times, reduce, Period, Reducer, TimeGroup};
-pub use cube::{Cube, Stats};
+pub use cube::{Cube, NativeCube, Stats};
 pub use engine::Query;
 pub use expr::{preset, Expr, ExprError};
 pub use region::Region;

@@ -156,7 +156,8 @@ impl Region {
     }
 
     /// Which output pixels lie inside (pixel centres), for polygons; `None` for points and
-    /// boxes (every pixel counts).
+    /// boxes (every pixel counts). Rows are scanned once per polygon edge (even-odd rule,
+    /// holes subtract), so the cost is rows x edges plus pixels, not pixels x edges.
     pub fn raster_mask(
         &self,
         transform: &GeoTransform,
@@ -167,11 +168,63 @@ impl Region {
             return None;
         };
         let mut mask = Array2::from_elem((height, width), false);
-        for ((y, x), m) in mask.indexed_iter_mut() {
-            let (px, py) = transform.apply(x as f64 + 0.5, y as f64 + 0.5);
-            *m = polys.iter().any(|poly| inside_polygon(poly, px, py));
+        // Pixel-centre x of each column; the same for every row of a north-up grid.
+        let xs: Vec<f64> = (0..width)
+            .map(|x| transform.apply(x as f64 + 0.5, 0.5).0)
+            .collect();
+        let scanlines = transform.row_rotation == 0.0
+            && transform.col_rotation == 0.0
+            && xs.windows(2).all(|w| w[0] < w[1]);
+        if !scanlines {
+            for ((y, x), m) in mask.indexed_iter_mut() {
+                let (px, py) = transform.apply(x as f64 + 0.5, y as f64 + 0.5);
+                *m = polys.iter().any(|poly| inside_polygon(poly, px, py));
+            }
+            return Some(mask);
+        }
+        let mut crossings: Vec<f64> = Vec::new();
+        for (y, mut row) in mask.rows_mut().into_iter().enumerate() {
+            let py = transform.apply(0.5, y as f64 + 0.5).1;
+            for poly in polys {
+                crossings.clear();
+                for_each_crossing(poly, py, |cx| crossings.push(cx));
+                crossings.sort_unstable_by(f64::total_cmp);
+                // A pixel centre `px` is inside when an odd number of crossings lie right of
+                // it (`px < cx`, as in `inside_polygon`): between crossings 0 and 1, 2 and 3...
+                // A closed ring crosses a line an even number of times.
+                let mut x = 0;
+                for pair in crossings.chunks_exact(2) {
+                    while x < width && xs[x] < pair[0] {
+                        x += 1;
+                    }
+                    while x < width && xs[x] < pair[1] {
+                        row[x] = true;
+                        x += 1;
+                    }
+                }
+            }
         }
         Some(mask)
+    }
+}
+
+/// Calls `f` with the x of every crossing of the polygon's rings (closed implicitly) with the
+/// horizontal line at `y`, by the half-open rule `inside_polygon` uses.
+fn for_each_crossing(poly: &Polygon, y: f64, mut f: impl FnMut(f64)) {
+    for ring in poly {
+        let n = ring.len();
+        if n < 3 {
+            continue;
+        }
+        let mut j = n - 1;
+        for i in 0..n {
+            let (xi, yi) = ring[i];
+            let (xj, yj) = ring[j];
+            if (yi > y) != (yj > y) {
+                f((xj - xi) * (y - yi) / (yj - yi) + xi);
+            }
+            j = i;
+        }
     }
 }
 
@@ -290,6 +343,64 @@ fn collect_polygons(v: &Value, out: &mut Vec<Polygon>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanline_mask_matches_the_point_in_polygon_test() {
+        // Star-shaped polygons with holes, vertices on pixel centres and edges, a
+        // multipolygon with overlapping parts, and a ring left open.
+        let mut seed = 3u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let star = |cx: f64, cy: f64, r: f64, n: usize, rand: &mut dyn FnMut() -> f64| {
+            let mut ring: Vec<(f64, f64)> = (0..n)
+                .map(|k| {
+                    let a = k as f64 / n as f64 * std::f64::consts::TAU;
+                    let rr = r * (0.3 + 0.7 * rand());
+                    // Snap some vertices to the 10 m lattice of pixel edges and centres.
+                    let snap = |v: f64| {
+                        if k % 3 == 0 {
+                            (v / 5.0).round() * 5.0
+                        } else {
+                            v
+                        }
+                    };
+                    (snap(cx + rr * a.cos()), snap(cy + rr * a.sin()))
+                })
+                .collect();
+            ring.push(ring[0]);
+            ring
+        };
+        let mut polys: Vec<Polygon> = Vec::new();
+        for k in 0..4 {
+            let (cx, cy) = (300.0 + 250.0 * k as f64, -400.0 - 80.0 * k as f64);
+            let mut poly = vec![star(cx, cy, 300.0, 40 + 20 * k, &mut rand)];
+            poly.push(star(cx, cy, 60.0, 7, &mut rand));
+            polys.push(poly);
+        }
+        polys.push(vec![vec![(0.0, 0.0), (500.0, -20.0), (250.0, -700.0)]]);
+        let region = Region::Polygons(polys.clone());
+        for t in [
+            GeoTransform::north_up(-50.0, 50.0, 10.0, 10.0),
+            GeoTransform::north_up(3.0, -7.0, 7.5, 12.5),
+        ] {
+            let (w, h) = (160, 110);
+            let mask = region.raster_mask(&t, w, h).unwrap();
+            let mut inside = 0;
+            for y in 0..h {
+                for x in 0..w {
+                    let (px, py) = t.apply(x as f64 + 0.5, y as f64 + 0.5);
+                    let want = polys.iter().any(|p| inside_polygon(p, px, py));
+                    assert_eq!(mask[[y, x]], want, "pixel ({x}, {y})");
+                    inside += want as usize;
+                }
+            }
+            assert!(inside > 1000 && inside < w * h - 1000, "{inside}");
+        }
+    }
 
     #[test]
     fn parses_points_and_boxes() {

@@ -8,8 +8,14 @@ use super::{Error, Result, Warehouse};
 use crate::geo::Bounds;
 use crate::grid::TileId;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Most fragments a snapshot keeps open for reuse (each is one memory mapping).
+const CACHE_MAX_FRAGMENTS: usize = 4096;
+/// Most heap bytes (decompressed LZ4 fragments) the snapshot's cache may hold.
+const CACHE_MAX_HEAP_BYTES: u64 = 1 << 30;
 
 /// Which fragments to select from a snapshot; `None` fields match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +61,17 @@ pub struct Snapshot {
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneEntry>,
     fingerprints: HashSet<String>,
+    /// Fragments opened through [`Snapshot::fragment`], shared by clones of the snapshot.
+    cache: Arc<Mutex<FragmentCache>>,
+}
+
+/// Opened fragments by catalog path. Files are immutable, so an opened fragment stays right
+/// for as long as any snapshot names it.
+#[derive(Debug, Default)]
+struct FragmentCache {
+    open: HashMap<String, Arc<Fragment>>,
+    /// Bytes held on the heap (fragments that are not zero-copy views of their mapping).
+    heap_bytes: u64,
 }
 
 /// Reads a catalog part after checking its size and checksum against the log.
@@ -146,6 +163,7 @@ impl Snapshot {
             fragments,
             scenes,
             fingerprints,
+            cache: Arc::default(),
         })
     }
 
@@ -201,6 +219,47 @@ impl Snapshot {
     /// describes (size, tile, band, product, dtype, size, observation count).
     pub fn read_fragment(&self, entry: &FragmentEntry) -> Result<Fragment> {
         open_checked(&self.root, entry, false)
+    }
+
+    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once per
+    /// snapshot and reused by later calls (and by clones of the snapshot), so repeated queries
+    /// skip mapping and decoding. Up to a few thousand fragments (and 1 GiB of decompressed
+    /// ones) are kept; beyond that the cache starts over.
+    pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
+        if let Some(f) = self.lock_cache().open.get(&entry.path) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(self.read_fragment(entry)?);
+        let heap = if f.is_zero_copy() {
+            0
+        } else {
+            // Decompressed pixel values.
+            entry.observations
+                * u64::from(entry.width)
+                * u64::from(entry.height)
+                * entry.dtype.size() as u64
+        };
+        let mut cache = self.lock_cache();
+        if cache.open.len() >= CACHE_MAX_FRAGMENTS || cache.heap_bytes + heap > CACHE_MAX_HEAP_BYTES
+        {
+            cache.open.clear();
+            cache.heap_bytes = 0;
+        }
+        if heap <= CACHE_MAX_HEAP_BYTES {
+            let cached = cache.open.entry(entry.path.clone()).or_insert_with(|| {
+                // Another thread may have inserted it meanwhile; count only our insert.
+                f.clone()
+            });
+            if Arc::ptr_eq(cached, &f) {
+                cache.heap_bytes += heap;
+            }
+        }
+        Ok(f)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, FragmentCache> {
+        // The cache holds no invariant a panicking holder could break: use it anyway.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before

@@ -1,0 +1,942 @@
+//! Painting fragment observations onto a cube's output grid.
+//!
+//! A cube slab (one time step, one band) is written by the observations that belong to it, in
+//! priority order: the first valid value of a pixel wins. Pixels without one get the painter's
+//! empty marker: NaN for `f32` cubes, the nodata value for native ones. Every element of the
+//! slab is written exactly once in the usual case (tiles are disjoint on the output grid): the
+//! first observation of a tile writes its values or the marker, later ones only replace the
+//! marker, and pixels no tile covers get the marker, so the cube can be allocated
+//! uninitialised. Validity bits are read 64 at a time, so fully valid or fully invalid runs
+//! are plain slice loops that vectorise.
+
+use crate::store::Fragment;
+use crate::{DataType, GeoTransform, Sample};
+use arrow_buffer::bit_chunk_iterator::BitChunks;
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+/// The output pixel grid of a query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OutGrid {
+    /// Georeferencing of output pixel (0, 0).
+    pub transform: GeoTransform,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+/// Where a fragment's tile lands on the output grid: the output pixels whose centres fall in
+/// the tile, and for each of them the source row and column (nearest neighbour). The same for
+/// every observation of the fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Placement {
+    xs: Range<usize>,
+    ys: Range<usize>,
+    /// Source column of each output column in `xs`.
+    cols: Vec<usize>,
+    /// Source row of each output row in `ys`.
+    rows: Vec<usize>,
+    /// Source columns are consecutive (same resolution, aligned): whole row slices.
+    contiguous: bool,
+    /// Tile width in source pixels.
+    width: usize,
+    /// Size of the output grid this placement is for.
+    out: (usize, usize),
+}
+
+impl Placement {
+    /// Placement of a `width` x `height` tile with geotransform `tile` and pixel size
+    /// `resolution` on `out`; `None` when no output pixel centre falls in the tile.
+    pub fn new(
+        tile: &GeoTransform,
+        width: usize,
+        height: usize,
+        resolution: f64,
+        out: &OutGrid,
+    ) -> Option<Placement> {
+        if width == 0 || height == 0 {
+            return None;
+        }
+        let ot = &out.transform;
+        let r = ot.pixel_width;
+        let rs = resolution;
+        let (tx0, tx1) = (tile.origin_x, tile.origin_x + width as f64 * rs);
+        let (ty1, ty0) = (tile.origin_y, tile.origin_y - height as f64 * rs);
+        let first = |v: f64, max: usize| ((v - 0.5).ceil().max(0.0) as usize).min(max);
+        let xs =
+            first((tx0 - ot.origin_x) / r, out.width)..first((tx1 - ot.origin_x) / r, out.width);
+        let ys =
+            first((ot.origin_y - ty1) / r, out.height)..first((ot.origin_y - ty0) / r, out.height);
+        if xs.is_empty() || ys.is_empty() {
+            return None;
+        }
+        let cols: Vec<usize> = xs
+            .clone()
+            .map(|x| {
+                ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize)
+                    .min(width - 1)
+            })
+            .collect();
+        let rows: Vec<usize> = ys
+            .clone()
+            .map(|y| {
+                (((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor() as usize)
+                    .min(height - 1)
+            })
+            .collect();
+        let contiguous = cols.windows(2).all(|w| w[1] == w[0] + 1);
+        Some(Placement {
+            xs,
+            ys,
+            cols,
+            rows,
+            contiguous,
+            width,
+            out: (out.width, out.height),
+        })
+    }
+
+    /// The output rectangle `(columns, rows)` this placement writes.
+    pub fn rect(&self) -> (Range<usize>, Range<usize>) {
+        (self.xs.clone(), self.ys.clone())
+    }
+}
+
+/// One observation to paint: observation `obs` of `fragment`, placed by `placement`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layer<'a> {
+    /// The fragment holding the observation.
+    pub fragment: &'a Fragment,
+    /// Index of the observation in the fragment.
+    pub obs: usize,
+    /// Where the fragment's tile lands.
+    pub placement: &'a Placement,
+}
+
+/// An output element type: `f32` (NaN marks "no valid value") or a native sample type (the
+/// fill value marks it).
+pub(crate) trait Elem: Copy + PartialEq + Send + Sync {
+    /// True when `self` is the empty marker `empty` (or NaN).
+    #[inline(always)]
+    fn vacant(self, empty: Self) -> bool {
+        #[allow(clippy::eq_op)]
+        let nan = self != self;
+        (self == empty) | nan
+    }
+}
+impl<T: Copy + PartialEq + Send + Sync> Elem for T {}
+
+/// One output element as a painter sees it: either not yet written (the first observation
+/// of a tile writes its value or the empty marker) or already written (a later observation
+/// only replaces the empty marker). Monomorphised, so both are plain loops.
+pub(crate) trait Slot<E: Elem> {
+    /// Stores `v` (`empty` = no valid value from this observation).
+    fn put(&mut self, v: E, empty: E);
+}
+
+impl<E: Elem> Slot<E> for MaybeUninit<E> {
+    #[inline(always)]
+    fn put(&mut self, v: E, _empty: E) {
+        self.write(v);
+    }
+}
+
+impl<E: Elem> Slot<E> for E {
+    #[inline(always)]
+    fn put(&mut self, v: E, empty: E) {
+        // Branch-free so fill loops vectorise too.
+        *self = if Elem::vacant(*self, empty) { v } else { *self };
+    }
+}
+
+/// How observations become output elements.
+pub(crate) trait Painter: Sync {
+    /// The output element type.
+    type Elem: Elem;
+    /// The marker of pixels without a valid value.
+    fn empty(&self) -> Self::Elem;
+    /// Paints one layer onto `slab`.
+    fn paint<S: Slot<Self::Elem>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>);
+}
+
+/// `f32` output: NaN where invalid; with `physical`, scaled by each fragment's scale and
+/// offset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AsF32 {
+    /// Apply scale and offset.
+    pub physical: bool,
+}
+
+impl Painter for AsF32 {
+    type Elem = f32;
+    fn empty(&self) -> f32 {
+        f32::NAN
+    }
+    fn paint<S: Slot<f32>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>) {
+        let f = layer.fragment;
+        let meta = f.meta();
+        let c = ToF32 {
+            scale: if self.physical {
+                meta.scale as f32
+            } else {
+                1.0
+            },
+            offset: if self.physical {
+                meta.offset as f32
+            } else {
+                0.0
+            },
+            nodata: meta.nodata.map(|v| v as f32),
+        };
+        macro_rules! typed {
+            ($t:ty) => {
+                match f.pixels::<$t>(layer.obs) {
+                    Ok(px) => paint_typed(px, slab, width, layer, c),
+                    // A dtype the catalog check let through cannot be read: nothing valid.
+                    Err(_) => paint_invalid(slab, width, layer.placement, f32::NAN),
+                }
+            };
+        }
+        match meta.dtype {
+            DataType::U8 => typed!(u8),
+            DataType::I8 => typed!(i8),
+            DataType::U16 => typed!(u16),
+            DataType::I16 => typed!(i16),
+            DataType::U32 => typed!(u32),
+            DataType::I32 => typed!(i32),
+            DataType::F32 => typed!(f32),
+            DataType::F64 => typed!(f64),
+        }
+    }
+}
+
+/// Native output: samples copied as they are, `fill` where invalid (nodata, NaN, masked).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Native<T> {
+    /// The marker of invalid pixels: the nodata value of every fragment painted (exactly), or
+    /// NaN for float fragments without one. Callers check this.
+    pub fill: T,
+}
+
+impl<T: Sample + bytemuck::Pod> Painter for Native<T> {
+    type Elem = T;
+    fn empty(&self) -> T {
+        self.fill
+    }
+    fn paint<S: Slot<T>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>) {
+        let c = SameType { fill: self.fill };
+        match layer.fragment.pixels::<T>(layer.obs) {
+            Ok(px) => paint_typed(px, slab, width, layer, c),
+            Err(_) => paint_invalid(slab, width, layer.placement, self.fill),
+        }
+    }
+}
+
+/// Paints `layers` (highest priority first) onto `slab` (`width` columns, row-major) and
+/// returns it initialised: every element holds the first valid value of its pixel, or the
+/// painter's empty marker where no layer has one.
+pub(crate) fn paint_slab<'s, P: Painter>(
+    slab: &'s mut [MaybeUninit<P::Elem>],
+    width: usize,
+    layers: &[Layer<'_>],
+    painter: &P,
+) -> &'s mut [P::Elem] {
+    // An invariant of the callers, and what makes every element written: placements are
+    // made for this slab's grid.
+    assert!(
+        layers
+            .iter()
+            .all(|l| l.placement.out.0 == width
+                && l.placement.out.0 * l.placement.out.1 == slab.len()),
+        "placements made for another output grid"
+    );
+    let empty = painter.empty();
+    let rects: Vec<(Range<usize>, Range<usize>)> =
+        layers.iter().map(|l| l.placement.rect()).collect();
+    // Tiles of one grid are either the same rectangle or disjoint on the output grid. Then
+    // the first layer of each rectangle writes it, the gaps between rectangles are written
+    // once, and only later layers of a rectangle read what is there. Any other overlap (not
+    // expected) is filled with the empty marker first and every layer fills.
+    let overlaps = |a: &(Range<usize>, Range<usize>), b: &(Range<usize>, Range<usize>)| {
+        a.0.start < b.0.end && b.0.start < a.0.end && a.1.start < b.1.end && b.1.start < a.1.end
+    };
+    let tidy = width > 0
+        && slab.len().is_multiple_of(width)
+        && rects
+            .iter()
+            .enumerate()
+            .all(|(i, a)| rects[..i].iter().all(|b| a == b || !overlaps(a, b)));
+    let mut first = vec![false; layers.len()];
+    let mut distinct: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    if tidy {
+        for (i, rect) in rects.iter().enumerate() {
+            if !distinct.contains(rect) {
+                distinct.push(rect.clone());
+                first[i] = true;
+            }
+        }
+        for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| f) {
+            painter.paint(slab, width, l);
+        }
+        // Empty where no tile lands: per row, the gaps between the covered column ranges.
+        let mut spans: Vec<Range<usize>> = Vec::with_capacity(distinct.len());
+        for (y, row) in slab.chunks_exact_mut(width).enumerate() {
+            spans.clear();
+            spans.extend(
+                distinct
+                    .iter()
+                    .filter(|(_, ys)| ys.contains(&y))
+                    .map(|(xs, _)| xs.clone()),
+            );
+            spans.sort_unstable_by_key(|s| s.start);
+            let mut x = 0;
+            for s in &spans {
+                row[x..s.start.max(x)].fill(MaybeUninit::new(empty));
+                x = x.max(s.end);
+            }
+            row[x..].fill(MaybeUninit::new(empty));
+        }
+    } else {
+        slab.fill(MaybeUninit::new(empty));
+    }
+    // SAFETY: every element is initialised: in the tidy case each row is partitioned into the
+    // column ranges of the distinct rectangles covering it (written in full by their first
+    // layer: `paint_typed` and `paint_invalid` write every element of every row of a
+    // placement) and the gaps between them (written just above); otherwise the whole slab was
+    // filled. `MaybeUninit<E>` has the layout of `E`.
+    let slab: &mut [P::Elem] =
+        unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<P::Elem>(), slab.len()) };
+    for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| !f) {
+        painter.paint(slab, width, l);
+    }
+    slab
+}
+
+fn paint_invalid<E: Elem, S: Slot<E>>(slab: &mut [S], width: usize, p: &Placement, empty: E) {
+    for y in p.ys.clone() {
+        for d in &mut slab[y * width + p.xs.start..y * width + p.xs.end] {
+            d.put(empty, empty);
+        }
+    }
+}
+
+/// How one fragment's samples convert, branch-free: the output element of a sample, or the
+/// empty marker when it is nodata or NaN.
+trait Convert<T: Sample>: Copy {
+    /// Output element type.
+    type Elem: Elem;
+    /// The element for `raw`.
+    fn value(&self, raw: T) -> Self::Elem;
+    /// The empty marker.
+    fn empty(&self) -> Self::Elem;
+}
+
+/// Samples to `f32`, optionally scaled.
+#[derive(Clone, Copy)]
+struct ToF32 {
+    scale: f32,
+    offset: f32,
+    nodata: Option<f32>,
+}
+
+impl<T: Sample> Convert<T> for ToF32 {
+    type Elem = f32;
+    #[inline(always)]
+    fn value(&self, raw: T) -> f32 {
+        let v = raw.to_f64() as f32;
+        #[allow(clippy::eq_op)]
+        let ok = (v == v) & self.nodata.is_none_or(|nd| v != nd);
+        if ok {
+            v * self.scale + self.offset
+        } else {
+            f32::NAN
+        }
+    }
+    #[inline(always)]
+    fn empty(&self) -> f32 {
+        f32::NAN
+    }
+}
+
+/// Samples kept as they are; NaN becomes `fill`. Nodata needs no test: `fill` is the
+/// fragments' nodata value (see [`Native`]), so a nodata sample already is `fill`, and for
+/// integer samples this is a plain copy.
+#[derive(Clone, Copy)]
+struct SameType<T> {
+    fill: T,
+}
+
+impl<T: Sample> Convert<T> for SameType<T> {
+    type Elem = T;
+    #[inline(always)]
+    fn value(&self, raw: T) -> T {
+        #[allow(clippy::eq_op)]
+        let number = raw == raw;
+        if number {
+            raw
+        } else {
+            self.fill
+        }
+    }
+    #[inline(always)]
+    fn empty(&self) -> T {
+        self.fill
+    }
+}
+
+/// A run of samples, all valid by their bits: a plain loop the compiler vectorises.
+#[inline(always)]
+fn run<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(dst: &mut [S], src: &[T], c: C) {
+    let empty = c.empty();
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.put(c.value(s), empty);
+    }
+}
+
+/// A run of at most 64 samples with their validity bits (bit `k` for sample `k`).
+#[inline(always)]
+fn run_bits<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(dst: &mut [S], src: &[T], bits: u64, c: C) {
+    let empty = c.empty();
+    let all = if dst.len() == 64 {
+        u64::MAX
+    } else {
+        (1u64 << dst.len()) - 1
+    };
+    if bits & all == all {
+        run(dst, src, c);
+    } else if bits & all == 0 {
+        for d in dst {
+            d.put(empty, empty);
+        }
+    } else {
+        for (k, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+            let v = c.value(s);
+            d.put(if (bits >> k) & 1 == 1 { v } else { empty }, empty);
+        }
+    }
+}
+
+fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
+    pixels: &[T],
+    slab: &mut [S],
+    width: usize,
+    layer: &Layer<'_>,
+    c: C,
+) {
+    let p = layer.placement;
+    let empty = c.empty();
+    let validity = layer.fragment.validity(layer.obs);
+    let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
+    let n = p.width;
+    let len = p.xs.len();
+    for (y, &ty) in p.ys.clone().zip(&p.rows) {
+        let src = &pixels[ty * n..(ty + 1) * n];
+        let dst = &mut slab[y * width + p.xs.start..y * width + p.xs.end];
+        if p.contiguous {
+            let c0 = p.cols[0];
+            let src = &src[c0..c0 + len];
+            match bits {
+                None => run(dst, src, c),
+                Some((bytes, off)) => {
+                    let chunks = BitChunks::new(bytes, off + ty * n + c0, len);
+                    let mut k = 0;
+                    for word in chunks.iter() {
+                        run_bits(&mut dst[k..k + 64], &src[k..k + 64], word, c);
+                        k += 64;
+                    }
+                    if k < len {
+                        run_bits(&mut dst[k..], &src[k..], chunks.remainder_bits(), c);
+                    }
+                }
+            }
+        } else {
+            for (d, &tx) in dst.iter_mut().zip(&p.cols) {
+                let ok = bits.is_none_or(|(bytes, off)| {
+                    let b = off + ty * n + tx;
+                    bytes
+                        .get(b >> 3)
+                        .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
+                });
+                d.put(if ok { c.value(src[tx]) } else { empty }, empty);
+            }
+        }
+    }
+}
+
+/// Asks Linux to back a large buffer with transparent huge pages before it is first written:
+/// a fresh multi-megabyte cube otherwise costs one page fault per 4 KiB, which on these
+/// machines takes longer than painting it. Buffers under 32 MiB (which the allocator usually
+/// serves from memory it already has) are left alone, and so is everything off Linux.
+pub(crate) fn advise_huge_pages<T>(buf: &mut [T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE_PAGE: usize = 2 << 20;
+        let bytes = std::mem::size_of_val(buf);
+        if bytes < 32 << 20 {
+            return;
+        }
+        let start = buf.as_mut_ptr() as usize;
+        let (a, b) = (
+            start.next_multiple_of(HUGE_PAGE),
+            (start + bytes) / HUGE_PAGE * HUGE_PAGE,
+        );
+        if b > a {
+            // SAFETY: MADV_HUGEPAGE changes neither the contents nor the validity of the range
+            // (whole pages inside `buf`, which is borrowed mutably here); it only lets the
+            // kernel back it with 2 MiB pages. A failure (no THP support) is harmless.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::{GridSpec, TileId};
+    use crate::store::{
+        FragmentData, FragmentEntry, Observation, PixelBuffer, Snapshot, Warehouse, WarehouseConfig,
+    };
+    use chrono::DateTime;
+    use std::sync::Arc;
+
+    /// A small deterministic generator (no test dependency needed).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+    }
+
+    /// One tile's fragment: `obs` observations of random values with nodata and explicit
+    /// invalid pixels (some rows fully valid, some fully invalid, some mixed).
+    #[allow(clippy::too_many_arguments)]
+    fn tile_data(
+        rng: &mut Lcg,
+        tile: TileId,
+        band: &str,
+        origin: (f64, f64),
+        size: (u32, u32),
+        res: f64,
+        pixels: fn(&mut Lcg, usize) -> PixelBuffer,
+        nodata: Option<f64>,
+        obs: usize,
+    ) -> FragmentData {
+        let (w, h) = size;
+        let n = (w * h) as usize;
+        let observations = (0..obs)
+            .map(|o| {
+                let valid: Vec<bool> = (0..n)
+                    .map(|i| match (i / w as usize + o) % 4 {
+                        0 => true,
+                        1 => false,
+                        _ => !rng.next().is_multiple_of(5),
+                    })
+                    .collect();
+                Observation {
+                    time: DateTime::from_timestamp(1_700_000_000 + o as i64 * 60, 0).unwrap(),
+                    scene_id: format!("s{o}"),
+                    pixels: pixels(rng, n),
+                    valid: Some(valid),
+                }
+            })
+            .collect();
+        FragmentData {
+            tile,
+            band: band.into(),
+            product: "P".into(),
+            dtype: pixels(rng, 1).dtype(),
+            nodata,
+            scale: 0.5,
+            offset: -3.0,
+            tile_transform: GeoTransform::north_up(origin.0, origin.1, res, res),
+            width: w,
+            height: h,
+            footprint_lonlat: vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)],
+            resolution: res,
+            observations,
+        }
+    }
+
+    fn u16_pixels(rng: &mut Lcg, n: usize) -> PixelBuffer {
+        // Values 0..8 include the nodata value 0 often.
+        (0..n)
+            .map(|_| (rng.next() % 8) as u16 * 1000)
+            .collect::<Vec<u16>>()
+            .into()
+    }
+
+    fn f32_pixels(rng: &mut Lcg, n: usize) -> PixelBuffer {
+        (0..n)
+            .map(|_| match rng.next() % 6 {
+                0 => f32::NAN,
+                v => v as f32 * 0.25 - 0.5,
+            })
+            .collect::<Vec<f32>>()
+            .into()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        snapshot: Snapshot,
+        entries: Vec<FragmentEntry>,
+    }
+
+    fn warehouse(data: Vec<FragmentData>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let grid = GridSpec::new(32652, 0.0, 0.0, 1500.0).unwrap();
+        let wh = Warehouse::create(dir.path().join("wh"), WarehouseConfig::new(grid)).unwrap();
+        let batch = wh.begin_batch();
+        let entries = data
+            .into_iter()
+            .map(|d| batch.write_fragment(d).unwrap())
+            .collect();
+        batch.commit().unwrap();
+        let snapshot = wh.snapshot(None).unwrap();
+        Fixture {
+            _dir: dir,
+            snapshot,
+            entries,
+        }
+    }
+
+    /// The straightforward painter: every output pixel centre looked up in every layer.
+    fn reference(
+        out: &OutGrid,
+        layers: &[(Arc<Fragment>, usize, f64)],
+        physical: bool,
+    ) -> Vec<f32> {
+        let mut v = vec![f32::NAN; out.width * out.height];
+        for (f, obs, rs) in layers {
+            let m = f.meta();
+            let valid = f.valid_mask(*obs);
+            let raw: Vec<f64> = match m.dtype {
+                DataType::U16 => f
+                    .pixels::<u16>(*obs)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect(),
+                DataType::F32 => f
+                    .pixels::<f32>(*obs)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect(),
+                d => panic!("untested dtype {d}"),
+            };
+            for y in 0..out.height {
+                for x in 0..out.width {
+                    let (cx, cy) = out.transform.apply(x as f64 + 0.5, y as f64 + 0.5);
+                    let col = ((cx - m.transform.origin_x) / rs).floor();
+                    let row = ((m.transform.origin_y - cy) / rs).floor();
+                    if col < 0.0 || row < 0.0 || col >= m.width as f64 || row >= m.height as f64 {
+                        continue;
+                    }
+                    let i = row as usize * m.width as usize + col as usize;
+                    let r = raw[i] as f32;
+                    let ok = valid[i] && !r.is_nan() && m.nodata.is_none_or(|nd| r != nd as f32);
+                    let d = &mut v[y * out.width + x];
+                    if d.is_nan() && ok {
+                        *d = if physical {
+                            r * m.scale as f32 + m.offset as f32
+                        } else {
+                            r
+                        };
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Paints `order` (indices into the fixture's fragments, observation) both ways and
+    /// compares bit for bit (NaN equal to NaN).
+    fn check(fx: &Fixture, out: OutGrid, order: &[(usize, usize)], physical: bool) {
+        let frags: Vec<Arc<Fragment>> = fx
+            .entries
+            .iter()
+            .map(|e| fx.snapshot.fragment(e).unwrap())
+            .collect();
+        let placements: Vec<Option<Placement>> = fx
+            .entries
+            .iter()
+            .zip(&frags)
+            .map(|(e, f)| {
+                let m = f.meta();
+                Placement::new(
+                    &m.transform,
+                    m.width as usize,
+                    m.height as usize,
+                    e.resolution,
+                    &out,
+                )
+            })
+            .collect();
+        let layers: Vec<Layer<'_>> = order
+            .iter()
+            .filter_map(|&(fi, obs)| {
+                Some(Layer {
+                    fragment: &frags[fi],
+                    obs,
+                    placement: placements[fi].as_ref()?,
+                })
+            })
+            .collect();
+        // Garbage first: every element must be written.
+        let mut slab = vec![MaybeUninit::new(12345.0f32); out.width * out.height];
+        let slab = paint_slab(&mut slab, out.width, &layers, &AsF32 { physical });
+        let want = reference(
+            &out,
+            &order
+                .iter()
+                .map(|&(fi, obs)| (frags[fi].clone(), obs, fx.entries[fi].resolution))
+                .collect::<Vec<_>>(),
+            physical,
+        );
+        for (i, (g, w)) in slab.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "pixel ({}, {}): painted {g}, reference {w}",
+                i % out.width,
+                i / out.width
+            );
+        }
+    }
+
+    /// Four 150x100 tiles at 10 m (wider than 64 px, rows not byte aligned) with nodata and
+    /// validity bits, two observations each; a 20 m band on the same tiles.
+    fn four_tiles() -> Fixture {
+        let mut rng = Lcg(7);
+        let mut data = Vec::new();
+        for (col, row) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let origin = (col as f64 * 1500.0, -(row as f64) * 1000.0);
+            data.push(tile_data(
+                &mut rng,
+                TileId::new(col, row),
+                "B04",
+                origin,
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                2,
+            ));
+        }
+        data.push(tile_data(
+            &mut rng,
+            TileId::new(0, 0),
+            "B11",
+            (0.0, 0.0),
+            (75, 50),
+            20.0,
+            u16_pixels,
+            Some(0.0),
+            2,
+        ));
+        data.push(tile_data(
+            &mut rng,
+            TileId::new(1, 0),
+            "F",
+            (1500.0, 0.0),
+            (150, 100),
+            10.0,
+            f32_pixels,
+            None,
+            2,
+        ));
+        warehouse(data)
+    }
+
+    #[test]
+    fn painting_matches_the_reference_on_partial_and_unaligned_boxes() {
+        let fx = four_tiles();
+        let grid = |x0: f64, y0: f64, r: f64, w: usize, h: usize| OutGrid {
+            transform: GeoTransform::north_up(x0, y0, r, r),
+            width: w,
+            height: h,
+        };
+        let outs = [
+            // Exactly one tile; a box across all four, cut at odd pixels; a box larger than
+            // the data (uncovered margins); a box off the grid's pixel lattice; coarser and
+            // finer output resolutions.
+            grid(0.0, 0.0, 10.0, 150, 100),
+            grid(730.0, -370.0, 10.0, 217, 93),
+            grid(-200.0, 300.0, 10.0, 360, 260),
+            grid(733.0, -371.0, 10.0, 120, 90),
+            grid(-40.0, 40.0, 30.0, 110, 75),
+            grid(1410.0, -910.0, 5.0, 41, 37),
+            grid(5000.0, 5000.0, 10.0, 8, 8),
+        ];
+        let orders: [&[(usize, usize)]; 5] = [
+            // One observation per tile; two observations of each tile (the later fills);
+            // the 20 m band; a float band with NaN and no nodata; nothing at all.
+            &[(0, 0), (1, 0), (2, 0), (3, 0)],
+            &[
+                (0, 1),
+                (0, 0),
+                (1, 0),
+                (2, 1),
+                (3, 0),
+                (1, 1),
+                (3, 1),
+                (2, 0),
+            ],
+            &[(4, 0), (4, 1), (1, 1)],
+            &[(5, 1), (5, 0), (0, 0)],
+            &[],
+        ];
+        for out in outs {
+            for order in orders {
+                for physical in [false, true] {
+                    check(&fx, out, order, physical);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn native_painting_matches_f32_painting() {
+        let fx = four_tiles();
+        let frags: Vec<Arc<Fragment>> = fx
+            .entries
+            .iter()
+            .map(|e| fx.snapshot.fragment(e).unwrap())
+            .collect();
+        let out = OutGrid {
+            transform: GeoTransform::north_up(730.0, -370.0, 10.0, 10.0),
+            width: 217,
+            height: 93,
+        };
+        let placements: Vec<Option<Placement>> = fx
+            .entries
+            .iter()
+            .zip(&frags)
+            .map(|(e, f)| {
+                let m = f.meta();
+                Placement::new(
+                    &m.transform,
+                    m.width as usize,
+                    m.height as usize,
+                    e.resolution,
+                    &out,
+                )
+            })
+            .collect();
+        let layers = |order: &[(usize, usize)]| -> Vec<Layer<'_>> {
+            order
+                .iter()
+                .filter_map(|&(fi, obs)| {
+                    Some(Layer {
+                        fragment: &frags[fi],
+                        obs,
+                        placement: placements[fi].as_ref()?,
+                    })
+                })
+                .collect()
+        };
+        let n = out.width * out.height;
+        let f32_slab = |order: &[(usize, usize)]| {
+            let mut slab = vec![MaybeUninit::new(7.0f32); n];
+            paint_slab(
+                &mut slab,
+                out.width,
+                &layers(order),
+                &AsF32 { physical: false },
+            )
+            .to_vec()
+        };
+        // u16 bands (nodata 0) with two observations per tile and the 20 m band.
+        for order in [
+            &[
+                (0, 1),
+                (0, 0),
+                (1, 0),
+                (2, 1),
+                (3, 0),
+                (1, 1),
+                (3, 1),
+                (2, 0),
+            ][..],
+            &[(4, 0), (4, 1)][..],
+        ] {
+            let mut slab = vec![MaybeUninit::new(7u16); n];
+            let native = paint_slab(&mut slab, out.width, &layers(order), &Native { fill: 0u16 });
+            for (i, (&v, w)) in native.iter().zip(f32_slab(order)).enumerate() {
+                assert_eq!(v == 0, w.is_nan(), "pixel {i}");
+                assert!(v == 0 || v as f32 == w, "pixel {i}: {v} vs {w}");
+            }
+        }
+        // A float band without nodata: NaN is the fill.
+        let order = &[(5, 1), (5, 0)][..];
+        let mut slab = vec![MaybeUninit::new(7.0f32); n];
+        let native = paint_slab(
+            &mut slab,
+            out.width,
+            &layers(order),
+            &Native { fill: f32::NAN },
+        );
+        for (i, (&v, w)) in native.iter().zip(f32_slab(order)).enumerate() {
+            assert!(
+                v == w || (v.is_nan() && w.is_nan()),
+                "pixel {i}: {v} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn overlapping_unequal_rectangles_fall_back_to_fill() {
+        // A 20 m tile offset by half a tile overlaps two 10 m tiles partly: not the grid's
+        // identical-or-disjoint layout, so the slab is NaN-filled first.
+        let mut rng = Lcg(11);
+        let data = vec![
+            tile_data(
+                &mut rng,
+                TileId::new(0, 0),
+                "A",
+                (0.0, 0.0),
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                1,
+            ),
+            tile_data(
+                &mut rng,
+                TileId::new(1, 0),
+                "A",
+                (1500.0, 0.0),
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                1,
+            ),
+            tile_data(
+                &mut rng,
+                TileId::new(0, 1),
+                "B",
+                (750.0, -300.0),
+                (75, 50),
+                20.0,
+                u16_pixels,
+                Some(0.0),
+                1,
+            ),
+        ];
+        let fx = warehouse(data);
+        let out = OutGrid {
+            transform: GeoTransform::north_up(-100.0, 100.0, 10.0, 10.0),
+            width: 330,
+            height: 150,
+        };
+        check(&fx, out, &[(0, 0), (2, 0), (1, 0)], false);
+        check(&fx, out, &[(2, 0), (1, 0), (0, 0)], true);
+    }
+}
