@@ -543,7 +543,7 @@ mod tests {
                     time: DateTime::from_timestamp(1_700_000_000 + o as i64 * 60, 0).unwrap(),
                     scene_id: format!("s{o}"),
                     pixels: pixels(rng, n),
-                    valid: Some(valid),
+                    valid: Some(arrow_buffer::BooleanBuffer::from(valid)),
                 }
             })
             .collect();

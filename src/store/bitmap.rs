@@ -103,10 +103,6 @@ pub(crate) fn concat(parts: &[Option<&BooleanBuffer>], len: usize) -> Option<Boo
 mod tests {
     use super::*;
 
-    fn naive(bits: &[bool]) -> Vec<bool> {
-        bits.to_vec()
-    }
-
     #[test]
     fn packs_like_arrow_for_every_length() {
         for len in [0, 1, 63, 64, 65, 130, 1000] {
@@ -119,7 +115,7 @@ mod tests {
             match pack_mask(&mask) {
                 Some(bits) => {
                     assert_eq!(bits.len(), len);
-                    assert_eq!(bits.iter().collect::<Vec<_>>(), naive(&expected));
+                    assert_eq!(bits.iter().collect::<Vec<_>>(), expected);
                 }
                 None => assert!(expected.iter().all(|&b| b), "len {len}"),
             }

@@ -52,6 +52,7 @@ mod syncer;
 mod vacuum;
 mod verify;
 
+pub use arrow_buffer::BooleanBuffer;
 pub use batch::Batch;
 pub use bitmap::{pack_mask, pack_where};
 pub use catalog::{parse_wkb_polygon, wkb_polygon, FragmentEntry, SceneEntry, SceneRecord};
