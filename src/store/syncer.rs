@@ -6,13 +6,16 @@ use super::layout::io_err;
 use super::Result;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Threads that fsync concurrently (they wait on the disk, not the CPU; several in flight
 /// let the filesystem group them into fewer journal commits).
 const THREADS: usize = 4;
+/// Files waiting for a thread at most: writers block beyond it, which bounds the open file
+/// descriptors (and lets the disk set the pace).
+const QUEUE: usize = 64;
 
 type Job = (File, PathBuf);
 
@@ -22,7 +25,7 @@ pub(crate) struct Syncer {
 }
 
 struct Running {
-    sender: Sender<Job>,
+    sender: SyncSender<Job>,
     workers: Vec<JoinHandle<Result<()>>>,
 }
 
@@ -33,11 +36,15 @@ impl Syncer {
         }
     }
 
-    /// Queues `file` (already written in full) for fsync; threads start on first use.
+    /// Queues `file` (already written in full) for fsync, waiting while the queue is full;
+    /// threads start on first use.
     pub(crate) fn sync(&self, file: File, path: PathBuf) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let running = inner.get_or_insert_with(start);
-        if let Err(returned) = running.sender.send((file, path)) {
+        // Clone the sender so a full queue blocks only this writer, not the lock.
+        let sender = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.get_or_insert_with(start).sender.clone()
+        };
+        if let Err(returned) = sender.send((file, path)) {
             // Every worker has stopped (after an error): sync here so nothing is skipped.
             let (file, _) = returned.0;
             let _ = file.sync_all();
@@ -69,7 +76,7 @@ impl Drop for Syncer {
 }
 
 fn start() -> Running {
-    let (sender, receiver) = channel::<Job>();
+    let (sender, receiver) = sync_channel::<Job>(QUEUE);
     let receiver = Arc::new(Mutex::new(receiver));
     let workers = (0..THREADS)
         .map(|_| {
@@ -103,7 +110,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Syncer::new();
         assert!(s.finish().is_ok());
-        for i in 0..20 {
+        // More files than the queue holds: writers wait, nothing is lost.
+        for i in 0..(QUEUE * 3) {
             let p = d.path().join(format!("f{i}"));
             std::fs::write(&p, b"x").unwrap();
             s.sync(File::open(&p).unwrap(), p);
