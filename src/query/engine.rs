@@ -240,16 +240,18 @@ impl<'w> Query<'w> {
         self
     }
 
+    /// The snapshot to read: the one given, else the warehouse's (at `as_of`) loaded now.
+    fn resolve_snapshot(&self) -> Result<std::borrow::Cow<'w, Snapshot>> {
+        Ok(match self.snapshot {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(self.warehouse.snapshot(self.as_of)?),
+        })
+    }
+
     /// Runs the query.
     pub fn run(self) -> Result<Cube> {
-        let owned;
-        let snapshot = match self.snapshot {
-            Some(s) => s,
-            None => {
-                owned = self.warehouse.snapshot(self.as_of)?;
-                &owned
-            }
-        };
+        let snapshot = self.resolve_snapshot()?;
+        let snapshot = snapshot.as_ref();
         let Plan {
             fragments,
             placements,
@@ -367,14 +369,8 @@ impl<'w> Query<'w> {
                 "{what} need f32 values: use run() instead of run_native()"
             )));
         }
-        let owned;
-        let snapshot = match self.snapshot {
-            Some(s) => s,
-            None => {
-                owned = self.warehouse.snapshot(self.as_of)?;
-                &owned
-            }
-        };
+        let snapshot = self.resolve_snapshot()?;
+        let snapshot = snapshot.as_ref();
         let Plan {
             fragments,
             placements,
@@ -682,16 +678,7 @@ impl<'w> Query<'w> {
         };
         let placements: Vec<Option<Placement>> = fragments
             .iter()
-            .map(|(entry, f)| {
-                let m = f.meta();
-                Placement::new(
-                    &m.transform,
-                    m.width as usize,
-                    m.height as usize,
-                    entry.resolution,
-                    &out,
-                )
-            })
+            .map(|(entry, f)| Placement::of_fragment(entry, f, &out))
             .collect();
         let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); nt * nb];
         for (fi, (entry, f)) in fragments.iter().enumerate() {

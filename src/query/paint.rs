@@ -9,7 +9,7 @@
 //! uninitialised. Validity bits are read 64 at a time, so fully valid or fully invalid runs
 //! are plain slice loops that vectorise.
 
-use crate::store::Fragment;
+use crate::store::{Fragment, FragmentEntry};
 use crate::{DataType, GeoTransform, Sample};
 use arrow_buffer::bit_chunk_iterator::BitChunks;
 use std::mem::MaybeUninit;
@@ -46,6 +46,19 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
+    /// Placement of an opened fragment (its catalog row gives the native resolution) on
+    /// `out`; `None` when it does not reach the output.
+    pub fn of_fragment(entry: &FragmentEntry, fragment: &Fragment, out: &OutGrid) -> Option<Self> {
+        let m = fragment.meta();
+        Placement::new(
+            &m.transform,
+            m.width as usize,
+            m.height as usize,
+            entry.resolution,
+            out,
+        )
+    }
+
     /// Placement of a `width` x `height` tile with geotransform `tile` and pixel size
     /// `resolution` on `out`; `None` when no output pixel centre falls in the tile.
     pub fn new(
@@ -668,16 +681,7 @@ mod tests {
             .entries
             .iter()
             .zip(&frags)
-            .map(|(e, f)| {
-                let m = f.meta();
-                Placement::new(
-                    &m.transform,
-                    m.width as usize,
-                    m.height as usize,
-                    e.resolution,
-                    &out,
-                )
-            })
+            .map(|(e, f)| Placement::of_fragment(e, f, &out))
             .collect();
         let layers: Vec<Layer<'_>> = order
             .iter()
@@ -818,16 +822,7 @@ mod tests {
             .entries
             .iter()
             .zip(&frags)
-            .map(|(e, f)| {
-                let m = f.meta();
-                Placement::new(
-                    &m.transform,
-                    m.width as usize,
-                    m.height as usize,
-                    e.resolution,
-                    &out,
-                )
-            })
+            .map(|(e, f)| Placement::of_fragment(e, f, &out))
             .collect();
         let layers = |order: &[(usize, usize)]| -> Vec<Layer<'_>> {
             order

@@ -248,21 +248,11 @@ fn densify(ring: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
 /// Even-odd rule over all rings (holes subtract).
 fn inside_polygon(poly: &Polygon, x: f64, y: f64) -> bool {
     let mut inside = false;
-    for ring in poly {
-        let n = ring.len();
-        if n < 3 {
-            continue;
+    for_each_crossing(poly, y, |cx| {
+        if x < cx {
+            inside = !inside;
         }
-        let mut j = n - 1;
-        for i in 0..n {
-            let (xi, yi) = ring[i];
-            let (xj, yj) = ring[j];
-            if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
-                inside = !inside;
-            }
-            j = i;
-        }
-    }
+    });
     inside
 }
 

@@ -71,18 +71,10 @@ pub(crate) fn concat(parts: &[Option<&BooleanBuffer>], len: usize) -> Option<Boo
     }
     let total = len * parts.len();
     if len.is_multiple_of(64) {
-        // Word-aligned parts (every tile size that is a multiple of 8): copy whole words.
+        // Word-aligned parts (every tile size that is a multiple of 8): whole words.
         let mut words: Vec<u64> = Vec::with_capacity(total / 64);
         for part in parts {
             match part {
-                Some(bits) if bits.offset().is_multiple_of(64) => {
-                    let bytes = &bits.values()[bits.offset() / 8..][..len / 8];
-                    words.extend(
-                        bytes
-                            .chunks_exact(8)
-                            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-                    );
-                }
                 Some(bits) => words.extend(bits.bit_chunks().iter()),
                 None => words.extend(std::iter::repeat_n(u64::MAX, len / 64)),
             }
