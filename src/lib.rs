@@ -8,6 +8,7 @@ pub mod dtype;
 pub mod geo;
 pub mod grid;
 pub mod ingest;
+pub mod profile;
 pub mod query;
 pub mod source;
 pub mod store;

@@ -127,7 +127,7 @@ pub fn cut_file(
     let mut groups: Vec<(f64, Resampling, Vec<usize>)> = Vec::new();
     for (i, b) in file.bands.iter().enumerate() {
         let res = snapped_resolution(grid, b.profile.resolution);
-        let kernel = if b.profile.role == super::profile::BandRole::Quality {
+        let kernel = if b.profile.role == crate::profile::BandRole::Quality {
             Resampling::Nearest
         } else {
             options.resampling

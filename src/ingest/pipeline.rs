@@ -4,10 +4,10 @@
 
 use super::cut::{cut_file, CutOptions, TileCut, TileLayout};
 use super::discover::{discover, SceneSource};
-use super::profile::ProductProfile;
 use super::scene::{prepare, PreparedScene, SceneOptions};
 use crate::crs::Crs;
 use crate::grid::GridSpec;
+use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
 use crate::store::{
     Batch, FragmentCompression, FragmentData, Observation, SceneRecord, Warehouse, WarehouseConfig,
@@ -31,7 +31,7 @@ pub enum Error {
     Discover(#[from] super::discover::Error),
     /// The product profile is unknown or invalid.
     #[error(transparent)]
-    Profile(#[from] super::profile::Error),
+    Profile(#[from] crate::profile::Error),
     /// The warehouse could not be opened, written or committed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),

@@ -3,8 +3,8 @@
 
 use super::discover::SceneSource;
 use super::naming::{check_name, time_from_name};
-use super::profile::{BandProfile, BandRole, ProductProfile};
 use crate::cog::Cog;
+use crate::profile::{BandProfile, BandRole, ProductProfile};
 use crate::source::{self, RemoteOptions};
 use chrono::{DateTime, Utc};
 use regex::Regex;

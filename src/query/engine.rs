@@ -10,7 +10,7 @@ use super::paint::{
 };
 use super::region::Region;
 use crate::crs::Crs;
-use crate::ingest::profile::{CloudMaskRule, ProductProfile};
+use crate::profile::{BandRole, CloudMaskRule, ProductProfile};
 use crate::store::{Fragment, FragmentEntry, FragmentFilter, Pixel, Snapshot, Version, Warehouse};
 use crate::{Bounds, DataType, GeoTransform};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -503,7 +503,7 @@ impl<'w> Query<'w> {
                     profile
                         .as_ref()
                         .and_then(|p| p.band(b))
-                        .is_none_or(|bp| bp.role != crate::ingest::BandRole::Quality)
+                        .is_none_or(|bp| bp.role != BandRole::Quality)
                 })
                 .cloned()
                 .collect(),
