@@ -76,3 +76,39 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The Python interpreter of `.ci/run`'s virtual environment (`PIXELQUERY_PYTHON`), for tests
+/// that check PixelQuery's output with real Python libraries (pyarrow, deltalake, xarray...).
+///
+/// `None` (the test skips, saying so) when the variable is unset; when `PIXELQUERY_REQUIRE_PYTHON`
+/// is set (CI sets it) a missing interpreter fails the test instead, so CI never skips silently.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("PIXELQUERY_PYTHON").map(PathBuf::from) {
+        Some(p) if p.is_file() => Some(p),
+        other => {
+            if std::env::var_os("PIXELQUERY_REQUIRE_PYTHON").is_some() {
+                panic!("PIXELQUERY_PYTHON ({other:?}) is not a Python interpreter, and PIXELQUERY_REQUIRE_PYTHON is set");
+            }
+            eprintln!(
+                "skipped: set PIXELQUERY_PYTHON to .ci/run's venv python (see .ci/python-env)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `python -c script args...`; panics with its stderr when it fails. Returns stdout.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
