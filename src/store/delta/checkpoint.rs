@@ -2,6 +2,10 @@
 //! (`_delta_log/{version:020}.checkpoint.parquet`), one action per row in the columns `txn`,
 //! `add`, `remove`, `metaData` and `protocol` (the classic single-file checkpoint every Delta
 //! reader understands). Every field is nullable, as Spark writes them.
+//!
+//! The live state (protocol, metadata, files) is written first, in its own row group, and the
+//! tombstones after it in another: a reader that needs no tombstones skips their row group by
+//! its statistics, so opening a snapshot costs the same however many parts were ever removed.
 
 use super::action::{Add, Format, Metadata, Protocol, Remove};
 use super::TableState;
@@ -293,7 +297,12 @@ pub fn encode(
         .build();
     let mut out = Vec::new();
     let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
-    w.write(&batch)?;
+    let live = 2 + files.len();
+    w.write(&batch.slice(0, live))?;
+    if n > live {
+        w.flush()?; // tombstones in a row group of their own
+        w.write(&batch.slice(live, n - live))?;
+    }
     w.close()?;
     Ok((out, n))
 }
@@ -383,8 +392,14 @@ pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> 
             .map(|(i, _)| i)
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let groups = if with_tombstones {
+            (0..builder.metadata().num_row_groups()).collect()
+        } else {
+            groups_with_live_actions(builder.metadata())
+        };
         let reader = builder
             .with_projection(mask)
+            .with_row_groups(groups)
             .build()
             .map_err(|e| e.to_string())?;
         let mut out = Decoded::default();
@@ -397,6 +412,27 @@ pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> 
     // A decoder panic on hostile bytes is an error like any other corruption.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
         .unwrap_or_else(|_| Err("Parquet decoder failed on malformed data".into()))
+}
+
+/// The row groups that may hold a live action: those whose `add.path`, `metaData.id` or
+/// `protocol.minReaderVersion` is not entirely null by the statistics (a group without
+/// statistics is read).
+fn groups_with_live_actions(meta: &parquet::file::metadata::ParquetMetaData) -> Vec<usize> {
+    const LIVE: [&str; 3] = ["add.path", "metaData.id", "protocol.minReaderVersion"];
+    (0..meta.num_row_groups())
+        .filter(|&g| {
+            let rg = meta.row_group(g);
+            let all_null = |leaf: &str| {
+                rg.columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == leaf)
+                    .and_then(|c| c.statistics())
+                    .and_then(|s| s.null_count_opt())
+                    .is_some_and(|nulls| nulls == rg.num_rows() as u64)
+            };
+            !LIVE.iter().all(|leaf| all_null(leaf))
+        })
+        .collect()
 }
 
 fn struct_col<'a>(b: &'a RecordBatch, name: &str) -> Result<Option<&'a StructArray>, String> {
@@ -573,7 +609,16 @@ mod tests {
         assert_eq!(d.metadata.as_ref(), Some(&s.metadata));
         assert_eq!(d.adds, s.files.values().cloned().collect::<Vec<_>>());
         assert_eq!(d.removes, vec![s.tombstones["old"].clone()]);
-        assert!(decode(bytes, false).unwrap().removes.is_empty());
+        let live = decode(bytes.clone(), false).unwrap();
+        assert!(live.removes.is_empty());
+        assert_eq!(live.adds.len(), 2);
+        // The tombstones' row group is skipped by its statistics.
+        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .metadata()
+            .clone();
+        assert_eq!(meta.num_row_groups(), 2);
+        assert_eq!(groups_with_live_actions(&meta), vec![0]);
     }
 
     #[test]
