@@ -53,6 +53,7 @@ mod history;
 mod info;
 mod ipc;
 mod layout;
+mod location;
 mod merge;
 mod snapshot;
 mod storage;
@@ -75,9 +76,10 @@ pub use fragment::{
 pub use history::{CommitSummary, Operation};
 pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use layout::validate_name;
+pub use location::Location;
 pub use merge::merge_catalog_parts;
 pub use snapshot::{FragmentFilter, PartRef, Snapshot};
-pub use storage::{Listed, LocalStorage, Storage};
+pub use storage::{Listed, LocalStorage, ObjectStorage, Storage};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};
 pub use verify::{verify, Problem, ProblemKind, VerifyReport};
 
@@ -88,6 +90,7 @@ use delta::{DeltaLog, TableState};
 use layout::CONFIG_FILE;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -311,6 +314,26 @@ pub enum Error {
         /// Number of observations.
         len: usize,
     },
+    /// An object store (or HTTP server) failed or refused a request.
+    #[error(transparent)]
+    Remote(#[from] crate::source::Error),
+    /// A warehouse location with a scheme no storage handles.
+    #[error("{location}: unsupported warehouse location: {reason}")]
+    UnsupportedLocation {
+        /// The location as given.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object store does not honour conditional creates, so concurrent commits could
+    /// silently overwrite each other.
+    #[error("{location}: the object store ignores conditional writes (If-None-Match: *): a second create of the probe object {probe} succeeded, so concurrent commits could overwrite each other; use a store that supports them (AWS S3, MinIO, SeaweedFS, R2...), or pass --unsafe-single-writer if only one process ever writes to this warehouse")]
+    NoConditionalWrites {
+        /// The warehouse.
+        location: String,
+        /// The probe object.
+        probe: String,
+    },
     /// A duration that `parse_duration` cannot read.
     #[error("invalid duration {text:?}: expected a number and a unit (s, m, h, d, w), e.g. 7d")]
     Duration {
@@ -432,22 +455,47 @@ pub(crate) struct Commit {
     pub actions: Vec<Action>,
 }
 
+/// How a warehouse is opened: settings that are not part of the warehouse itself.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Network settings for `s3://` warehouses (endpoint, region, timeouts, retries).
+    pub remote: crate::source::RemoteOptions,
+    /// Write even to an object store that ignores conditional creates. Safe only when a
+    /// single process ever writes to the warehouse (`--unsafe-single-writer`).
+    pub unsafe_single_writer: bool,
+}
+
 /// An open warehouse. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
+    location: Location,
     storage: Arc<dyn Storage>,
     config: WarehouseConfig,
+    options: OpenOptions,
+    /// Whether the store's conditional creates were checked (once, before the first write).
+    writes_checked: Arc<std::sync::OnceLock<()>>,
 }
 
 impl Warehouse {
-    /// Creates a new warehouse in `path` (created if needed; must not hold one already).
-    pub fn create(path: impl AsRef<Path>, config: WarehouseConfig) -> Result<Warehouse> {
-        let root = path.as_ref().to_path_buf();
+    /// Creates a new warehouse at `location` (a folder, created if needed, or
+    /// `s3://bucket/prefix`; it must not hold one already).
+    pub fn create(location: impl AsRef<OsStr>, config: WarehouseConfig) -> Result<Warehouse> {
+        Warehouse::create_with(location, config, &OpenOptions::default())
+    }
+
+    /// Like [`Warehouse::create`], with explicit [`OpenOptions`].
+    pub fn create_with(
+        location: impl AsRef<OsStr>,
+        config: WarehouseConfig,
+        options: &OpenOptions,
+    ) -> Result<Warehouse> {
+        let location = Location::parse(location)?;
         for name in config.products.keys() {
             layout::validate_name("product", name)?;
         }
-        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&root));
+        let storage = location.storage(&options.remote)?;
+        let root = root_of(&location);
         let bytes = serde_json::to_vec_pretty(&ConfigFile {
             format_version: FORMAT_VERSION,
             config: config.clone(),
@@ -456,22 +504,32 @@ impl Warehouse {
             path: storage.locate(CONFIG_FILE),
             reason: e.to_string(),
         })?;
-        if !storage.put_if_absent(CONFIG_FILE, &bytes)? {
-            return Err(Error::AlreadyExists { path: root });
-        }
         let wh = Warehouse {
             root,
+            location,
             storage,
             config,
+            options: options.clone(),
+            writes_checked: Arc::default(),
         };
+        wh.check_writes()?;
+        if !wh.storage.put_if_absent(CONFIG_FILE, &bytes)? {
+            return Err(Error::AlreadyExists { path: wh.root });
+        }
         wh.ensure_initial_commit(&wh.config.products)?;
         Ok(wh)
     }
 
-    /// Opens an existing warehouse.
-    pub fn open(path: impl AsRef<Path>) -> Result<Warehouse> {
-        let root = path.as_ref().to_path_buf();
-        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&root));
+    /// Opens an existing warehouse (a folder or `s3://bucket/prefix`).
+    pub fn open(location: impl AsRef<OsStr>) -> Result<Warehouse> {
+        Warehouse::open_with(location, &OpenOptions::default())
+    }
+
+    /// Like [`Warehouse::open`], with explicit [`OpenOptions`].
+    pub fn open_with(location: impl AsRef<OsStr>, options: &OpenOptions) -> Result<Warehouse> {
+        let location = Location::parse(location)?;
+        let storage = location.storage(&options.remote)?;
+        let root = root_of(&location);
         let cfg_path = storage.locate(CONFIG_FILE);
         let bytes = match storage.read(CONFIG_FILE) {
             Err(Error::MissingFile { .. }) => return Err(Error::NotAWarehouse { path: root }),
@@ -507,28 +565,45 @@ impl Warehouse {
         let cfg: ConfigFile = serde_json::from_slice(&bytes).map_err(bad)?;
         let wh = Warehouse {
             root,
+            location,
             storage,
             config: cfg.config,
+            options: options.clone(),
+            writes_checked: Arc::default(),
         };
         wh.ensure_initial_commit(&BTreeMap::new())?;
         Ok(wh)
     }
 
-    /// Opens the warehouse in `path`, creating it with `config` if there is none. Safe when
-    /// several processes race to create the same warehouse.
-    pub fn open_or_create(path: impl AsRef<Path>, config: WarehouseConfig) -> Result<Warehouse> {
-        let path = path.as_ref();
-        let wh = match Warehouse::open(path) {
+    /// Opens the warehouse at `location`, creating it with `config` if there is none. Safe
+    /// when several processes race to create the same warehouse.
+    pub fn open_or_create(
+        location: impl AsRef<OsStr>,
+        config: WarehouseConfig,
+    ) -> Result<Warehouse> {
+        Warehouse::open_or_create_with(location, config, &OpenOptions::default())
+    }
+
+    /// Like [`Warehouse::open_or_create`], with explicit [`OpenOptions`].
+    pub fn open_or_create_with(
+        location: impl AsRef<OsStr>,
+        config: WarehouseConfig,
+        options: &OpenOptions,
+    ) -> Result<Warehouse> {
+        let location = location.as_ref();
+        let wh = match Warehouse::open_with(location, options) {
             Ok(wh) => wh,
-            Err(Error::NotAWarehouse { .. }) => match Warehouse::create(path, config.clone()) {
-                Err(Error::AlreadyExists { .. }) => Warehouse::open(path)?,
-                r => r?,
-            },
+            Err(Error::NotAWarehouse { .. }) => {
+                match Warehouse::create_with(location, config.clone(), options) {
+                    Err(Error::AlreadyExists { .. }) => Warehouse::open_with(location, options)?,
+                    r => r?,
+                }
+            }
             Err(e) => return Err(e),
         };
         if wh.config.grid != config.grid {
             return Err(Error::GridMismatch {
-                path: path.join(CONFIG_FILE),
+                path: wh.storage.locate(CONFIG_FILE),
                 stored: wh.config.grid,
                 requested: config.grid,
             });
@@ -559,9 +634,41 @@ impl Warehouse {
         Ok(())
     }
 
-    /// The warehouse directory.
+    /// The warehouse directory (for `s3://` warehouses, the URL as a path: use
+    /// [`Warehouse::storage`] to reach their files).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the warehouse lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Makes sure concurrent writers cannot overwrite each other's commits: on an object
+    /// store, once per open warehouse, creates a probe object twice and expects the second
+    /// create to be refused. Local folders always honour create-if-absent.
+    pub(crate) fn check_writes(&self) -> Result<()> {
+        if matches!(self.location, Location::Local(_)) || self.writes_checked.get().is_some() {
+            return Ok(());
+        }
+        let probe = format!("_pixelquery_probe/{}", layout::unique_id());
+        let first = self.storage.put_if_absent(&probe, b"probe");
+        let second = first
+            .as_ref()
+            .ok()
+            .map(|_| self.storage.put_if_absent(&probe, b"probe again"));
+        let _ = self.storage.delete(&probe);
+        first?;
+        let honoured = !second.expect("probed twice")?;
+        if !honoured && !self.options.unsafe_single_writer {
+            return Err(Error::NoConditionalWrites {
+                location: self.location.display(),
+                probe: self.storage.locate(&probe).display().to_string(),
+            });
+        }
+        let _ = self.writes_checked.set(());
+        Ok(())
     }
 
     /// The configuration from `pixelquery.json`.
@@ -607,6 +714,7 @@ impl Warehouse {
         mut make: impl FnMut(&TableState) -> Result<Option<Commit>>,
     ) -> Result<Option<(Version, TableState)>> {
         const MAX_ATTEMPTS: u32 = 10_000;
+        self.check_writes()?;
         let log = self.log();
         let mut state = log.state(None, false)?;
         let commit_id = layout::unique_id();
@@ -680,6 +788,14 @@ impl Warehouse {
         let log = self.log();
         let full = log.state(Some(version), true)?;
         log.write_checkpoint(&full)
+    }
+}
+
+/// What [`Warehouse::root`] shows for a location.
+fn root_of(location: &Location) -> PathBuf {
+    match location {
+        Location::Local(p) => p.clone(),
+        Location::S3(url) => PathBuf::from(url),
     }
 }
 

@@ -192,6 +192,80 @@ impl Storage for LocalStorage {
     }
 }
 
+/// A warehouse in an S3 bucket (or an S3-compatible store): a create-if-absent is a PUT with
+/// `If-None-Match: *`, and a PUT is durable when it returns, so there is nothing to persist.
+#[derive(Debug)]
+pub struct ObjectStorage {
+    bucket: crate::source::bucket::Bucket,
+}
+
+impl ObjectStorage {
+    /// The objects under `s3://bucket/prefix`.
+    pub fn new(bucket: crate::source::bucket::Bucket) -> Self {
+        ObjectStorage { bucket }
+    }
+
+    /// The bucket client (transfer statistics).
+    pub fn bucket(&self) -> &crate::source::bucket::Bucket {
+        &self.bucket
+    }
+}
+
+impl Storage for ObjectStorage {
+    fn locate(&self, key: &str) -> PathBuf {
+        PathBuf::from(self.bucket.url_of(key))
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        self.bucket.get(key)?.ok_or_else(|| Error::MissingFile {
+            path: self.locate(key),
+        })
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.bucket.exists(key)?)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        Ok(self.bucket.put(key, bytes)?)
+    }
+
+    fn persist(&self, _keys: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        use crate::source::bucket::Created;
+        Ok(self.bucket.create(key, bytes)? == Created::Yes)
+    }
+
+    fn replace(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        Ok(self.bucket.put(key, bytes)?)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let folder = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", prefix.trim_end_matches('/'))
+        };
+        Ok(self
+            .bucket
+            .list(&folder)?
+            .into_iter()
+            .map(|o| Listed {
+                key: o.key,
+                size: o.size,
+                modified: o.modified,
+            })
+            .collect())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        Ok(self.bucket.delete(key)?)
+    }
+}
+
 /// The `/`-separated key of a path relative to the root (`None` for non-UTF-8 names).
 fn key_of(rel: &Path) -> Option<String> {
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();

@@ -365,13 +365,22 @@ impl<'s> DeltaLog<'s> {
     /// The state that reading starts from for `target` (the latest when `None`): a
     /// checkpoint at or before it, or version 0.
     fn starting_point(&self, target: Option<Version>, tombstones: bool) -> Result<TableState> {
-        if let Some(c) = self.last_checkpoint_hint()? {
-            if target.is_none_or(|t| c <= t) {
+        match self.last_checkpoint_hint()? {
+            Some(c) if target.is_none_or(|t| c <= t) => {
                 match self.load_checkpoint(c, tombstones) {
                     Ok(s) => return Ok(s),
                     // A stale hint (the checkpoint is gone): find another by listing.
                     Err(Error::MissingFile { .. }) => {}
                     Err(e) => return Err(e),
+                }
+            }
+            // Time travel before the newest checkpoint: an older one, by listing.
+            Some(_) => {}
+            // No checkpoint yet (a young table): version 0, without listing the log.
+            None => {
+                if let Some(actions) = self.read_commit(0)? {
+                    return TableState::from_first_commit(&actions)
+                        .map_err(|r| self.corrupt(&commit_key(0), r));
                 }
             }
         }
@@ -383,17 +392,16 @@ impl<'s> DeltaLog<'s> {
         if let Some(c) = checkpoint {
             return self.load_checkpoint(c, tombstones);
         }
-        match self.read_commit(0)? {
-            Some(actions) => {
-                TableState::from_first_commit(&actions).map_err(|r| self.corrupt(&commit_key(0), r))
-            }
-            None => match (target, listing.oldest_readable()) {
-                (Some(version), Some(oldest)) => Err(Error::Vacuumed { version, oldest }),
-                _ => Err(self.corrupt(
-                    &commit_key(0),
-                    "missing: the catalog has no commit 0 and no checkpoint",
-                )),
-            },
+        if let Some(actions) = self.read_commit(0)? {
+            return TableState::from_first_commit(&actions)
+                .map_err(|r| self.corrupt(&commit_key(0), r));
+        }
+        match (target, listing.oldest_readable()) {
+            (Some(version), Some(oldest)) => Err(Error::Vacuumed { version, oldest }),
+            _ => Err(self.corrupt(
+                &commit_key(0),
+                "missing: the catalog has no commit 0 and no checkpoint",
+            )),
         }
     }
 
