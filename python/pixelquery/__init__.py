@@ -54,7 +54,10 @@ def open(path_or_url: PathLike) -> "Warehouse":  # noqa: A001 - mirrors the libr
     """
     if not isinstance(path_or_url, (str, os.PathLike)):
         raise InvalidInputError(f"invalid warehouse {path_or_url!r}: expected a path or URL")
-    return Warehouse(_pixelquery.Warehouse.open(os.fspath(path_or_url)))
+    path = os.fspath(path_or_url)
+    if "://" not in path:
+        path = os.path.abspath(path)  # Dask workers may run elsewhere in the tree
+    return Warehouse(_pixelquery.Warehouse.open(path))
 
 
 def _progress_printer(stream: Any = None) -> Callable[[int, int, int, str], None]:
