@@ -5,6 +5,7 @@ pair: {"fragments": [...], "scenes": [...]} (rows sorted by path / scene id, in 
 `pixelquery info --json --rows`), or {"error": "..."} when deltalake cannot load the version.
 """
 import json
+import os
 import sys
 
 import deltalake
@@ -38,3 +39,7 @@ def view(root, version):
 
 
 print(json.dumps([view(root, version) for root, version in json.loads(sys.argv[1])]))
+sys.stdout.flush()
+# deltalake's native threads can abort the interpreter's shutdown ("terminate called without an
+# active exception"); the answer is printed, so leave without running it.
+os._exit(0)
