@@ -6,6 +6,7 @@
 //! struct and the `geo` file metadata, so GeoPandas' `read_parquet` and DuckDB's spatial
 //! extension open them unaided. Which parts form a snapshot is decided by the commit log.
 
+use super::fragment::PixelWindow;
 use super::layout::validate_rel_path;
 use super::{Error, Result};
 use crate::dtype::DataType;
@@ -71,6 +72,8 @@ pub struct FragmentEntry {
     pub valid_max: Option<f64>,
     /// Mean valid raw value.
     pub valid_mean: Option<f64>,
+    /// The window of the tile the fragment stores (the whole tile unless cropped).
+    pub window: PixelWindow,
 }
 
 /// A scene as recorded when ingested.
@@ -199,6 +202,10 @@ fn fragment_fields() -> Vec<Field> {
         Field::new("valid_min", ArrowType::Float64, true),
         Field::new("valid_max", ArrowType::Float64, true),
         Field::new("valid_mean", ArrowType::Float64, true),
+        Field::new("window_col", ArrowType::Int32, false),
+        Field::new("window_row", ArrowType::Int32, false),
+        Field::new("window_width", ArrowType::Int32, false),
+        Field::new("window_height", ArrowType::Int32, false),
     ]
 }
 
@@ -318,6 +325,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<Ve
     let mut vmin = Float64Builder::new();
     let mut vmax = Float64Builder::new();
     let mut vmean = Float64Builder::new();
+    let mut window = [(); 4].map(|_| Int32Builder::new());
     let mut boxes = Vec::with_capacity(rows.len());
     for r in rows {
         tile.append_value(r.tile.to_string());
@@ -339,6 +347,10 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<Ve
         vmin.append_option(r.valid_min);
         vmax.append_option(r.valid_max);
         vmean.append_option(r.valid_mean);
+        let w = r.window;
+        for (b, v) in window.iter_mut().zip([w.col, w.row, w.width, w.height]) {
+            b.append_value(v as i32);
+        }
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(tile.finish()),
@@ -361,6 +373,10 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<Ve
         Arc::new(vmax.finish()),
         Arc::new(vmean.finish()),
     ];
+    let columns: Vec<ArrayRef> = columns
+        .into_iter()
+        .chain(window.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef))
+        .collect();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fragment_fields())), columns).map_err(
         |source| Error::Arrow {
             path: path.to_path_buf(),
@@ -502,6 +518,10 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
         let vmin = col::<Float64Array>(b, 16)?;
         let vmax = col::<Float64Array>(b, 17)?;
         let vmean = col::<Float64Array>(b, 18)?;
+        let wc = col::<Int32Array>(b, 19)?;
+        let wr = col::<Int32Array>(b, 20)?;
+        let ww = col::<Int32Array>(b, 21)?;
+        let wh = col::<Int32Array>(b, 22)?;
         for i in 0..b.num_rows() {
             let footprint = parse_wkb_polygon(geom.value(i))
                 .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?;
@@ -512,6 +532,17 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 ));
             }
             let dt = dtype.value(i);
+            let (w, h) = (
+                u32::try_from(width.value(i)).map_err(|_| "negative width")?,
+                u32::try_from(height.value(i)).map_err(|_| "negative height")?,
+            );
+            let window = [wc, wr, ww, wh].map(|a| u32::try_from(a.value(i)).unwrap_or(u32::MAX));
+            let window = PixelWindow::new(window[0], window[1], window[2], window[3]);
+            if !window.fits(w, h) {
+                return Err(format!(
+                    "row {i}: window {window:?} is not inside the {w}x{h} tile"
+                ));
+            }
             out.push(FragmentEntry {
                 tile: tile
                     .value(i)
@@ -529,12 +560,13 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 bytes: non_negative(bytes.value(i), "byte size")?,
                 checksum: sum.value(i).to_string(),
                 dtype: DataType::parse(dt).ok_or_else(|| format!("row {i}: bad dtype {dt:?}"))?,
-                width: u32::try_from(width.value(i)).map_err(|_| "negative width")?,
-                height: u32::try_from(height.value(i)).map_err(|_| "negative height")?,
+                width: w,
+                height: h,
                 valid_count: non_negative(vcount.value(i), "valid count")?,
                 valid_min: opt_f64(vmin, i),
                 valid_max: opt_f64(vmax, i),
                 valid_mean: opt_f64(vmean, i),
+                window,
             });
         }
         Ok(())
@@ -626,6 +658,7 @@ mod tests {
             valid_min: Some(1.0),
             valid_max: if i == 0 { None } else { Some(9.0) },
             valid_mean: Some(4.5),
+            window: PixelWindow::new(i as u32, 0, 256 - i as u32, 200),
         }
     }
 
