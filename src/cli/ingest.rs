@@ -48,8 +48,8 @@ pub struct Args {
     /// Memory budget for buffered tiles, in MB.
     #[arg(long, default_value_t = 256)]
     pub memory_budget: u64,
-    /// Fragment compression of a new warehouse: lz4, zstd or none.
-    #[arg(long, default_value = "lz4")]
+    /// Fragment compression of a new warehouse: zstd, lz4 or none.
+    #[arg(long, default_value = "zstd")]
     pub compression: String,
     /// Store whole tiles in a new warehouse instead of cropping fragments to their data.
     #[arg(long)]
@@ -119,7 +119,7 @@ fn print_summary(r: &IngestReport) {
 pub fn run(args: Args) -> CliResult {
     let compression = FragmentCompression::parse(&args.compression).ok_or_else(|| {
         format!(
-            "invalid --compression {:?}: use lz4, zstd or none",
+            "invalid --compression {:?}: use zstd, lz4 or none",
             args.compression
         )
     })?;

@@ -5,7 +5,8 @@
 //!
 //! Both directions are pure Rust: LZ4 with `lz4_flex` (as arrow-ipc does); ZSTD written by
 //! this crate's own encoder ([`super::zstd_encode`]: `ruzstd`'s compresses pixels at a few
-//! MB/s) and read with `ruzstd`. Decompression is bounded by the size the reader expects,
+//! MB/s) and read by its own fast decoder for such frames ([`super::zstd_decode`]), with
+//! `ruzstd` for any other ZSTD frame. Decompression is bounded by the size the reader expects,
 //! never by what the file claims.
 
 use arrow_ipc::CompressionType;
@@ -103,6 +104,12 @@ impl Codec {
                 decoder.read(&mut probe).map_err(short)?
             }
             Codec::Zstd => {
+                // Frames this crate wrote decode on the fast path; others with ruzstd.
+                match super::zstd_decode::decode(frame, out) {
+                    Ok(super::zstd_decode::Outcome::Decoded) => return Ok(()),
+                    Ok(super::zstd_decode::Outcome::Unsupported) => {}
+                    Err(e) => return Err(format!("{self:?} frame does not decode: {e}")),
+                }
                 let mut input = frame;
                 let mut decoder = ruzstd::decoding::StreamingDecoder::new(&mut input)
                     .map_err(|e| format!("{self:?} frame does not decode: {e}"))?;
@@ -144,6 +151,22 @@ mod tests {
             assert_eq!(out, data);
             assert_eq!(Codec::from_ipc(codec.ipc_type()), Some(codec));
         }
+    }
+
+    #[test]
+    fn zstd_frames_of_other_encoders_read_too() {
+        // ruzstd's frames carry sequences and a checksum: the general decoder's path.
+        let data = sample();
+        let frame = ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let mut out = vec![0u8; data.len()];
+        Codec::Zstd.decompress(&frame, &mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(Codec::Zstd
+            .decompress(&frame, &mut vec![0; data.len() + 1])
+            .is_err());
     }
 
     #[test]

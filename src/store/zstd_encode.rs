@@ -47,7 +47,10 @@ impl Bits {
     #[inline(always)]
     fn flush(&mut self) {
         let whole = (self.used / 8) as usize;
-        self.out.extend_from_slice(&self.acc.to_le_bytes()[..whole]);
+        // All eight bytes, then keep the whole ones: a fixed-size copy is cheaper.
+        let len = self.out.len();
+        self.out.extend_from_slice(&self.acc.to_le_bytes());
+        self.out.truncate(len + whole);
         self.acc = if whole == 8 {
             0
         } else {
@@ -221,7 +224,10 @@ fn histogram(data: &[u8]) -> [u32; 256] {
 /// The four Huffman streams of `data` with their jump table.
 fn encode_streams(data: &[u8], code: &Code) -> Vec<u8> {
     let segment = data.len().div_ceil(4);
-    let mut out = Vec::with_capacity(data.len() * 7 / 8 + 16);
+    // Value and length of each code in one word: one lookup per byte.
+    let packed: [u32; 256] =
+        std::array::from_fn(|s| u32::from(code.value[s]) << 8 | u32::from(code.bits[s]));
+    let mut out = Vec::with_capacity(data.len() + 64);
     out.extend_from_slice(&[0; 6]);
     let mut sizes = [0usize; 4];
     for (k, chunk) in data.chunks(segment).enumerate() {
@@ -231,9 +237,9 @@ fn encode_streams(data: &[u8], code: &Code) -> Vec<u8> {
         let (head, quads) = chunk.split_at(chunk.len() % 4);
         for q in quads.chunks_exact(4).rev() {
             for &b in q.iter().rev() {
-                let s = b as usize;
-                bits.acc |= u64::from(code.value[s]) << bits.used;
-                bits.used += u32::from(code.bits[s]);
+                let c = packed[b as usize];
+                bits.acc |= u64::from(c >> 8) << bits.used;
+                bits.used += c & 0xff;
             }
             // At most 4 x 11 bits were added to fewer than 8 pending bits.
             bits.flush();
