@@ -341,3 +341,35 @@ fn compaction_keeps_the_union_of_windows() {
         assert!(va.iter().enumerate().all(|(i, v)| !v || pa[i] == pb[i]));
     }
 }
+
+#[test]
+fn cli_compression_and_crop_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenes = pixelquery::demo::write_scenes(&dir.path().join("scenes")).unwrap();
+    let scene = scenes[0].display().to_string();
+    let wh = dir.path().join("wh").display().to_string();
+    let (code, _, err) = common::run_cli(&["ingest", &wh, &scene, "--compression", "brotli"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid --compression \"brotli\": use zstd, lz4 or none"),
+        "{err}"
+    );
+    let (code, _, err) =
+        common::run_cli(&["ingest", &wh, &scene, "--compression", "LZ4", "--no-crop"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let wh = Warehouse::open(&wh).unwrap();
+    assert_eq!(
+        (wh.config().compression, wh.config().crop),
+        (FragmentCompression::Lz4, false)
+    );
+    let snap = wh.snapshot(None).unwrap();
+    assert!(snap.fragments().iter().all(|e| e.window.is_full(e.width, e.height)));
+    // The default: ZSTD, cropped.
+    let other = dir.path().join("wh2").display().to_string();
+    assert_eq!(common::run_cli(&["ingest", &other, &scene], &[]).0, 0);
+    let wh = Warehouse::open(&other).unwrap();
+    assert_eq!(
+        (wh.config().compression, wh.config().crop),
+        (FragmentCompression::Zstd, true)
+    );
+}
