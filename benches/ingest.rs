@@ -8,15 +8,22 @@
 //! fsyncing them, same threads. Floors and ingests alternate and medians are reported.
 //! Without the corpus the demo series is used. Peak memory is the process's VmHWM.
 //!
+//! Then one row per warehouse setting (fragment compression none / LZ4 / ZSTD, cropped or
+//! whole tiles), on 2 threads, settings taking turns: warehouse bytes against the source COG
+//! bytes, ingest time per scene beside the decode floor and that setting's write floor. With
+//! `PQ_BENCH_FULL_SCENE=1`, the same for one full-size 10980 x 10980 x 4 scene (a mosaic
+//! of the corpus scenes written once into `bench-data/`).
+//!
 //! `cargo bench --bench ingest`
 
+mod fragment_settings;
 mod support;
 
 use criterion::Criterion;
 use pixelquery::cog::{Cog, Window};
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn decode_all(files: &[PathBuf]) -> usize {
     files
@@ -153,6 +160,83 @@ fn main() {
             "   ({} fragments, {:.1} MB written per ingest)",
             first.fragments,
             first.bytes_out as f64 / 1e6
+        );
+    }
+    let runs = if quick { 1 } else { 5 };
+    p2.install(|| settings_table(tmp.path(), "corpus", &files, runs));
+    if std::env::var_os("PQ_BENCH_FULL_SCENE").is_some() {
+        match fragment_settings::full_scene(&files) {
+            Some(scene) => {
+                p2.install(|| settings_table(tmp.path(), "full scene", &[scene], runs.min(3)))
+            }
+            None => println!("\n(no full-size scene without the corpus)"),
+        }
+    }
+}
+
+/// Ingests `files` once per fragment setting per round (the settings, the decode floor and
+/// each setting's write floor taking turns) and prints bytes and medians per setting.
+fn settings_table(tmp: &Path, name: &str, files: &[PathBuf], runs: usize) {
+    use fragment_settings::{dir_bytes, file_bytes, label, SETTINGS};
+    let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let cog_bytes = file_bytes(files);
+    let mut n = 0;
+    // Ingests with a setting; the warehouse's bytes, fragments and fragment bytes, seconds.
+    let mut run = |(compression, crop)| {
+        n += 1;
+        let wh = tmp.join(format!("settings{n}"));
+        let options = IngestOptions {
+            product: Some("sentinel2_l2a".into()),
+            compression,
+            crop,
+            ..Default::default()
+        };
+        let start = std::time::Instant::now();
+        let r = ingest(&wh, &inputs, &options, &Quiet).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(r.scenes_ingested, files.len());
+        let bytes = dir_bytes(&wh);
+        let _ = std::fs::remove_dir_all(&wh);
+        (bytes, r.fragments, r.bytes_out, secs)
+    };
+    let first: Vec<_> = SETTINGS.iter().map(|&s| run(s)).collect();
+    let (mut floors, mut writes, mut ingests) = (
+        Vec::new(),
+        vec![Vec::new(); SETTINGS.len()],
+        vec![Vec::new(); SETTINGS.len()],
+    );
+    for _ in 0..runs {
+        floors.push(support::median_secs(1, || decode_all(files)));
+        for (k, &s) in SETTINGS.iter().enumerate() {
+            writes[k].push(write_floor(tmp, first[k].1, first[k].2));
+            ingests[k].push(run(s).3);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let floor = median(&floors);
+    let scenes = files.len() as f64;
+    println!(
+        "\n{name}: {} scene(s), {:.1} MB of COGs; 2 threads, medians of {runs} rounds",
+        files.len(),
+        cog_bytes as f64 / 1e6
+    );
+    println!("| setting | warehouse | warehouse / COG bytes | ingest / scene | decode floor / scene | write floor / scene | ingest / (decode + write floors) |");
+    println!("|---|---|---|---|---|---|---|");
+    for (k, &s) in SETTINGS.iter().enumerate() {
+        let (ingest, write) = (median(&ingests[k]), median(&writes[k]));
+        println!(
+            "| {} | {:.1} MB | {:.2}x | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
+            label(s),
+            first[k].0 as f64 / 1e6,
+            first[k].0 as f64 / cog_bytes as f64,
+            ingest / scenes * 1e3,
+            floor / scenes * 1e3,
+            write / scenes * 1e3,
+            ingest / (floor + write),
         );
     }
 }

@@ -11,18 +11,25 @@
 //! returning an f32 cube can be faster (a fresh cube also pays the kernel's page zeroing).
 //! The native rows build the same cubes as `u16` (`Query::run_native`), against a u16 floor.
 //!
+//! Then one row per warehouse setting (fragment compression none / LZ4 / ZSTD, cropped or
+//! whole tiles), each setting's warehouse built from the same scenes, settings and cases
+//! taking turns: warehouse bytes against the COGs', a pixel's and a tile's series on an open
+//! snapshot (fragments already opened and decompressed), and the tile on a new snapshot
+//! (catalog read, fragments opened and decompressed: what one CLI run pays).
+//!
 //! `cargo bench --bench query`
 
+mod fragment_settings;
 mod support;
 
 use criterion::Criterion;
 use pixelquery::cog::{Cog, Window};
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
 use pixelquery::query::Region;
-use pixelquery::store::Warehouse;
+use pixelquery::store::{Snapshot, Warehouse};
 use pixelquery::{Bounds, TileId};
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Reads `bounds` (grid CRS = scene CRS here) from every COG: the way users work without a cube.
@@ -291,6 +298,98 @@ fn main() {
             q * 1e3,
             c * 1e3,
             c / q,
+        );
+    }
+    let runs = if quick { 1 } else { 15 };
+    settings_table(tmp.path(), &inputs, files, tile, point, epsg, runs);
+}
+
+/// Query times per fragment setting (see the module documentation).
+fn settings_table(
+    tmp: &Path,
+    inputs: &[String],
+    files: &[PathBuf],
+    tile: Bounds,
+    point: (f64, f64),
+    epsg: u32,
+    runs: usize,
+) {
+    use fragment_settings::{dir_bytes, file_bytes, label, SETTINGS};
+    let cog_bytes = file_bytes(files);
+    let warehouses: Vec<(Warehouse, Snapshot, u64)> = SETTINGS
+        .iter()
+        .enumerate()
+        .map(|(k, &(compression, crop))| {
+            let path = tmp.join(format!("settings{k}"));
+            let options = IngestOptions {
+                product: Some("sentinel2_l2a".into()),
+                compression,
+                crop,
+                ..Default::default()
+            };
+            ingest(&path, inputs, &options, &Quiet).unwrap();
+            let wh = Warehouse::open(&path).unwrap();
+            let snap = wh.snapshot(None).unwrap();
+            (wh, snap, dir_bytes(&path))
+        })
+        .collect();
+    let cases = [
+        "one pixel",
+        "one tile, f32",
+        "one tile, native u16",
+        "one tile, new snapshot",
+    ];
+    let time = |(wh, snap, _): &(Warehouse, Snapshot, u64), case: usize| -> f64 {
+        let start = Instant::now();
+        let q = |s| wh.query().on_snapshot(s).crs(epsg);
+        let dim = match case {
+            0 => q(snap).point(point.0, point.1).run().unwrap().dim(),
+            1 => q(snap).bbox(tile).run().unwrap().dim(),
+            2 => q(snap).bbox(tile).run_native::<u16>().unwrap().data.dim(),
+            _ => q(&wh.snapshot(None).unwrap())
+                .bbox(tile)
+                .run()
+                .unwrap()
+                .dim(),
+        };
+        std::hint::black_box(dim);
+        start.elapsed().as_secs_f64()
+    };
+    let mut times = vec![vec![Vec::new(); cases.len()]; SETTINGS.len()];
+    for round in 0..=runs {
+        for (k, w) in warehouses.iter().enumerate() {
+            for (case, samples) in times[k].iter_mut().enumerate() {
+                let t = time(w, case);
+                // Round 0 warms up (and opens the fragments of the open snapshots).
+                if round > 0 {
+                    samples.push(t);
+                }
+            }
+        }
+    }
+    println!(
+        "\nper setting: {} scenes, {:.1} MB of COGs; medians of {runs} interleaved runs",
+        files.len(),
+        cog_bytes as f64 / 1e6
+    );
+    println!(
+        "| setting | warehouse / COG bytes | {} |",
+        cases.join(" | ")
+    );
+    println!("|---|---|{}", "---|".repeat(cases.len()));
+    for (k, &s) in SETTINGS.iter().enumerate() {
+        let cells: Vec<String> = times[k]
+            .iter_mut()
+            .map(|t| {
+                t.sort_by(f64::total_cmp);
+                format!("{:.3} ms", t[t.len() / 2] * 1e3)
+            })
+            .collect();
+        println!(
+            "| {} | {:.2}x | {} |",
+            label(s),
+            warehouses[k].2 as f64 / cog_bytes as f64,
+            cells.join(" | ")
         );
     }
 }

@@ -82,3 +82,27 @@ fn deltalake_sees_the_live_catalog_at_every_version() {
     assert!(compared >= 3 && compared < pairs.len(), "{compared}");
     assert!(verify(&wh).is_healthy());
 }
+
+/// Vacuum deletes commit 0 once a checkpoint replaces it; a writer killed before writing
+/// `_last_checkpoint` must not make the next open think the table is new and create a
+/// second commit 0 (found by the SIGKILL test).
+#[test]
+fn a_vacuumed_log_without_checkpoint_hint_is_not_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wh");
+    let wh = Warehouse::create(&path, WarehouseConfig::new(grid())).unwrap();
+    ingest(&wh, "a", 0..3).unwrap();
+    compact(&wh, CompactPeriod::All).unwrap();
+    vacuum(&wh, Duration::ZERO).unwrap();
+    let latest = wh.latest_version().unwrap();
+    let log = path.join("catalog/_delta_log");
+    assert!(!log.join(format!("{:020}.json", 0)).exists());
+    std::fs::remove_file(log.join("_last_checkpoint")).unwrap();
+    drop(wh);
+
+    let wh = Warehouse::open(&path).unwrap();
+    assert!(!log.join(format!("{:020}.json", 0)).exists());
+    assert_eq!(wh.latest_version().unwrap(), latest);
+    assert!(verify(&wh).is_healthy());
+    assert_eq!(check_snapshot(&wh.snapshot(None).unwrap()).len(), 3);
+}

@@ -192,7 +192,8 @@ fn fragments_open_with_the_plain_arrow_ipc_reader() {
         assert_eq!(md.get("pixelquery.crs").unwrap(), "EPSG:32633");
         assert_eq!(md.get("pixelquery.dtype").unwrap(), "u16");
         assert_eq!(md.get("pixelquery.nodata").unwrap(), "0.0");
-        assert_eq!(md.get("pixelquery.format_version").unwrap(), "1");
+        assert_eq!(md.get("pixelquery.format_version").unwrap(), "2");
+        assert_eq!(md.get("pixelquery.window").unwrap(), "[0, 0, 16, 16]");
         let gt: Vec<f64> =
             serde_json::from_str(md.get("pixelquery.geotransform").unwrap()).unwrap();
         assert_eq!(gt, vec![500_000.0, 10.0, 0.0, 4_000_000.0, 0.0, -10.0]);

@@ -48,9 +48,12 @@ pub struct Args {
     /// Memory budget for buffered tiles, in MB.
     #[arg(long, default_value_t = 256)]
     pub memory_budget: u64,
-    /// Fragment compression of a new warehouse: none or lz4.
-    #[arg(long, default_value = "none")]
+    /// Fragment compression of a new warehouse: zstd, lz4 or none.
+    #[arg(long, default_value = "zstd")]
     pub compression: String,
+    /// Store whole tiles in a new warehouse instead of cropping fragments to their data.
+    #[arg(long)]
+    pub no_crop: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -114,11 +117,12 @@ fn print_summary(r: &IngestReport) {
 
 /// Runs the command.
 pub fn run(args: Args) -> CliResult {
-    let compression = match args.compression.to_ascii_lowercase().as_str() {
-        "none" => FragmentCompression::None,
-        "lz4" => FragmentCompression::Lz4,
-        other => return Err(format!("invalid --compression {other:?}: use none or lz4").into()),
-    };
+    let compression = FragmentCompression::parse(&args.compression).ok_or_else(|| {
+        format!(
+            "invalid --compression {:?}: use zstd, lz4 or none",
+            args.compression
+        )
+    })?;
     let options = IngestOptions {
         product: args.product,
         bands: args.bands,
@@ -130,6 +134,7 @@ pub fn run(args: Args) -> CliResult {
         commit_every: args.commit_every,
         memory_budget: args.memory_budget.max(1) << 20,
         compression,
+        crop: !args.no_crop,
         ..Default::default()
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {

@@ -72,6 +72,8 @@ pub struct IngestOptions {
     pub memory_budget: u64,
     /// Fragment compression for a new warehouse.
     pub compression: FragmentCompression,
+    /// Whether a new warehouse crops fragments to their valid pixels (default `true`).
+    pub crop: bool,
     /// Remote source settings.
     pub remote: RemoteOptions,
 }
@@ -88,7 +90,8 @@ impl Default for IngestOptions {
             tile_size: None,
             commit_every: None,
             memory_budget: 256 << 20,
-            compression: FragmentCompression::None,
+            compression: FragmentCompression::default(),
+            crop: true,
             remote: RemoteOptions::default(),
         }
     }
@@ -352,6 +355,7 @@ fn open_warehouse(
                     GridSpec::default_for_scene(&crs, &bounds, options.crs, options.tile_size)?;
                 let mut config = WarehouseConfig::new(grid);
                 config.compression = options.compression;
+                config.crop = options.crop;
                 return Ok(Warehouse::open_or_create(path, config)?);
             }
             Err(e) => last_err = e.to_string(),

@@ -9,7 +9,7 @@
 //! uninitialised. Validity bits are read 64 at a time, so fully valid or fully invalid runs
 //! are plain slice loops that vectorise.
 
-use crate::store::{Fragment, FragmentEntry};
+use crate::store::{Fragment, FragmentEntry, PixelWindow};
 use crate::{DataType, GeoTransform, Sample};
 use arrow_buffer::bit_chunk_iterator::BitChunks;
 use std::mem::MaybeUninit;
@@ -27,20 +27,25 @@ pub(crate) struct OutGrid {
 }
 
 /// Where a fragment's tile lands on the output grid: the output pixels whose centres fall in
-/// the tile, and for each of them the source row and column (nearest neighbour). The same for
-/// every observation of the fragment.
+/// the tile, and for those that fall in the fragment's stored window the source row and
+/// column in that window (nearest neighbour); the tile's other pixels are invalid. The same
+/// for every observation of the fragment.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Placement {
+    /// Output columns and rows whose centres fall in the tile.
     xs: Range<usize>,
     ys: Range<usize>,
-    /// Source column of each output column in `xs`.
+    /// The part of `xs` and `ys` that falls in the stored window.
+    win_xs: Range<usize>,
+    win_ys: Range<usize>,
+    /// Window column of each output column in `win_xs`.
     cols: Vec<usize>,
-    /// Source row of each output row in `ys`.
+    /// Window row of each output row in `win_ys`.
     rows: Vec<usize>,
-    /// Source columns are consecutive (same resolution, aligned): whole row slices.
+    /// Window columns are consecutive (same resolution, aligned): whole row slices.
     contiguous: bool,
-    /// Tile width in source pixels.
-    width: usize,
+    /// Window width in source pixels (the row stride of the stored pixels).
+    stride: usize,
     /// Size of the output grid this placement is for.
     out: (usize, usize),
 }
@@ -52,19 +57,20 @@ impl Placement {
         let m = fragment.meta();
         Placement::new(
             &m.transform,
-            m.width as usize,
-            m.height as usize,
+            (m.width as usize, m.height as usize),
+            &fragment.window(),
             entry.resolution,
             out,
         )
     }
 
     /// Placement of a `width` x `height` tile with geotransform `tile` and pixel size
-    /// `resolution` on `out`; `None` when no output pixel centre falls in the tile.
+    /// `resolution`, of which `window` is stored, on `out`; `None` when no output pixel
+    /// centre falls in the tile.
     pub fn new(
         tile: &GeoTransform,
-        width: usize,
-        height: usize,
+        (width, height): (usize, usize),
+        window: &PixelWindow,
         resolution: f64,
         out: &OutGrid,
     ) -> Option<Placement> {
@@ -84,28 +90,44 @@ impl Placement {
         if xs.is_empty() || ys.is_empty() {
             return None;
         }
-        let cols: Vec<usize> = xs
+        // Tile column and row of each output column and row (non-decreasing), then the run
+        // of them inside the window.
+        let tile_cols: Vec<usize> = xs
             .clone()
             .map(|x| {
                 ((((ot.origin_x + (x as f64 + 0.5) * r) - tx0) / rs).floor() as usize)
                     .min(width - 1)
             })
             .collect();
-        let rows: Vec<usize> = ys
+        let tile_rows: Vec<usize> = ys
             .clone()
             .map(|y| {
                 (((ty1 - (ot.origin_y - (y as f64 + 0.5) * r)) / rs).floor() as usize)
                     .min(height - 1)
             })
             .collect();
+        let inside =
+            |v: &[usize], keep: Range<usize>, start: usize| -> (Range<usize>, Vec<usize>) {
+                let a = v.partition_point(|&c| c < keep.start);
+                let b = v.partition_point(|&c| c < keep.end);
+                let a = a.min(b);
+                (
+                    start + a..start + b,
+                    v[a..b].iter().map(|c| c - keep.start).collect(),
+                )
+            };
+        let (win_xs, cols) = inside(&tile_cols, window.cols(), xs.start);
+        let (win_ys, rows) = inside(&tile_rows, window.rows(), ys.start);
         let contiguous = cols.windows(2).all(|w| w[1] == w[0] + 1);
         Some(Placement {
             xs,
             ys,
+            win_xs,
+            win_ys,
             cols,
             rows,
             contiguous,
-            width,
+            stride: window.width as usize,
             out: (out.width, out.height),
         })
     }
@@ -144,11 +166,15 @@ impl<T: Copy + PartialEq + Send + Sync> Elem for T {}
 /// of a tile writes its value or the empty marker) or already written (a later observation
 /// only replaces the empty marker). Monomorphised, so both are plain loops.
 pub(crate) trait Slot<E: Elem> {
+    /// True when every element must be written (not yet initialised); otherwise storing the
+    /// empty marker changes nothing and may be skipped.
+    const MUST_WRITE: bool;
     /// Stores `v` (`empty` = no valid value from this observation).
     fn put(&mut self, v: E, empty: E);
 }
 
 impl<E: Elem> Slot<E> for MaybeUninit<E> {
+    const MUST_WRITE: bool = true;
     #[inline(always)]
     fn put(&mut self, v: E, _empty: E) {
         self.write(v);
@@ -156,6 +182,7 @@ impl<E: Elem> Slot<E> for MaybeUninit<E> {
 }
 
 impl<E: Elem> Slot<E> for E {
+    const MUST_WRITE: bool = false;
     #[inline(always)]
     fn put(&mut self, v: E, empty: E) {
         // Branch-free so fill loops vectorise too.
@@ -439,13 +466,36 @@ fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
 ) {
     let p = layer.placement;
     let empty = c.empty();
+    let vacate = |dst: &mut [S]| {
+        if S::MUST_WRITE {
+            for d in dst {
+                d.put(empty, empty);
+            }
+        }
+    };
+    // Tile rows outside the stored window hold no valid pixel.
+    for y in p.ys.start..p.win_ys.start.max(p.ys.start) {
+        vacate(&mut slab[y * width + p.xs.start..y * width + p.xs.end]);
+    }
+    for y in p.win_ys.end.max(p.ys.start)..p.ys.end {
+        vacate(&mut slab[y * width + p.xs.start..y * width + p.xs.end]);
+    }
+    if p.win_xs.is_empty() {
+        for y in p.win_ys.clone() {
+            vacate(&mut slab[y * width + p.xs.start..y * width + p.xs.end]);
+        }
+        return;
+    }
     let validity = layer.fragment.validity(layer.obs);
     let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
-    let n = p.width;
-    let len = p.xs.len();
-    for (y, &ty) in p.ys.clone().zip(&p.rows) {
+    let n = p.stride;
+    let len = p.win_xs.len();
+    for (y, &ty) in p.win_ys.clone().zip(&p.rows) {
+        let row = y * width;
+        vacate(&mut slab[row + p.xs.start..row + p.win_xs.start]);
+        vacate(&mut slab[row + p.win_xs.end..row + p.xs.end]);
         let src = &pixels[ty * n..(ty + 1) * n];
-        let dst = &mut slab[y * width + p.xs.start..y * width + p.xs.end];
+        let dst = &mut slab[row + p.win_xs.start..row + p.win_xs.end];
         if p.contiguous {
             let c0 = p.cols[0];
             let src = &src[c0..c0 + len];
@@ -510,7 +560,8 @@ mod tests {
     use super::*;
     use crate::grid::{GridSpec, TileId};
     use crate::store::{
-        FragmentData, FragmentEntry, Observation, PixelBuffer, Snapshot, Warehouse, WarehouseConfig,
+        FragmentCompression, FragmentData, FragmentEntry, Observation, PixelBuffer, Snapshot,
+        Warehouse, WarehouseConfig,
     };
     use chrono::DateTime;
     use std::sync::Arc;
@@ -602,9 +653,15 @@ mod tests {
     }
 
     fn warehouse(data: Vec<FragmentData>) -> Fixture {
+        warehouse_with(data, FragmentCompression::default())
+    }
+
+    fn warehouse_with(data: Vec<FragmentData>, compression: FragmentCompression) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let grid = GridSpec::new(32652, 0.0, 0.0, 1500.0).unwrap();
-        let wh = Warehouse::create(dir.path().join("wh"), WarehouseConfig::new(grid)).unwrap();
+        let mut config = WarehouseConfig::new(grid);
+        config.compression = compression;
+        let wh = Warehouse::create(dir.path().join("wh"), config).unwrap();
         let batch = wh.begin_batch();
         let entries = data
             .into_iter()
@@ -628,21 +685,16 @@ mod tests {
         let mut v = vec![f32::NAN; out.width * out.height];
         for (f, obs, rs) in layers {
             let m = f.meta();
-            let valid = f.valid_mask(*obs);
-            let raw: Vec<f64> = match m.dtype {
-                DataType::U16 => f
-                    .pixels::<u16>(*obs)
-                    .unwrap()
-                    .iter()
-                    .map(|&x| x as f64)
-                    .collect(),
-                DataType::F32 => f
-                    .pixels::<f32>(*obs)
-                    .unwrap()
-                    .iter()
-                    .map(|&x| x as f64)
-                    .collect(),
-                d => panic!("untested dtype {d}"),
+            // The whole tile, expanded from the stored window.
+            let o = f.observation(*obs).unwrap();
+            let valid: Vec<bool> = match &o.valid {
+                Some(v) => v.iter().collect(),
+                None => vec![true; (m.width * m.height) as usize],
+            };
+            let raw: Vec<f64> = match &o.pixels {
+                PixelBuffer::U16(v) => v.iter().map(|&x| x as f64).collect(),
+                PixelBuffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
+                p => panic!("untested dtype {}", p.dtype()),
             };
             for y in 0..out.height {
                 for x in 0..out.width {
@@ -800,6 +852,82 @@ mod tests {
             for order in orders {
                 for physical in [false, true] {
                     check(&fx, out, order, physical);
+                }
+            }
+        }
+    }
+
+    /// Like [`four_tiles`], but each observation is valid only in a rectangle of its tile
+    /// (a different one per observation and tile), so the fragments are cropped; one
+    /// observation has no valid pixel at all.
+    fn cropped_tiles(compression: FragmentCompression) -> Fixture {
+        let mut rng = Lcg(3);
+        let mut data = Vec::new();
+        for (k, (col, row)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+            let origin = (col as f64 * 1500.0, -(row as f64) * 1000.0);
+            let mut d = tile_data(
+                &mut rng,
+                TileId::new(col, row),
+                "B04",
+                origin,
+                (150, 100),
+                10.0,
+                u16_pixels,
+                Some(0.0),
+                3,
+            );
+            for (o, obs) in d.observations.iter_mut().enumerate() {
+                let (x0, x1) = (3 + 13 * k + 7 * o, 150 - 11 * o - 20 * (k % 2));
+                let (y0, y1) = (2 + 5 * o + 9 * k, 97 - 17 * k);
+                let bits: Vec<bool> = obs
+                    .valid
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let (x, y) = (i % 150, i / 150);
+                        v && (x0..x1).contains(&x) && (y0..y1).contains(&y) && !(k == 3 && o == 1)
+                    })
+                    .collect();
+                obs.valid = Some(arrow_buffer::BooleanBuffer::from(bits));
+            }
+            data.push(d);
+        }
+        warehouse_with(data, compression)
+    }
+
+    #[test]
+    fn painting_cropped_fragments_matches_the_reference() {
+        for compression in [FragmentCompression::None, FragmentCompression::Zstd] {
+            let fx = cropped_tiles(compression);
+            for e in &fx.entries {
+                let w = e.window;
+                assert!(!w.is_full(e.width, e.height), "{:?} not cropped", e.tile);
+            }
+            let grid = |x0: f64, y0: f64, r: f64, w: usize, h: usize| OutGrid {
+                transform: GeoTransform::north_up(x0, y0, r, r),
+                width: w,
+                height: h,
+            };
+            for out in [
+                grid(0.0, 0.0, 10.0, 150, 100),
+                grid(730.0, -370.0, 10.0, 217, 93),
+                grid(-200.0, 300.0, 10.0, 360, 260),
+                grid(733.0, -371.0, 10.0, 120, 90),
+                grid(-40.0, 40.0, 30.0, 110, 75),
+                grid(1410.0, -910.0, 5.0, 41, 37),
+                // Single pixels: inside a window, in a tile outside its window.
+                grid(300.0, -200.0, 10.0, 1, 1),
+                grid(5.0, -5.0, 10.0, 1, 1),
+            ] {
+                for order in [
+                    &[(0, 0), (1, 0), (2, 0), (3, 0)][..],
+                    &[(0, 2), (0, 0), (0, 1), (3, 1), (3, 2), (1, 1), (2, 2)][..],
+                ] {
+                    for physical in [false, true] {
+                        check(&fx, out, order, physical);
+                    }
                 }
             }
         }

@@ -296,7 +296,13 @@ pub(crate) fn write_new_fragment(
     );
     let path = dir.join(&name);
     let config = wh.config();
-    let written = write_fragment_file(&path, &mut data, config.grid.epsg, config.compression)?;
+    let written = write_fragment_file(
+        &path,
+        &mut data,
+        config.grid.epsg,
+        config.compression,
+        config.crop,
+    )?;
     let mut footprint = data.footprint_lonlat;
     if let (Some(&a), Some(&b)) = (footprint.first(), footprint.last()) {
         if a != b {
@@ -323,6 +329,7 @@ pub(crate) fn write_new_fragment(
         valid_min: written.stats.min,
         valid_max: written.stats.max,
         valid_mean: written.stats.mean,
+        window: written.window,
     };
     Ok((
         entry,

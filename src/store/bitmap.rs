@@ -1,8 +1,11 @@
 //! Validity bitmaps in Arrow's layout (bit `i` of little-endian 64-bit words, 1 = valid),
 //! built and joined a word at a time: the per-bit builders were the slowest step of
-//! fragment writes.
+//! fragment writes. Also the rectangle of a tile's valid pixels, and cropping bitmaps to
+//! (and expanding them from) such a rectangle.
 
+use arrow_buffer::bit_chunk_iterator::BitChunks;
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer};
+use std::ops::Range;
 
 /// Packs `pred(v)` for every value into a bitmap; `None` when every value passes (the
 /// common case: no bitmap needs storing).
@@ -91,6 +94,86 @@ pub(crate) fn concat(parts: &[Option<&BooleanBuffer>], len: usize) -> Option<Boo
     Some(builder.finish())
 }
 
+/// The smallest rectangle `(columns, rows)` holding every set bit of a row-major
+/// `width`-wide bitmap; `None` when no bit is set.
+pub(crate) fn set_rect(bits: &BooleanBuffer, width: usize) -> Option<(Range<usize>, Range<usize>)> {
+    if width == 0 {
+        return None;
+    }
+    let (bytes, offset) = (bits.values(), bits.offset());
+    let (mut cols, mut rows): (Option<Range<usize>>, Option<Range<usize>>) = (None, None);
+    for row in 0..bits.len() / width {
+        let chunks = BitChunks::new(bytes, offset + row * width, width);
+        let words = chunks
+            .iter()
+            .chain(std::iter::once(chunks.remainder_bits()));
+        let (mut first, mut last) = (None, 0);
+        for (k, word) in words.enumerate().filter(|(_, w)| *w != 0) {
+            first.get_or_insert(k * 64 + word.trailing_zeros() as usize);
+            last = k * 64 + 63 - word.leading_zeros() as usize;
+        }
+        let Some(first) = first else { continue };
+        cols = Some(match cols {
+            Some(c) => c.start.min(first)..c.end.max(last + 1),
+            None => first..last + 1,
+        });
+        rows = Some(rows.map_or(row, |r| r.start)..row + 1);
+    }
+    Some((cols?, rows?))
+}
+
+/// Crops each part (one `width`-wide bitmap per observation, `None` = all valid) to the
+/// rectangle `(cols, rows)` and joins the results; `None` when every kept bit is set.
+pub(crate) fn crop(
+    parts: &[Option<&BooleanBuffer>],
+    width: usize,
+    (cols, rows): (Range<usize>, Range<usize>),
+) -> Option<BooleanBuffer> {
+    if parts.iter().all(|p| p.is_none()) {
+        return None;
+    }
+    let kept = cols.len() * rows.len();
+    let mut builder = BooleanBufferBuilder::new(kept * parts.len());
+    for part in parts {
+        match part {
+            Some(bits) => {
+                for row in rows.clone() {
+                    let start = bits.offset() + row * width;
+                    builder
+                        .append_packed_range(start + cols.start..start + cols.end, bits.values());
+                }
+            }
+            None => builder.append_n(kept, true),
+        }
+    }
+    let joined = builder.finish();
+    (joined.count_set_bits() < joined.len()).then_some(joined)
+}
+
+/// The inverse of [`crop`] for one observation: the `width` x `height` bitmap that is `bits`
+/// (`None` = all set) inside the rectangle `(cols, rows)` and unset outside it.
+pub(crate) fn expand(
+    bits: Option<&BooleanBuffer>,
+    (width, height): (usize, usize),
+    (cols, rows): (Range<usize>, Range<usize>),
+) -> BooleanBuffer {
+    let mut builder = BooleanBufferBuilder::new(width * height);
+    builder.append_n(rows.start * width, false);
+    for (k, _) in rows.clone().enumerate() {
+        builder.append_n(cols.start, false);
+        match bits {
+            Some(b) => {
+                let start = b.offset() + k * cols.len();
+                builder.append_packed_range(start..start + cols.len(), b.values());
+            }
+            None => builder.append_n(cols.len(), true),
+        }
+        builder.append_n(width - cols.end, false);
+    }
+    builder.append_n((height - rows.end) * width, false);
+    builder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +214,48 @@ mod tests {
             assert_eq!(joined.iter().collect::<Vec<_>>(), expected, "len {len}");
         }
         assert!(concat(&[None, None], 64).is_none());
+    }
+
+    #[test]
+    fn rectangles_crops_and_expansions_match_naive() {
+        let (w, h) = (70, 9);
+        let rect = |f: &dyn Fn(usize, usize) -> bool| {
+            let v: Vec<bool> = (0..w * h).map(|i| f(i % w, i / w)).collect();
+            BooleanBuffer::from(v)
+        };
+        assert_eq!(set_rect(&rect(&|_, _| false), w), None);
+        assert_eq!(set_rect(&rect(&|_, _| true), w), Some((0..w, 0..h)));
+        let a = rect(&|x, y| (3..66).contains(&x) && (2..7).contains(&y) && (x + y) % 3 != 0);
+        assert_eq!(set_rect(&a, w), Some((3..66, 2..7)));
+        // A part read back at a bit offset.
+        let wide: Vec<bool> = (0..5).map(|_| false).chain(a.iter()).collect();
+        let a_off = BooleanBuffer::from(wide).slice(5, w * h);
+        assert_eq!(set_rect(&a_off, w), Some((3..66, 2..7)));
+        let b = rect(&|x, y| x == 69 && y == 8);
+        assert_eq!(set_rect(&b, w), Some((69..70, 8..9)));
+
+        let window = (2..67, 1..8);
+        let cropped = crop(&[Some(&a_off), None, Some(&b)], w, window.clone()).unwrap();
+        let mut want = Vec::new();
+        for bits in [Some(&a), None, Some(&b)] {
+            for y in window.1.clone() {
+                for x in window.0.clone() {
+                    want.push(bits.is_none_or(|b| b.value(y * w + x)));
+                }
+            }
+        }
+        assert_eq!(cropped.iter().collect::<Vec<_>>(), want);
+        assert!(crop(&[None, None], w, window.clone()).is_none());
+        assert!(crop(&[Some(&rect(&|_, _| true))], w, window.clone()).is_none());
+
+        // Expanding the first cropped part gives back `a` (all of a's set bits are inside).
+        let n = window.0.len() * window.1.len();
+        let first = cropped.slice(0, n);
+        assert_eq!(expand(Some(&first), (w, h), window.clone()), a);
+        let second = cropped.slice(n, n);
+        let full = expand(Some(&second), (w, h), window.clone());
+        let inside = |i: usize| window.0.contains(&(i % w)) && window.1.contains(&(i / w));
+        assert!(full.iter().enumerate().all(|(i, v)| v == inside(i)));
+        assert_eq!(expand(None, (w, h), window.clone()), full);
     }
 }

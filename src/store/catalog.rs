@@ -8,6 +8,7 @@
 //! metadata, so GeoPandas and DuckDB's spatial extension also open a single part unaided.
 //! Which parts form a version is decided by the Delta log (`super::delta`).
 
+use super::fragment::PixelWindow;
 use super::layout::validate_rel_path;
 use super::{Error, Result};
 use crate::dtype::DataType;
@@ -75,6 +76,8 @@ pub struct FragmentEntry {
     pub valid_max: Option<f64>,
     /// Mean valid raw value.
     pub valid_mean: Option<f64>,
+    /// The window of the tile the fragment stores (the whole tile unless cropped).
+    pub window: PixelWindow,
 }
 
 /// A scene as recorded when ingested.
@@ -237,6 +240,10 @@ const FRAGMENT_ONLY: &[&str] = &[
     "valid_min",
     "valid_max",
     "valid_mean",
+    "window_col",
+    "window_row",
+    "window_width",
+    "window_height",
 ];
 const SCENE_ONLY: &[&str] = &[
     "scene_id",
@@ -261,7 +268,9 @@ fn column_type(name: &str) -> ArrowType {
         "bbox" => ArrowType::Struct(bbox_fields()),
         "time_min" | "time_max" | "acquired" | "ingested" => ts_type(),
         "observations" | "bytes" | "valid_count" => ArrowType::Int64,
-        "width" | "height" => ArrowType::Int32,
+        "width" | "height" | "window_col" | "window_row" | "window_width" | "window_height" => {
+            ArrowType::Int32
+        }
         "resolution" | "valid_min" | "valid_max" | "valid_mean" | "cloud_cover" => {
             ArrowType::Float64
         }
@@ -465,6 +474,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
     let mut vmin = Float64Builder::new();
     let mut vmax = Float64Builder::new();
     let mut vmean = Float64Builder::new();
+    let mut window = [(); 4].map(|_| Int32Builder::new());
     let mut boxes = Vec::with_capacity(rows.len());
     for r in rows {
         tile.append_value(r.tile.to_string());
@@ -486,6 +496,10 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
         vmin.append_option(r.valid_min);
         vmax.append_option(r.valid_max);
         vmean.append_option(r.valid_mean);
+        let w = r.window;
+        for (b, v) in window.iter_mut().zip([w.col, w.row, w.width, w.height]) {
+            b.append_value(v as i32);
+        }
     }
     let own: HashMap<&'static str, ArrayRef> = HashMap::from([
         ("tile", Arc::new(tile.finish()) as ArrayRef),
@@ -508,6 +522,13 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
         ("valid_max", Arc::new(vmax.finish())),
         ("valid_mean", Arc::new(vmean.finish())),
     ]);
+    let mut own = own;
+    for (name, b) in ["window_col", "window_row", "window_width", "window_height"]
+        .into_iter()
+        .zip(window.iter_mut())
+    {
+        own.insert(name, Arc::new(b.finish()));
+    }
     let stats = delta_stats(
         rows.len(),
         PartKind::Fragment,
@@ -683,6 +704,10 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
         let vmin = col::<Float64Array>(b, "valid_min")?;
         let vmax = col::<Float64Array>(b, "valid_max")?;
         let vmean = col::<Float64Array>(b, "valid_mean")?;
+        let wc = col::<Int32Array>(b, "window_col")?;
+        let wr = col::<Int32Array>(b, "window_row")?;
+        let ww = col::<Int32Array>(b, "window_width")?;
+        let wh = col::<Int32Array>(b, "window_height")?;
         for i in 0..b.num_rows() {
             let footprint = parse_wkb_polygon(geom.value(i))
                 .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?;
@@ -693,6 +718,17 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 ));
             }
             let dt = dtype.value(i);
+            let (w, h) = (
+                u32::try_from(width.value(i)).map_err(|_| "negative width")?,
+                u32::try_from(height.value(i)).map_err(|_| "negative height")?,
+            );
+            let window = [wc, wr, ww, wh].map(|a| u32::try_from(a.value(i)).unwrap_or(u32::MAX));
+            let window = PixelWindow::new(window[0], window[1], window[2], window[3]);
+            if !window.fits(w, h) {
+                return Err(format!(
+                    "row {i}: window {window:?} is not inside the {w}x{h} tile"
+                ));
+            }
             out.push(FragmentEntry {
                 tile: tile
                     .value(i)
@@ -710,12 +746,13 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 bytes: non_negative(bytes.value(i), "byte size")?,
                 checksum: sum.value(i).to_string(),
                 dtype: DataType::parse(dt).ok_or_else(|| format!("row {i}: bad dtype {dt:?}"))?,
-                width: u32::try_from(width.value(i)).map_err(|_| "negative width")?,
-                height: u32::try_from(height.value(i)).map_err(|_| "negative height")?,
+                width: w,
+                height: h,
                 valid_count: non_negative(vcount.value(i), "valid count")?,
                 valid_min: opt_f64(vmin, i),
                 valid_max: opt_f64(vmax, i),
                 valid_mean: opt_f64(vmean, i),
+                window,
             });
         }
         Ok(())
@@ -807,6 +844,7 @@ mod tests {
             valid_min: Some(1.0),
             valid_max: if i == 0 { None } else { Some(9.0) },
             valid_mean: Some(4.5),
+            window: PixelWindow::new(i as u32, 0, 256 - i as u32, 200),
         }
     }
 

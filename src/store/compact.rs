@@ -7,7 +7,7 @@ use super::batch::{part_key, write_new_fragment, write_part};
 use super::catalog::{self, FragmentEntry, PartKind};
 use super::delta::action::{Action, Remove};
 use super::delta::Version;
-use super::fragment::{Fragment, FragmentData, Observation, PixelBuffer};
+use super::fragment::{Fragment, FragmentData};
 use super::layout;
 use super::snapshot::{open_checked, parts_of, read_parts};
 use super::{Commit, Error, Operation, Result, Warehouse};
@@ -254,21 +254,11 @@ fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<Merged
     }) {
         return Ok(None);
     }
+    // Whole-tile observations: the merged fragment stores the union of their windows.
     let mut observations = Vec::new();
     for f in &frags {
         for k in 0..f.len() {
-            let pixels = PixelBuffer::from_bytes(m0.dtype, f.pixel_bytes(k)).ok_or_else(|| {
-                Error::CorruptFragment {
-                    path: f.path().to_path_buf(),
-                    reason: "pixel bytes are not whole samples".into(),
-                }
-            })?;
-            observations.push(Observation {
-                time: f.time(k),
-                scene_id: f.scene_id(k).to_string(),
-                pixels,
-                valid: f.validity(k).map(|v| v.iter().collect()),
-            });
+            observations.push(f.observation(k)?);
         }
     }
     let first = group[0];

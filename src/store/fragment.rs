@@ -2,14 +2,22 @@
 //! observations sorted by time.
 //!
 //! Columns: `time` (timestamp[us, UTC]), `scene_id` (utf8) and `pixels` (a fixed-size list
-//! of the band's native type, row-major tile pixels; the list's child validity marks nodata).
-//! The schema metadata (`pixelquery.*` keys) carries tile id, band, product, grid CRS, tile
-//! geotransform, size, dtype, nodata, scale/offset and the format version, so any Arrow
-//! reader (pyarrow, DuckDB, arrow-rs) can interpret a fragment on its own.
+//! of the band's native type, row-major pixels of the stored window; the list's child validity
+//! marks nodata). The schema metadata (`pixelquery.*` keys) carries tile id, band, product,
+//! grid CRS, tile geotransform, tile size, the stored window, dtype, nodata, scale/offset and
+//! the format version, so any Arrow reader (pyarrow, DuckDB, arrow-rs) can interpret a
+//! fragment on its own.
 //!
-//! Reads memory-map the file and decode it zero-copy: pixel slices point into the mapping
-//! when the file is uncompressed (LZ4 bodies are decompressed once per read).
+//! A fragment stores only the window of its tile that holds data: the smallest rectangle
+//! holding every valid pixel of every observation (the whole tile when a pixel on each side
+//! is valid). Pixels outside it are invalid. Its buffers are compressed as the warehouse
+//! says ([`FragmentCompression`]).
+//!
+//! Reads take the file's bytes (memory-mapped locally, or any in-memory [`Buffer`]) and
+//! decode them once: pixel slices point into the mapping when the file is uncompressed, and
+//! compressed buffers are decompressed when the fragment is opened.
 
+use super::codec::Codec;
 use super::layout::{format_checksum, io_err};
 use super::{bitmap, ipc};
 use super::{Error, FragmentCompression, Result};
@@ -20,22 +28,102 @@ use arrow_array::types::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int8Type, UInt16Type, UInt32Type, UInt8Type,
 };
 use arrow_array::{
-    Array, ArrayRef, ArrowPrimitiveType, FixedSizeListArray, PrimitiveArray, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
+    ArrayRef, ArrowPrimitiveType, FixedSizeListArray, PrimitiveArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
-use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
-use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::Hasher;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Version of the fragment layout written by this code (`pixelquery.format_version`).
-pub const FRAGMENT_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the stored window (`pixelquery.window`) and ZSTD buffers; version 1
+/// fragments are not read.
+pub const FRAGMENT_FORMAT_VERSION: u32 = 2;
+
+/// A rectangle of a tile's pixels: the part of the tile a fragment stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PixelWindow {
+    /// First column (pixels from the tile's left edge).
+    pub col: u32,
+    /// First row (pixels from the tile's top edge).
+    pub row: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl PixelWindow {
+    /// The window of `width` x `height` pixels starting at column `col`, row `row`.
+    pub fn new(col: u32, row: u32, width: u32, height: u32) -> Self {
+        PixelWindow {
+            col,
+            row,
+            width,
+            height,
+        }
+    }
+
+    /// The whole of a `width` x `height` tile.
+    pub fn full(width: u32, height: u32) -> Self {
+        PixelWindow::new(0, 0, width, height)
+    }
+
+    /// Number of pixels.
+    pub fn pixels(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
+
+    /// True when this window is the whole `width` x `height` tile.
+    pub fn is_full(&self, width: u32, height: u32) -> bool {
+        *self == PixelWindow::full(width, height)
+    }
+
+    /// True when the window is not empty and lies inside a `width` x `height` tile.
+    pub fn fits(&self, width: u32, height: u32) -> bool {
+        self.width > 0
+            && self.height > 0
+            && self.col.checked_add(self.width).is_some_and(|e| e <= width)
+            && self
+                .row
+                .checked_add(self.height)
+                .is_some_and(|e| e <= height)
+    }
+
+    /// The tile columns the window covers.
+    pub fn cols(&self) -> Range<usize> {
+        self.col as usize..(self.col + self.width) as usize
+    }
+
+    /// The tile rows the window covers.
+    pub fn rows(&self) -> Range<usize> {
+        self.row as usize..(self.row + self.height) as usize
+    }
+
+    /// The smallest window holding both.
+    pub fn union(&self, other: &PixelWindow) -> PixelWindow {
+        let (c0, r0) = (self.col.min(other.col), self.row.min(other.row));
+        let c1 = (self.col + self.width).max(other.col + other.width);
+        let r1 = (self.row + self.height).max(other.row + other.height);
+        PixelWindow::new(c0, r0, c1 - c0, r1 - r0)
+    }
+
+    fn from_ranges((cols, rows): (Range<usize>, Range<usize>)) -> Self {
+        PixelWindow::new(
+            cols.start as u32,
+            rows.start as u32,
+            cols.len() as u32,
+            rows.len() as u32,
+        )
+    }
+}
 
 const META_PREFIX: &str = "pixelquery.";
 
@@ -218,6 +306,8 @@ pub struct FragmentMeta {
     pub width: u32,
     /// Tile height in pixels.
     pub height: u32,
+    /// The window of the tile the fragment stores (pixels outside it are invalid).
+    pub window: PixelWindow,
     /// Sample type.
     pub dtype: DataType,
     /// Nodata value, if any.
@@ -244,6 +334,13 @@ impl FragmentMeta {
             ),
             ("width", self.width.to_string()),
             ("height", self.height.to_string()),
+            (
+                "window",
+                format!(
+                    "[{}, {}, {}, {}]",
+                    self.window.col, self.window.row, self.window.width, self.window.height
+                ),
+            ),
             ("dtype", self.dtype.name().to_string()),
             (
                 "nodata",
@@ -284,14 +381,22 @@ impl FragmentMeta {
         };
         let dtype = get("dtype")?;
         let nodata = get("nodata")?;
+        let (width, height) = (int("width")?, int("height")?);
+        let window = get("window")?;
+        let window = serde_json::from_str::<[u32; 4]>(window)
+            .ok()
+            .map(|[c, r, w, h]| PixelWindow::new(c, r, w, h))
+            .filter(|w| w.fits(width, height))
+            .ok_or_else(|| bad("window", window))?;
         Ok(FragmentMeta {
             tile,
             band: get("band")?.to_string(),
             product: get("product")?.to_string(),
             epsg,
             transform: GeoTransform::from_gdal(gt),
-            width: int("width")?,
-            height: int("height")?,
+            width,
+            height,
+            window,
             dtype: DataType::parse(dtype).ok_or_else(|| bad("dtype", dtype))?,
             nodata: if nodata == "null" {
                 None
@@ -345,6 +450,8 @@ pub(crate) struct WrittenFragment {
     pub time_min: DateTime<Utc>,
     pub time_max: DateTime<Utc>,
     pub observations: u64,
+    /// The window of the tile the fragment stores.
+    pub window: PixelWindow,
     pub stats: PixelStats,
     /// The written file, still open: not yet fsynced.
     pub file: File,
@@ -363,9 +470,18 @@ fn arrow_type(dtype: DataType) -> ArrowType {
     }
 }
 
+/// The `pixelquery.format_version` of a fragment's schema metadata.
+fn format_version(md: &arrow_schema::Metadata) -> std::result::Result<u32, String> {
+    let v = md
+        .get(&format!("{META_PREFIX}format_version"))
+        .ok_or_else(|| format!("schema metadata lacks {META_PREFIX}format_version"))?;
+    v.parse()
+        .map_err(|_| format!("bad {META_PREFIX}format_version {v:?}"))
+}
+
 /// The Arrow schema of a fragment with this metadata.
 pub fn fragment_schema(meta: &FragmentMeta) -> Schema {
-    let fields = base_fields(meta.dtype, meta.width as i32 * meta.height as i32);
+    let fields = base_fields(meta.dtype, meta.window.pixels() as i32);
     Schema::new_with_metadata(fields, meta.to_metadata())
 }
 
@@ -408,12 +524,14 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Validates `data` against itself (sizes, dtypes), sorts its observations by time and
-/// writes it to `path` (which must not exist). The caller fsyncs it before committing.
+/// writes it to `path` (which must not exist), cropped to the window of its valid pixels
+/// when `crop` is set. The caller fsyncs it before committing.
 pub(crate) fn write_fragment_file(
     path: &Path,
     data: &mut FragmentData,
     epsg: u32,
     compression: FragmentCompression,
+    crop: bool,
 ) -> Result<WrittenFragment> {
     let (tile, band) = (data.tile, data.band.clone());
     let invalid = move |reason: String| Error::InvalidFragment {
@@ -466,6 +584,23 @@ pub(crate) fn write_fragment_file(
             .then_with(|| a.scene_id.cmp(&b.scene_id))
     });
 
+    let (w, h) = (data.width as usize, data.height as usize);
+    let (parts, stats) = match data.dtype {
+        DataType::U8 => validity_and_stats::<u8>(data),
+        DataType::I8 => validity_and_stats::<i8>(data),
+        DataType::U16 => validity_and_stats::<u16>(data),
+        DataType::I16 => validity_and_stats::<i16>(data),
+        DataType::U32 => validity_and_stats::<u32>(data),
+        DataType::I32 => validity_and_stats::<i32>(data),
+        DataType::F32 => validity_and_stats::<f32>(data),
+        DataType::F64 => validity_and_stats::<f64>(data),
+    };
+    let parts: Vec<Option<&BooleanBuffer>> = parts.iter().map(Option::as_ref).collect();
+    let window = if crop {
+        valid_window(&parts, w, h)
+    } else {
+        PixelWindow::full(data.width, data.height)
+    };
     let meta = FragmentMeta {
         tile: data.tile,
         band: data.band.clone(),
@@ -474,6 +609,7 @@ pub(crate) fn write_fragment_file(
         transform: data.tile_transform,
         width: data.width,
         height: data.height,
+        window,
         dtype: data.dtype,
         nodata: data.nodata,
         scale: data.scale,
@@ -488,15 +624,50 @@ pub(crate) fn write_fragment_file(
         .collect();
     let time_min = data.observations[0].time;
     let time_max = data.observations[data.observations.len() - 1].time;
-    let (nulls, stats) = match data.dtype {
-        DataType::U8 => validity_and_stats::<u8>(data),
-        DataType::I8 => validity_and_stats::<i8>(data),
-        DataType::U16 => validity_and_stats::<u16>(data),
-        DataType::I16 => validity_and_stats::<i16>(data),
-        DataType::U32 => validity_and_stats::<u32>(data),
-        DataType::I32 => validity_and_stats::<i32>(data),
-        DataType::F32 => validity_and_stats::<f32>(data),
-        DataType::F64 => validity_and_stats::<f64>(data),
+    // The window's pixels, streamed from the observations' own buffers: whole observations
+    // for a full tile, else row slices. No concatenated copy.
+    let full = window.is_full(data.width, data.height);
+    let bits = if full {
+        bitmap::concat(&parts, pixels)
+    } else {
+        bitmap::crop(&parts, w, (window.cols(), window.rows()))
+    };
+    let nulls = bits.map(NullBuffer::new).filter(|n| n.null_count() > 0);
+    let size = data.dtype.size();
+    let pixel_bytes: Vec<&[u8]> = if full {
+        data.observations
+            .iter()
+            .map(|o| o.pixels.as_bytes())
+            .collect()
+    } else {
+        let cols = window.cols();
+        data.observations
+            .iter()
+            .flat_map(|o| {
+                let bytes = o.pixels.as_bytes();
+                let cols = cols.clone();
+                window
+                    .rows()
+                    .map(move |r| &bytes[(r * w + cols.start) * size..(r * w + cols.end) * size])
+            })
+            .collect()
+    };
+    let scene_ids: Vec<&str> = data
+        .observations
+        .iter()
+        .map(|o| o.scene_id.as_str())
+        .collect();
+    let columns = ipc::FragmentColumns {
+        times: &times,
+        scene_ids: &scene_ids,
+        pixels: &pixel_bytes,
+        pixels_per_row: window.pixels(),
+        validity: nulls.as_ref().map(|n| (n.inner(), n.null_count())),
+    };
+    let codec = match compression {
+        FragmentCompression::None => None,
+        FragmentCompression::Lz4 => Some(Codec::Lz4Frame),
+        FragmentCompression::Zstd => Some(Codec::Zstd),
     };
 
     let file = OpenOptions::new()
@@ -509,43 +680,10 @@ pub(crate) fn write_fragment_file(
         hasher: twox_hash::XxHash3_64::with_seed(0),
         bytes: 0,
     };
-    let arrow_err = |e| Error::Arrow {
+    ipc::write_fragment_ipc(&mut sink, &schema, &columns, codec).map_err(|e| Error::Arrow {
         path: path.to_path_buf(),
         source: e,
-    };
-    match compression {
-        FragmentCompression::None => {
-            // Streamed from the observations' own buffers: no concatenated copy.
-            let scene_ids: Vec<&str> = data
-                .observations
-                .iter()
-                .map(|o| o.scene_id.as_str())
-                .collect();
-            let pixel_bytes: Vec<&[u8]> = data
-                .observations
-                .iter()
-                .map(|o| o.pixels.as_bytes())
-                .collect();
-            let columns = ipc::FragmentColumns {
-                times: &times,
-                scene_ids: &scene_ids,
-                pixels: &pixel_bytes,
-                pixels_per_row: pixels,
-                validity: nulls.as_ref().map(|n| (n.inner(), n.null_count())),
-            };
-            ipc::write_fragment_ipc(&mut sink, &schema, &columns).map_err(arrow_err)?;
-        }
-        FragmentCompression::Lz4 => {
-            let batch = record_batch(&schema, data, times, nulls).map_err(invalid)?;
-            let options = IpcWriteOptions::default()
-                .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-                .map_err(arrow_err)?;
-            let mut writer =
-                FileWriter::try_new_with_options(&mut sink, &schema, options).map_err(arrow_err)?;
-            writer.write(&batch).map_err(arrow_err)?;
-            writer.finish().map_err(arrow_err)?;
-        }
-    }
+    })?;
     let file = sink
         .inner
         .into_inner()
@@ -559,39 +697,25 @@ pub(crate) fn write_fragment_file(
         time_min,
         time_max,
         observations: data.observations.len() as u64,
+        window,
         stats,
     })
 }
 
-/// The fragment as one Arrow record batch (pixels concatenated), for Arrow's own writer.
-fn record_batch(
-    schema: &SchemaRef,
-    data: &FragmentData,
-    times: Vec<i64>,
-    nulls: Option<NullBuffer>,
-) -> std::result::Result<RecordBatch, String> {
-    let pixels = data.width as usize * data.height as usize;
-    let time = TimestampMicrosecondArray::new(ScalarBuffer::from(times), None).with_timezone("UTC");
-    let scene =
-        StringArray::from_iter_values(data.observations.iter().map(|o| o.scene_id.as_str()));
-    let values = match data.dtype {
-        DataType::U8 => concat_values::<UInt8Type>(data, nulls),
-        DataType::I8 => concat_values::<Int8Type>(data, nulls),
-        DataType::U16 => concat_values::<UInt16Type>(data, nulls),
-        DataType::I16 => concat_values::<Int16Type>(data, nulls),
-        DataType::U32 => concat_values::<UInt32Type>(data, nulls),
-        DataType::I32 => concat_values::<Int32Type>(data, nulls),
-        DataType::F32 => concat_values::<Float32Type>(data, nulls),
-        DataType::F64 => concat_values::<Float64Type>(data, nulls),
-    };
-    let item = Arc::new(Field::new("item", arrow_type(data.dtype), true));
-    let list = FixedSizeListArray::try_new(item, pixels as i32, values, None)
-        .map_err(|e| e.to_string())?;
-    RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(time), Arc::new(scene), Arc::new(list)],
-    )
-    .map_err(|e| e.to_string())
+/// The union of the windows of the observations' valid pixels (`None` = all valid); a
+/// single corner pixel when no observation has any.
+fn valid_window(parts: &[Option<&BooleanBuffer>], width: usize, height: usize) -> PixelWindow {
+    let mut union: Option<PixelWindow> = None;
+    for part in parts {
+        let Some(bits) = part else {
+            return PixelWindow::full(width as u32, height as u32);
+        };
+        if let Some(rect) = bitmap::set_rect(bits, width) {
+            let w = PixelWindow::from_ranges(rect);
+            union = Some(union.map_or(w, |u| u.union(&w)));
+        }
+    }
+    union.unwrap_or(PixelWindow::new(0, 0, 1, 1))
 }
 
 /// The observations' pixels of type `T` (the dtype was checked against the fragment's).
@@ -599,18 +723,17 @@ fn typed<T: Pixel>(buf: &PixelBuffer) -> &[T] {
     bytemuck::try_cast_slice(buf.as_bytes()).unwrap_or(&[])
 }
 
-/// The validity of every pixel (the observations' own bits, else derived from the nodata
+/// The validity of each observation's pixels (its own bits, else derived from the nodata
 /// value and NaN; `None` when all are valid) and the statistics of the valid values.
 fn validity_and_stats<T: Pixel + StatSample>(
     data: &FragmentData,
-) -> (Option<NullBuffer>, PixelStats) {
-    let pixels = data.width as usize * data.height as usize;
+) -> (Vec<Option<BooleanBuffer>>, PixelStats) {
     let nodata = data.nodata.map(T::from_f64);
     let nodata_is_nan = data.nodata.is_some_and(f64::is_nan);
     let is_float = data.dtype.is_float();
     let derives = nodata.is_some() || is_float;
     let mut acc = StatAcc::default();
-    let parts: Vec<Option<BooleanBuffer>> = data
+    let parts = data
         .observations
         .iter()
         .map(|o| {
@@ -633,48 +756,7 @@ fn validity_and_stats<T: Pixel + StatSample>(
             bits
         })
         .collect();
-    let parts: Vec<Option<&BooleanBuffer>> = parts.iter().map(Option::as_ref).collect();
-    let nulls = bitmap::concat(&parts, pixels)
-        .map(NullBuffer::new)
-        .filter(|n| n.null_count() > 0);
-    (nulls, acc.finish())
-}
-
-/// The arrow primitive type matching a pixel type.
-trait ArrowPixel: ArrowPrimitiveType<Native: Sample + PartialOrd> {
-    fn slice(buf: &PixelBuffer) -> &[Self::Native];
-}
-
-macro_rules! arrow_pixel {
-    ($a:ty, $variant:ident) => {
-        impl ArrowPixel for $a {
-            fn slice(buf: &PixelBuffer) -> &[Self::Native] {
-                match buf {
-                    PixelBuffer::$variant(v) => v,
-                    // write_fragment_file checked every dtype before calling build_values.
-                    _ => &[],
-                }
-            }
-        }
-    };
-}
-arrow_pixel!(UInt8Type, U8);
-arrow_pixel!(Int8Type, I8);
-arrow_pixel!(UInt16Type, U16);
-arrow_pixel!(Int16Type, I16);
-arrow_pixel!(UInt32Type, U32);
-arrow_pixel!(Int32Type, I32);
-arrow_pixel!(Float32Type, F32);
-arrow_pixel!(Float64Type, F64);
-
-/// Concatenates the observations' pixels into one Arrow array with the given validity.
-fn concat_values<A: ArrowPixel>(data: &FragmentData, nulls: Option<NullBuffer>) -> ArrayRef {
-    let total = data.width as usize * data.height as usize * data.observations.len();
-    let mut values: Vec<A::Native> = Vec::with_capacity(total);
-    for o in &data.observations {
-        values.extend_from_slice(A::slice(&o.pixels));
-    }
-    Arc::new(PrimitiveArray::<A>::new(ScalarBuffer::from(values), nulls))
+    (parts, acc.finish())
 }
 
 #[inline]
@@ -857,8 +939,9 @@ impl StatAcc {
     }
 }
 
-/// A fragment opened for reading: memory-mapped, decoded into an Arrow record batch whose
-/// pixel buffer points into the mapping when the file is uncompressed.
+/// A fragment opened for reading: decoded into an Arrow record batch whose pixel buffer
+/// points into the file's bytes (a memory mapping, or any buffer) when the file is
+/// uncompressed, and into one decompressed copy when it is compressed.
 #[derive(Debug, Clone)]
 pub struct Fragment {
     path: PathBuf,
@@ -868,8 +951,10 @@ pub struct Fragment {
     scene_ids: StringArray,
     values: Buffer,
     validity: Option<BooleanBuffer>,
+    /// Samples per observation (the stored window).
     pixels: usize,
     zero_copy: bool,
+    compression: FragmentCompression,
 }
 
 impl Fragment {
@@ -883,6 +968,12 @@ impl Fragment {
     /// so that no damaged byte reaches the decoder.
     pub fn open_verified(path: &Path, checksum: &str) -> Result<Fragment> {
         Self::open_impl(path, Some(checksum), None)
+    }
+
+    /// Decodes a fragment file held in memory (fetched from object storage, say); `path`
+    /// names it in errors. Uncompressed pixels stay views into `bytes`.
+    pub fn from_buffer(path: &Path, bytes: Buffer) -> Result<Fragment> {
+        Self::decode_checked(path, bytes, None)
     }
 
     /// Opens a fragment whose recorded size and (optionally) checksum are known.
@@ -929,8 +1020,13 @@ impl Fragment {
         // SAFETY: `ptr` points to `len` readable bytes owned by `map`, which the Buffer keeps
         // alive (the Arc is its owner) for as long as any slice of it exists.
         let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) };
+        Self::decode_checked(path, buffer, checksum)
+    }
+
+    /// Checks the checksum if one is given, then decodes.
+    fn decode_checked(path: &Path, bytes: Buffer, checksum: Option<&str>) -> Result<Fragment> {
         if let Some(expected) = checksum {
-            let actual = super::layout::checksum(buffer.as_slice());
+            let actual = super::layout::checksum(bytes.as_slice());
             if actual != expected {
                 return Err(Error::ChecksumMismatch {
                     path: path.to_path_buf(),
@@ -939,84 +1035,24 @@ impl Fragment {
                 });
             }
         }
-        let decoded =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(&buffer, len)));
-        let (schema, batch) = match decoded {
-            Ok(r) => r.map_err(corrupt)?,
-            // Defence in depth: the structure is validated before Arrow decodes it, but a
-            // decoder panic on hostile bytes must still become an error naming the file.
-            Err(_) => return Err(corrupt("Arrow decoder failed on malformed data".into())),
+        // Typed views need 8-byte alignment: a mapping is page aligned, other buffers may
+        // not be.
+        let bytes = if bytes.as_ptr().align_offset(8) == 0 {
+            bytes
+        } else {
+            Buffer::from_slice_ref(bytes.as_slice())
         };
-        let meta = FragmentMeta::from_metadata(schema.metadata()).map_err(corrupt)?;
-        Self::from_batch(path, meta, batch, &buffer).map_err(corrupt)
-    }
-
-    fn from_batch(
-        path: &Path,
-        meta: FragmentMeta,
-        batch: RecordBatch,
-        file: &Buffer,
-    ) -> std::result::Result<Fragment, String> {
-        let pixels = meta.width as usize * meta.height as usize;
-        let expected = base_fields(meta.dtype, pixels as i32);
-        let fields = batch.schema().fields().clone();
-        if fields.len() != 3
-            || expected
-                .iter()
-                .zip(fields.iter())
-                .any(|(e, f)| e.name() != f.name() || e.data_type() != f.data_type())
-        {
-            return Err(format!(
-                "schema does not match a {} {}x{} fragment",
-                meta.dtype, meta.width, meta.height
-            ));
+        let decoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(path, &bytes)));
+        match decoded {
+            Ok(r) => r,
+            // Defence in depth: the structure is validated before anything is built from
+            // it, but a panic on hostile bytes must still become an error naming the file.
+            Err(_) => Err(Error::CorruptFragment {
+                path: path.to_path_buf(),
+                reason: "decoder failed on malformed data".into(),
+            }),
         }
-        let times = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .ok_or("time column is not timestamp[us]")?;
-        let scene_ids = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or("scene_id column is not utf8")?
-            .clone();
-        let list = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .ok_or("pixels column is not a fixed-size list")?;
-        if times.null_count() > 0 || scene_ids.null_count() > 0 || list.null_count() > 0 {
-            return Err("null time, scene id or pixel list".into());
-        }
-        let child = list.values();
-        if child.offset() != 0 || child.len() != batch.num_rows() * pixels {
-            return Err("pixel values do not cover every row".into());
-        }
-        let data = child.to_data();
-        let values = data
-            .buffers()
-            .first()
-            .ok_or("pixel values have no data buffer")?
-            .clone();
-        if values.len() < child.len() * meta.dtype.size() {
-            return Err("pixel data buffer too short".into());
-        }
-        let validity = child.nulls().map(|n| n.inner().clone());
-        let file_range = file.as_ptr() as usize..file.as_ptr() as usize + file.len();
-        let zero_copy = file_range.contains(&(values.as_ptr() as usize));
-        Ok(Fragment {
-            path: path.to_path_buf(),
-            meta,
-            times: times.values().clone(),
-            scene_ids,
-            values,
-            validity,
-            pixels,
-            zero_copy,
-            batch,
-        })
     }
 
     /// The file this fragment was read from.
@@ -1027,6 +1063,17 @@ impl Fragment {
     /// Metadata from the schema.
     pub fn meta(&self) -> &FragmentMeta {
         &self.meta
+    }
+
+    /// The window of the tile this fragment stores: [`Fragment::pixels`] and
+    /// [`Fragment::validity`] cover it, row-major; the tile's other pixels are invalid.
+    pub fn window(&self) -> PixelWindow {
+        self.meta.window
+    }
+
+    /// How the file's buffers are compressed.
+    pub fn compression(&self) -> FragmentCompression {
+        self.compression
     }
 
     /// Number of observations.
@@ -1060,7 +1107,7 @@ impl Fragment {
         self.scene_ids.value(i)
     }
 
-    /// Raw little-endian pixel bytes of observation `i` (zero-copy).
+    /// Raw little-endian pixel bytes of observation `i`'s window (zero-copy).
     ///
     /// # Panics
     /// When `i >= self.len()`.
@@ -1070,8 +1117,8 @@ impl Fragment {
         &self.values.as_slice()[i * size..(i + 1) * size]
     }
 
-    /// Typed pixels of observation `i`, zero-copy; errors when `T` is not the fragment's
-    /// dtype or `i` is out of range.
+    /// Typed pixels of observation `i`'s window (see [`Fragment::window`]), zero-copy;
+    /// errors when `T` is not the fragment's dtype or `i` is out of range.
     pub fn pixels<T: Pixel>(&self, i: usize) -> Result<&[T]> {
         if T::DTYPE != self.meta.dtype {
             return Err(Error::DtypeMismatch {
@@ -1087,17 +1134,15 @@ impl Fragment {
                 len: self.len(),
             });
         }
-        let size = self.pixels * T::DTYPE.size();
-        let bytes = &self.values.as_slice()[i * size..(i + 1) * size];
-        // Arrow aligns buffers to 8 bytes inside IPC files and the mapping is page aligned;
-        // a misaligned buffer would have been copied (aligned) by the decoder.
-        bytemuck::try_cast_slice(bytes).map_err(|e| Error::CorruptFragment {
+        // Aligned: the file's bytes are (see `decode_checked`), IPC buffers are 8-byte
+        // aligned in them, and decompressed buffers are allocated aligned.
+        bytemuck::try_cast_slice(self.pixel_bytes(i)).map_err(|e| Error::CorruptFragment {
             path: self.path.clone(),
             reason: format!("pixel buffer cannot be viewed as {}: {e}", T::DTYPE),
         })
     }
 
-    /// Validity bits of observation `i` (`None` = every pixel valid), zero-copy.
+    /// Validity bits of observation `i`'s window (`None` = every pixel valid), zero-copy.
     ///
     /// # Panics
     /// When `i >= self.len()`.
@@ -1108,7 +1153,7 @@ impl Fragment {
             .map(|v| v.slice(i * self.pixels, self.pixels))
     }
 
-    /// Validity of observation `i` as one bool per pixel.
+    /// Validity of observation `i`'s window as one bool per pixel.
     ///
     /// # Panics
     /// When `i >= self.len()`.
@@ -1119,47 +1164,92 @@ impl Fragment {
         }
     }
 
+    /// Observation `i` over the whole tile (a copy): the window's pixels in place, the
+    /// nodata value (else 0) and invalid bits around them. Writing it back gives the same
+    /// fragment.
+    pub fn observation(&self, i: usize) -> Result<Observation> {
+        macro_rules! expand {
+            ($t:ty) => {
+                PixelBuffer::from(self.tile_pixels::<$t>(i)?)
+            };
+        }
+        let pixels = match self.meta.dtype {
+            DataType::U8 => expand!(u8),
+            DataType::I8 => expand!(i8),
+            DataType::U16 => expand!(u16),
+            DataType::I16 => expand!(i16),
+            DataType::U32 => expand!(u32),
+            DataType::I32 => expand!(i32),
+            DataType::F32 => expand!(f32),
+            DataType::F64 => expand!(f64),
+        };
+        let m = &self.meta;
+        let valid = if m.window.is_full(m.width, m.height) {
+            self.validity(i)
+        } else {
+            Some(bitmap::expand(
+                self.validity(i).as_ref(),
+                (m.width as usize, m.height as usize),
+                (m.window.cols(), m.window.rows()),
+            ))
+        };
+        Ok(Observation {
+            time: self.time(i),
+            scene_id: self.scene_id(i).to_string(),
+            pixels,
+            valid,
+        })
+    }
+
+    /// Observation `i`'s pixels over the whole tile, nodata (else 0) outside the window.
+    fn tile_pixels<T: Pixel>(&self, i: usize) -> Result<Vec<T>> {
+        let window = self.pixels::<T>(i)?;
+        let m = &self.meta;
+        let w = m.width as usize;
+        let fill = T::from_f64(m.nodata.unwrap_or(0.0));
+        let mut tile = vec![fill; w * m.height as usize];
+        let cols = m.window.cols();
+        for (src, r) in window.chunks_exact(cols.len()).zip(m.window.rows()) {
+            tile[r * w + cols.start..r * w + cols.end].copy_from_slice(src);
+        }
+        Ok(tile)
+    }
+
     /// The whole fragment as an Arrow record batch.
     pub fn record_batch(&self) -> &RecordBatch {
         &self.batch
     }
 
-    /// True when the pixel data is read straight from the memory mapping (uncompressed).
+    /// True when the pixel data is read straight from the file's bytes (uncompressed).
     pub fn is_zero_copy(&self) -> bool {
         self.zero_copy
     }
 }
 
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Checks the IPC file structure (magic, footer, block bounds, buffer bounds, decompressed
-/// sizes) and decodes its single record batch.
-fn decode(buffer: &Buffer, len: usize) -> std::result::Result<(SchemaRef, RecordBatch), String> {
-    let bytes = buffer.as_slice();
-    if &bytes[..6] != b"ARROW1" || &bytes[len - 6..] != b"ARROW1" {
-        return Err("missing ARROW1 magic: not an Arrow IPC file or truncated".into());
+/// Decodes a fragment file: structure, then the schema against its own metadata (format
+/// version first), then the batch's buffers against the schema.
+fn decode(path: &Path, file: &Buffer) -> Result<Fragment> {
+    let corrupt = |reason: String| Error::CorruptFragment {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (schema, block) = ipc::read_footer(file.as_slice()).map_err(corrupt)?;
+    let version = format_version(schema.metadata()).map_err(corrupt)?;
+    if version != FRAGMENT_FORMAT_VERSION {
+        return Err(Error::FragmentVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FRAGMENT_FORMAT_VERSION,
+        });
     }
-    let footer_len = le_u32(bytes, len - 10).ok_or("truncated footer")? as usize;
-    if footer_len == 0 || footer_len > len - 18 {
-        return Err(format!("footer length {footer_len} out of range"));
-    }
-    let footer_start = len - 10 - footer_len;
-    let footer = arrow_ipc::root_as_footer(&bytes[footer_start..len - 10])
-        .map_err(|e| format!("bad footer: {e}"))?;
-    let schema = footer.schema().ok_or("footer has no schema")?;
-    let schema = Arc::new(
-        arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| format!("bad schema: {e}"))?,
-    );
     // The schema must be exactly the one its own metadata describes, before any decoding.
-    let meta = FragmentMeta::from_metadata(schema.metadata())?;
-    let pixels = (meta.width as u64) * (meta.height as u64);
-    if pixels == 0 || pixels > i32::MAX as u64 {
-        return Err(format!(
-            "tile size {}x{} out of range",
-            meta.width, meta.height
-        ));
+    let meta = FragmentMeta::from_metadata(schema.metadata()).map_err(corrupt)?;
+    let pixels = meta.window.pixels();
+    if pixels > i32::MAX as usize {
+        return Err(corrupt(format!(
+            "window of {}x{} pixels out of range",
+            meta.window.width, meta.window.height
+        )));
     }
     let expected = base_fields(meta.dtype, pixels as i32);
     if schema.fields().len() != expected.len()
@@ -1168,107 +1258,113 @@ fn decode(buffer: &Buffer, len: usize) -> std::result::Result<(SchemaRef, Record
             .zip(schema.fields().iter())
             .any(|(e, f)| e.name() != f.name() || e.data_type() != f.data_type())
     {
-        return Err(format!(
-            "schema does not match a {} {}x{} fragment",
-            meta.dtype, meta.width, meta.height
-        ));
+        return Err(corrupt(format!(
+            "schema does not match a {} fragment of a {}x{} window",
+            meta.dtype, meta.window.width, meta.window.height
+        )));
     }
-    let blocks = footer
-        .recordBatches()
-        .ok_or("footer lists no record batch")?;
-    if blocks.len() != 1 {
-        return Err(format!("{} record batches, expected 1", blocks.len()));
-    }
-    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
-        return Err("unexpected dictionary batches".into());
-    }
-    let block = blocks.get(0);
-    let offset = usize::try_from(block.offset()).map_err(|_| "negative block offset")?;
-    let meta_len =
-        usize::try_from(block.metaDataLength()).map_err(|_| "negative metadata length")?;
-    let body_len = usize::try_from(block.bodyLength()).map_err(|_| "negative body length")?;
-    let end = offset
-        .checked_add(meta_len)
-        .and_then(|e| e.checked_add(body_len))
-        .filter(|&e| e <= footer_start && meta_len >= 8)
-        .ok_or("record batch block lies outside the file")?;
-    let msg = &bytes[offset..offset + meta_len];
-    let fb = if msg[..4] == [0xff; 4] {
-        &msg[8..]
-    } else {
-        &msg[4..]
+    let shape = ipc::BatchShape {
+        pixels_per_row: pixels,
+        sample_size: meta.dtype.size(),
     };
-    let message = arrow_ipc::root_as_message(fb).map_err(|e| format!("bad message: {e}"))?;
-    let rb = message
-        .header_as_record_batch()
-        .ok_or("message is not a record batch")?;
-    let rows = usize::try_from(rb.length()).map_err(|_| "negative row count")?;
-    if rows > body_len.max(1) * 8 + 1 {
-        return Err(format!("{rows} rows cannot fit in {body_len} bytes"));
-    }
-    if (offset + meta_len) % 8 != 0 {
-        return Err("record batch body is not 8-byte aligned".into());
-    }
-    // Field nodes: time, scene_id, pixels (one per row) and the pixel values (rows x pixels).
-    let nodes = rb.nodes().ok_or("record batch has no field nodes")?;
-    let expected_lens = [rows, rows, rows, rows.saturating_mul(pixels as usize)];
-    if nodes.len() != expected_lens.len()
-        || nodes.iter().zip(expected_lens).any(|(n, want)| {
-            usize::try_from(n.length()).ok() != Some(want)
-                || n.null_count() < 0
-                || n.null_count() > n.length()
-        })
+    let buffers = ipc::read_batch(file, block, shape).map_err(corrupt)?;
+    from_buffers(path, meta, Arc::new(schema), buffers, file).map_err(corrupt)
+}
+
+/// Builds the fragment's arrays from its checked buffers.
+fn from_buffers(
+    path: &Path,
+    meta: FragmentMeta,
+    schema: SchemaRef,
+    b: ipc::BatchBuffers,
+    file: &Buffer,
+) -> std::result::Result<Fragment, String> {
+    let rows = b.rows;
+    let pixels = meta.window.pixels();
+    let times = ScalarBuffer::<i64>::new(b.times, 0, rows);
+    let offsets = ScalarBuffer::<i32>::new(b.offsets, 0, rows + 1);
+    if offsets[0] < 0
+        || offsets.windows(2).any(|w| w[1] < w[0])
+        || offsets[rows] as usize > b.text.len()
     {
-        return Err("field node lengths do not match the row count".into());
+        return Err("scene id offsets are out of order or out of range".into());
     }
-    let compressed = rb.compression().is_some();
-    // The largest buffer this schema can need: the pixel values of every row.
-    let max_buffer = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            ArrowType::FixedSizeList(item, n) => (*n.max(&0) as usize)
-                .saturating_mul(item.data_type().primitive_width().unwrap_or(8)),
-            _ => 8,
-        })
-        .sum::<usize>()
-        .saturating_mul(rows.max(1))
-        .saturating_add(16 << 20);
-    let body = &bytes[offset + meta_len..end];
-    for b in rb.buffers().into_iter().flatten() {
-        let (o, l) = (
-            usize::try_from(b.offset()).map_err(|_| "negative buffer offset")?,
-            usize::try_from(b.length()).map_err(|_| "negative buffer length")?,
-        );
-        if o.checked_add(l).is_none_or(|e| e > body_len) {
-            return Err("a buffer lies outside the record batch body".into());
-        }
-        // The IPC format aligns every buffer to 8 bytes.
-        if o % 8 != 0 {
-            return Err(format!("buffer offset {o} is not 8-byte aligned"));
-        }
-        if compressed && l > 0 {
-            if l < 8 {
-                return Err("compressed buffer shorter than its length prefix".into());
-            }
-            let raw = i64::from_le_bytes(body[o..o + 8].try_into().map_err(|_| "prefix")?);
-            if raw != -1 && (raw < 0 || raw as u64 > max_buffer as u64) {
-                return Err(format!("implausible decompressed buffer size {raw}"));
-            }
-        }
+    let scene_ids = StringArray::try_new(OffsetBuffer::new(offsets), b.text, None)
+        .map_err(|e| format!("scene ids: {e}"))?;
+    let n = rows * pixels;
+    let validity = b.validity.map(|v| BooleanBuffer::new(v, 0, n));
+    let values = b.values.slice_with_length(0, n * meta.dtype.size());
+    let file_range = file.as_ptr() as usize..file.as_ptr() as usize + file.len();
+    let zero_copy = values.is_empty() || file_range.contains(&(values.as_ptr() as usize));
+    let items = primitive_array(
+        meta.dtype,
+        values.clone(),
+        validity.clone().map(NullBuffer::new),
+    )?;
+    let item = Arc::new(Field::new("item", arrow_type(meta.dtype), true));
+    let list = FixedSizeListArray::try_new(item, pixels as i32, items, None)
+        .map_err(|e| format!("pixels: {e}"))?;
+    let time = TimestampMicrosecondArray::new(times.clone(), None).with_timezone("UTC");
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(time), Arc::new(scene_ids.clone()), Arc::new(list)],
+    )
+    .map_err(|e| e.to_string())?;
+    let compression = match b.codec {
+        None => FragmentCompression::None,
+        Some(Codec::Lz4Frame) => FragmentCompression::Lz4,
+        Some(Codec::Zstd) => FragmentCompression::Zstd,
+    };
+    Ok(Fragment {
+        path: path.to_path_buf(),
+        meta,
+        batch,
+        times,
+        scene_ids,
+        values,
+        validity,
+        pixels,
+        zero_copy,
+        compression,
+    })
+}
+
+/// The pixel values as an Arrow array of the fragment's type.
+fn primitive_array(
+    dtype: DataType,
+    values: Buffer,
+    nulls: Option<NullBuffer>,
+) -> std::result::Result<ArrayRef, String> {
+    fn typed<A: ArrowPrimitiveType>(
+        values: Buffer,
+        nulls: Option<NullBuffer>,
+    ) -> std::result::Result<ArrayRef, String> {
+        let len = values.len() / std::mem::size_of::<A::Native>();
+        PrimitiveArray::<A>::try_new(ScalarBuffer::new(values, 0, len), nulls)
+            .map(|a| Arc::new(a) as ArrayRef)
+            .map_err(|e| format!("pixel values: {e}"))
     }
-    let decoder = arrow_ipc::reader::FileDecoder::new(schema.clone(), footer.version());
-    let data = buffer.slice_with_length(offset, meta_len + body_len);
-    let batch = decoder
-        .read_record_batch(block, &data)
-        .map_err(|e| format!("cannot decode record batch: {e}"))?
-        .ok_or("empty record batch message")?;
-    Ok((schema, batch))
+    match dtype {
+        DataType::U8 => typed::<UInt8Type>(values, nulls),
+        DataType::I8 => typed::<Int8Type>(values, nulls),
+        DataType::U16 => typed::<UInt16Type>(values, nulls),
+        DataType::I16 => typed::<Int16Type>(values, nulls),
+        DataType::U32 => typed::<UInt32Type>(values, nulls),
+        DataType::I32 => typed::<Int32Type>(values, nulls),
+        DataType::F32 => typed::<Float32Type>(values, nulls),
+        DataType::F64 => typed::<Float64Type>(values, nulls),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: [FragmentCompression; 3] = [
+        FragmentCompression::None,
+        FragmentCompression::Lz4,
+        FragmentCompression::Zstd,
+    ];
 
     fn sample(dtype_nodata: Option<f64>) -> FragmentData {
         let t = |d: u32| DateTime::from_timestamp(1_700_000_000 + d as i64 * 86_400, 0).unwrap();
@@ -1304,11 +1400,11 @@ mod tests {
 
     #[test]
     fn round_trip_sorted_with_nodata_mask_and_stats() {
-        for compression in [FragmentCompression::None, FragmentCompression::Lz4] {
+        for compression in ALL {
             let d = tempfile::tempdir().unwrap();
             let p = d.path().join("f.arrow");
             let mut data = sample(Some(0.0));
-            let w = write_fragment_file(&p, &mut data, 32633, compression).unwrap();
+            let w = write_fragment_file(&p, &mut data, 32633, compression, true).unwrap();
             assert_eq!(w.observations, 2);
             assert_eq!(w.bytes, std::fs::metadata(&p).unwrap().len());
             assert_eq!(
@@ -1334,9 +1430,10 @@ mod tests {
             assert_eq!(f.pixels::<u16>(1).unwrap(), &[0, 1, 2, 3, 4, 5, 6, 7]);
             assert!(f.validity(0).is_some_and(|v| v.count_set_bits() == 8));
             assert_eq!(f.valid_mask(1)[..3], [false, true, true]);
-            if compression == FragmentCompression::None {
-                assert!(f.is_zero_copy());
-            }
+            // (Compressed files store buffers this small as they are: zero-copy too.)
+            assert!(f.is_zero_copy() || compression != FragmentCompression::None);
+            assert_eq!(f.compression(), compression);
+            assert_eq!(f.window(), PixelWindow::full(4, 2));
             assert!(f.pixels::<f32>(0).is_err());
             assert!(f.pixels::<u16>(2).is_err());
             let m = f.meta();
@@ -1354,33 +1451,226 @@ mod tests {
     }
 
     #[test]
-    fn streamed_file_reads_like_arrows_own_writer() {
-        // The uncompressed writer streams buffers itself; Arrow's FileReader must see the
-        // same batch as the one Arrow's writer is given for LZ4 files.
+    fn arrows_own_reader_sees_what_the_fragment_holds() {
+        // The store writes and reads IPC itself; arrow-rs' FileReader (uncompressed and
+        // LZ4: its ZSTD needs C) must read the same batch, cropped or not.
         let d = tempfile::tempdir().unwrap();
-        for (nodata, mask) in [(None, false), (Some(0.0), false), (None, true)] {
-            let mut data = sample(nodata);
-            if mask {
-                data.observations[0].valid = Some(BooleanBuffer::from(vec![
-                    true, true, false, true, true, true, true, false,
-                ]));
+        for compression in [FragmentCompression::None, FragmentCompression::Lz4] {
+            for (nodata, mask) in [(None, false), (Some(0.0), false), (None, true)] {
+                let mut data = sample(nodata);
+                if mask {
+                    // Column 0 is invalid in both observations: cropped to columns 1..4.
+                    data.observations[0].valid = Some(BooleanBuffer::from(vec![
+                        false, true, false, true, false, true, true, true,
+                    ]));
+                    data.observations[1].valid = Some(BooleanBuffer::from(vec![
+                        false, true, true, true, false, true, true, false,
+                    ]));
+                }
+                let p = d
+                    .path()
+                    .join(format!("{compression:?}{nodata:?}{mask}.arrow"));
+                write_fragment_file(&p, &mut data, 32633, compression, true).unwrap();
+                let reader =
+                    arrow_ipc::reader::FileReader::try_new(File::open(&p).unwrap(), None).unwrap();
+                let got: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+                assert_eq!(got.len(), 1);
+                let f = Fragment::open(&p).unwrap();
+                assert_eq!(
+                    &got[0],
+                    f.record_batch(),
+                    "{compression:?} {nodata:?} {mask}"
+                );
+                let window = if mask {
+                    PixelWindow::new(1, 0, 3, 2)
+                } else {
+                    PixelWindow::full(4, 2)
+                };
+                assert_eq!(f.window(), window);
+                // Observations come back sorted, whole-tile, with their validity.
+                for (k, o) in data.observations.iter().enumerate() {
+                    let back = f.observation(k).unwrap();
+                    let want_valid: Vec<bool> = match (&o.valid, nodata) {
+                        (Some(v), _) => v.iter().collect(),
+                        (None, Some(nd)) => typed::<u16>(&o.pixels)
+                            .iter()
+                            .map(|&v| v as f64 != nd)
+                            .collect(),
+                        (None, None) => vec![true; 8],
+                    };
+                    let got_valid: Vec<bool> =
+                        back.valid.map_or(vec![true; 8], |v| v.iter().collect());
+                    assert_eq!(got_valid, want_valid);
+                    let (a, b) = (typed::<u16>(&back.pixels), typed::<u16>(&o.pixels));
+                    for i in 0..8 {
+                        if want_valid[i] {
+                            assert_eq!(a[i], b[i]);
+                        }
+                    }
+                }
             }
-            let p = d.path().join(format!("{nodata:?}{mask}.arrow"));
-            write_fragment_file(&p, &mut data, 32633, FragmentCompression::None).unwrap();
-            let reader =
-                arrow_ipc::reader::FileReader::try_new(File::open(&p).unwrap(), None).unwrap();
-            let schema = reader.schema();
-            let got: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-            assert_eq!(got.len(), 1);
-            let times = data
-                .observations
-                .iter()
-                .map(|o| o.time.timestamp_micros())
-                .collect();
-            let (nulls, _) = validity_and_stats::<u16>(&data);
-            let want = record_batch(&schema, &data, times, nulls).unwrap();
-            assert_eq!(got[0], want, "nodata {nodata:?}, mask {mask}");
         }
+    }
+
+    #[test]
+    fn crops_to_the_union_of_valid_windows() {
+        // A 7x6 tile; observation 0 valid in columns 2..5 of rows 1..3, observation 1 in
+        // column 1 of row 4 only: the union is columns 1..5, rows 1..5.
+        let d = tempfile::tempdir().unwrap();
+        for compression in ALL {
+            for crop in [true, false] {
+                let mut data = sample(Some(0.0));
+                (data.width, data.height) = (7, 6);
+                let inside0 = |i: usize| (2..5).contains(&(i % 7)) && (1..3).contains(&(i / 7));
+                let inside1 = |i: usize| i == 4 * 7 + 1;
+                data.observations[0].pixels = (0..42)
+                    .map(|i| if inside0(i) { 100 + i as u16 } else { 0 })
+                    .collect::<Vec<_>>()
+                    .into();
+                data.observations[1].pixels = (0..42)
+                    .map(|i| if inside1(i) { 7u16 } else { 0 })
+                    .collect::<Vec<_>>()
+                    .into();
+                let p = d.path().join(format!("{compression:?}{crop}.arrow"));
+                let mut copy = data.clone();
+                let w = write_fragment_file(&p, &mut copy, 1, compression, crop).unwrap();
+                let window = if crop {
+                    PixelWindow::new(1, 1, 4, 4)
+                } else {
+                    PixelWindow::full(7, 6)
+                };
+                assert_eq!(w.window, window);
+                assert_eq!(w.stats.valid_count, 7);
+                let f = Fragment::open(&p).unwrap();
+                assert_eq!(f.window(), window);
+                assert_eq!(f.meta().window, window);
+                assert_eq!((f.meta().width, f.meta().height), (7, 6));
+                // "late" (observation 0) is second after sorting.
+                let late = f.pixels::<u16>(1).unwrap();
+                assert_eq!(late.len(), window.pixels());
+                if crop {
+                    assert_eq!(late[0..4], [0, 100 + 9, 100 + 10, 100 + 11]);
+                    assert!(f.valid_mask(0)[3 * 4]);
+                    assert_eq!(f.valid_mask(0).iter().filter(|&&v| v).count(), 1);
+                }
+                // Back to the whole tile: nodata and invalid outside the window.
+                let back = f.observation(1).unwrap();
+                assert_eq!(back.pixels, data.observations[0].pixels);
+                let valid: Vec<bool> = back.valid.unwrap().iter().collect();
+                assert_eq!(valid, (0..42).map(inside0).collect::<Vec<_>>());
+                // Rewriting the expanded observations gives the same fragment content.
+                let mut again = data.clone();
+                again.observations = (0..2).map(|k| f.observation(k).unwrap()).collect();
+                let q = d.path().join(format!("{compression:?}{crop}again.arrow"));
+                write_fragment_file(&q, &mut again, 1, compression, crop).unwrap();
+                assert_eq!(Fragment::open(&q).unwrap().record_batch(), f.record_batch());
+            }
+        }
+        // No valid pixel at all: one (invalid) corner pixel is stored.
+        let mut data = sample(Some(0.0));
+        for o in &mut data.observations {
+            o.pixels = vec![0u16; 8].into();
+        }
+        let p = d.path().join("empty.arrow");
+        let w = write_fragment_file(&p, &mut data, 1, FragmentCompression::Zstd, true).unwrap();
+        assert_eq!(w.window, PixelWindow::new(0, 0, 1, 1));
+        let f = Fragment::open(&p).unwrap();
+        assert_eq!(f.valid_mask(0), vec![false]);
+        assert!(f.observation(0).unwrap().valid.unwrap().iter().all(|v| !v));
+    }
+
+    #[test]
+    fn in_memory_buffers_read_like_files() {
+        let d = tempfile::tempdir().unwrap();
+        for compression in ALL {
+            let p = d.path().join(format!("{compression:?}.arrow"));
+            write_fragment_file(&p, &mut sample(Some(0.0)), 1, compression, true).unwrap();
+            let bytes = std::fs::read(&p).unwrap();
+            let f = Fragment::open(&p).unwrap();
+            // A misaligned copy of the bytes (as a network read may hand over).
+            let mut shifted = vec![0u8; bytes.len() + 1];
+            shifted[1..].copy_from_slice(&bytes);
+            let buffer = Buffer::from_vec(shifted).slice(1);
+            let m = Fragment::from_buffer(Path::new("s3://bucket/f.arrow"), buffer).unwrap();
+            assert_eq!(m.record_batch(), f.record_batch());
+            assert_eq!(m.path(), Path::new("s3://bucket/f.arrow"));
+            let e = Fragment::from_buffer(Path::new("mem"), Buffer::from_vec(bytes[..40].to_vec()))
+                .unwrap_err();
+            assert!(e.to_string().starts_with("mem: corrupt fragment"), "{e}");
+        }
+    }
+
+    #[test]
+    fn other_format_versions_are_a_clear_error() {
+        // A version 1 fragment: no window, Arrow's own writer.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("v1.arrow");
+        let mut md: HashMap<String, String> = [
+            ("tile", "x3_y-2"),
+            ("band", "B04"),
+            ("product", "S2"),
+            ("crs", "EPSG:32633"),
+            ("geotransform", "[0.0, 10.0, 0.0, 0.0, 0.0, -10.0]"),
+            ("width", "4"),
+            ("height", "2"),
+            ("dtype", "uint16"),
+            ("nodata", "null"),
+            ("scale", "1.0"),
+            ("offset", "0.0"),
+            ("format_version", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{META_PREFIX}{k}"), v.to_string()))
+        .collect();
+        let schema = Arc::new(Schema::new_with_metadata(
+            base_fields(DataType::U16, 8),
+            md.clone(),
+        ));
+        let item = Arc::new(Field::new("item", ArrowType::UInt16, true));
+        let values = Arc::new(PrimitiveArray::<UInt16Type>::from(vec![1u16; 8]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![0i64]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec!["s"])),
+                Arc::new(FixedSizeListArray::try_new(item, 8, values, None).unwrap()),
+            ],
+        )
+        .unwrap();
+        let write = |p: &Path, schema: &Arc<Schema>, batch: &RecordBatch| {
+            let mut w =
+                arrow_ipc::writer::FileWriter::try_new(File::create(p).unwrap(), schema).unwrap();
+            w.write(batch).unwrap();
+            w.finish().unwrap();
+        };
+        write(&p, &schema, &batch);
+        let e = Fragment::open(&p).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::FragmentVersion {
+                    found: 1,
+                    supported: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("v1.arrow") && text.contains("format version 1"),
+            "{text}"
+        );
+        // A newer one.
+        md.insert(format!("{META_PREFIX}format_version"), "3".into());
+        let schema = Arc::new(Schema::new_with_metadata(base_fields(DataType::U16, 8), md));
+        let q = d.path().join("v3.arrow");
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap();
+        write(&q, &schema, &batch);
+        assert!(matches!(
+            Fragment::open(&q).unwrap_err(),
+            Error::FragmentVersion { found: 3, .. }
+        ));
     }
 
     #[test]
@@ -1395,7 +1685,7 @@ mod tests {
         data.observations[1].valid = Some(BooleanBuffer::from(vec![
             true, false, true, false, true, false, true, false,
         ]));
-        let w = write_fragment_file(&p, &mut data, 4326, FragmentCompression::None).unwrap();
+        let w = write_fragment_file(&p, &mut data, 4326, FragmentCompression::None, true).unwrap();
         assert_eq!(w.stats.valid_count, 7 + 4);
         let f = Fragment::open(&p).unwrap();
         assert!(f.meta().nodata.unwrap().is_nan());
@@ -1412,29 +1702,50 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut data = sample(None);
         data.observations[0].pixels = vec![1u16; 3].into();
-        let e = write_fragment_file(&d.path().join("a"), &mut data, 1, FragmentCompression::None)
-            .unwrap_err();
+        let e = write_fragment_file(
+            &d.path().join("a"),
+            &mut data,
+            1,
+            FragmentCompression::None,
+            true,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("expected 4x2=8"), "{e}");
         let mut data = sample(None);
         data.observations[1].pixels = vec![1u8; 8].into();
-        assert!(
-            write_fragment_file(&d.path().join("b"), &mut data, 1, FragmentCompression::None)
-                .is_err()
-        );
+        assert!(write_fragment_file(
+            &d.path().join("b"),
+            &mut data,
+            1,
+            FragmentCompression::None,
+            true
+        )
+        .is_err());
         let mut data = sample(None);
         data.observations.clear();
-        assert!(
-            write_fragment_file(&d.path().join("c"), &mut data, 1, FragmentCompression::None)
-                .is_err()
-        );
+        assert!(write_fragment_file(
+            &d.path().join("c"),
+            &mut data,
+            1,
+            FragmentCompression::None,
+            true
+        )
+        .is_err());
     }
 
     #[test]
     fn every_truncation_and_many_flips_are_errors_not_panics() {
-        for compression in [FragmentCompression::None, FragmentCompression::Lz4] {
+        for compression in ALL {
             let d = tempfile::tempdir().unwrap();
             let p = d.path().join("f.arrow");
-            write_fragment_file(&p, &mut sample(Some(0.0)), 1, compression).unwrap();
+            let mut data = sample(Some(0.0));
+            // Cropped: column 3 is nodata everywhere.
+            for o in &mut data.observations {
+                if let PixelBuffer::U16(v) = &mut o.pixels {
+                    (v[3], v[7]) = (0, 0);
+                }
+            }
+            write_fragment_file(&p, &mut data, 1, compression, true).unwrap();
             let good = std::fs::read(&p).unwrap();
             let q = d.path().join("bad.arrow");
             // Remove before rewriting: ext4 flushes files replaced by truncation on close.

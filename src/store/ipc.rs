@@ -1,13 +1,23 @@
-//! Writes an uncompressed fragment as an Arrow IPC file straight from the observations'
-//! own pixel buffers: the record batch's body is streamed buffer by buffer, so the pixels
-//! are never concatenated into one array first (Arrow's writer needs a contiguous values
-//! buffer for the fixed-size list, which cost a full copy of every fragment).
+//! The Arrow IPC file layout of a fragment, written and read by the store itself.
+//!
+//! Writing streams the record batch's body buffer by buffer from the observations' own pixel
+//! rows, so the pixels are never concatenated into one array first (Arrow's writer needs a
+//! contiguous values buffer for the fixed-size list, which cost a full copy of every
+//! fragment), and a cropped window is written row slice by row slice. With a codec, each
+//! buffer is compressed on its own (see [`super::codec`]) before the message that lists the
+//! buffers' sizes is written.
 //!
 //! The file is the standard IPC file format, as Arrow's `FileWriter` lays it out: magic,
 //! schema message, one record-batch message (metadata then body, every buffer aligned to
 //! 64 bytes), end-of-stream marker, footer, footer length, magic.
+//!
+//! Reading checks that structure against the file's size before touching a buffer, and
+//! hands back the batch's buffers: slices of the file where they are stored as they are
+//! (zero-copy), decompressed (to exactly the size the schema needs, 8-byte aligned) where
+//! they are compressed.
 
-use arrow_buffer::BooleanBuffer;
+use super::codec::Codec;
+use arrow_buffer::{BooleanBuffer, Buffer};
 use arrow_ipc::writer::{write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
 use arrow_schema::{ArrowError, Schema};
 use flatbuffers::FlatBufferBuilder;
@@ -17,6 +27,11 @@ const MAGIC: &[u8; 6] = b"ARROW1";
 const ALIGN: usize = 64;
 const ZEROS: [u8; ALIGN] = [0; ALIGN];
 const CONTINUATION: [u8; 4] = [0xff; 4];
+/// Body buffers of a fragment batch: time (validity, values), scene_id (validity, offsets,
+/// data), pixels (list validity), item (validity, values).
+const BUFFERS: usize = 8;
+/// Most bytes of scene ids one fragment may hold.
+const MAX_SCENE_ID_BYTES: usize = 64 << 20;
 
 /// The columns of one fragment, borrowed from its observations (already sorted by time).
 pub(crate) struct FragmentColumns<'a> {
@@ -24,7 +39,8 @@ pub(crate) struct FragmentColumns<'a> {
     pub times: &'a [i64],
     /// `scene_id` values.
     pub scene_ids: &'a [&'a str],
-    /// Each observation's pixels as little-endian bytes, in row order.
+    /// The pixel values as little-endian bytes: these slices concatenated, in row order
+    /// (one per observation, or one per window row of each observation when cropped).
     pub pixels: &'a [&'a [u8]],
     /// Samples per observation.
     pub pixels_per_row: usize,
@@ -54,11 +70,13 @@ impl<W: Write> Counting<W> {
     }
 }
 
-/// Writes `columns` with `schema` (the fragment schema: time, scene_id, pixels) to `sink`.
+/// Writes `columns` with `schema` (the fragment schema: time, scene_id, pixels) to `sink`,
+/// each body buffer compressed with `codec` when there is one.
 pub(crate) fn write_fragment_ipc<W: Write>(
     sink: W,
     schema: &Schema,
     columns: &FragmentColumns<'_>,
+    codec: Option<Codec>,
 ) -> Result<(), ArrowError> {
     let rows = columns.times.len();
     let mut w = Counting {
@@ -77,8 +95,8 @@ pub(crate) fn write_fragment_ipc<W: Write>(
     let (schema_len, _) = write_message(&mut w.inner, encoded, &options)?;
     w.written += schema_len;
 
-    // Body buffers in field order: time (validity, values), scene_id (validity, offsets,
-    // data), pixels (list validity), item (validity, values). Absent validity = length 0.
+    // The body buffers in field order, each as the slices it is made of; absent validity
+    // buffers are empty.
     let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
     offsets.push(0);
     let mut text_len = 0usize;
@@ -89,24 +107,44 @@ pub(crate) fn write_fragment_ipc<W: Write>(
                 .map_err(|_| ArrowError::InvalidArgumentError("scene ids exceed 2 GiB".into()))?,
         );
     }
-    let pixel_bytes: usize = columns.pixels.iter().map(|p| p.len()).sum();
-    let (item_nulls, validity_bytes) = match columns.validity {
-        Some((bits, nulls)) => (nulls, bits.len().div_ceil(8)),
-        None => (0, 0),
+    let times: &[u8] = bytemuck::cast_slice(columns.times);
+    let offset_bytes: &[u8] = bytemuck::cast_slice(&offsets);
+    let text: Vec<&[u8]> = columns.scene_ids.iter().map(|s| s.as_bytes()).collect();
+    let (item_nulls, packed) = match columns.validity {
+        // Built by this crate at offset 0; `sliced` re-packs anything else.
+        Some((bits, nulls)) => (nulls, Some(bits.sliced())),
+        None => (0, None),
     };
-    let lengths = [
-        0,
-        rows * 8,
-        0,
-        (rows + 1) * 4,
-        text_len,
-        0,
-        validity_bytes,
-        pixel_bytes,
+    let validity: Vec<&[u8]> = match (&packed, columns.validity) {
+        (Some(p), Some((bits, _))) => vec![&p.as_slice()[..bits.len().div_ceil(8)]],
+        _ => vec![],
+    };
+    let parts: [&[&[u8]]; BUFFERS] = [
+        &[],
+        &[times],
+        &[],
+        &[offset_bytes],
+        &text,
+        &[],
+        &validity,
+        columns.pixels,
     ];
-    let mut buffers = Vec::with_capacity(lengths.len());
+    let lengths = parts.map(|p| p.iter().map(|s| s.len()).sum::<usize>());
+    // Compressed buffers are made before the message, which records their sizes.
+    let compressed: Option<Vec<Vec<u8>>> = codec.map(|c| {
+        parts
+            .iter()
+            .zip(lengths)
+            .map(|(p, len)| c.compress(p, len))
+            .collect()
+    });
+    let stored: [usize; BUFFERS] = match &compressed {
+        Some(c) => std::array::from_fn(|i| c[i].len()),
+        None => lengths,
+    };
+    let mut buffers = Vec::with_capacity(BUFFERS);
     let mut body_len = 0usize;
-    for len in lengths {
+    for len in stored {
         buffers.push(arrow_ipc::Buffer::new(body_len as i64, len as i64));
         body_len += len + padding(len);
     }
@@ -119,11 +157,20 @@ pub(crate) fn write_fragment_ipc<W: Write>(
     let mut fbb = FlatBufferBuilder::new();
     let fb_nodes = fbb.create_vector(&nodes);
     let fb_buffers = fbb.create_vector(&buffers);
+    let fb_compression = codec.map(|c| {
+        let mut b = arrow_ipc::BodyCompressionBuilder::new(&mut fbb);
+        b.add_codec(c.ipc_type());
+        b.add_method(arrow_ipc::BodyCompressionMethod::BUFFER);
+        b.finish()
+    });
     let batch = {
         let mut b = arrow_ipc::RecordBatchBuilder::new(&mut fbb);
         b.add_length(rows as i64);
         b.add_nodes(fb_nodes);
         b.add_buffers(fb_buffers);
+        if let Some(c) = fb_compression {
+            b.add_compression(c);
+        }
         b.finish()
     };
     let message = {
@@ -146,26 +193,17 @@ pub(crate) fn write_fragment_ipc<W: Write>(
     let meta_len = w.written - batch_offset;
 
     let body_start = w.written;
-    let times: Vec<u8> = columns.times.iter().flat_map(|t| t.to_le_bytes()).collect();
-    w.put(&times)?;
-    w.pad(times.len())?;
-    let offset_bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-    w.put(&offset_bytes)?;
-    w.pad(offset_bytes.len())?;
-    for id in columns.scene_ids {
-        w.put(id.as_bytes())?;
+    for (i, len) in stored.into_iter().enumerate() {
+        match &compressed {
+            Some(c) => w.put(&c[i])?,
+            None => {
+                for p in parts[i] {
+                    w.put(p)?;
+                }
+            }
+        }
+        w.pad(len)?;
     }
-    w.pad(text_len)?;
-    if let Some((bits, _)) = columns.validity {
-        // Built by this crate at offset 0; `sliced` re-packs anything else.
-        let packed = bits.sliced();
-        w.put(&packed.as_slice()[..validity_bytes])?;
-        w.pad(validity_bytes)?;
-    }
-    for p in columns.pixels {
-        w.put(p)?;
-    }
-    w.pad(pixel_bytes)?;
     debug_assert_eq!(w.written - body_start, body_len);
 
     // End-of-stream marker, then the footer naming the schema and the one batch.
@@ -194,4 +232,216 @@ pub(crate) fn write_fragment_ipc<W: Write>(
     w.put(MAGIC)?;
     w.inner.flush()?;
     Ok(())
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Where a file's one record batch lies, from its footer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchBlock {
+    offset: usize,
+    meta_len: usize,
+    body_len: usize,
+}
+
+/// Checks the file's magic and footer and returns its schema and its one record batch's
+/// block (inside the file, before the footer).
+pub(crate) fn read_footer(bytes: &[u8]) -> Result<(Schema, BatchBlock), String> {
+    let len = bytes.len();
+    if len < 32 {
+        return Err(format!("only {len} bytes: truncated"));
+    }
+    if &bytes[..6] != MAGIC || &bytes[len - 6..] != MAGIC {
+        return Err("missing ARROW1 magic: not an Arrow IPC file or truncated".into());
+    }
+    let footer_len = le_u32(bytes, len - 10).ok_or("truncated footer")? as usize;
+    if footer_len == 0 || footer_len > len - 18 {
+        return Err(format!("footer length {footer_len} out of range"));
+    }
+    let footer_start = len - 10 - footer_len;
+    let footer = arrow_ipc::root_as_footer(&bytes[footer_start..len - 10])
+        .map_err(|e| format!("bad footer: {e}"))?;
+    let schema = footer.schema().ok_or("footer has no schema")?;
+    let schema =
+        arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| format!("bad schema: {e}"))?;
+    let blocks = footer
+        .recordBatches()
+        .ok_or("footer lists no record batch")?;
+    if blocks.len() != 1 {
+        return Err(format!("{} record batches, expected 1", blocks.len()));
+    }
+    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err("unexpected dictionary batches".into());
+    }
+    let block = blocks.get(0);
+    let block = BatchBlock {
+        offset: usize::try_from(block.offset()).map_err(|_| "negative block offset")?,
+        meta_len: usize::try_from(block.metaDataLength())
+            .map_err(|_| "negative metadata length")?,
+        body_len: usize::try_from(block.bodyLength()).map_err(|_| "negative body length")?,
+    };
+    block
+        .offset
+        .checked_add(block.meta_len)
+        .and_then(|e| e.checked_add(block.body_len))
+        .filter(|&e| e <= footer_start && block.meta_len >= 8)
+        .ok_or("record batch block lies outside the file")?;
+    if !(block.offset + block.meta_len).is_multiple_of(8) {
+        return Err("record batch body is not 8-byte aligned".into());
+    }
+    Ok((schema, block))
+}
+
+/// The shape a fragment's batch must have: samples per row and bytes per sample.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchShape {
+    /// Samples of one observation (the stored window).
+    pub pixels_per_row: usize,
+    /// Bytes of one sample.
+    pub sample_size: usize,
+}
+
+/// A fragment batch's buffers, checked against its row count and shape.
+#[derive(Debug)]
+pub(crate) struct BatchBuffers {
+    /// Observations.
+    pub rows: usize,
+    /// `rows` little-endian `i64` times (at least).
+    pub times: Buffer,
+    /// `rows + 1` little-endian `i32` scene id offsets (at least).
+    pub offsets: Buffer,
+    /// Scene id bytes.
+    pub text: Buffer,
+    /// Pixel validity bits (at least `rows * pixels_per_row`), `None` when none is null.
+    pub validity: Option<Buffer>,
+    /// Pixel values (at least `rows * pixels_per_row * sample_size` bytes).
+    pub values: Buffer,
+    /// The codec the body was compressed with.
+    pub codec: Option<Codec>,
+}
+
+/// Reads the record batch at `block` of the IPC file `file` (already checked by
+/// [`read_footer`]): its message, field nodes and buffers, decompressing compressed buffers.
+/// Stored buffers are zero-copy slices of `file`.
+pub(crate) fn read_batch(
+    file: &Buffer,
+    block: BatchBlock,
+    shape: BatchShape,
+) -> Result<BatchBuffers, String> {
+    let bytes = file.as_slice();
+    let msg = &bytes[block.offset..block.offset + block.meta_len];
+    let fb = if msg[..4] == CONTINUATION {
+        &msg[8..]
+    } else {
+        &msg[4..]
+    };
+    let message = arrow_ipc::root_as_message(fb).map_err(|e| format!("bad message: {e}"))?;
+    let rb = message
+        .header_as_record_batch()
+        .ok_or("message is not a record batch")?;
+    let rows = usize::try_from(rb.length()).map_err(|_| "negative row count")?;
+    let body_len = block.body_len;
+    if rows > body_len.max(1) * 8 + 1 {
+        return Err(format!("{rows} rows cannot fit in {body_len} bytes"));
+    }
+    let pixels = rows
+        .checked_mul(shape.pixels_per_row)
+        .ok_or("pixel count overflows")?;
+    let value_bytes = pixels
+        .checked_mul(shape.sample_size)
+        .ok_or("pixel bytes overflow")?;
+    // Field nodes: time, scene_id, pixels (one per row) and the pixel values.
+    let nodes = rb.nodes().ok_or("record batch has no field nodes")?;
+    let expected_lens = [rows, rows, rows, pixels];
+    if nodes.len() != expected_lens.len()
+        || nodes.iter().zip(expected_lens).any(|(n, want)| {
+            usize::try_from(n.length()).ok() != Some(want)
+                || n.null_count() < 0
+                || n.null_count() > n.length()
+        })
+    {
+        return Err("field node lengths do not match the row count".into());
+    }
+    if nodes.iter().take(3).any(|n| n.null_count() != 0) {
+        return Err("null time, scene id or pixel list".into());
+    }
+    let item_nulls = nodes.get(3).null_count() > 0;
+    let codec = match rb.compression() {
+        None => None,
+        Some(c) if c.method() != arrow_ipc::BodyCompressionMethod::BUFFER => {
+            return Err(format!("unsupported compression method {:?}", c.method()));
+        }
+        Some(c) => Some(
+            Codec::from_ipc(c.codec())
+                .ok_or_else(|| format!("unsupported compression codec {:?}", c.codec()))?,
+        ),
+    };
+    let list = rb.buffers().ok_or("record batch lists no buffers")?;
+    if list.len() != BUFFERS {
+        return Err(format!("{} buffers, expected {BUFFERS}", list.len()));
+    }
+    let body_start = block.offset + block.meta_len;
+    // Buffer `i` holding at least `need` bytes (at most `max` once decompressed).
+    let take = |i: usize, need: usize, max: usize| -> Result<Buffer, String> {
+        let b = list.get(i);
+        let (o, l) = (
+            usize::try_from(b.offset()).map_err(|_| "negative buffer offset")?,
+            usize::try_from(b.length()).map_err(|_| "negative buffer length")?,
+        );
+        if o.checked_add(l).is_none_or(|e| e > body_len) {
+            return Err("a buffer lies outside the record batch body".into());
+        }
+        // The IPC format aligns every buffer to 8 bytes.
+        if o % 8 != 0 {
+            return Err(format!("buffer offset {o} is not 8-byte aligned"));
+        }
+        let stored = file.slice_with_length(body_start + o, l);
+        let data = match codec {
+            Some(codec) if l > 0 => match Codec::announced_len(&stored)? {
+                None => stored.slice(8),
+                Some(n) if n < need || n > max => {
+                    return Err(format!(
+                        "buffer {i} announces {n} bytes uncompressed, expected {need}"
+                    ))
+                }
+                Some(n) => {
+                    // Zeroed u64s: 8-byte aligned for typed views, and fresh pages cost
+                    // nothing to zero.
+                    let mut words = vec![0u64; n.div_ceil(8)];
+                    let out = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..n];
+                    codec
+                        .decompress(&stored.as_slice()[8..], out)
+                        .map_err(|e| format!("buffer {i}: {e}"))?;
+                    Buffer::from_vec(words).slice_with_length(0, n)
+                }
+            },
+            _ => stored,
+        };
+        if data.len() < need {
+            return Err(format!(
+                "buffer {i} holds {} bytes, expected {need}",
+                data.len()
+            ));
+        }
+        Ok(data)
+    };
+    let slack = |need: usize| need.saturating_add(ALIGN);
+    let times_len = rows * 8;
+    let offsets_len = (rows + 1) * 4;
+    let validity_len = pixels.div_ceil(8);
+    Ok(BatchBuffers {
+        rows,
+        times: take(1, times_len, slack(times_len))?,
+        offsets: take(3, offsets_len, slack(offsets_len))?,
+        text: take(4, 0, MAX_SCENE_ID_BYTES)?,
+        validity: if item_nulls {
+            Some(take(6, validity_len, slack(validity_len))?)
+        } else {
+            None
+        },
+        values: take(7, value_bytes, slack(value_bytes))?,
+        codec,
+    })
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 /// Most fragments a snapshot keeps open for reuse (each is one memory mapping).
 const CACHE_MAX_FRAGMENTS: usize = 4096;
-/// Most heap bytes (decompressed LZ4 fragments) the snapshot's cache may hold.
+/// Most heap bytes (decompressed fragments) the snapshot's cache may hold.
 const CACHE_MAX_HEAP_BYTES: u64 = 1 << 30;
 
 /// Which fragments to select from a snapshot; `None` fields match everything.
@@ -338,10 +338,7 @@ impl Snapshot {
             0
         } else {
             // Decompressed pixel values.
-            entry.observations
-                * u64::from(entry.width)
-                * u64::from(entry.height)
-                * entry.dtype.size() as u64
+            entry.observations * entry.window.pixels() as u64 * entry.dtype.size() as u64
         };
         let mut cache = self.lock_cache();
         if cache.open.len() >= CACHE_MAX_FRAGMENTS || cache.heap_bytes + heap > CACHE_MAX_HEAP_BYTES
@@ -385,6 +382,7 @@ pub(crate) fn open_checked(root: &Path, entry: &FragmentEntry, verify: bool) -> 
         || m.dtype != entry.dtype
         || m.width != entry.width
         || m.height != entry.height
+        || m.window != entry.window
         || f.len() as u64 != entry.observations
     {
         return Err(Error::CorruptFragment {
@@ -422,6 +420,7 @@ mod tests {
             valid_min: None,
             valid_max: None,
             valid_mean: None,
+            window: crate::store::PixelWindow::full(1, 1),
         }
     }
 
