@@ -1,8 +1,8 @@
 //! Preparing one scene for ingestion: open its files, name its bands, find its acquisition
 //! time, and fingerprint it so a re-run can skip it.
 
-use super::discover::SceneSource;
-use super::naming::{check_name, time_from_name};
+use super::discover::{Asset, SceneSource};
+use super::naming::{check_name, time_from_name, time_from_pattern};
 use crate::cog::Cog;
 use crate::profile::{BandProfile, BandRole, ProductProfile};
 use crate::source::{self, RemoteOptions};
@@ -25,6 +25,14 @@ pub enum Error {
     NoTime {
         /// The scene's first file.
         file: String,
+    },
+    /// `--date-pattern` matched something that is not a date.
+    #[error("{file}: {reason}")]
+    BadDate {
+        /// The scene's first file.
+        file: String,
+        /// What the pattern matched.
+        reason: String,
     },
     /// Band names cannot be used.
     #[error("{file}: {reason}")]
@@ -109,12 +117,13 @@ fn generic_band(name: &str, resolution: f64, nodata: Option<f64>) -> BandProfile
     }
 }
 
-/// Names the bands of one file: the input's own names (STAC, band-file token), else
-/// `--bands`, else band descriptions, else the profile's band order, else `band_1..n`.
+/// Names the bands of one file: the input's own names (STAC band lists, band-file tokens),
+/// else the input's name for a single-band file (a STAC asset key), else `--bands`, else
+/// band descriptions, else the profile's band order, else `band_1..n`.
 fn band_names(
     file: &str,
     cog: &Cog,
-    given: Option<&Vec<String>>,
+    asset: &Asset,
     options: &SceneOptions,
     profile: Option<&ProductProfile>,
 ) -> Result<Vec<String>, Error> {
@@ -123,7 +132,12 @@ fn band_names(
         file: file.to_string(),
         reason,
     };
-    if let Some(names) = given.or(options.bands.as_ref()) {
+    if let (Some(name), 1) = (&asset.single_band_name, n) {
+        if asset.band_names.is_none() {
+            return Ok(vec![name.clone()]);
+        }
+    }
+    if let Some(names) = asset.band_names.as_ref().or(options.bands.as_ref()) {
         if names.len() != n {
             return Err(bad(format!(
                 "{} band names given ({}) for a file with {n} bands",
@@ -176,13 +190,7 @@ pub fn prepare(
             });
         };
         let native_res = transform.pixel_width.abs();
-        let names = band_names(
-            &asset.location,
-            &cog,
-            asset.band_names.as_ref(),
-            options,
-            profile,
-        )?;
+        let names = band_names(&asset.location, &cog, asset, options, profile)?;
         let mut bands = Vec::with_capacity(names.len());
         for (index, raw_name) in names.iter().enumerate() {
             let known = profile.and_then(|p| p.band(raw_name));
@@ -230,9 +238,22 @@ pub fn prepare(
         .map(|a| a.location.clone())
         .unwrap_or_default();
     let file_name = first.rsplit('/').next().unwrap_or(&first);
-    let acquired = acquired
-        .or_else(|| time_from_name(file_name, options.date_pattern.as_ref()))
-        .or_else(|| time_from_name(&scene.id, options.date_pattern.as_ref()))
+    // An explicit --date-pattern that matches wins over STAC and the files' metadata.
+    let from_pattern = match &options.date_pattern {
+        Some(re) => match time_from_pattern(file_name, re) {
+            Ok(None) => time_from_pattern(&scene.id, re),
+            other => other,
+        }
+        .map_err(|reason| Error::BadDate {
+            file: first.clone(),
+            reason,
+        })?,
+        None => None,
+    };
+    let acquired = from_pattern
+        .or(acquired)
+        .or_else(|| time_from_name(file_name, None))
+        .or_else(|| time_from_name(&scene.id, None))
         .ok_or_else(|| Error::NoTime {
             file: first.clone(),
         })?;
