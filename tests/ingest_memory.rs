@@ -1,8 +1,12 @@
 //! Ingest holds what `--memory-budget` allows, not the scene: a 6000 x 6000 x 4 u16 scene
 //! (275 MiB decoded) is ingested by a child `pixelquery ingest` process with a 64 MB budget,
 //! its peak resident memory (its `VmHWM`) stays within the budget plus a stated
-//! constant, and queries return the source pixels bit for bit. A budget too small to cut one
-//! tile is one clear error naming the smallest budget that works.
+//! constant, and queries return the source pixels bit for bit; the same scene with a budget
+//! that holds it whole peaks far higher (the budget, not the scene, sets the peak) and gives
+//! the same pixels. A scene in another UTM zone, warped with bilinear resampling, streams
+//! within a budget smaller than its whole read, with results bit-identical to the whole read
+//! on 1 and 2 threads. A budget too small to cut one tile is one clear error naming the
+//! smallest budget that works.
 
 mod common;
 
@@ -39,6 +43,37 @@ fn write_scene(path: &Path, size: usize) {
         ..Default::default()
     };
     write_cog(path, data.view(), &options).unwrap();
+}
+
+/// Every pixel of `cog` comes back from `warehouse` unchanged, queried in strips of 1000 rows
+/// (tile and block seams, edges and corners included).
+fn assert_same_as_source(warehouse: &Warehouse, cog: &Cog) {
+    let (width, height) = (cog.meta().width() as usize, cog.meta().height() as usize);
+    for row in (0..height).step_by(1000) {
+        let h = 1000.min(height - row);
+        let bounds = Bounds::new(
+            ORIGIN.0,
+            ORIGIN.1 - (row + h) as f64 * 10.0,
+            ORIGIN.0 + width as f64 * 10.0,
+            ORIGIN.1 - row as f64 * 10.0,
+        );
+        let cube = warehouse
+            .query()
+            .bbox(bounds)
+            .crs(32652)
+            .run_native::<u16>()
+            .unwrap();
+        assert_eq!(cube.bands, ["B02", "B03", "B04", "B08"]);
+        assert_eq!(cube.data.dim(), (1, 4, h, width));
+        let source = cog
+            .read_window::<u16>(0, Window::new(0, row as u32, width as u32, h as u32), &[0, 1, 2, 3])
+            .unwrap();
+        assert!(
+            cube.data.index_axis(ndarray::Axis(0), 0) == source,
+            "rows {row}..{} differ from the source",
+            row + h
+        );
+    }
 }
 
 /// The high-water mark of a process's resident memory (`VmHWM`), in KiB.
@@ -126,38 +161,37 @@ fn a_large_scene_is_ingested_within_the_budget() {
     assert_eq!(report["tile_observations"], 16 * 17 * 4, "{report}");
     assert_eq!(report["fragments"], 16 * 17 * 4, "{report}");
 
-    // Queries return the source pixels bit for bit: corners, block and tile seams, edges.
+    // Queries return the source pixels bit for bit, over the whole scene (in strips).
     let cog = Cog::open(&scene).unwrap();
     let warehouse = Warehouse::open(&wh).unwrap();
-    for (col, row, w, h) in [
-        (0, 0, 500, 400),
-        (1000, 1010, 700, 450),
-        (3000, 2990, 90, 1300),
-        (5400, 5500, 600, 500),
-        (0, 5990, 6000, 10),
-    ] {
-        let bounds = Bounds::new(
-            ORIGIN.0 + col as f64 * 10.0,
-            ORIGIN.1 - (row + h) as f64 * 10.0,
-            ORIGIN.0 + (col + w) as f64 * 10.0,
-            ORIGIN.1 - row as f64 * 10.0,
-        );
-        let cube = warehouse
-            .query()
-            .bbox(bounds)
-            .crs(32652)
-            .run_native::<u16>()
-            .unwrap();
-        assert_eq!(cube.bands, ["B02", "B03", "B04", "B08"]);
-        assert_eq!(cube.data.dim(), (1, 4, h, w));
-        let source = cog
-            .read_window::<u16>(0, Window::new(col as u32, row as u32, w as u32, h as u32), &[0, 1, 2, 3])
-            .unwrap();
-        assert!(
-            cube.data.index_axis(ndarray::Axis(0), 0) == source,
-            "window at column {col}, row {row} differs from the source"
-        );
-    }
+    assert_same_as_source(&warehouse, &cog);
+
+    // With a budget that holds the scene whole (1 job), the peak follows the scene instead,
+    // and the pixels are the same.
+    let wh_whole = dir.path().join("wh-whole");
+    let wh_whole_s = wh_whole.display().to_string();
+    let (code, stdout, stderr, whole_peak) = run_measured(&[
+        "ingest",
+        &wh_whole_s,
+        &scene_s,
+        "--product",
+        "sentinel2_l2a",
+        "--memory-budget",
+        "2048",
+        "--jobs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    eprintln!("peak RSS with --memory-budget 2048 --jobs 1: {whole_peak} MiB");
+    // The whole read holds the 275 MiB of decoded pixels at least.
+    assert!(
+        whole_peak > peak + 150,
+        "a budget of 2048 MB peaked at {whole_peak} MiB, one of {BUDGET_MB} MB at {peak} MiB"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["fragments"], 16 * 17 * 4, "{report}");
+    assert_same_as_source(&Warehouse::open(&wh_whole).unwrap(), &cog);
 
     // Re-running adds nothing and creates no new version.
     let latest = warehouse.latest_version().unwrap();
@@ -201,4 +235,111 @@ fn a_budget_too_small_names_the_smallest_that_works() {
     assert_eq!(code, 0, "the budget the error named does not work: {stderr}");
     assert!(stdout.contains("ingested 1 of 1 scenes"), "{stdout}");
     assert!(peak <= needed + OVERHEAD_MB, "peak RSS {peak} MiB with --memory-budget {needed}");
+}
+
+/// Ingests `scene` in-process with `budget_mb` on `jobs` threads into a new warehouse on the
+/// EPSG:32652 grid, bilinear; returns every band of the cube over `bounds`.
+fn ingest_reprojected(
+    wh: &Path,
+    scene: &Path,
+    budget_mb: u64,
+    jobs: usize,
+    bounds: Bounds,
+) -> ndarray::Array4<u16> {
+    use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
+    let options = IngestOptions {
+        crs: Some(32652),
+        resampling: pixelquery::warp::Resampling::Bilinear,
+        memory_budget: budget_mb << 20,
+        ..Default::default()
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .unwrap();
+    let report = pool
+        .install(|| ingest(wh, &[scene.display().to_string()], &options, &Quiet))
+        .unwrap();
+    assert_eq!(report.scenes_ingested, 1, "{report:?}");
+    let cube = Warehouse::open(wh)
+        .unwrap()
+        .query()
+        .bbox(bounds)
+        .crs(32652)
+        .run_native::<u16>()
+        .unwrap();
+    assert_eq!(cube.bands, ["B04", "B08"]);
+    cube.data
+}
+
+#[test]
+fn a_scene_from_another_utm_zone_streams_with_the_same_pixels() {
+    use pixelquery::crs::Crs;
+    use pixelquery::grid::GridSpec;
+    use pixelquery::ingest::cut::{plan_file, CutOptions};
+    use pixelquery::ingest::scene::{prepare, SceneOptions};
+    let dir = tempfile::tempdir().unwrap();
+    // 2400 x 2400 px of 2 u16 bands in UTM zone 51, near the zone 52 border.
+    let size = 2400;
+    let scene = dir.path().join("S2_z51_20230611.tif");
+    let data = Array3::from_shape_fn((2, size, size), |(b, y, x)| value(b, y, x));
+    let origin = (699_960.0, 4_040_040.0);
+    let options = WriteOptions {
+        block_size: 512,
+        overviews: false,
+        transform: Some(GeoTransform::north_up(origin.0, origin.1, 10.0, 10.0)),
+        epsg: Some(32651),
+        nodata: Some(0.0),
+        band_descriptions: ["B04", "B08"].map(String::from).to_vec(),
+        datetime: Some("2023:06:11 02:16:59".into()),
+        ..Default::default()
+    };
+    write_cog(&scene, data.view(), &options).unwrap();
+
+    // What reading the scene whole would hold, and the least any plan needs.
+    let source = &pixelquery::ingest::discover(&[scene.display().to_string()], None).unwrap()[0];
+    let prepared = prepare(source, None, &SceneOptions::default()).unwrap();
+    let grid = GridSpec::new(32652, 0.0, 0.0, 3840.0).unwrap();
+    let cut = CutOptions {
+        resampling: pixelquery::warp::Resampling::Bilinear,
+        threads: 2,
+    };
+    let units = plan_file(&prepared.files[0], &grid, &Crs::from_epsg(32652).unwrap(), &cut).unwrap();
+    assert_eq!(units.len(), 1);
+    let (whole, smallest) = (units[0].whole_peak() >> 20, units[0].smallest() >> 20);
+    eprintln!("reprojected scene: whole read {whole} MiB, smallest plan {smallest} MiB");
+    // A budget below the whole read (the ledger also sets aside 1 MiB of encode buffers per
+    // thread) makes the scene stream.
+    let budget = whole / 2;
+    assert!(smallest + 4 < budget, "smallest {smallest} MiB, budget {budget} MiB");
+
+    // The scene's footprint on the zone 52 grid, with some margin: every pixel it covers.
+    let to52 = pixelquery::crs::Transformer::new(
+        &Crs::from_epsg(32651).unwrap(),
+        &Crs::from_epsg(32652).unwrap(),
+    );
+    let extent = size as f64 * 10.0;
+    let b = to52
+        .transform_bounds(
+            &Bounds::new(origin.0, origin.1 - extent, origin.0 + extent, origin.1),
+            20,
+        )
+        .unwrap();
+    let bounds = Bounds::new(
+        (b.min_x / 10.0).floor() * 10.0 - 100.0,
+        (b.min_y / 10.0).floor() * 10.0 - 100.0,
+        (b.max_x / 10.0).ceil() * 10.0 + 100.0,
+        (b.max_y / 10.0).ceil() * 10.0 + 100.0,
+    );
+    let whole_cube = ingest_reprojected(&dir.path().join("whole"), &scene, 1024, 2, bounds);
+    let valid = whole_cube.iter().filter(|&&v| v != 0).count();
+    assert!(valid > size * size, "{valid} pixels");
+    for jobs in [1, 2] {
+        let streamed =
+            ingest_reprojected(&dir.path().join(format!("stream{jobs}")), &scene, budget, jobs, bounds);
+        assert!(
+            streamed == whole_cube,
+            "streamed with {budget} MB on {jobs} threads differs from the whole read"
+        );
+    }
 }
