@@ -66,7 +66,11 @@ fn assert_same_as_source(warehouse: &Warehouse, cog: &Cog) {
         assert_eq!(cube.bands, ["B02", "B03", "B04", "B08"]);
         assert_eq!(cube.data.dim(), (1, 4, h, width));
         let source = cog
-            .read_window::<u16>(0, Window::new(0, row as u32, width as u32, h as u32), &[0, 1, 2, 3])
+            .read_window::<u16>(
+                0,
+                Window::new(0, row as u32, width as u32, h as u32),
+                &[0, 1, 2, 3],
+            )
             .unwrap();
         assert!(
             cube.data.index_axis(ndarray::Axis(0), 0) == source,
@@ -200,8 +204,10 @@ fn a_large_scene_is_ingested_within_the_budget() {
     let again: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(again["scenes_ingested"], 0);
     assert_eq!(again["versions"], serde_json::json!([]));
-    assert_eq!(Warehouse::open(&wh).unwrap().latest_version().unwrap(), latest);
-
+    assert_eq!(
+        Warehouse::open(&wh).unwrap().latest_version().unwrap(),
+        latest
+    );
 }
 
 #[test]
@@ -213,13 +219,22 @@ fn a_budget_too_small_names_the_smallest_that_works() {
     let ingest = |wh: &str, budget: u64| {
         let wh = dir.path().join(wh).display().to_string();
         let budget = budget.to_string();
-        run_measured(&["ingest", &wh, &scene_s, "--memory-budget", &budget, "--jobs", "2"])
+        run_measured(&[
+            "ingest",
+            &wh,
+            &scene_s,
+            "--memory-budget",
+            &budget,
+            "--jobs",
+            "2",
+        ])
     };
     let (code, _, stderr, _) = ingest("wh1", 4);
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("--memory-budget 4 MB is too small") && stderr.contains("S2_small_20230611"),
+        stderr.contains("--memory-budget 4 MB is too small")
+            && stderr.contains("S2_small_20230611"),
         "{stderr}"
     );
     let needed: u64 = stderr
@@ -230,11 +245,20 @@ fn a_budget_too_small_names_the_smallest_that_works() {
         .unwrap_or_else(|| panic!("no budget in {stderr}"));
     assert!(needed > 4 && needed < BUDGET_MB, "{needed}");
     let (code, _, stderr, _) = ingest("wh2", needed - 1);
-    assert_eq!(code, 2, "one MB less than the smallest budget worked: {stderr}");
+    assert_eq!(
+        code, 2,
+        "one MB less than the smallest budget worked: {stderr}"
+    );
     let (code, stdout, stderr, peak) = ingest("wh3", needed);
-    assert_eq!(code, 0, "the budget the error named does not work: {stderr}");
+    assert_eq!(
+        code, 0,
+        "the budget the error named does not work: {stderr}"
+    );
     assert!(stdout.contains("ingested 1 of 1 scenes"), "{stdout}");
-    assert!(peak <= needed + OVERHEAD_MB, "peak RSS {peak} MiB with --memory-budget {needed}");
+    assert!(
+        peak <= needed + OVERHEAD_MB,
+        "peak RSS {peak} MiB with --memory-budget {needed}"
+    );
 }
 
 /// Ingests `scene` in-process with `budget_mb` on `jobs` threads into a new warehouse on the
@@ -304,14 +328,23 @@ fn a_scene_from_another_utm_zone_streams_with_the_same_pixels() {
         resampling: pixelquery::warp::Resampling::Bilinear,
         threads: 2,
     };
-    let units = plan_file(&prepared.files[0], &grid, &Crs::from_epsg(32652).unwrap(), &cut).unwrap();
+    let units = plan_file(
+        &prepared.files[0],
+        &grid,
+        &Crs::from_epsg(32652).unwrap(),
+        &cut,
+    )
+    .unwrap();
     assert_eq!(units.len(), 1);
     let (whole, smallest) = (units[0].whole_peak() >> 20, units[0].smallest() >> 20);
     eprintln!("reprojected scene: whole read {whole} MiB, smallest plan {smallest} MiB");
     // A budget below the whole read (the ledger also sets aside 1 MiB of encode buffers per
     // thread) makes the scene stream.
     let budget = whole / 2;
-    assert!(smallest + 4 < budget, "smallest {smallest} MiB, budget {budget} MiB");
+    assert!(
+        smallest + 4 < budget,
+        "smallest {smallest} MiB, budget {budget} MiB"
+    );
 
     // The scene's footprint on the zone 52 grid, with some margin: every pixel it covers.
     let to52 = pixelquery::crs::Transformer::new(
@@ -335,8 +368,13 @@ fn a_scene_from_another_utm_zone_streams_with_the_same_pixels() {
     let valid = whole_cube.iter().filter(|&&v| v != 0).count();
     assert!(valid > size * size, "{valid} pixels");
     for jobs in [1, 2] {
-        let streamed =
-            ingest_reprojected(&dir.path().join(format!("stream{jobs}")), &scene, budget, jobs, bounds);
+        let streamed = ingest_reprojected(
+            &dir.path().join(format!("stream{jobs}")),
+            &scene,
+            budget,
+            jobs,
+            bounds,
+        );
         assert!(
             streamed == whole_cube,
             "streamed with {budget} MB on {jobs} threads differs from the whole read"

@@ -405,7 +405,8 @@ fn typed_plane<T: Pod>(buf: Vec<u8>) -> Plane<T> {
     }
     let len = buf.len() / std::mem::size_of::<T>();
     let mut v = vec![T::zeroed(); len];
-    bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&buf[..len * std::mem::size_of::<T>()]);
+    bytemuck::cast_slice_mut::<T, u8>(&mut v)
+        .copy_from_slice(&buf[..len * std::mem::size_of::<T>()]);
     Plane::Typed(v)
 }
 

@@ -206,7 +206,15 @@ mod tests {
         let t = TileId::new(0, 0);
         let mut entries = Entries::new();
         let day = |d| chrono::TimeZone::with_ymd_and_hms(&Utc, 2023, 1, d, 0, 0, 0).unwrap();
-        assert_eq!(add_cuts(&mut entries, "a", day(1), vec![cut(t, "B04"), cut(t, "B08")]), 64);
+        assert_eq!(
+            add_cuts(
+                &mut entries,
+                "a",
+                day(1),
+                vec![cut(t, "B04"), cut(t, "B08")]
+            ),
+            64
+        );
         add_cuts(&mut entries, "b", day(2), vec![cut(t, "B04")]);
         assert_eq!(entries.len(), 2);
         let e = &entries[&(t, "B04".to_string())];

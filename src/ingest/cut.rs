@@ -468,8 +468,7 @@ impl Unit<'_> {
                 })
                 .collect::<Result<_, Error>>()?;
             debug_assert!(
-                pieces.held_bytes() + mask_pieces.as_ref().map_or(0, |m| m.held_bytes())
-                    <= peak,
+                pieces.held_bytes() + mask_pieces.as_ref().map_or(0, |m| m.held_bytes()) <= peak,
                 "pieces hold more than the plan allows"
             );
             for &t in step {
@@ -505,12 +504,13 @@ impl Unit<'_> {
         // One band at a time, so each tile's pixels move into the fragment uncopied.
         for (k, &member) in self.members.iter().enumerate() {
             let Some(one) = src.band(k) else { continue };
-            let warped = warp::warp(&one, target, &WarpOptions::new(self.kernel)).map_err(
-                |source| Error::Warp {
-                    file: self.name(),
-                    source,
-                },
-            )?;
+            let warped =
+                warp::warp(&one, target, &WarpOptions::new(self.kernel)).map_err(|source| {
+                    Error::Warp {
+                        file: self.name(),
+                        source,
+                    }
+                })?;
             if warped.is_empty {
                 continue;
             }

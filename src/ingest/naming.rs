@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(time_from_pattern("nothing.tif", &re), Ok(None));
         let loose = Regex::new(r"_(\d{8})").unwrap();
         let err = time_from_pattern("scene_99999999.tif", &loose).unwrap_err();
-        assert!(err.contains("99999999") && err.contains("not a date"), "{err}");
+        assert!(
+            err.contains("99999999") && err.contains("not a date"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -256,7 +256,10 @@ mod tests {
             width: 400,
             height: 300,
         };
-        let windows = [Window::new(10, 20, 150, 100), Window::new(140, 110, 200, 150)];
+        let windows = [
+            Window::new(10, 20, 150, 100),
+            Window::new(140, 110, 200, 150),
+        ];
         let mut pieces = Pieces::<u32>::new(grid, 2, 0, &windows);
         // Decode only the blocks the first window needs, then cut it.
         let blocks = cog.block_grid(0).unwrap();

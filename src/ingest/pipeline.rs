@@ -16,9 +16,7 @@ use crate::crs::Crs;
 use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
-use crate::store::{
-    Batch, FragmentCompression, SceneRecord, Snapshot, Warehouse, WarehouseConfig,
-};
+use crate::store::{Batch, FragmentCompression, SceneRecord, Snapshot, Warehouse, WarehouseConfig};
 use crate::warp::Resampling;
 use crate::{Bounds, TileId};
 use rayon::prelude::*;
@@ -271,7 +269,9 @@ fn run(
         return Err(Error::Option("--commit-every must be at least 1".into()));
     }
     if options.memory_budget == 0 {
-        return Err(Error::Option("--memory-budget must be at least 1 MB".into()));
+        return Err(Error::Option(
+            "--memory-budget must be at least 1 MB".into(),
+        ));
     }
     let mut remote = options.remote.clone();
     remote.cache_bytes = remote.cache_bytes.min(REMOTE_CACHE);
@@ -668,7 +668,11 @@ impl<'a> Run<'a> {
     }
 
     /// Writes the scene's held observations into its own batch (begun on first use).
-    fn move_to_own(&self, prepared: &PreparedScene, out: &mut SceneOutput<'a>) -> Result<(), CutStop> {
+    fn move_to_own(
+        &self,
+        prepared: &PreparedScene,
+        out: &mut SceneOutput<'a>,
+    ) -> Result<(), CutStop> {
         if out.own.is_none() {
             let own = self.warehouse.begin_batch();
             // A scene another writer committed since this run's snapshot is not cut twice;

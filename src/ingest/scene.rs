@@ -278,7 +278,8 @@ mod tests {
     use std::path::Path;
 
     fn write(path: &Path, bands: usize, descriptions: &[&str], datetime: Option<&str>) {
-        let data = Array3::from_shape_fn((bands, 32, 32), |(b, y, x)| (b * 1000 + y * 32 + x) as u16);
+        let data =
+            Array3::from_shape_fn((bands, 32, 32), |(b, y, x)| (b * 1000 + y * 32 + x) as u16);
         let options = WriteOptions {
             block_size: 16,
             overviews: false,
@@ -309,7 +310,12 @@ mod tests {
     #[test]
     fn a_multi_band_stac_asset_without_a_band_list_is_named_by_bands_descriptions_or_profile() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("described.tif"), 4, &["B02", "B03", "B04", "B08"], None);
+        write(
+            &dir.path().join("described.tif"),
+            4,
+            &["B02", "B03", "B04", "B08"],
+            None,
+        );
         write(&dir.path().join("plain.tif"), 4, &[], None);
         write(&dir.path().join("one.tif"), 1, &[], None);
         let none = SceneOptions::default();
@@ -319,7 +325,10 @@ mod tests {
             ..Default::default()
         };
         let scene = stac_scene(dir.path(), "described.tif");
-        assert_eq!(names(&prepare(&scene, None, &given).unwrap()), ["a", "b", "c", "d"]);
+        assert_eq!(
+            names(&prepare(&scene, None, &given).unwrap()),
+            ["a", "b", "c", "d"]
+        );
         // Else the file's band descriptions.
         assert_eq!(
             names(&prepare(&scene, None, &none).unwrap()),
@@ -334,7 +343,10 @@ mod tests {
             .map(|b| b.name.clone())
             .collect();
         let plain = stac_scene(dir.path(), "plain.tif");
-        assert_eq!(names(&prepare(&plain, Some(&planet), &none).unwrap()), spectral);
+        assert_eq!(
+            names(&prepare(&plain, Some(&planet), &none).unwrap()),
+            spectral
+        );
         // A single-band asset is still named by its key.
         let one = stac_scene(dir.path(), "one.tif");
         assert_eq!(names(&prepare(&one, None, &given).unwrap()), ["data"]);
@@ -376,7 +388,12 @@ mod tests {
         let p = prepare(&scene, None, &with(r"_x(\d{8})")).unwrap();
         assert_eq!(p.acquired, time("2023-06-11T02:16:59Z"));
         // One that matches something that is not a date is an error naming the file.
-        let err = prepare(&scene, None, &with(r"_d(\d{4})")).unwrap_err().to_string();
-        assert!(err.contains("field_d20220105.tif") && err.contains("not a date"), "{err}");
+        let err = prepare(&scene, None, &with(r"_d(\d{4})"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field_d20220105.tif") && err.contains("not a date"),
+            "{err}"
+        );
     }
 }

@@ -197,10 +197,7 @@ impl Costs {
 
     /// The smallest peak of any plan.
     pub fn smallest(&self) -> u64 {
-        let stream = self
-            .stream(0, 1, true)
-            .map(|(_, p)| p)
-            .unwrap_or(u64::MAX);
+        let stream = self.stream(0, 1, true).map(|(_, p)| p).unwrap_or(u64::MAX);
         stream.min(self.whole_peak())
     }
 
@@ -457,7 +454,10 @@ mod tests {
             tile_out: vec![],
             tile_work: vec![],
             data: grid,
-            data_compressed: vec![block as u64 * block as u64 * 8 / 4; (grid.cols() * grid.rows()) as usize],
+            data_compressed: vec![
+                block as u64 * block as u64 * 8 / 4;
+                (grid.cols() * grid.rows()) as usize
+            ],
             data_decoded: block as u64 * block as u64 * 8,
             sample_bytes: 8,
             mask: None,
@@ -475,7 +475,8 @@ mod tests {
                 c.cols.push(col);
                 let out = tile as u64 * tile as u64 * 4 * 2 + tile as u64 * tile as u64 / 2;
                 c.tile_out.push(out);
-                c.tile_work.push((c1 - c0) as u64 * (r1 - r0) as u64 * 8 + out);
+                c.tile_work
+                    .push((c1 - c0) as u64 * (r1 - r0) as u64 * 8 + out);
             }
         }
         c
@@ -486,7 +487,11 @@ mod tests {
         let c = scene(1024, 256, 384, 60, 2);
         let plan = c.choose(256 * MB).unwrap();
         assert!(matches!(plan, Plan::Whole { .. }), "{plan:?}");
-        assert!(plan.peak() > 8 * MB && plan.peak() < 40 * MB, "{}", plan.peak());
+        assert!(
+            plan.peak() > 8 * MB && plan.peak() < 40 * MB,
+            "{}",
+            plan.peak()
+        );
     }
 
     #[test]
@@ -494,7 +499,10 @@ mod tests {
         let c = scene(10980, 1024, 384, 60, 2);
         assert!(c.whole_peak() > 1900 * MB, "{}", c.whole_peak() / MB);
         let smallest = c.smallest();
-        eprintln!("smallest peak of the full-size scene: {:.1} MiB", smallest as f64 / MB as f64);
+        eprintln!(
+            "smallest peak of the full-size scene: {:.1} MiB",
+            smallest as f64 / MB as f64
+        );
         assert!(smallest < 56 * MB, "smallest {} MB", smallest / MB);
         for allowance in [smallest, 100 * MB, 200 * MB, 900 * MB] {
             let plan = c.choose(allowance).unwrap();
