@@ -245,17 +245,14 @@ fn unit_costs(
         .flat_map(|by| (0..data.cols()).map(move |bx| (bx, by)))
         .map(|(bx, by)| cog.block_compressed_bytes(level, bx, by, bands))
         .collect();
-    let mask = match cog.mask_block_grid(level)? {
-        Some(grid) => Some(MaskCosts {
-            grid,
-            compressed: (0..grid.rows())
-                .flat_map(|by| (0..grid.cols()).map(move |bx| (bx, by)))
-                .map(|(bx, by)| cog.mask_block_compressed_bytes(level, bx, by))
-                .collect(),
-            decoded: cog.mask_block_decoded_bytes(level),
-        }),
-        None => None,
-    };
+    let mask = cog.mask_block_grid(level)?.map(|grid| MaskCosts {
+        grid,
+        compressed: (0..grid.rows())
+            .flat_map(|by| (0..grid.cols()).map(move |bx| (bx, by)))
+            .map(|(bx, by)| cog.mask_block_compressed_bytes(level, bx, by))
+            .collect(),
+        decoded: cog.mask_block_decoded_bytes(level),
+    });
     let sample_bytes = size * bands.len() as u64;
     let mut costs = Costs {
         windows: tiles.iter().map(|t| t.2.window).collect(),
