@@ -5,7 +5,7 @@
 //! that holds it whole peaks far higher (the budget, not the scene, sets the peak) and gives
 //! the same pixels. A scene in another UTM zone, warped with bilinear resampling, streams
 //! within a budget smaller than its whole read, with results bit-identical to the whole read
-//! on 1 and 2 threads. A budget too small to cut one tile is one clear error naming the
+//! on 1 and 2 threads; so does a 30 m scene resampled onto 10 m tiles. A budget too small to cut one tile is one clear error naming the
 //! smallest budget that works.
 
 mod common;
@@ -270,8 +270,21 @@ fn ingest_reprojected(
     jobs: usize,
     bounds: Bounds,
 ) -> ndarray::Array4<u16> {
+    ingest_in_process(wh, scene, None, budget_mb, jobs, bounds)
+}
+
+/// Like [`ingest_reprojected`], with a product profile.
+fn ingest_in_process(
+    wh: &Path,
+    scene: &Path,
+    product: Option<&str>,
+    budget_mb: u64,
+    jobs: usize,
+    bounds: Bounds,
+) -> ndarray::Array4<u16> {
     use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
     let options = IngestOptions {
+        product: product.map(String::from),
         crs: Some(32652),
         resampling: pixelquery::warp::Resampling::Bilinear,
         memory_budget: budget_mb << 20,
@@ -375,6 +388,68 @@ fn a_scene_from_another_utm_zone_streams_with_the_same_pixels() {
             jobs,
             bounds,
         );
+        assert!(
+            streamed == whole_cube,
+            "streamed with {budget} MB on {jobs} threads differs from the whole read"
+        );
+    }
+}
+
+#[test]
+fn a_30_m_scene_resampled_onto_10_m_tiles_streams_with_the_same_pixels() {
+    use pixelquery::crs::Crs;
+    use pixelquery::grid::GridSpec;
+    use pixelquery::ingest::cut::{plan_file, CutOptions};
+    use pixelquery::ingest::scene::{prepare, SceneOptions};
+    use pixelquery::profile::ProductProfile;
+    let dir = tempfile::tempdir().unwrap();
+    // 800 x 800 px of 30 m: the Sentinel-2 profile puts B04 and B08 on 10 m tiles, so every
+    // tile reads a third of its side from the source and the cut upsamples it (bilinear).
+    let size = 800;
+    let scene = dir.path().join("S2_30m_20230611.tif");
+    let data = Array3::from_shape_fn((2, size, size), |(b, y, x)| value(b, y, x));
+    let options = WriteOptions {
+        block_size: 256,
+        overviews: false,
+        transform: Some(GeoTransform::north_up(ORIGIN.0, ORIGIN.1, 30.0, 30.0)),
+        epsg: Some(32652),
+        nodata: Some(0.0),
+        band_descriptions: ["B04", "B08"].map(String::from).to_vec(),
+        datetime: Some("2023:06:11 02:16:59".into()),
+        ..Default::default()
+    };
+    write_cog(&scene, data.view(), &options).unwrap();
+    let profile = ProductProfile::built_in("sentinel2_l2a").unwrap();
+    let source = &pixelquery::ingest::discover(&[scene.display().to_string()], None).unwrap()[0];
+    let prepared = prepare(source, Some(&profile), &SceneOptions::default()).unwrap();
+    let grid = GridSpec::new(32652, 0.0, 0.0, 3840.0).unwrap();
+    let cut = CutOptions {
+        resampling: pixelquery::warp::Resampling::Bilinear,
+        threads: 2,
+    };
+    let units = plan_file(
+        &prepared.files[0],
+        &grid,
+        &Crs::from_epsg(32652).unwrap(),
+        &cut,
+    )
+    .unwrap();
+    assert_eq!(units.len(), 1);
+    let (whole, smallest) = (units[0].whole_peak() >> 20, units[0].smallest() >> 20);
+    eprintln!("30 m scene on 10 m tiles: whole read {whole} MiB, smallest plan {smallest} MiB");
+    let budget = whole / 2;
+    assert!(
+        smallest + 4 < budget,
+        "smallest {smallest} MiB, budget {budget} MiB"
+    );
+    let extent = size as f64 * 30.0;
+    let bounds = Bounds::new(ORIGIN.0, ORIGIN.1 - extent, ORIGIN.0 + extent, ORIGIN.1);
+    let product = Some("sentinel2_l2a");
+    let whole_cube = ingest_in_process(&dir.path().join("whole"), &scene, product, 1024, 2, bounds);
+    assert_eq!(whole_cube.dim(), (1, 2, size * 3, size * 3));
+    for jobs in [1, 2] {
+        let wh = dir.path().join(format!("stream{jobs}"));
+        let streamed = ingest_in_process(&wh, &scene, product, budget, jobs, bounds);
         assert!(
             streamed == whole_cube,
             "streamed with {budget} MB on {jobs} threads differs from the whole read"
