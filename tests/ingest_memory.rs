@@ -5,8 +5,8 @@
 //! that holds it whole peaks far higher (the budget, not the scene, sets the peak) and gives
 //! the same pixels. A scene in another UTM zone, warped with bilinear resampling, streams
 //! within a budget smaller than its whole read, with results bit-identical to the whole read
-//! on 1 and 2 threads; so does a 30 m scene resampled onto 10 m tiles. A budget too small to cut one tile is one clear error naming the
-//! smallest budget that works.
+//! on 1 and 2 threads; so does a 30 m scene resampled onto 10 m tiles. A budget too small to
+//! cut one tile is one clear error naming the smallest budget that works.
 
 mod common;
 
