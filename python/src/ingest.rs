@@ -175,6 +175,7 @@ fn scene_dict<'py>(py: Python<'py>, s: &SceneSource) -> PyResult<Bound<'py, PyDi
         let ad = PyDict::new(py);
         ad.set_item("location", &a.location)?;
         ad.set_item("band_names", a.band_names.clone())?;
+        ad.set_item("single_band_name", a.single_band_name.clone())?;
         assets.append(ad)?;
     }
     d.set_item("assets", assets)?;
@@ -199,6 +200,7 @@ fn scene_from_dict(d: &Bound<'_, PyDict>) -> PyResult<SceneSource> {
                 Error::invalid(format!("an asset of scene {id:?} has no \"location\""))
             })?,
             band_names: item(&a, "band_names")?,
+            single_band_name: item(&a, "single_band_name")?,
         });
     }
     let acquired = item::<String>(d, "acquired")?

@@ -27,7 +27,8 @@ pub struct Args {
     /// Only files matching this glob inside folders (e.g. '*_10m.tif').
     #[arg(long)]
     pub glob: Option<String>,
-    /// Regex whose first group is the acquisition date in file names.
+    /// Regex whose first group is the acquisition date in file names (wins over the time in
+    /// STAC and the files' metadata when it matches).
     #[arg(long)]
     pub date_pattern: Option<String>,
     /// Resampling for continuous bands (quality bands always use nearest).
@@ -45,7 +46,8 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Memory budget for buffered tiles, in MB.
+    /// Memory budget in MB for everything the run holds: decoded source pixels, tiles being
+    /// cut, observations waiting to be written and fragment encode buffers.
     #[arg(long, default_value_t = 256)]
     pub memory_budget: u64,
     /// Fragment compression of a new warehouse: zstd, lz4 or none.
@@ -132,7 +134,7 @@ pub fn run(args: Args) -> CliResult {
         crs: args.crs,
         tile_size: args.tile_size,
         commit_every: args.commit_every,
-        memory_budget: args.memory_budget.max(1) << 20,
+        memory_budget: args.memory_budget.saturating_mul(1 << 20),
         compression,
         crop: !args.no_crop,
         ..Default::default()

@@ -15,6 +15,7 @@
 //! # Ok::<(), pixelquery::cog::Error>(())
 //! ```
 
+mod blocks;
 pub mod codec;
 mod cursor;
 mod gdal_metadata;
@@ -28,6 +29,7 @@ mod read;
 pub mod tags;
 pub mod writer;
 
+pub use blocks::{BlockGrid, DecodedBlock};
 pub use georef::{Georef, ModelType, RasterType};
 pub use hash::PIXEL_HASH_DIGITS;
 pub use ifd::Level;

@@ -417,7 +417,7 @@ impl Cog {
 
     /// Decompresses one block and undoes byte order and predictor: native-endian samples
     /// (1-bit masks are expanded to one byte per pixel).
-    fn decode_block(
+    pub(super) fn decode_block(
         &self,
         level_index: usize,
         level: &Level,

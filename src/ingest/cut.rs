@@ -1,7 +1,16 @@
-//! Cutting one file of a scene into grid tiles: plan each tile's read, read the union of the
-//! windows once (so each source block is decoded once), and warp every tile in parallel.
+//! Cutting one file of a scene into grid tiles.
+//!
+//! A file's bands are grouped by resolution and kernel; each group at one image level is a
+//! [`Unit`]: its tiles, the source window each tile reads (with the kernel's margin) and
+//! what cutting them costs. A unit is cut by the [`Plan`] chosen for the memory it may
+//! hold: small files are read whole (the union of the windows, each block decoded once);
+//! large ones stream through the grid a row of tiles at a time, decoding each block once and
+//! keeping its pixels as pieces only until the last tile needing them is cut. Tiles go to a
+//! sink after every step, so the caller can write them out before the next step.
 
+use super::pieces::{PieceGrid, Pieces};
 use super::scene::{BandTarget, SceneFile};
+use super::schedule::{Costs, MaskCosts, Plan};
 use crate::cog::{Cog, Window};
 use crate::crs::Crs;
 use crate::grid::GridSpec;
@@ -11,7 +20,8 @@ use crate::warp::{
 };
 use crate::{DataType, GeoTransform, Sample, TileId};
 use arrow_buffer::BooleanBuffer;
-use ndarray::{s, Array2, Array3};
+use bytemuck::Pod;
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
 use rayon::prelude::*;
 
 /// Errors from cutting a file into tiles.
@@ -48,6 +58,9 @@ pub enum Error {
         #[source]
         source: warp::Error,
     },
+    /// The sink that receives the tiles failed (e.g. writing fragments).
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// Where a band's pixels sit on a tile and how to read their values.
@@ -82,15 +95,24 @@ pub struct TileCut {
     pub valid: Option<BooleanBuffer>,
 }
 
-/// How a file is cut.
+impl TileCut {
+    /// Bytes of pixels and validity it holds.
+    pub fn heap_bytes(&self) -> u64 {
+        (self.pixels.as_bytes().len() + self.valid.as_ref().map_or(0, |v| v.len() / 8)) as u64
+    }
+}
+
+/// How files are cut.
 #[derive(Debug, Clone, Copy)]
 pub struct CutOptions {
     /// Kernel for continuous bands (quality bands always use nearest).
     pub resampling: Resampling,
-    /// Largest union window (bytes of decoded pixels) read at once; bigger scenes are read
-    /// one row of tiles at a time.
-    pub max_read_bytes: u64,
+    /// Worker threads the cut runs on (for its memory estimates).
+    pub threads: usize,
 }
+
+/// Bytes of warp scratch per band besides its output (tap tables, row buffers).
+const WARP_SCRATCH: u64 = 64 << 10;
 
 /// Resolution of a band snapped so that a tile holds a whole number of pixels.
 fn snapped_resolution(grid: &GridSpec, wanted: f64) -> f64 {
@@ -98,15 +120,30 @@ fn snapped_resolution(grid: &GridSpec, wanted: f64) -> f64 {
     grid.tile_size / n
 }
 
-/// Cuts every band of `file` onto the tiles of `grid` it covers; `emit` receives each
-/// non-empty (tile, band). Returns the number of (tile, band) cuts emitted.
-pub fn cut_file(
-    file: &SceneFile,
+/// Bands of one file sharing a resolution and a kernel, read from one image level: the
+/// tiles they cover and what cutting them costs.
+pub struct Unit<'a> {
+    file: &'a SceneFile,
+    scene_crs: Crs,
+    resolution: f64,
+    kernel: Resampling,
+    /// Indices into `file.bands`.
+    members: Vec<usize>,
+    /// Band indices in the file.
+    band_indices: Vec<usize>,
+    level: usize,
+    tiles: Vec<(TileId, TargetGrid, ReadPlan)>,
+    costs: Costs,
+}
+
+/// Plans every unit of `file`: which tiles of `grid` its bands cover and what each tile
+/// reads. A file without georeferencing has no units.
+pub fn plan_file<'a>(
+    file: &'a SceneFile,
     grid: &GridSpec,
     grid_crs: &Crs,
     options: &CutOptions,
-    emit: &(dyn Fn(TileCut) + Sync),
-) -> Result<usize, Error> {
+) -> Result<Vec<Unit<'a>>, Error> {
     let meta = file.cog.meta();
     let name = meta.name.clone();
     let scene_crs = Crs::from_epsg(file.epsg).map_err(|source| Error::Crs {
@@ -114,7 +151,7 @@ pub fn cut_file(
         source,
     })?;
     let Some(transform) = meta.transform() else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let bounds = transform.bounds(meta.width() as u64, meta.height() as u64);
     let tiles = grid
@@ -123,7 +160,6 @@ pub fn cut_file(
             file: name.clone(),
             source,
         })?;
-    // Bands sharing a resolution and kernel are read and warped together.
     let mut groups: Vec<(f64, Resampling, Vec<usize>)> = Vec::new();
     for (i, b) in file.bands.iter().enumerate() {
         let res = snapped_resolution(grid, b.profile.resolution);
@@ -137,31 +173,371 @@ pub fn cut_file(
             None => groups.push((res, kernel, vec![i])),
         }
     }
-    let mut emitted = 0;
+    let overviews: Vec<(u32, u32)> = meta.levels[1..]
+        .iter()
+        .map(|l| (l.width, l.height))
+        .collect();
+    let layout = SceneLayout {
+        width: meta.width(),
+        height: meta.height(),
+        transform,
+        crs: &scene_crs,
+        overviews: &overviews,
+    };
+    let warp_err = |source| Error::Warp {
+        file: name.clone(),
+        source,
+    };
+    let mut units = Vec::new();
     for (resolution, kernel, members) in groups {
-        let job = GroupJob {
-            file,
-            grid,
-            grid_crs,
-            scene_crs: &scene_crs,
-            tiles: &tiles,
-            resolution,
-            kernel,
-            members: &members,
-            options,
-        };
-        emitted += match meta.dtype() {
-            DataType::U8 => cut_group::<u8>(&job, emit),
-            DataType::I8 => cut_group::<i8>(&job, emit),
-            DataType::U16 => cut_group::<u16>(&job, emit),
-            DataType::I16 => cut_group::<i16>(&job, emit),
-            DataType::U32 => cut_group::<u32>(&job, emit),
-            DataType::I32 => cut_group::<i32>(&job, emit),
-            DataType::F32 => cut_group::<f32>(&job, emit),
-            DataType::F64 => cut_group::<f64>(&job, emit),
-        }?;
+        let mut planned: Vec<(TileId, TargetGrid, ReadPlan)> = Vec::new();
+        for &tile in &tiles {
+            let (transform, size) =
+                grid.tile_geotransform(tile, resolution)
+                    .map_err(|source| Error::Grid {
+                        file: name.clone(),
+                        source,
+                    })?;
+            let target = TargetGrid::new(transform, size as usize, size as usize, grid_crs.clone());
+            if let Some(plan) = plan_read(&layout, &target, kernel).map_err(warp_err)? {
+                planned.push((tile, target, plan));
+            }
+        }
+        let band_indices: Vec<usize> = members.iter().map(|&i| file.bands[i].index).collect();
+        let mut levels: Vec<usize> = planned.iter().map(|p| p.2.level).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        for level in levels {
+            let tiles: Vec<_> = planned
+                .iter()
+                .filter(|p| p.2.level == level)
+                .cloned()
+                .collect();
+            let costs = unit_costs(&file.cog, level, &band_indices, &tiles, options.threads)?;
+            units.push(Unit {
+                file,
+                scene_crs: scene_crs.clone(),
+                resolution,
+                kernel,
+                members: members.clone(),
+                band_indices: band_indices.clone(),
+                level,
+                tiles,
+                costs,
+            });
+        }
     }
-    Ok(emitted)
+    Ok(units)
+}
+
+/// What cutting `tiles` from `level` costs, in bytes.
+fn unit_costs(
+    cog: &Cog,
+    level: usize,
+    bands: &[usize],
+    tiles: &[(TileId, TargetGrid, ReadPlan)],
+    threads: usize,
+) -> Result<Costs, Error> {
+    let meta = cog.meta();
+    let size = meta.dtype().size() as u64;
+    let data = cog.block_grid(level)?;
+    let data_compressed = (0..data.rows())
+        .flat_map(|by| (0..data.cols()).map(move |bx| (bx, by)))
+        .map(|(bx, by)| cog.block_compressed_bytes(level, bx, by, bands))
+        .collect();
+    let mask = cog.mask_block_grid(level)?.map(|grid| MaskCosts {
+        grid,
+        compressed: (0..grid.rows())
+            .flat_map(|by| (0..grid.cols()).map(move |bx| (bx, by)))
+            .map(|(bx, by)| cog.mask_block_compressed_bytes(level, bx, by))
+            .collect(),
+        decoded: cog.mask_block_decoded_bytes(level),
+    });
+    let sample_bytes = size * bands.len() as u64;
+    let mut costs = Costs {
+        windows: tiles.iter().map(|t| t.2.window).collect(),
+        rows: tiles.iter().map(|t| t.0.row).collect(),
+        cols: tiles.iter().map(|t| t.0.col).collect(),
+        tile_out: Vec::with_capacity(tiles.len()),
+        tile_work: Vec::with_capacity(tiles.len()),
+        data,
+        data_compressed,
+        data_decoded: cog.block_decoded_bytes(level, bands),
+        sample_bytes,
+        mask,
+        threads: threads.max(1),
+    };
+    for (_, target, plan) in tiles {
+        let px = target.width as u64 * target.height as u64;
+        let area = plan.window.width as u64 * plan.window.height as u64;
+        let band_out = px * size + px.div_ceil(8);
+        costs.tile_out.push(band_out * bands.len() as u64);
+        // The assembled window (all bands and the mask), one band's warp output with its
+        // byte-per-pixel validity, and scratch.
+        let mask_area = if costs.mask.is_some() { area } else { 0 };
+        costs
+            .tile_work
+            .push(area * sample_bytes + mask_area + px * (size + 1) + WARP_SCRATCH);
+    }
+    Ok(costs)
+}
+
+impl Unit<'_> {
+    /// Bytes of every tile this unit can produce.
+    pub fn output_bytes(&self) -> u64 {
+        self.costs.tile_out.iter().sum()
+    }
+
+    /// Bytes the fastest plan (reading the union of the windows at once) holds.
+    pub fn whole_peak(&self) -> u64 {
+        self.costs.whole_peak()
+    }
+
+    /// The least memory any plan of this unit needs.
+    pub fn smallest(&self) -> u64 {
+        self.costs.smallest()
+    }
+
+    /// The fastest plan within `allowance` bytes; `Err` carries the least memory any plan
+    /// needs.
+    pub fn choose(&self, allowance: u64) -> Result<Plan, u64> {
+        self.costs.choose(allowance)
+    }
+
+    /// Number of tiles the unit covers.
+    pub fn tile_count(&self) -> usize {
+        self.tiles.len()
+    }
+
+    /// Cuts the unit by `plan`, handing the non-empty (tile, band) cuts of each step to
+    /// `sink` (with whether more steps follow) before the next step starts. Returns the
+    /// number of cuts.
+    pub fn cut(
+        &self,
+        plan: &Plan,
+        sink: &mut dyn FnMut(Vec<TileCut>, bool) -> Result<(), String>,
+    ) -> Result<usize, Error> {
+        match self.file.cog.meta().dtype() {
+            DataType::U8 => self.cut_typed::<u8>(plan, sink),
+            DataType::I8 => self.cut_typed::<i8>(plan, sink),
+            DataType::U16 => self.cut_typed::<u16>(plan, sink),
+            DataType::I16 => self.cut_typed::<i16>(plan, sink),
+            DataType::U32 => self.cut_typed::<u32>(plan, sink),
+            DataType::I32 => self.cut_typed::<i32>(plan, sink),
+            DataType::F32 => self.cut_typed::<f32>(plan, sink),
+            DataType::F64 => self.cut_typed::<f64>(plan, sink),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.file.cog.meta().name.clone()
+    }
+
+    fn cut_typed<T: Sample + Pod>(
+        &self,
+        plan: &Plan,
+        sink: &mut dyn FnMut(Vec<TileCut>, bool) -> Result<(), String>,
+    ) -> Result<usize, Error>
+    where
+        PixelBuffer: From<Vec<T>>,
+    {
+        match plan {
+            Plan::Whole { .. } => {
+                let cuts = self.cut_whole::<T>()?;
+                let n = cuts.len();
+                sink(cuts, false).map_err(Error::Sink)?;
+                Ok(n)
+            }
+            Plan::Stream { steps, wave, peak } => self.cut_stream::<T>(steps, *wave, *peak, sink),
+        }
+    }
+
+    /// Reads the union of the windows once and cuts every tile from it.
+    fn cut_whole<T: Sample + Pod>(&self) -> Result<Vec<TileCut>, Error>
+    where
+        PixelBuffer: From<Vec<T>>,
+    {
+        let Some(win) = union(self.tiles.iter().map(|t| t.2.window)) else {
+            return Ok(Vec::new());
+        };
+        let cog = &self.file.cog;
+        let data: Array3<T> = cog.read_window(self.level, win, &self.band_indices)?;
+        let mask: Option<Array2<u8>> = cog.read_mask(self.level, win)?;
+        let per_tile: Vec<Vec<TileCut>> = self
+            .tiles
+            .par_iter()
+            .map(|(tile, target, plan)| {
+                let (c0, r0) = (
+                    (plan.window.col_off - win.col_off) as usize,
+                    (plan.window.row_off - win.row_off) as usize,
+                );
+                let (w, h) = (plan.window.width as usize, plan.window.height as usize);
+                let view = data.slice(s![.., r0..r0 + h, c0..c0 + w]);
+                let mask = mask.as_ref().map(|m| m.slice(s![r0..r0 + h, c0..c0 + w]));
+                self.cut_tile(*tile, target, plan, view, mask)
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(per_tile.into_iter().flatten().collect())
+    }
+
+    /// Cuts the tiles step by step, keeping decoded pixels as pieces between steps.
+    fn cut_stream<T: Sample + Pod>(
+        &self,
+        steps: &[Vec<usize>],
+        wave: usize,
+        peak: u64,
+        sink: &mut dyn FnMut(Vec<TileCut>, bool) -> Result<(), String>,
+    ) -> Result<usize, Error>
+    where
+        PixelBuffer: From<Vec<T>>,
+    {
+        let cog = &self.file.cog;
+        let meta = cog.meta();
+        let fill = meta
+            .nodata
+            .map(T::from_f64)
+            .filter(|v| v.to_f64() == meta.nodata.unwrap_or(0.0))
+            .unwrap_or_default();
+        let windows = &self.costs.windows;
+        let lattice = PieceGrid {
+            width: self.costs.data.width,
+            height: self.costs.data.height,
+        };
+        let mut pieces = Pieces::<T>::new(lattice, self.band_indices.len(), fill, windows);
+        let mask_grid = self.costs.mask.as_ref().map(|m| m.grid);
+        let mut mask_pieces = mask_grid.map(|_| Pieces::<u8>::new(lattice, 1, 255, windows));
+        let data_grid = self.costs.data;
+        let mut decoded = vec![false; (data_grid.cols() * data_grid.rows()) as usize];
+        let mut mask_decoded = mask_grid
+            .map(|g| vec![false; (g.cols() * g.rows()) as usize])
+            .unwrap_or_default();
+        let mut emitted = 0;
+        for (s, step) in steps.iter().enumerate() {
+            let mut new_blocks = Vec::new();
+            let mut new_mask = Vec::new();
+            for &t in step {
+                let w = &windows[t];
+                for (bx, by) in blocks_meeting(&data_grid, w) {
+                    let i = (by * data_grid.cols() + bx) as usize;
+                    if !std::mem::replace(&mut decoded[i], true) {
+                        new_blocks.push((bx, by));
+                    }
+                }
+                if let Some(g) = &mask_grid {
+                    for (bx, by) in blocks_meeting(g, w) {
+                        let i = (by * g.cols() + bx) as usize;
+                        if !std::mem::replace(&mut mask_decoded[i], true) {
+                            new_mask.push((bx, by));
+                        }
+                    }
+                }
+            }
+            for chunk in new_blocks.chunks(wave.max(1)) {
+                let blocks = cog.read_blocks::<T>(self.level, chunk, &self.band_indices)?;
+                pieces.fill_from(&blocks);
+            }
+            if let Some(mp) = mask_pieces.as_mut() {
+                for chunk in new_mask.chunks(wave.max(1)) {
+                    mp.fill_from(&cog.read_mask_blocks(self.level, chunk)?);
+                }
+            }
+            let bands = self.band_indices.len();
+            let per_tile: Vec<Vec<TileCut>> = step
+                .par_iter()
+                .map(|&t| {
+                    let (tile, target, plan) = &self.tiles[t];
+                    let w = &plan.window;
+                    let (ww, wh) = (w.width as usize, w.height as usize);
+                    let mut window = vec![fill; bands * ww * wh];
+                    pieces.assemble(w, &mut window);
+                    let mask = mask_pieces.as_ref().map(|mp| {
+                        let mut m = vec![255u8; ww * wh];
+                        mp.assemble(w, &mut m);
+                        m
+                    });
+                    let view = ArrayView3::from_shape((bands, wh, ww), &window[..])
+                        .expect("the window buffer has the window's shape");
+                    let mask = mask.as_ref().map(|m| {
+                        ArrayView2::from_shape((wh, ww), &m[..])
+                            .expect("the mask buffer has the window's shape")
+                    });
+                    self.cut_tile(*tile, target, plan, view, mask)
+                })
+                .collect::<Result<_, Error>>()?;
+            debug_assert!(
+                pieces.held_bytes() + mask_pieces.as_ref().map_or(0, |m| m.held_bytes()) <= peak,
+                "pieces hold more than the plan allows"
+            );
+            for &t in step {
+                pieces.release(&windows[t]);
+                if let Some(mp) = mask_pieces.as_mut() {
+                    mp.release(&windows[t]);
+                }
+            }
+            let cuts: Vec<TileCut> = per_tile.into_iter().flatten().collect();
+            emitted += cuts.len();
+            sink(cuts, s + 1 < steps.len()).map_err(Error::Sink)?;
+        }
+        Ok(emitted)
+    }
+
+    /// Warps one tile's window onto it, band by band; empty bands are left out.
+    fn cut_tile<T: Sample>(
+        &self,
+        tile: TileId,
+        target: &TargetGrid,
+        plan: &ReadPlan,
+        view: ArrayView3<'_, T>,
+        mask: Option<ArrayView2<'_, u8>>,
+    ) -> Result<Vec<TileCut>, Error>
+    where
+        PixelBuffer: From<Vec<T>>,
+    {
+        let meta = self.file.cog.meta();
+        let src = SourceRaster::new(view, plan.transform, self.scene_crs.clone())
+            .with_nodata(meta.nodata)
+            .with_mask(mask);
+        let mut cuts = Vec::new();
+        // One band at a time, so each tile's pixels move into the fragment uncopied.
+        for (k, &member) in self.members.iter().enumerate() {
+            let Some(one) = src.band(k) else { continue };
+            let warped =
+                warp::warp(&one, target, &WarpOptions::new(self.kernel)).map_err(|source| {
+                    Error::Warp {
+                        file: self.name(),
+                        source,
+                    }
+                })?;
+            if warped.is_empty {
+                continue;
+            }
+            let band: &BandTarget = &self.file.bands[member];
+            let valid = warped.valid.as_slice().and_then(pack_mask);
+            let (pixels, _) = warped.pixels.into_raw_vec_and_offset();
+            cuts.push(TileCut {
+                tile,
+                band: band.name.clone(),
+                layout: TileLayout {
+                    transform: target.transform,
+                    size: target.width as u32,
+                    resolution: self.resolution,
+                    nodata: band.profile.nodata.or(meta.nodata),
+                    scale: band.profile.scale,
+                    offset: band.profile.offset,
+                },
+                pixels: PixelBuffer::from(pixels),
+                valid,
+            });
+        }
+        Ok(cuts)
+    }
+}
+
+/// Blocks of `grid` a window meets.
+fn blocks_meeting(grid: &crate::cog::BlockGrid, w: &Window) -> Vec<(u32, u32)> {
+    let (cols, rows) = grid.blocks_of(w);
+    rows.flat_map(|by| cols.clone().map(move |bx| (bx, by)))
+        .collect()
 }
 
 /// The smallest window containing all `windows`.
@@ -182,161 +558,6 @@ fn union(windows: impl Iterator<Item = Window>) -> Option<Window> {
     acc.map(|(c0, r0, c1, r1)| {
         Window::new(c0, r0, (c1 - c0 as u64) as u32, (r1 - r0 as u64) as u32)
     })
-}
-
-/// Bands of one file that share a resolution and a kernel, to cut onto `tiles`.
-struct GroupJob<'a> {
-    file: &'a SceneFile,
-    grid: &'a GridSpec,
-    grid_crs: &'a Crs,
-    scene_crs: &'a Crs,
-    tiles: &'a [TileId],
-    resolution: f64,
-    kernel: Resampling,
-    /// Indices into `file.bands`.
-    members: &'a [usize],
-    options: &'a CutOptions,
-}
-
-fn cut_group<T: Sample + bytemuck::Pod>(
-    job: &GroupJob<'_>,
-    emit: &(dyn Fn(TileCut) + Sync),
-) -> Result<usize, Error>
-where
-    PixelBuffer: From<Vec<T>>,
-{
-    let GroupJob {
-        file,
-        grid,
-        grid_crs,
-        scene_crs,
-        tiles,
-        resolution,
-        kernel,
-        members,
-        options,
-    } = *job;
-    let cog: &Cog = &file.cog;
-    let meta = cog.meta();
-    let name = meta.name.clone();
-    let warp_err = |source| Error::Warp {
-        file: name.clone(),
-        source,
-    };
-    let overviews: Vec<(u32, u32)> = meta.levels[1..]
-        .iter()
-        .map(|l| (l.width, l.height))
-        .collect();
-    let layout = SceneLayout {
-        width: meta.width(),
-        height: meta.height(),
-        transform: meta
-            .transform()
-            .unwrap_or(crate::GeoTransform::north_up(0.0, 0.0, 1.0, 1.0)),
-        crs: scene_crs,
-        overviews: &overviews,
-    };
-    // Plan every tile.
-    let mut plans: Vec<(TileId, TargetGrid, ReadPlan)> = Vec::new();
-    for &tile in tiles {
-        let (transform, size) =
-            grid.tile_geotransform(tile, resolution)
-                .map_err(|source| Error::Grid {
-                    file: name.clone(),
-                    source,
-                })?;
-        let target = TargetGrid::new(transform, size as usize, size as usize, grid_crs.clone());
-        if let Some(plan) = plan_read(&layout, &target, kernel).map_err(warp_err)? {
-            plans.push((tile, target, plan));
-        }
-    }
-    let band_indices: Vec<usize> = members.iter().map(|&i| file.bands[i].index).collect();
-    let sample_bytes = (T::DTYPE.size() * band_indices.len()) as u64;
-    // Read the union of the windows once per level; fall back to one row of tiles at a time
-    // when that would be too large.
-    let mut levels: Vec<usize> = plans.iter().map(|p| p.2.level).collect();
-    levels.sort_unstable();
-    levels.dedup();
-    let mut batches: Vec<Vec<usize>> = Vec::new();
-    for level in levels {
-        let idx: Vec<usize> = (0..plans.len())
-            .filter(|&i| plans[i].2.level == level)
-            .collect();
-        let whole = union(idx.iter().map(|&i| plans[i].2.window));
-        let fits = whole.is_some_and(|w| {
-            w.width as u64 * w.height as u64 * sample_bytes <= options.max_read_bytes
-        });
-        if fits {
-            batches.push(idx);
-        } else {
-            let mut rows: Vec<i64> = idx.iter().map(|&i| plans[i].0.row).collect();
-            rows.sort_unstable();
-            rows.dedup();
-            for r in rows {
-                batches.push(
-                    idx.iter()
-                        .copied()
-                        .filter(|&i| plans[i].0.row == r)
-                        .collect(),
-                );
-            }
-        }
-    }
-    let mut emitted = 0;
-    for batch in batches {
-        let Some(win) = union(batch.iter().map(|&i| plans[i].2.window)) else {
-            continue;
-        };
-        let level = plans[batch[0]].2.level;
-        let data: Array3<T> = cog.read_window(level, win, &band_indices)?;
-        let mask: Option<Array2<u8>> = cog.read_mask(level, win)?;
-        let counts: Vec<usize> = batch
-            .par_iter()
-            .map(|&i| {
-                let (tile, target, plan) = &plans[i];
-                let (c0, r0) = (
-                    (plan.window.col_off - win.col_off) as usize,
-                    (plan.window.row_off - win.row_off) as usize,
-                );
-                let (w, h) = (plan.window.width as usize, plan.window.height as usize);
-                let view = data.slice(s![.., r0..r0 + h, c0..c0 + w]);
-                let src = SourceRaster::new(view, plan.transform, scene_crs.clone())
-                    .with_nodata(meta.nodata)
-                    .with_mask(mask.as_ref().map(|m| m.slice(s![r0..r0 + h, c0..c0 + w])));
-                let mut n = 0;
-                // One band at a time, so each tile's pixels move into the fragment uncopied.
-                for (k, &member) in members.iter().enumerate() {
-                    let Some(one) = src.band(k) else { continue };
-                    let warped =
-                        warp::warp(&one, target, &WarpOptions::new(kernel)).map_err(warp_err)?;
-                    if warped.is_empty {
-                        continue;
-                    }
-                    let band: &BandTarget = &file.bands[member];
-                    let valid = warped.valid.as_slice().and_then(pack_mask);
-                    let (pixels, _) = warped.pixels.into_raw_vec_and_offset();
-                    emit(TileCut {
-                        tile: *tile,
-                        band: band.name.clone(),
-                        layout: TileLayout {
-                            transform: target.transform,
-                            size: target.width as u32,
-                            resolution,
-                            nodata: band.profile.nodata.or(meta.nodata),
-                            scale: band.profile.scale,
-                            offset: band.profile.offset,
-                        },
-                        pixels: PixelBuffer::from(pixels),
-                        valid,
-                    });
-                    n += 1;
-                }
-                Ok(n)
-            })
-            .collect::<Result<_, Error>>()?;
-        emitted += counts.iter().sum::<usize>();
-    }
-    Ok(emitted)
 }
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub struct Asset {
     /// one-file-per-band names); `None` leaves it to `--bands`, band descriptions or the
     /// product profile.
     pub band_names: Option<Vec<String>>,
+    /// The input's name for the file when it has a single band and no band list (a STAC
+    /// asset key); a multi-band file without a band list is named like any other file.
+    pub single_band_name: Option<String>,
 }
 
 /// One scene to ingest: one acquisition, one or more files.
@@ -225,6 +228,7 @@ fn group_files(files: &[String]) -> Vec<SceneSource> {
                 assets: vec![Asset {
                     location: f.clone(),
                     band_names: None,
+                    single_band_name: None,
                 }],
                 acquired: None,
                 cloud_cover: None,
@@ -246,6 +250,7 @@ fn group_files(files: &[String]) -> Vec<SceneSource> {
                 .map(|(band, location)| Asset {
                     location,
                     band_names: Some(vec![band]),
+                    single_band_name: None,
                 })
                 .collect(),
             acquired: None,

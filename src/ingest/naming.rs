@@ -38,6 +38,26 @@ fn midnight(d: NaiveDate) -> Option<DateTime<Utc>> {
     d.and_hms_opt(0, 0, 0).map(|n| Utc.from_utc_datetime(&n))
 }
 
+/// The time a user's `--date-pattern` finds in `name`: `Ok(None)` when it does not match,
+/// an error (as a message) when what it matched is not a date.
+pub fn time_from_pattern(name: &str, pattern: &Regex) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(caps) = pattern.captures(name) else {
+        return Ok(None);
+    };
+    let Some(text) = caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str()) else {
+        return Ok(None);
+    };
+    crate::time::parse_datetime(text)
+        .or_else(|| date_from_digits(&text.replace(['-', '_', ':', '/'], "")).and_then(midnight))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "--date-pattern {:?} matched {text:?} in {name:?}, which is not a date",
+                pattern.as_str()
+            )
+        })
+}
+
 /// The acquisition time a file name spells, trying in order: the user's pattern (its first
 /// capture group, or the whole match, parsed as a date/time), a Sentinel-2
 /// `YYYYMMDDTHHMMSS`, a Landsat product id (acquisition date), `YYYY-MM-DD`, `YYYYMMDD`.
@@ -135,6 +155,17 @@ mod tests {
             Some(day("2023-02-03"))
         );
         assert_eq!(time_from_name("nothing.tif", Some(&re)), None);
+        assert_eq!(
+            time_from_pattern("x_doy2023-02-03.tif", &re),
+            Ok(Some(day("2023-02-03")))
+        );
+        assert_eq!(time_from_pattern("nothing.tif", &re), Ok(None));
+        let loose = Regex::new(r"_(\d{8})").unwrap();
+        let err = time_from_pattern("scene_99999999.tif", &loose).unwrap_err();
+        assert!(
+            err.contains("99999999") && err.contains("not a date"),
+            "{err}"
+        );
     }
 
     #[test]

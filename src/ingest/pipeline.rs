@@ -1,25 +1,28 @@
-//! The ingestion pipeline: scenes fanned out on rayon, each decoded once and cut into grid
-//! tiles; observations buffered per (tile, band) within a memory budget and flushed as
-//! fragments; one atomic commit per batch of scenes. Re-running skips committed scenes.
+//! The ingestion pipeline: scenes fanned out on rayon, each cut onto the grid by a plan that
+//! fits the memory budget (read whole when small, streamed a row of tiles at a time when
+//! large); observations gathered per (tile, band) and written as fragments; one atomic
+//! commit per batch of scenes. Re-running skips committed scenes.
+//!
+//! A scene whose observations do not fit in its share of the budget until it is cut whole
+//! writes them as it goes into a batch of its own, committed when the scene is done: a
+//! scene that fails half-way never leaves part of itself behind.
 
-use super::cut::{cut_file, CutOptions, TileCut, TileLayout};
+use super::budget::{mib_ceil, Ledger, Reservation};
+use super::buffer::{add_cuts, write_entries, Entries, Shared, Written};
+use super::cut::{plan_file, CutOptions, TileCut, Unit};
 use super::discover::{discover, SceneSource};
 use super::scene::{prepare, PreparedScene, SceneOptions};
 use crate::crs::Crs;
 use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
-use crate::store::{
-    Batch, FragmentCompression, FragmentData, Observation, SceneRecord, Warehouse, WarehouseConfig,
-};
+use crate::store::{Batch, FragmentCompression, SceneRecord, Snapshot, Warehouse, WarehouseConfig};
 use crate::warp::Resampling;
 use crate::{Bounds, TileId};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Errors that stop a whole run (a bad scene only fails itself).
@@ -47,6 +50,16 @@ pub enum Error {
         /// Why the first scene failed.
         reason: String,
     },
+    /// The memory budget cannot hold what cutting one scene needs.
+    #[error("--memory-budget {budget_mb} MB is too small to cut {scene}: the smallest budget that works is {needed_mb} MB")]
+    BudgetTooSmall {
+        /// The scene.
+        scene: String,
+        /// The budget given, in MiB.
+        budget_mb: u64,
+        /// The smallest budget that cuts the scene, in MiB.
+        needed_mb: u64,
+    },
 }
 
 /// Settings of one ingest run.
@@ -58,7 +71,8 @@ pub struct IngestOptions {
     pub bands: Option<Vec<String>>,
     /// Folder filter (`--glob`).
     pub glob: Option<String>,
-    /// Regex with the acquisition date in its first group (`--date-pattern`).
+    /// Regex with the acquisition date in its first group (`--date-pattern`); when it matches
+    /// a file name it wins over the time in STAC or the file's metadata.
     pub date_pattern: Option<String>,
     /// Kernel for continuous bands.
     pub resampling: Resampling,
@@ -68,7 +82,9 @@ pub struct IngestOptions {
     pub tile_size: Option<f64>,
     /// Scenes per commit (`--commit-every`); `None` = one commit for the run.
     pub commit_every: Option<usize>,
-    /// Memory budget for buffered observations, in bytes (`--memory-budget`).
+    /// Memory budget in bytes (`--memory-budget`): bounds the decoded pixels, the tiles
+    /// being cut, the observations waiting to be written and the encode buffers of the run
+    /// (see [`super::budget`]).
     pub memory_budget: u64,
     /// Fragment compression for a new warehouse.
     pub compression: FragmentCompression,
@@ -147,29 +163,57 @@ pub struct IngestReport {
     pub versions: Vec<u64>,
 }
 
-/// Observations waiting to be written, per (tile, band).
-struct Pending {
-    layout: TileLayout,
-    observations: Vec<Observation>,
-}
+/// Bytes the block cache of a remote file may hold during ingest: each block is read once,
+/// so the cache only serves the header.
+const REMOTE_CACHE: usize = 1 << 20;
 
-/// Shared state of one batch.
-struct BatchBuffer<'a> {
-    batch: Batch<'a>,
-    pending: Mutex<BTreeMap<(TileId, String), Pending>>,
-    buffered: AtomicU64,
+/// Everything the scenes of one batch share.
+struct Run<'a> {
+    warehouse: &'a Warehouse,
+    grid: GridSpec,
+    grid_crs: Crs,
+    profile: Option<&'a ProductProfile>,
+    product_json: Option<serde_json::Value>,
+    product: String,
+    scene_options: SceneOptions,
+    cut_options: CutOptions,
+    compressed: bool,
+    ledger: &'a Ledger,
+    progress: &'a dyn Progress,
+    /// Scenes cut at once in the parallel phase.
+    lanes: usize,
+    /// Set when a scene cannot fit the budget: the others stop.
+    stop: AtomicBool,
+    /// The batch of scenes small enough to hold until they are cut whole.
+    main: Batch<'a>,
+    /// Their observations, waiting to be written.
+    shared: Shared,
+    /// The committed state when the batch began.
+    committed: Snapshot,
     fragments: AtomicUsize,
     bytes_out: AtomicU64,
 }
 
-fn ring(b: &Bounds) -> Vec<(f64, f64)> {
-    vec![
-        (b.min_x, b.min_y),
-        (b.max_x, b.min_y),
-        (b.max_x, b.max_y),
-        (b.min_x, b.max_y),
-        (b.min_x, b.min_y),
-    ]
+enum SceneResult {
+    Ingested {
+        bytes: u64,
+        /// (tile, band) observations cut.
+        observations: usize,
+        /// Distinct tiles they are on.
+        cuts: Vec<TileId>,
+        /// The version of the scene's own commit, when it had one.
+        version: Option<u64>,
+        /// The scene went into the main batch.
+        in_main: bool,
+    },
+    Skipped(SceneOutcome),
+    Failed(SceneOutcome),
+    /// Other scenes hold the memory: cut this one once they are done.
+    Wait,
+    /// The scene does not fit the budget even alone.
+    TooSmall {
+        needed: u64,
+    },
 }
 
 /// Ingests `inputs` into the warehouse at `path` (created when missing).
@@ -227,10 +271,17 @@ fn run(
     if options.commit_every == Some(0) {
         return Err(Error::Option("--commit-every must be at least 1".into()));
     }
+    if options.memory_budget == 0 {
+        return Err(Error::Option(
+            "--memory-budget must be at least 1 MB".into(),
+        ));
+    }
+    let mut remote = options.remote.clone();
+    remote.cache_bytes = remote.cache_bytes.min(REMOTE_CACHE);
     let scene_options = SceneOptions {
         bands: options.bands.clone(),
         date_pattern,
-        remote: options.remote.clone(),
+        remote,
     };
     let scenes = match sources {
         Sources::Inputs(inputs) => {
@@ -250,84 +301,105 @@ fn run(
         )));
     }
     let grid_crs = grid.crs()?;
+    let product_json = profile
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| Error::Option(e.to_string()))?;
+    let threads = rayon::current_num_threads().max(1);
+    let compressed = warehouse.config().compression != FragmentCompression::None;
+    let ledger = Ledger::new(options.memory_budget, threads, compressed);
     let mut report = IngestReport {
         scenes_found: scenes.len(),
         ..Default::default()
     };
     let mut tiles_seen = std::collections::BTreeSet::new();
     let chunk = options.commit_every.unwrap_or(scenes.len().max(1));
-    let cut_options = CutOptions {
-        resampling: options.resampling,
-        max_read_bytes: (options.memory_budget / 2).max(16 << 20),
-    };
     for group in scenes.chunks(chunk) {
-        let buffer = BatchBuffer {
-            batch: warehouse.begin_batch(),
-            pending: Mutex::new(BTreeMap::new()),
-            buffered: AtomicU64::new(0),
-            fragments: AtomicUsize::new(0),
-            bytes_out: AtomicU64::new(0),
-        };
+        let main = warehouse.begin_batch();
         // Taken after the batch began, so a scene another process commits meanwhile is
         // caught by the commit (SceneAlreadyCommitted) rather than duplicated.
         let committed = warehouse.snapshot(None)?;
-        if let Some(p) = &profile {
-            let json = serde_json::to_value(p).map_err(|e| Error::Option(e.to_string()))?;
-            buffer.batch.register_product(&p.id, json)?;
-        }
-        let outcomes: Vec<SceneResult> = group
+        let run = Run {
+            warehouse: &warehouse,
+            grid,
+            grid_crs: grid_crs.clone(),
+            profile: profile.as_ref(),
+            product_json: product_json.clone(),
+            product: product_id.clone(),
+            scene_options: scene_options.clone(),
+            cut_options: CutOptions {
+                resampling: options.resampling,
+                threads,
+            },
+            compressed,
+            ledger: &ledger,
+            progress,
+            lanes: threads.min(group.len()).max(1),
+            stop: AtomicBool::new(false),
+            main,
+            shared: Shared::default(),
+            committed,
+            fragments: AtomicUsize::new(0),
+            bytes_out: AtomicU64::new(0),
+        };
+        let mut outcomes: Vec<(usize, SceneResult)> = group
             .par_iter()
-            .map(|scene| {
-                let r = run_scene(
-                    scene,
-                    profile.as_ref(),
-                    &product_id,
-                    &scene_options,
-                    &grid,
-                    &grid_crs,
-                    &cut_options,
-                    &committed,
-                    &buffer,
-                    options.memory_budget,
-                    progress,
-                );
-                let (bytes, tiles) = match &r {
-                    SceneResult::Ingested { bytes, cuts } => (*bytes, cuts.len()),
-                    _ => (0, 0),
-                };
-                progress.scene_done(&scene.id, bytes, tiles);
-                r
-            })
+            .enumerate()
+            .map(|(i, scene)| (i, run.scene(scene, false)))
             .collect();
-        for outcome in outcomes {
+        // Scenes that waited for memory are cut one at a time, each with the whole budget.
+        for (i, outcome) in outcomes.iter_mut() {
+            if matches!(outcome, SceneResult::Wait) {
+                *outcome = run.scene(&group[*i], true);
+            }
+        }
+        let mut main_has_scenes = false;
+        for (i, outcome) in outcomes {
             match outcome {
-                SceneResult::Ingested { bytes, cuts } => {
+                SceneResult::Ingested {
+                    bytes,
+                    observations,
+                    cuts,
+                    version,
+                    in_main,
+                } => {
                     report.scenes_ingested += 1;
                     report.bytes_in += bytes;
-                    report.tile_observations += cuts.len();
+                    report.tile_observations += observations;
                     tiles_seen.extend(cuts.into_iter().map(|t| t.to_string()));
+                    report.versions.extend(version);
+                    main_has_scenes |= in_main;
                 }
                 SceneResult::Skipped(o) => report.skipped.push(o),
                 SceneResult::Failed(o) => report.failed.push(o),
+                SceneResult::TooSmall { needed } => {
+                    return Err(Error::BudgetTooSmall {
+                        scene: group[i].id.clone(),
+                        budget_mb: options.memory_budget >> 20,
+                        needed_mb: mib_ceil(needed),
+                    })
+                }
+                // Cut alone above; cannot wait again.
+                SceneResult::Wait => {}
             }
         }
-        flush(&buffer, &product_id, &grid, progress)?;
-        report.fragments += buffer.fragments.load(Ordering::Relaxed);
-        report.bytes_out += buffer.bytes_out.load(Ordering::Relaxed);
-        let version = buffer.batch.commit()?;
-        if report.versions.last() != Some(&version) {
+        run.flush_shared()?;
+        report.fragments += run.fragments.load(Ordering::Relaxed);
+        report.bytes_out += run.bytes_out.load(Ordering::Relaxed);
+        if main_has_scenes {
+            if let (Some(p), Some(json)) = (&profile, &run.product_json) {
+                run.main.register_product(&p.id, json.clone())?;
+            }
+            let version = run.main.commit()?;
             report.versions.push(version);
         }
     }
+    report.versions.sort_unstable();
+    report.versions.dedup();
     report.tiles = tiles_seen.len();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
-}
-
-enum SceneResult {
-    Ingested { bytes: u64, cuts: Vec<TileId> },
-    Skipped(SceneOutcome),
-    Failed(SceneOutcome),
 }
 
 fn open_warehouse(
@@ -364,145 +436,329 @@ fn open_warehouse(
     Err(Error::NoGrid { reason: last_err })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_scene(
-    scene: &SceneSource,
-    profile: Option<&ProductProfile>,
-    product: &str,
-    scene_options: &SceneOptions,
-    grid: &GridSpec,
-    grid_crs: &Crs,
-    cut_options: &CutOptions,
-    committed: &crate::store::Snapshot,
-    buffer: &BatchBuffer<'_>,
-    budget: u64,
-    progress: &dyn Progress,
-) -> SceneResult {
-    let failed = |reason: String| {
-        SceneResult::Failed(SceneOutcome {
-            scene: scene.id.clone(),
-            reason,
-        })
-    };
-    let prepared: PreparedScene = match prepare(scene, profile, scene_options) {
-        Ok(p) => p,
-        Err(e) => return failed(e.to_string()),
-    };
-    if committed.has_scene_fingerprint(&prepared.fingerprint) {
-        return SceneResult::Skipped(SceneOutcome {
-            scene: scene.id.clone(),
-            reason: format!("already ingested (snapshot {})", committed.version()),
-        });
+fn ring(b: &Bounds) -> Vec<(f64, f64)> {
+    vec![
+        (b.min_x, b.min_y),
+        (b.max_x, b.min_y),
+        (b.max_x, b.max_y),
+        (b.min_x, b.max_y),
+        (b.min_x, b.min_y),
+    ]
+}
+
+/// What a scene cut into, while it is being cut.
+struct SceneOutput<'a> {
+    /// Observations held until the scene is done.
+    local: Entries,
+    local_bytes: u64,
+    /// The scene's own batch, once its observations no longer fit until it is done.
+    own: Option<Batch<'a>>,
+    tiles: Vec<TileId>,
+    observations: usize,
+}
+
+impl<'a> Run<'a> {
+    /// Prepares, plans and cuts one scene. `alone`: no other scene is being cut.
+    fn scene(&self, scene: &SceneSource, alone: bool) -> SceneResult {
+        let result = self.scene_inner(scene, alone);
+        if let SceneResult::Ingested { bytes, cuts, .. } = &result {
+            self.progress.scene_done(&scene.id, *bytes, cuts.len());
+        } else if matches!(result, SceneResult::Skipped(_) | SceneResult::Failed(_)) {
+            self.progress.scene_done(&scene.id, 0, 0);
+        }
+        result
     }
-    // Cut the whole scene first: a scene that fails half-way contributes nothing.
-    let cuts = Mutex::new(Vec::new());
-    for file in &prepared.files {
-        let emit = |c: TileCut| cuts.lock().unwrap_or_else(|p| p.into_inner()).push(c);
-        if let Err(e) = cut_file(file, grid, grid_crs, cut_options, &emit) {
-            return failed(e.to_string());
+
+    fn scene_inner(&self, scene: &SceneSource, alone: bool) -> SceneResult {
+        let failed = |reason: String| {
+            SceneResult::Failed(SceneOutcome {
+                scene: scene.id.clone(),
+                reason,
+            })
+        };
+        if self.stop.load(Ordering::Relaxed) {
+            return failed("not cut: the run stopped (memory budget too small)".into());
+        }
+        let prepared: PreparedScene = match prepare(scene, self.profile, &self.scene_options) {
+            Ok(p) => p,
+            Err(e) => return failed(e.to_string()),
+        };
+        if self.committed.has_scene_fingerprint(&prepared.fingerprint) {
+            return SceneResult::Skipped(SceneOutcome {
+                scene: scene.id.clone(),
+                reason: format!("already ingested (snapshot {})", self.committed.version()),
+            });
+        }
+        let mut units: Vec<Unit<'_>> = Vec::new();
+        for file in &prepared.files {
+            match plan_file(file, &self.grid, &self.grid_crs, &self.cut_options) {
+                Ok(u) => units.extend(u),
+                Err(e) => return failed(e.to_string()),
+            }
+        }
+        // What the scene holds besides its cuts: the block caches of its remote files.
+        let fixed = prepared
+            .files
+            .iter()
+            .filter(|f| f.cog.source().stats().is_some())
+            .count() as u64
+            * REMOTE_CACHE as u64;
+        // Every unit read whole, its observations held until the scene is done.
+        let mut held = 0;
+        let mut comfortable = fixed;
+        for unit in &units {
+            comfortable = comfortable.max(fixed + held + unit.whole_peak());
+            held += unit.output_bytes();
+        }
+        let share = if alone {
+            self.ledger.usable()
+        } else {
+            self.ledger.usable() / self.lanes as u64
+        };
+        let (least, wanted) = if comfortable <= share {
+            (comfortable, comfortable)
+        } else {
+            let least = fixed + units.iter().map(Unit::smallest).max().unwrap_or(0);
+            (least, share.max(least))
+        };
+        let grant = loop {
+            match self.ledger.reserve(least, wanted) {
+                Reservation::Granted(g) => break g,
+                Reservation::Flush => {
+                    if let Err(e) = self.flush_shared() {
+                        return failed(format!("writing fragments: {e}"));
+                    }
+                }
+                Reservation::Wait if !alone => return SceneResult::Wait,
+                Reservation::Wait => {
+                    return SceneResult::TooSmall {
+                        needed: least + self.ledger.encode_reserve(),
+                    }
+                }
+                Reservation::TooSmall(needed) => {
+                    self.stop.store(true, Ordering::Relaxed);
+                    return SceneResult::TooSmall { needed };
+                }
+            }
+        };
+        let mut out = SceneOutput {
+            local: Entries::new(),
+            local_bytes: 0,
+            own: None,
+            tiles: Vec::new(),
+            observations: 0,
+        };
+        let working = grant - fixed;
+        if let Err(e) = self.cut_units(&prepared, &units, working, &mut out) {
+            self.ledger.release(grant);
+            // Dropping the scene's own batch deletes what it wrote.
+            return match e {
+                CutStop::Skipped(reason) => SceneResult::Skipped(SceneOutcome {
+                    scene: scene.id.clone(),
+                    reason,
+                }),
+                CutStop::Failed(reason) => failed(reason),
+            };
+        }
+        let record = self.record(&prepared);
+        let SceneOutput {
+            local,
+            local_bytes,
+            own,
+            tiles,
+            observations,
+        } = out;
+        let result = match own {
+            Some(own) => {
+                let committed = self
+                    .write_local(&own, local)
+                    .and_then(|_| self.commit_own(own, record));
+                self.ledger.release(grant);
+                match committed {
+                    Ok(version) => SceneResult::Ingested {
+                        bytes: prepared.bytes,
+                        observations,
+                        cuts: tiles,
+                        version: Some(version),
+                        in_main: false,
+                    },
+                    Err(e) => failed(e),
+                }
+            }
+            None => {
+                if let Err(e) = self.main.add_scene(record) {
+                    self.ledger.release(grant);
+                    return failed(e.to_string());
+                }
+                let moved = self.shared.merge(local);
+                debug_assert_eq!(moved, local_bytes);
+                let over = self.ledger.hand_over(grant, local_bytes);
+                if over {
+                    if let Err(e) = self.flush_shared() {
+                        return failed(format!("writing fragments: {e}"));
+                    }
+                }
+                SceneResult::Ingested {
+                    bytes: prepared.bytes,
+                    observations,
+                    cuts: tiles,
+                    version: None,
+                    in_main: true,
+                }
+            }
+        };
+        result
+    }
+
+    fn record(&self, prepared: &PreparedScene) -> SceneRecord {
+        let footprint = prepared
+            .files
+            .first()
+            .and_then(|f| {
+                let b = f.cog.meta().bounds()?;
+                Crs::from_epsg(f.epsg).ok()?.lonlat_bounds(&b).ok()
+            })
+            .map(|b| ring(&b))
+            .unwrap_or_default();
+        SceneRecord {
+            scene_id: prepared.id.clone(),
+            source: prepared.source.clone(),
+            acquired: prepared.acquired,
+            product: self.product.clone(),
+            footprint_lonlat: footprint,
+            cloud_cover: prepared.cloud_cover,
+            fingerprint: prepared.fingerprint.clone(),
         }
     }
-    let cuts = cuts.into_inner().unwrap_or_else(|p| p.into_inner());
-    let footprint = prepared
-        .files
-        .first()
-        .and_then(|f| {
-            let b = f.cog.meta().bounds()?;
-            Crs::from_epsg(f.epsg).ok()?.lonlat_bounds(&b).ok()
-        })
-        .map(|b| ring(&b))
-        .unwrap_or_default();
-    let record = SceneRecord {
-        scene_id: prepared.id.clone(),
-        source: prepared.source.clone(),
-        acquired: prepared.acquired,
-        product: product.to_string(),
-        footprint_lonlat: footprint,
-        cloud_cover: prepared.cloud_cover,
-        fingerprint: prepared.fingerprint.clone(),
-    };
-    if let Err(e) = buffer.batch.add_scene(record) {
-        return failed(e.to_string());
-    }
-    let tiles: Vec<TileId> = cuts.iter().map(|c| c.tile).collect();
-    let mut added = 0u64;
-    {
-        let mut pending = buffer.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for cut in cuts {
-            added += (cut.pixels.as_bytes().len() + cut.valid.as_ref().map_or(0, |v| v.len() / 8))
-                as u64;
-            pending
-                .entry((cut.tile, cut.band))
-                .or_insert_with(|| Pending {
-                    layout: cut.layout,
-                    observations: Vec::new(),
-                })
-                .observations
-                .push(Observation {
-                    time: prepared.acquired,
-                    scene_id: prepared.id.clone(),
-                    pixels: cut.pixels,
-                    valid: cut.valid,
-                });
+
+    /// Cuts every unit of a scene within `working` bytes, keeping its observations in
+    /// `out.local` while they fit and moving them to the scene's own batch when not.
+    fn cut_units(
+        &self,
+        prepared: &PreparedScene,
+        units: &[Unit<'_>],
+        working: u64,
+        out: &mut SceneOutput<'a>,
+    ) -> Result<(), CutStop> {
+        for unit in units {
+            let plan = match unit.choose(working.saturating_sub(out.local_bytes)) {
+                Ok(plan) => plan,
+                Err(_) => {
+                    self.move_to_own(prepared, out)?;
+                    unit.choose(working)
+                        .map_err(|n| CutStop::Failed(format!("needs {n} bytes to cut")))?
+                }
+            };
+            // Observations held before a step may not pass this.
+            let cap = working.saturating_sub(plan.peak());
+            let mut sink = |cuts: Vec<TileCut>, more: bool| -> Result<(), String> {
+                out.tiles.extend(cuts.iter().map(|c| c.tile));
+                out.observations += cuts.len();
+                out.local_bytes += add_cuts(&mut out.local, &prepared.id, prepared.acquired, cuts);
+                if more && out.local_bytes > cap {
+                    self.move_to_own(prepared, out).map_err(|e| match e {
+                        CutStop::Skipped(r) | CutStop::Failed(r) => r,
+                    })?;
+                }
+                Ok(())
+            };
+            if let Err(e) = unit.cut(&plan, &mut sink) {
+                return Err(CutStop::Failed(e.to_string()));
+            }
         }
+        out.tiles.sort_unstable();
+        out.tiles.dedup();
+        Ok(())
     }
-    let total = buffer.buffered.fetch_add(added, Ordering::Relaxed) + added;
-    if total > budget {
-        if let Err(e) = flush(buffer, product, grid, progress) {
-            return failed(format!("writing fragments: {e}"));
+
+    /// Writes the scene's held observations into its own batch (begun on first use).
+    fn move_to_own(
+        &self,
+        prepared: &PreparedScene,
+        out: &mut SceneOutput<'a>,
+    ) -> Result<(), CutStop> {
+        if out.own.is_none() {
+            let own = self.warehouse.begin_batch();
+            // A scene another writer committed since this run's snapshot is not cut twice;
+            // one committed after this batch began is caught by its commit.
+            let now = self
+                .warehouse
+                .snapshot(None)
+                .map_err(|e| CutStop::Failed(e.to_string()))?;
+            if now.has_scene_fingerprint(&prepared.fingerprint) {
+                return Err(CutStop::Skipped(format!(
+                    "already ingested (snapshot {})",
+                    now.version()
+                )));
+            }
+            out.own = Some(own);
         }
+        let local = std::mem::take(&mut out.local);
+        out.local_bytes = 0;
+        if let Some(own) = &out.own {
+            self.write_local(own, local)
+                .map_err(|e| CutStop::Failed(format!("writing fragments: {e}")))?;
+        }
+        Ok(())
     }
-    SceneResult::Ingested {
-        bytes: prepared.bytes,
-        cuts: tiles,
+
+    fn write_local(&self, batch: &Batch<'_>, local: Entries) -> Result<(), String> {
+        if local.is_empty() {
+            return Ok(());
+        }
+        self.progress.flushing(local.len());
+        let written = write_entries(
+            batch,
+            local,
+            &self.product,
+            &self.grid,
+            self.compressed,
+            self.ledger.encode_reserve(),
+            &|_| {},
+        )
+        .map_err(|e| e.to_string())?;
+        self.count(written);
+        Ok(())
+    }
+
+    fn commit_own(&self, own: Batch<'_>, record: SceneRecord) -> Result<u64, String> {
+        own.add_scene(record).map_err(|e| e.to_string())?;
+        if let (Some(p), Some(json)) = (self.profile, &self.product_json) {
+            own.register_product(&p.id, json.clone())
+                .map_err(|e| e.to_string())?;
+        }
+        own.commit().map_err(|e| e.to_string())
+    }
+
+    fn count(&self, written: Written) {
+        self.fragments
+            .fetch_add(written.fragments, Ordering::Relaxed);
+        self.bytes_out.fetch_add(written.bytes, Ordering::Relaxed);
+    }
+
+    /// Writes every observation waiting in the main batch as fragments.
+    fn flush_shared(&self) -> Result<(), Error> {
+        let entries = self.shared.take();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.progress.flushing(entries.len());
+        let written = write_entries(
+            &self.main,
+            entries,
+            &self.product,
+            &self.grid,
+            self.compressed,
+            self.ledger.encode_reserve(),
+            &|bytes| self.ledger.written(bytes),
+        )?;
+        self.count(written);
+        Ok(())
     }
 }
 
-/// Writes every buffered (tile, band) as one fragment, in parallel.
-fn flush(
-    buffer: &BatchBuffer<'_>,
-    product: &str,
-    grid: &GridSpec,
-    progress: &dyn Progress,
-) -> Result<(), Error> {
-    let pending = std::mem::take(&mut *buffer.pending.lock().unwrap_or_else(|p| p.into_inner()));
-    buffer.buffered.store(0, Ordering::Relaxed);
-    if pending.is_empty() {
-        return Ok(());
-    }
-    progress.flushing(pending.len());
-    let results: Vec<Result<u64, Error>> = pending
-        .into_iter()
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|((tile, band), p)| {
-            let footprint = grid
-                .tile_lonlat_bounds(tile)
-                .map(|b| ring(&b))
-                .unwrap_or_default();
-            let l = p.layout;
-            let data = FragmentData {
-                tile,
-                band,
-                product: product.to_string(),
-                dtype: p.observations[0].pixels.dtype(),
-                nodata: l.nodata,
-                scale: l.scale,
-                offset: l.offset,
-                tile_transform: l.transform,
-                width: l.size,
-                height: l.size,
-                footprint_lonlat: footprint,
-                resolution: l.resolution,
-                observations: p.observations,
-            };
-            Ok(buffer.batch.write_fragment(data)?.bytes)
-        })
-        .collect();
-    for r in results {
-        let bytes = r?;
-        buffer.fragments.fetch_add(1, Ordering::Relaxed);
-        buffer.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-    }
-    Ok(())
+/// Why a scene's cut stopped.
+enum CutStop {
+    Skipped(String),
+    Failed(String),
 }

@@ -1,8 +1,8 @@
 //! Preparing one scene for ingestion: open its files, name its bands, find its acquisition
 //! time, and fingerprint it so a re-run can skip it.
 
-use super::discover::SceneSource;
-use super::naming::{check_name, time_from_name};
+use super::discover::{Asset, SceneSource};
+use super::naming::{check_name, time_from_name, time_from_pattern};
 use crate::cog::Cog;
 use crate::profile::{BandProfile, BandRole, ProductProfile};
 use crate::source::{self, RemoteOptions};
@@ -25,6 +25,14 @@ pub enum Error {
     NoTime {
         /// The scene's first file.
         file: String,
+    },
+    /// `--date-pattern` matched something that is not a date.
+    #[error("{file}: {reason}")]
+    BadDate {
+        /// The scene's first file.
+        file: String,
+        /// What the pattern matched.
+        reason: String,
     },
     /// Band names cannot be used.
     #[error("{file}: {reason}")]
@@ -109,12 +117,13 @@ fn generic_band(name: &str, resolution: f64, nodata: Option<f64>) -> BandProfile
     }
 }
 
-/// Names the bands of one file: the input's own names (STAC, band-file token), else
-/// `--bands`, else band descriptions, else the profile's band order, else `band_1..n`.
+/// Names the bands of one file: the input's own names (STAC band lists, band-file tokens),
+/// else the input's name for a single-band file (a STAC asset key), else `--bands`, else
+/// band descriptions, else the profile's band order, else `band_1..n`.
 fn band_names(
     file: &str,
     cog: &Cog,
-    given: Option<&Vec<String>>,
+    asset: &Asset,
     options: &SceneOptions,
     profile: Option<&ProductProfile>,
 ) -> Result<Vec<String>, Error> {
@@ -123,7 +132,12 @@ fn band_names(
         file: file.to_string(),
         reason,
     };
-    if let Some(names) = given.or(options.bands.as_ref()) {
+    if let (Some(name), 1) = (&asset.single_band_name, n) {
+        if asset.band_names.is_none() {
+            return Ok(vec![name.clone()]);
+        }
+    }
+    if let Some(names) = asset.band_names.as_ref().or(options.bands.as_ref()) {
         if names.len() != n {
             return Err(bad(format!(
                 "{} band names given ({}) for a file with {n} bands",
@@ -176,13 +190,7 @@ pub fn prepare(
             });
         };
         let native_res = transform.pixel_width.abs();
-        let names = band_names(
-            &asset.location,
-            &cog,
-            asset.band_names.as_ref(),
-            options,
-            profile,
-        )?;
+        let names = band_names(&asset.location, &cog, asset, options, profile)?;
         let mut bands = Vec::with_capacity(names.len());
         for (index, raw_name) in names.iter().enumerate() {
             let known = profile.and_then(|p| p.band(raw_name));
@@ -230,9 +238,22 @@ pub fn prepare(
         .map(|a| a.location.clone())
         .unwrap_or_default();
     let file_name = first.rsplit('/').next().unwrap_or(&first);
-    let acquired = acquired
-        .or_else(|| time_from_name(file_name, options.date_pattern.as_ref()))
-        .or_else(|| time_from_name(&scene.id, options.date_pattern.as_ref()))
+    // An explicit --date-pattern that matches wins over STAC and the files' metadata.
+    let from_pattern = match &options.date_pattern {
+        Some(re) => match time_from_pattern(file_name, re) {
+            Ok(None) => time_from_pattern(&scene.id, re),
+            other => other,
+        }
+        .map_err(|reason| Error::BadDate {
+            file: first.clone(),
+            reason,
+        })?,
+        None => None,
+    };
+    let acquired = from_pattern
+        .or(acquired)
+        .or_else(|| time_from_name(file_name, None))
+        .or_else(|| time_from_name(&scene.id, None))
         .ok_or_else(|| Error::NoTime {
             file: first.clone(),
         })?;
@@ -246,4 +267,133 @@ pub fn prepare(
         files,
         bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cog::{write_cog, WriteOptions};
+    use crate::GeoTransform;
+    use ndarray::Array3;
+    use std::path::Path;
+
+    fn write(path: &Path, bands: usize, descriptions: &[&str], datetime: Option<&str>) {
+        let data =
+            Array3::from_shape_fn((bands, 32, 32), |(b, y, x)| (b * 1000 + y * 32 + x) as u16);
+        let options = WriteOptions {
+            block_size: 16,
+            overviews: false,
+            transform: Some(GeoTransform::north_up(399_960.0, 4_040_040.0, 10.0, 10.0)),
+            epsg: Some(32652),
+            band_descriptions: descriptions.iter().map(|d| d.to_string()).collect(),
+            datetime: datetime.map(String::from),
+            ..Default::default()
+        };
+        write_cog(path, data.view(), &options).unwrap();
+    }
+
+    fn names(p: &PreparedScene) -> Vec<String> {
+        p.files[0].bands.iter().map(|b| b.name.clone()).collect()
+    }
+
+    /// A STAC item whose `data` asset is `href` and lists no bands.
+    fn stac_scene(dir: &Path, href: &str) -> SceneSource {
+        let item = serde_json::json!({
+            "type": "Feature", "stac_version": "1.0.0", "id": "item-1",
+            "properties": {"datetime": "2023-06-11T02:16:59Z"},
+            "geometry": null,
+            "assets": {"data": {"href": href, "type": "image/tiff; application=geotiff"}}
+        });
+        super::super::stac::parse_item(&item, dir).unwrap()
+    }
+
+    #[test]
+    fn a_multi_band_stac_asset_without_a_band_list_is_named_by_bands_descriptions_or_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            &dir.path().join("described.tif"),
+            4,
+            &["B02", "B03", "B04", "B08"],
+            None,
+        );
+        write(&dir.path().join("plain.tif"), 4, &[], None);
+        write(&dir.path().join("one.tif"), 1, &[], None);
+        let none = SceneOptions::default();
+        // --bands first.
+        let given = SceneOptions {
+            bands: Some(["a", "b", "c", "d"].map(String::from).to_vec()),
+            ..Default::default()
+        };
+        let scene = stac_scene(dir.path(), "described.tif");
+        assert_eq!(
+            names(&prepare(&scene, None, &given).unwrap()),
+            ["a", "b", "c", "d"]
+        );
+        // Else the file's band descriptions.
+        assert_eq!(
+            names(&prepare(&scene, None, &none).unwrap()),
+            ["B02", "B03", "B04", "B08"]
+        );
+        // Else the profile's spectral bands (PlanetScope: four, plus a quality band).
+        let planet = ProductProfile::built_in("planet_sr").unwrap();
+        let spectral: Vec<String> = planet
+            .bands
+            .iter()
+            .filter(|b| b.role != BandRole::Quality)
+            .map(|b| b.name.clone())
+            .collect();
+        let plain = stac_scene(dir.path(), "plain.tif");
+        assert_eq!(
+            names(&prepare(&plain, Some(&planet), &none).unwrap()),
+            spectral
+        );
+        // A single-band asset is still named by its key.
+        let one = stac_scene(dir.path(), "one.tif");
+        assert_eq!(names(&prepare(&one, None, &given).unwrap()), ["data"]);
+    }
+
+    #[test]
+    fn an_explicit_date_pattern_wins_over_the_files_and_the_items_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("field_d20220105.tif");
+        write(&path, 1, &["ndvi"], Some("2023:06:11 02:16:59"));
+        let scene = SceneSource {
+            id: "field_d20220105".into(),
+            assets: vec![Asset {
+                location: path.display().to_string(),
+                band_names: None,
+                single_band_name: None,
+            }],
+            acquired: None,
+            cloud_cover: None,
+            epsg: None,
+        };
+        let time = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Without the option the file's metadata gives the time.
+        let p = prepare(&scene, None, &SceneOptions::default()).unwrap();
+        assert_eq!(p.acquired, time("2023-06-11T02:16:59Z"));
+        let with = |pattern: &str| SceneOptions {
+            date_pattern: Some(Regex::new(pattern).unwrap()),
+            ..Default::default()
+        };
+        let p = prepare(&scene, None, &with(r"_d(\d{8})")).unwrap();
+        assert_eq!(p.acquired, time("2022-01-05T00:00:00Z"));
+        // It also wins over a STAC item's datetime.
+        let stac = stac_scene(dir.path(), "field_d20220105.tif");
+        assert_eq!(
+            prepare(&stac, None, &with(r"_d(\d{8})")).unwrap().acquired,
+            time("2022-01-05T00:00:00Z")
+        );
+        // A pattern that does not match leaves the metadata's time.
+        let p = prepare(&scene, None, &with(r"_x(\d{8})")).unwrap();
+        assert_eq!(p.acquired, time("2023-06-11T02:16:59Z"));
+        // One that matches something that is not a date is an error naming the file.
+        let err = prepare(&scene, None, &with(r"_d(\d{4})"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field_d20220105.tif") && err.contains("not a date"),
+            "{err}"
+        );
+    }
 }

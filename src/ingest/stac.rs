@@ -128,6 +128,8 @@ pub fn parse_item(item: &Value, base: &Path) -> Result<SceneSource, String> {
             .get("eo:bands")
             .or_else(|| asset.get("bands"))
             .and_then(Value::as_array);
+        // Without a band list the asset key names a single-band file; a multi-band file
+        // takes its names from --bands, its band descriptions or the profile.
         let band_names = match band_list {
             Some(list) if !list.is_empty() => Some(
                 list.iter()
@@ -147,10 +149,11 @@ pub fn parse_item(item: &Value, base: &Path) -> Result<SceneSource, String> {
                     })
                     .collect(),
             ),
-            _ => Some(vec![key.clone()]),
+            _ => None,
         };
         assets.push(Asset {
             location: resolve_href(href, base),
+            single_band_name: band_names.is_none().then(|| key.clone()),
             band_names,
         });
     }
@@ -219,7 +222,8 @@ mod tests {
             .iter()
             .find(|a| a.location.starts_with("https"))
             .unwrap();
-        assert_eq!(nir.band_names.as_deref(), Some(&["nir".to_string()][..]));
+        assert_eq!(nir.band_names, None);
+        assert_eq!(nir.single_band_name.as_deref(), Some("nir"));
     }
 
     #[test]
