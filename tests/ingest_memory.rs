@@ -355,7 +355,7 @@ fn a_scene_from_another_utm_zone_streams_with_the_same_pixels() {
     // thread) makes the scene stream.
     // Half the whole read for pixels, plus what the (compressed) fragment encoders of two
     // workers hold aside.
-    let encoders = 2 * pixelquery::ingest::budget::ENCODE_PER_THREAD_COMPRESSED >> 20;
+    let encoders = (2 * pixelquery::ingest::budget::ENCODE_PER_THREAD_COMPRESSED) >> 20;
     let budget = whole / 2 + encoders;
     assert!(
         smallest + encoders + 4 < budget,
@@ -442,7 +442,7 @@ fn a_30_m_scene_resampled_onto_10_m_tiles_streams_with_the_same_pixels() {
     eprintln!("30 m scene on 10 m tiles: whole read {whole} MiB, smallest plan {smallest} MiB");
     // Half the whole read for pixels, plus what the (compressed) fragment encoders of two
     // workers hold aside.
-    let encoders = 2 * pixelquery::ingest::budget::ENCODE_PER_THREAD_COMPRESSED >> 20;
+    let encoders = (2 * pixelquery::ingest::budget::ENCODE_PER_THREAD_COMPRESSED) >> 20;
     let budget = whole / 2 + encoders;
     assert!(
         smallest + encoders + 4 < budget,
