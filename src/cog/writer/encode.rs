@@ -61,23 +61,22 @@ pub(super) fn encode_interleaved_block<T: Sample + Pod>(
 
 /// Little-endian bytes of the block, the float predictor where it applies, and compression.
 fn finish<T: Sample + Pod>(
-    buf: Vec<T>,
+    mut buf: Vec<T>,
     block: usize,
     spp: usize,
     compression: WriteCompression,
 ) -> Vec<u8> {
-    let mut bytes: Vec<u8> = bytemuck::cast_slice(&buf).to_vec();
-    drop(buf);
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
     if cfg!(target_endian = "big") {
-        crate::cog::predictor::swap_bytes(&mut bytes, T::DTYPE.size());
+        crate::cog::predictor::swap_bytes(bytes, T::DTYPE.size());
     }
     match compression {
-        WriteCompression::None => bytes,
+        WriteCompression::None => bytes.to_vec(),
         WriteCompression::Deflate => {
             if T::DTYPE.is_float() {
-                float_predictor(&mut bytes, T::DTYPE.size(), spp, block * spp);
+                float_predictor(bytes, T::DTYPE.size(), spp, block * spp);
             }
-            fdeflate::compress_to_vec(&bytes)
+            fdeflate::compress_to_vec(bytes)
         }
     }
 }
