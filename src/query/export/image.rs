@@ -104,15 +104,9 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
         None => vec![(0, stretch(slab.index_axis(Axis(0), 0)))],
     };
     let rgb_mode = channels.len() == 3;
-    let width = PAD + ow.max(360) + if rgb_mode { PAD } else { BAR };
-    let height = TOP + oh.max(120) + PAD * 3;
-    let mut c = Canvas::new(width, height);
     let date = cube.times[step].format("%Y-%m-%d").to_string();
     let what = if rgb_mode {
-        let names: Vec<&str> = channels
-            .iter()
-            .map(|(b, _)| cube.bands[*b].as_str())
-            .collect();
+        let names: Vec<&str> = channels.iter().map(|(b, _)| cube.bands[*b].as_str()).collect();
         format!("RGB {}", names.join("/"))
     } else {
         cube.bands[0].clone()
@@ -121,6 +115,11 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
         Some(p) => format!("{what}, {date}, {p}"),
         None => format!("{what}, {date}"),
     };
+    // Wide enough for the title (up to 1000 px), the picture and the colour bar.
+    let content = ow.max(360).max((text_width(&title, S) + PAD).min(1000));
+    let width = PAD + content + if rgb_mode { PAD } else { BAR };
+    let height = TOP + oh.max(120) + PAD * 3;
+    let mut c = Canvas::new(width, height);
     c.text(&fit(&title, (width - 2 * PAD) / (6 * S)), PAD, 14, S, BLACK);
     for y in 0..oh {
         for x in 0..ow {
@@ -152,7 +151,7 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
     if !rgb_mode {
         // Colour bar: top = high end of the stretch, labels beside it.
         let (lo, hi) = channels[0].1.unwrap_or((0.0, 1.0));
-        let (bx, bh) = (PAD + ow.max(360) + 16, oh.max(120));
+        let (bx, bh) = (PAD + content + 16, oh.max(120));
         for y in 0..bh {
             let f = 1.0 - y as f32 / (bh - 1).max(1) as f32;
             c.rect(bx, TOP + y, 18, 1, viridis(f));
@@ -186,6 +185,7 @@ mod tests {
         let info = reader.next_frame(&mut buf).unwrap();
         // 30 x 20 px magnified 16x, the colour bar beside.
         assert_eq!(info.width as usize, PAD + 480 + BAR);
+        assert_eq!(info.height as usize, TOP + 320 + 3 * PAD);
         let has = |c: [u8; 3]| buf.chunks_exact(4).any(|p| p[..3] == c);
         assert!(
             has(viridis(1.0)) && has(viridis(0.0)),
