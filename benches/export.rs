@@ -95,6 +95,73 @@ fn warehouse(path: &Path, inputs: &[String]) -> Warehouse {
     Warehouse::open(path).unwrap()
 }
 
+/// Encoders on the blocks the COG writer compresses: 256 x 256 u16 blocks of the first scene
+/// after predictor 2, single-threaded; MB/s of input and compression ratio.
+fn encoders(scene: &Path, quick: bool) {
+    let cog = pixelquery::cog::Cog::open(scene).unwrap();
+    let m = cog.meta();
+    let bands: Vec<usize> = (0..m.band_count()).collect();
+    let img = cog
+        .read_window::<u16>(0, pixelquery::cog::Window::full(m.width(), m.height()), &bands)
+        .unwrap();
+    let (nb, h, w) = img.dim();
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for b in 0..nb {
+        for by in 0..h / 256 {
+            for bx in 0..w / 256 {
+                let mut block = Vec::with_capacity(256 * 256 * 2);
+                for y in 0..256 {
+                    let mut prev = 0u16;
+                    for x in 0..256 {
+                        let v = img[[b, by * 256 + y, bx * 256 + x]];
+                        let d = if x == 0 { v } else { v.wrapping_sub(prev) };
+                        prev = v;
+                        block.extend_from_slice(&d.to_le_bytes());
+                    }
+                }
+                blocks.push(block);
+            }
+        }
+    }
+    let total: usize = blocks.iter().map(Vec::len).sum();
+    type Encoder<'a> = (&'a str, Box<dyn Fn(&[u8]) -> Vec<u8>>);
+    let encoders: Vec<Encoder> = vec![
+        ("fdeflate (used)", Box::new(fdeflate::compress_to_vec)),
+        (
+            "miniz_oxide level 1",
+            Box::new(|b: &[u8]| miniz_oxide::deflate::compress_to_vec_zlib(b, 1)),
+        ),
+        (
+            "miniz_oxide level 6 (before)",
+            Box::new(|b: &[u8]| miniz_oxide::deflate::compress_to_vec_zlib(b, 6)),
+        ),
+        (
+            "ruzstd fastest (ZSTD)",
+            Box::new(|b: &[u8]| {
+                ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest)
+            }),
+        ),
+    ];
+    println!(
+        "\nencoders on {} predicted 256x256 u16 blocks ({:.1} MB), one thread",
+        blocks.len(),
+        total as f64 / 1e6
+    );
+    println!("| encoder | MB/s | ratio |");
+    println!("|---|---|---|");
+    for (name, f) in &encoders {
+        let mut out = 0;
+        let secs = support::median_secs(if quick { 1 } else { 5 }, || {
+            out = blocks.iter().map(|b| f(b).len()).sum::<usize>();
+        });
+        println!(
+            "| {name} | {:.0} | {:.2} |",
+            total as f64 / secs / 1e6,
+            total as f64 / out as f64
+        );
+    }
+}
+
 fn main() {
     let quick =
         std::env::args().any(|a| a == "--test") || std::env::var_os("PQ_BENCH_QUICK").is_some();
@@ -118,6 +185,7 @@ fn main() {
         let b = grid.tile_bounds(TileId::new(centre.col + 1, centre.row + 1));
         Bounds::new(tile.min_x, b.min_y, b.max_x, tile.max_y)
     };
+    encoders(&files[0], quick);
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let epsg = grid.epsg;
