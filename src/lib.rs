@@ -5,6 +5,8 @@ pub mod cog;
 pub mod crs;
 pub mod demo;
 pub mod dtype;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod geo;
 pub mod grid;
 pub mod ingest;

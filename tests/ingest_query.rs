@@ -6,7 +6,8 @@ mod common;
 
 use ndarray::Array3;
 use pixelquery::cog::{write_cog, Cog, Window, WriteOptions};
-use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
+use pixelquery::ingest::discover;
+use pixelquery::ingest::pipeline::{ingest, ingest_scenes, IngestOptions, Quiet};
 use pixelquery::query::{Period, Reducer, Region};
 use pixelquery::store::Warehouse;
 use pixelquery::{Bounds, GeoTransform};
@@ -197,6 +198,45 @@ fn ingest_then_query_returns_the_source_pixels() {
     assert!(err.to_string().contains("swir99"), "{err}");
     let err = warehouse.query().point(0.0, 0.0).run().unwrap_err();
     assert!(err.to_string().contains("no data"), "{err}");
+}
+
+#[test]
+fn scenes_discovered_once_ingest_in_batches_like_the_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenes_dir = dir.path().join("scenes");
+    std::fs::create_dir_all(&scenes_dir).unwrap();
+    write_series(&scenes_dir);
+    let inputs = [scenes_dir.display().to_string()];
+    let scenes = discover(&inputs, None).unwrap();
+    assert_eq!(scenes.len(), 3);
+
+    // Two writers, each with its own batch, into one warehouse.
+    let batched = dir.path().join("batched");
+    let first = ingest_scenes(&batched, &scenes[..1], &s2(), &Quiet).unwrap();
+    let rest = ingest_scenes(&batched, &scenes[1..], &s2(), &Quiet).unwrap();
+    assert_eq!((first.scenes_ingested, rest.scenes_ingested), (1, 2));
+    assert_eq!(rest.versions, [2]);
+    let again = ingest_scenes(&batched, &scenes, &s2(), &Quiet).unwrap();
+    assert_eq!(again.skipped.len(), 3);
+
+    let whole = dir.path().join("whole");
+    ingest(&whole, &inputs, &s2(), &Quiet).unwrap();
+    let cube = |p: &Path| {
+        Warehouse::open(p)
+            .unwrap()
+            .query()
+            .bbox(Bounds::new(
+                ORIGIN.0,
+                ORIGIN.1 - 500.0,
+                ORIGIN.0 + 700.0,
+                ORIGIN.1,
+            ))
+            .crs(32652)
+            .run_native::<u16>()
+            .unwrap()
+    };
+    // Native cubes: exact samples, and no NaN (which is never equal to itself).
+    assert_eq!(cube(&batched), cube(&whole));
 }
 
 #[test]

@@ -44,7 +44,6 @@ fn two_writer_processes_both_commit_everything() {
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
     let wh = Warehouse::open(d.path()).unwrap();
-    assert_eq!(wh.latest_version().unwrap(), 2 * BATCHES as u64);
     let snap = wh.snapshot(None).unwrap();
     let scenes = check_snapshot(&snap);
     assert_eq!(scenes.len(), 2 * BATCHES as usize);
@@ -52,9 +51,19 @@ fn two_writer_processes_both_commit_everything() {
         snap.fragments().len(),
         2 * BATCHES as usize * TILES.len() * BANDS.len()
     );
+    // One append per batch; the rest are merges of small catalog parts, which keep the part
+    // count bounded.
     let history = wh.history().unwrap();
-    let ops: Vec<_> = history.iter().skip(1).map(|e| e.operation).collect();
-    assert!(ops.iter().all(|o| *o == Operation::Append));
+    let appends = history
+        .iter()
+        .filter(|e| e.operation == Operation::Append)
+        .count();
+    assert_eq!(appends, 2 * BATCHES as usize);
+    assert!(history
+        .iter()
+        .skip(1)
+        .all(|e| matches!(e.operation, Operation::Append | Operation::Merge)));
+    assert!(snap.parts().len() < 8, "{} parts", snap.parts().len());
     assert!(verify(&wh).is_healthy());
 }
 
@@ -85,7 +94,13 @@ fn two_writers_ingesting_the_same_scenes_commit_each_once() {
         snap.fragments().len(),
         BATCHES as usize * TILES.len() * BANDS.len()
     );
-    assert_eq!(wh.latest_version().unwrap(), BATCHES as u64);
+    let appends = wh
+        .history()
+        .unwrap()
+        .iter()
+        .filter(|e| e.operation == Operation::Append)
+        .count();
+    assert_eq!(appends, BATCHES as usize, "each scene committed once");
     let report = verify(&wh);
     assert!(report.is_healthy());
     assert_eq!(

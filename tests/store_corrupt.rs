@@ -104,20 +104,24 @@ fn damaged_catalog_parts() {
 #[test]
 fn damaged_log_entries() {
     let (_d, wh) = setup();
-    let entry = wh.root().join("_log/00000000000000000002.json");
+    let entry = wh
+        .root()
+        .join("catalog/_delta_log/00000000000000000002.json");
     rewrite(&entry, |b| b.truncate(b.len() / 2));
     let err = wh.snapshot(None).unwrap_err().to_string();
     assert!(err.contains("00000000000000000002.json"), "{err}");
     assert_reported(&wh, "00000000000000000002.json", ProblemKind::Log);
-    rewrite(&entry, |b| {
-        *b = b"{\"version\": 2, \"timestamp\": 5}".to_vec()
-    });
+    rewrite(&entry, |b| *b = b"{\"add\": {\"path\": 5}}".to_vec());
     assert_reported(&wh, "00000000000000000002.json", ProblemKind::Log);
     std::fs::remove_file(&entry).unwrap();
     // Removing the last entry is indistinguishable from it never being committed; removing
     // a middle one is a gap.
     let (_d, wh) = setup();
-    std::fs::remove_file(wh.root().join("_log/00000000000000000001.json")).unwrap();
+    std::fs::remove_file(
+        wh.root()
+            .join("catalog/_delta_log/00000000000000000001.json"),
+    )
+    .unwrap();
     let err = wh.snapshot(None).unwrap_err().to_string();
     assert!(
         err.contains("00000000000000000001.json") && err.contains("gap"),

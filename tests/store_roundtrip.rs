@@ -277,7 +277,7 @@ fn catalog_is_geoparquet_1_1() {
         assert_eq!(ring.len(), 5);
         assert_eq!(ring[0], ring[4]);
         match part.kind {
-            PartKind::Fragments => {
+            PartKind::Fragment => {
                 assert_eq!(batch.num_rows(), 4);
                 for c in [
                     "tile",
@@ -297,7 +297,7 @@ fn catalog_is_geoparquet_1_1() {
                     assert!(batch.column_by_name(c).is_some(), "{c}");
                 }
             }
-            PartKind::Scenes => {
+            PartKind::Scene => {
                 assert_eq!(batch.num_rows(), 1);
                 for c in [
                     "scene_id",

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 pub struct Args {
     /// The warehouse directory.
     pub warehouse: PathBuf,
-    /// Keep snapshots (and unreferenced files) younger than this, e.g. `7d`, `12h`, `0`.
+    /// Keep versions (and unreferenced files) younger than this, e.g. `7d`, `12h`, `0`.
     #[arg(long, default_value = "7d")]
     pub older_than: String,
 }
@@ -20,9 +20,10 @@ pub fn run(args: Args) -> CliResult {
     let wh = Warehouse::open(&args.warehouse)?;
     let r = vacuum(&wh, older_than)?;
     println!(
-        "deleted {} files ({} bytes); snapshots before version {} expired; {} recent unreferenced files kept",
+        "deleted {} files ({} bytes) and {} log files; versions before {} expired; {} recent unreferenced files kept",
         r.deleted.len(),
         r.bytes_freed,
+        r.log_files_deleted,
         r.expire_before,
         r.kept_recent
     );

@@ -176,6 +176,33 @@ pub fn ingest(
     options: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<IngestReport, Error> {
+    run(path, Sources::Inputs(inputs), options, progress)
+}
+
+/// Ingests scenes already found by [`discover`] (`options.glob` is not used): lets a
+/// caller discover once and hand batches of scenes to several writers (the Python
+/// bindings' Dask ingest), each committing its own batches.
+pub fn ingest_scenes(
+    path: &Path,
+    scenes: &[SceneSource],
+    options: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport, Error> {
+    run(path, Sources::Scenes(scenes), options, progress)
+}
+
+/// What a run ingests: inputs to discover, or scenes discovered already.
+enum Sources<'a> {
+    Inputs(&'a [String]),
+    Scenes(&'a [SceneSource]),
+}
+
+fn run(
+    path: &Path,
+    sources: Sources<'_>,
+    options: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport, Error> {
     let start = Instant::now();
     let profile = options
         .product
@@ -202,7 +229,12 @@ pub fn ingest(
         date_pattern,
         remote: options.remote.clone(),
     };
-    let scenes = discover(inputs, options.glob.as_deref())?;
+    let scenes = match sources {
+        Sources::Inputs(inputs) => {
+            std::borrow::Cow::Owned(discover(inputs, options.glob.as_deref())?)
+        }
+        Sources::Scenes(scenes) => std::borrow::Cow::Borrowed(scenes),
+    };
     progress.begin(scenes.len());
     let warehouse = open_warehouse(path, &scenes, profile.as_ref(), &scene_options, options)?;
     let grid = warehouse.config().grid;

@@ -95,15 +95,27 @@ impl Region {
     /// FeatureCollection of those).
     pub fn from_geojson_file(path: &std::path::Path) -> Result<Region, Error> {
         let file = path.display().to_string();
-        let bad = |reason: String| Error::GeoJson {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::GeoJson {
             file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| Error::GeoJson {
+            file: file.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        Region::from_geojson(&value, &file)
+    }
+
+    /// The polygons of a parsed GeoJSON value (Polygon, MultiPolygon, Feature,
+    /// FeatureCollection or GeometryCollection of those); `name` says where it came from in
+    /// errors (a file, or `geometry` for a value handed over by the Python bindings).
+    pub fn from_geojson(value: &Value, name: &str) -> Result<Region, Error> {
+        let bad = |reason: String| Error::GeoJson {
+            file: name.to_string(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let mut polygons = Vec::new();
-        collect_polygons(&value, &mut polygons).map_err(bad)?;
+        collect_polygons(value, &mut polygons).map_err(bad)?;
         if polygons.is_empty() {
             return Err(bad("no Polygon or MultiPolygon geometry".into()));
         }
@@ -556,6 +568,21 @@ mod tests {
             let e = Region::from_geojson_file(&p).unwrap_err().to_string();
             assert!(e.contains("x.json") && e.contains(needle), "{e}");
         }
+    }
+
+    #[test]
+    fn geojson_values_name_their_source() {
+        let v: Value = serde_json::from_str(
+            r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[2,0],[2,2],[0,0]]]]}"#,
+        )
+        .unwrap();
+        let r = Region::from_geojson(&v, "geometry").unwrap();
+        assert_eq!(r.bounds(), Bounds::new(0.0, 0.0, 2.0, 2.0));
+        let point: Value = serde_json::from_str(r#"{"type":"Point","coordinates":[1,2]}"#).unwrap();
+        let e = Region::from_geojson(&point, "geometry")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("geometry: Point geometries"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct RemoteOptions {
     /// Endpoint for `s3://` URLs (path-style, e.g. `http://127.0.0.1:9000`); else
     /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, then AWS itself.
     pub s3_endpoint: Option<String>,
+    /// Credentials for `s3://` URLs; else `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// (anonymous without them).
+    pub s3_credentials: Option<super::s3::Credentials>,
 }
 
 impl Default for RemoteOptions {
@@ -77,6 +80,7 @@ impl Default for RemoteOptions {
             request_timeout: Duration::from_secs(300),
             s3_region: None,
             s3_endpoint: None,
+            s3_credentials: None,
             ca_file: None,
         }
     }
@@ -742,7 +746,7 @@ fn cap_groups(plan: Vec<MergedRead>, ranges: &[Range<u64>], cap: u64) -> Vec<Mer
 }
 
 /// Sets the attempt count on errors that carry one.
-fn with_attempts(mut e: Error, n: u32) -> Error {
+pub(crate) fn with_attempts(mut e: Error, n: u32) -> Error {
     match &mut e {
         Error::HttpStatus { attempts, .. }
         | Error::Timeout { attempts, .. }
@@ -753,7 +757,7 @@ fn with_attempts(mut e: Error, n: u32) -> Error {
 }
 
 /// Waits between 75% and 100% of `d`, so that many clients retrying do not stay in step.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|t| t.subsec_nanos())
@@ -764,7 +768,7 @@ fn jitter(d: Duration) -> Duration {
 
 /// Parses `bytes FIRST-LAST/TOTAL` into `(FIRST, LAST + 1, TOTAL)`; `None` if malformed,
 /// inconsistent, or with an unknown (`*`) total.
-fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim();
     let (unit, rest) = rest.split_once(' ')?;
     if !unit.eq_ignore_ascii_case("bytes") {
@@ -782,7 +786,7 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     (first <= last && last < total).then_some((first, last + 1, total))
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

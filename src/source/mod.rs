@@ -14,13 +14,15 @@ use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
 
+pub mod bucket;
 mod cache;
 mod client;
-mod http;
+pub(crate) mod http;
 mod local;
 mod memory;
 pub mod resolve;
 pub mod s3;
+pub mod s3_xml;
 
 pub use cache::BlockCache;
 pub use http::{HttpSource, RemoteOptions};
@@ -186,6 +188,14 @@ pub enum Error {
         end: u64,
         /// What was wrong.
         problem: ResponseProblem,
+    },
+    /// An answer that cannot be understood (a malformed S3 XML document, a missing header).
+    #[error("{url}: bad answer: {reason}")]
+    BadAnswer {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// No answer in time (after all retries).
     #[error("{url}: timed out after {attempts} attempts ({source})")]

@@ -32,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 mod conf;
-mod wire;
+pub(crate) mod wire;
 
 use conf::ResolvConf;
 pub use wire::{Malformed, NameProblem, Rcode};

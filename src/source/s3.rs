@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
 /// SHA-256 of an empty payload (a GET has no body).
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub(crate) const EMPTY_SHA256: &str =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Region used when neither the options nor the environment name one.
 pub const DEFAULT_REGION: &str = "us-west-2";
@@ -123,6 +124,7 @@ impl S3Config {
             v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true") || v == "1"
         });
         let credentials = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            _ if options.s3_credentials.is_some() => options.s3_credentials.clone(),
             (Some(access_key_id), Some(secret_access_key)) if !anonymous => Some(Credentials {
                 access_key_id,
                 secret_access_key,
@@ -332,7 +334,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Percent-encodes all but RFC 3986 unreserved characters (and `/` unless `slash`).
-fn uri_encode(s: &str, slash: bool) -> String {
+pub(crate) fn uri_encode(s: &str, slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

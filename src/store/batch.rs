@@ -1,13 +1,15 @@
 //! A batch of writes that becomes visible atomically: fragments are written (and fsynced)
 //! as they come, from any number of threads; `commit` writes the catalog parts and creates
-//! the log entry.
+//! the next version of the catalog table.
 
-use super::catalog::{self, FragmentEntry, SceneEntry, SceneRecord};
+use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
+use super::delta::action::{Action, Add};
+use super::delta::{TableState, Version, TABLE_DIR};
 use super::fragment::{write_fragment_file, FragmentData};
-use super::layout::{self, io_err, validate_name, CATALOG_DIR, FRAGMENTS_DIR};
-use super::log::{LogEntry, Operation, PartKind, PartRef, Version};
+use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
+use super::snapshot::{read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
-use super::{check_products, Error, Result, Warehouse};
+use super::{check_products, Commit, Error, Operation, Result, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -40,9 +42,7 @@ impl<'w> Batch<'w> {
     pub(crate) fn new(warehouse: &'w Warehouse) -> Self {
         Batch {
             warehouse,
-            base: super::log::list_versions(warehouse.root())
-                .ok()
-                .and_then(|v| v.last().copied()),
+            base: warehouse.latest_version().ok(),
             state: Mutex::new(BatchState::default()),
             syncer: Syncer::new(),
             committed: false,
@@ -92,25 +92,30 @@ impl<'w> Batch<'w> {
         self.state().fragments.len()
     }
 
-    /// Makes the batch visible: writes and fsyncs its catalog parts, fsyncs the directories
-    /// of its fragments, then creates the next log entry (retrying on version conflicts).
-    /// An empty batch commits nothing and returns the latest version.
+    /// Makes the batch visible: writes its catalog parts, makes them and its fragments
+    /// durable, then creates the next version of the catalog table (retrying on version
+    /// conflicts). A batch that adds nothing (no fragment, no scene, no new product) creates
+    /// no version and returns the latest one.
     pub fn commit(mut self) -> Result<Version> {
         let st = std::mem::take(&mut *self.state());
         let wh = self.warehouse;
-        if st.fragments.is_empty() && st.scenes.is_empty() && st.products.is_empty() {
-            self.committed = true;
-            return wh.latest_version();
+        if st.fragments.is_empty() && st.scenes.is_empty() {
+            // Products alone are only worth a version when they are new.
+            let state = wh.log().state(None, false)?;
+            if check_products(&state, &st.products)?.is_none() {
+                self.committed = true;
+                return Ok(state.version);
+            }
         }
         // Put the rows back so that a failure below still cleans up on drop.
         let fragments = st.fragments.clone();
         self.state().fragments = st.fragments;
         let now = Utc::now();
-        let mut add = Vec::new();
         let id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), layout::unique_id());
+        let mut adds = Vec::new();
         if !fragments.is_empty() {
-            add.push(write_part(wh.root(), &id, PartKind::Fragments, |p| {
-                catalog::encode_fragments(p, &fragments).map(|b| (b, fragments.len()))
+            adds.push(write_part(wh, &id, PartKind::Fragment, |p| {
+                catalog::encode_fragments(p, &fragments)
             })?);
         }
         let fingerprints: BTreeMap<String, String> = st
@@ -127,64 +132,93 @@ impl<'w> Batch<'w> {
                     ingested: now,
                 })
                 .collect();
-            add.push(write_part(wh.root(), &id, PartKind::Scenes, |p| {
-                catalog::encode_scenes(p, &rows).map(|b| (b, rows.len()))
+            adds.push(write_part(wh, &id, PartKind::Scene, |p| {
+                catalog::encode_scenes(p, &rows)
             })?);
         }
-        // Everything the log entry will name must be durable first: fragment files (synced
-        // in the background as they were written), their directory entries, the catalog
-        // parts and the catalog directory.
+        // Everything the commit will name must be durable first: fragment files (synced in
+        // the background as they were written), their directory entries, the catalog parts.
         self.syncer.finish()?;
-        let mut durable: Vec<PathBuf> = st.dirs.iter().cloned().collect();
-        durable.extend(add.iter().map(|p| layout::resolve(wh.root(), &p.path)));
-        durable.push(wh.root().join(CATALOG_DIR));
-        layout::sync_all_paths(&durable)?;
+        let dirs: Vec<PathBuf> = st.dirs.iter().cloned().collect();
+        layout::sync_all_paths(&dirs)?;
+        let part_keys: Vec<String> = adds.iter().map(part_key).collect();
+        wh.storage().persist(&part_keys)?;
         let products = st.products;
         let base = self.base.unwrap_or(0);
-        let version = wh.commit_entry(|log| {
-            check_products(&log.state_at(log.latest()), wh.config(), &products)?;
-            check_new_scenes(wh, log, base, &fingerprints)?;
-            Ok(LogEntry {
-                version: 0,
-                timestamp: Utc::now(),
+        let committed = wh.commit(|state| {
+            let metadata = check_products(state, &products)?;
+            check_new_scenes(wh, state, base, &fingerprints)?;
+            let mut actions: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
+            actions.extend(adds.iter().cloned().map(Action::Add));
+            Ok(Some(Commit {
                 operation: Operation::Append,
-                add: add.clone(),
-                remove: vec![],
-                products: products.clone(),
-                expire_before: None,
-            })
+                actions,
+            }))
         });
-        if version.is_err() {
-            // Not committed: the parts are orphans, remove them with the fragments.
-            for p in &add {
-                let _ = std::fs::remove_file(layout::resolve(wh.root(), &p.path));
+        match committed {
+            Ok(Some((version, state))) => {
+                self.committed = true;
+                // Keep the number of catalog parts bounded (best effort, like checkpoints).
+                let _ = super::merge::merge_if_needed(wh, &state);
+                Ok(version)
             }
-        } else {
-            self.committed = true;
+            Ok(None) => {
+                self.committed = true;
+                wh.latest_version()
+            }
+            Err(e) => {
+                // Not committed: the parts are orphans, remove them with the fragments.
+                for k in &part_keys {
+                    let _ = wh.storage().delete(k);
+                }
+                Err(e)
+            }
         }
-        version
     }
 }
 
-/// Fails if a commit after `base` added a scene with one of these fingerprints (two
-/// writers ingesting the same scene at once: the second to commit backs off).
+/// The warehouse key of a part added to the table.
+pub(crate) fn part_key(add: &Add) -> String {
+    format!("{TABLE_DIR}/{}", add.path)
+}
+
+/// Fails if a commit after `base` added a scene with one of these fingerprints (two writers
+/// ingesting the same scene at once: the second to commit backs off).
 fn check_new_scenes(
     wh: &Warehouse,
-    log: &super::log::Log,
+    state: &TableState,
     base: Version,
     fingerprints: &BTreeMap<String, String>,
 ) -> Result<()> {
-    if fingerprints.is_empty() {
+    if fingerprints.is_empty() || state.version <= base {
         return Ok(());
     }
-    for e in log.entries.iter().skip(base as usize + 1) {
-        for part in e.add.iter().filter(|p| p.kind == PartKind::Scenes) {
-            for row in super::snapshot::read_scene_part(wh.root(), part)? {
+    let log = wh.log();
+    for version in base + 1..=state.version {
+        let Some(actions) = log.read_commit(version)? else {
+            return Err(Error::CorruptLog {
+                path: wh.storage().locate(&super::delta::commit_key(version)),
+                reason: "missing (vacuumed while this batch was being written?)".into(),
+            });
+        };
+        for a in actions {
+            let Action::Add(add) = a else { continue };
+            if !add.data_change {
+                continue; // merged parts repeat rows committed before
+            }
+            let part = PartRef::from_add(&add).map_err(|reason| Error::CorruptLog {
+                path: wh.storage().locate(&super::delta::commit_key(version)),
+                reason,
+            })?;
+            if part.kind != PartKind::Scene {
+                continue;
+            }
+            for row in read_scene_part(wh.storage(), &part)? {
                 if let Some(id) = fingerprints.get(&row.scene.fingerprint) {
                     return Err(Error::SceneAlreadyCommitted {
                         scene_id: id.clone(),
                         fingerprint: row.scene.fingerprint,
-                        version: e.version,
+                        version,
                     });
                 }
             }
@@ -193,27 +227,33 @@ fn check_new_scenes(
     Ok(())
 }
 
-/// Encodes a catalog part and writes it under a fresh name (the caller fsyncs it).
+/// Encodes a catalog part and writes it under a fresh name (the caller makes it durable);
+/// returns the `add` action that names it.
 pub(crate) fn write_part(
-    root: &Path,
+    wh: &Warehouse,
     id: &str,
     kind: PartKind,
-    encode: impl FnOnce(&Path) -> Result<(Vec<u8>, usize)>,
-) -> Result<PartRef> {
-    let suffix = match kind {
-        PartKind::Fragments => "fragments",
-        PartKind::Scenes => "scenes",
-    };
-    let rel = format!("{CATALOG_DIR}/part-{id}-{suffix}.parquet");
-    let path = layout::resolve(root, &rel);
-    let (bytes, rows) = encode(&path)?;
-    layout::write_new(&path, &bytes)?;
-    Ok(PartRef {
+    encode: impl FnOnce(&Path) -> Result<EncodedPart>,
+) -> Result<Add> {
+    let rel = format!("{}={}/part-{id}.parquet", catalog::KIND_COLUMN, kind.name());
+    let key = format!("{TABLE_DIR}/{rel}");
+    let part = encode(&wh.storage().locate(&key))?;
+    wh.storage().put(&key, &part.bytes)?;
+    Ok(Add {
         path: rel,
-        kind,
-        rows: rows as u64,
-        bytes: bytes.len() as u64,
-        checksum: layout::checksum(&bytes),
+        partition_values: BTreeMap::from([(
+            catalog::KIND_COLUMN.to_string(),
+            Some(kind.name().to_string()),
+        )]),
+        size: part.bytes.len() as i64,
+        modification_time: Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(part.stats),
+        tags: Some(BTreeMap::from([(
+            CHECKSUM_TAG.to_string(),
+            Some(layout::checksum(&part.bytes)),
+        )])),
+        deletion_vector: None,
     })
 }
 

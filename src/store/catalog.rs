@@ -1,10 +1,12 @@
-//! The catalog: GeoParquet 1.1 files listing every fragment and every scene of a commit.
+//! The catalog rows and their files: one Delta Lake table at `catalog/`, partitioned by
+//! `kind` (`fragment` or `scene`), whose data files ("parts") are GeoParquet 1.1.
 //!
-//! Each commit writes at most two immutable parts, `catalog/part-{id}-fragments.parquet`
-//! (one row per fragment) and `catalog/part-{id}-scenes.parquet` (one row per scene). Both
-//! have a WKB `geometry` column (the lon/lat footprint polygon, CRS84), a `bbox` covering
-//! struct and the `geo` file metadata, so GeoPandas' `read_parquet` and DuckDB's spatial
-//! extension open them unaided. Which parts form a snapshot is decided by the commit log.
+//! A commit writes at most one part per kind (`catalog/kind=fragment/part-{id}.parquet`,
+//! `catalog/kind=scene/part-{id}.parquet`). Every part has the table's full column set (the
+//! union of fragment and scene columns; the other kind's columns are null), a WKB `geometry`
+//! column (the lon/lat footprint polygon, CRS84), a `bbox` covering struct and the `geo` file
+//! metadata, so GeoPandas and DuckDB's spatial extension also open a single part unaided.
+//! Which parts form a version is decided by the Delta log (`super::delta`).
 
 use super::layout::validate_rel_path;
 use super::{Error, Result};
@@ -16,8 +18,8 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    StructArray, TimestampMicrosecondArray,
+    new_null_array, Array, ArrayRef, BinaryArray, Float64Array, Int32Array, Int64Array,
+    RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType as ArrowType, Field, Fields, Schema, TimeUnit};
@@ -27,6 +29,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -165,6 +169,41 @@ pub fn parse_wkb_polygon(wkb: &[u8]) -> Option<Vec<(f64, f64)>> {
         .collect()
 }
 
+/// The kind of rows a catalog part holds: the table's partition column `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartKind {
+    /// One row per fragment.
+    Fragment,
+    /// One row per scene.
+    Scene,
+}
+
+impl PartKind {
+    /// Both kinds.
+    pub const ALL: [PartKind; 2] = [PartKind::Fragment, PartKind::Scene];
+
+    /// The partition value (`fragment`, `scene`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PartKind::Fragment => "fragment",
+            PartKind::Scene => "scene",
+        }
+    }
+
+    /// Parses a partition value.
+    pub fn parse(s: &str) -> Option<PartKind> {
+        match s {
+            "fragment" => Some(PartKind::Fragment),
+            "scene" => Some(PartKind::Scene),
+            _ => None,
+        }
+    }
+}
+
+/// The table's partition column.
+pub const KIND_COLUMN: &str = "kind";
+
 fn ts_type() -> ArrowType {
     ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -178,42 +217,75 @@ fn bbox_fields() -> Fields {
     ])
 }
 
-fn fragment_fields() -> Vec<Field> {
-    vec![
-        Field::new("tile", ArrowType::Utf8, false),
-        Field::new("band", ArrowType::Utf8, false),
-        Field::new("product", ArrowType::Utf8, false),
-        Field::new("time_min", ts_type(), false),
-        Field::new("time_max", ts_type(), false),
-        Field::new("observations", ArrowType::Int64, false),
-        Field::new("geometry", ArrowType::Binary, false),
-        Field::new("bbox", ArrowType::Struct(bbox_fields()), true),
-        Field::new("resolution", ArrowType::Float64, false),
-        Field::new("path", ArrowType::Utf8, false),
-        Field::new("bytes", ArrowType::Int64, false),
-        Field::new("checksum", ArrowType::Utf8, false),
-        Field::new("dtype", ArrowType::Utf8, false),
-        Field::new("width", ArrowType::Int32, false),
-        Field::new("height", ArrowType::Int32, false),
-        Field::new("valid_count", ArrowType::Int64, false),
-        Field::new("valid_min", ArrowType::Float64, true),
-        Field::new("valid_max", ArrowType::Float64, true),
-        Field::new("valid_mean", ArrowType::Float64, true),
-    ]
+/// Columns shared by both kinds, then fragment columns, then scene columns. All are nullable
+/// in the table; a row's own columns are never null.
+const SHARED: &[&str] = &["product", "geometry", "bbox"];
+const FRAGMENT_ONLY: &[&str] = &[
+    "tile",
+    "band",
+    "time_min",
+    "time_max",
+    "observations",
+    "resolution",
+    "path",
+    "bytes",
+    "checksum",
+    "dtype",
+    "width",
+    "height",
+    "valid_count",
+    "valid_min",
+    "valid_max",
+    "valid_mean",
+];
+const SCENE_ONLY: &[&str] = &[
+    "scene_id",
+    "source",
+    "acquired",
+    "cloud_cover",
+    "ingested",
+    "fingerprint",
+];
+/// Columns that may be null even in their own kind's rows.
+const OPTIONAL: &[&str] = &[
+    "bbox",
+    "valid_min",
+    "valid_max",
+    "valid_mean",
+    "cloud_cover",
+];
+
+fn column_type(name: &str) -> ArrowType {
+    match name {
+        "geometry" => ArrowType::Binary,
+        "bbox" => ArrowType::Struct(bbox_fields()),
+        "time_min" | "time_max" | "acquired" | "ingested" => ts_type(),
+        "observations" | "bytes" | "valid_count" => ArrowType::Int64,
+        "width" | "height" => ArrowType::Int32,
+        "resolution" | "valid_min" | "valid_max" | "valid_mean" | "cloud_cover" => {
+            ArrowType::Float64
+        }
+        _ => ArrowType::Utf8,
+    }
 }
 
-fn scene_fields() -> Vec<Field> {
-    vec![
-        Field::new("scene_id", ArrowType::Utf8, false),
-        Field::new("source", ArrowType::Utf8, false),
-        Field::new("acquired", ts_type(), false),
-        Field::new("product", ArrowType::Utf8, false),
-        Field::new("geometry", ArrowType::Binary, false),
-        Field::new("bbox", ArrowType::Struct(bbox_fields()), true),
-        Field::new("cloud_cover", ArrowType::Float64, true),
-        Field::new("ingested", ts_type(), false),
-        Field::new("fingerprint", ArrowType::Utf8, false),
-    ]
+/// The columns of every catalog part (the table schema without the partition column).
+pub fn part_schema() -> Schema {
+    Schema::new(
+        SHARED
+            .iter()
+            .chain(FRAGMENT_ONLY)
+            .chain(SCENE_ONLY)
+            .map(|n| Field::new(*n, column_type(n), true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The table schema: the partition column `kind`, then [`part_schema`].
+pub fn table_schema() -> Schema {
+    let mut fields = vec![Field::new(KIND_COLUMN, ArrowType::Utf8, true)];
+    fields.extend(part_schema().fields().iter().map(|f| f.as_ref().clone()));
+    Schema::new(fields)
 }
 
 /// Lon/lat bounds of a ring, `None` when it has no finite point.
@@ -279,7 +351,36 @@ pub fn geo_metadata(boxes: &[Option<Bounds>]) -> serde_json::Value {
     })
 }
 
-fn write_parquet(path: &Path, batch: &RecordBatch, boxes: &[Option<Bounds>]) -> Result<Vec<u8>> {
+/// An encoded part: its bytes and the Delta statistics of its rows.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedPart {
+    /// The Parquet file.
+    pub bytes: Vec<u8>,
+    /// Delta `stats` JSON (numRecords, min/max/null counts of the time columns).
+    pub stats: String,
+}
+
+/// Builds a part from one kind's own columns (the others become null columns).
+fn write_part_file(
+    path: &Path,
+    rows: usize,
+    mut own: HashMap<&'static str, ArrayRef>,
+    boxes: &[Option<Bounds>],
+    stats: String,
+) -> Result<EncodedPart> {
+    let schema = Arc::new(part_schema());
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            own.remove(f.name().as_str())
+                .unwrap_or_else(|| new_null_array(f.data_type(), rows))
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema, columns).map_err(|source| Error::Arrow {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let pq = |source| Error::Parquet {
         path: path.to_path_buf(),
         source,
@@ -293,13 +394,59 @@ fn write_parquet(path: &Path, batch: &RecordBatch, boxes: &[Option<Bounds>]) -> 
         "geo".to_string(),
         geo_metadata(boxes).to_string(),
     ));
-    w.write(batch).map_err(pq)?;
+    w.write(&batch).map_err(pq)?;
     w.close().map_err(pq)?;
-    Ok(out)
+    Ok(EncodedPart { bytes: out, stats })
 }
 
-/// Encodes fragment rows as a GeoParquet file (returned as bytes; `path` names errors).
-pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<Vec<u8>> {
+/// A timestamp as Delta statistics spell it, rounded outward to the millisecond (Delta's
+/// statistics precision) so the bounds always contain the values.
+fn stat_time(micros: i64, round_up: bool) -> String {
+    let ms = if round_up {
+        micros.div_euclid(1000) + i64::from(micros.rem_euclid(1000) != 0)
+    } else {
+        micros.div_euclid(1000)
+    };
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Delta statistics: the row count, and min/max of the time columns of this kind. Every other
+/// column of the part counts its nulls (all of them, for the other kind's columns).
+fn delta_stats(rows: usize, kind: PartKind, times: &[(&str, Vec<i64>)]) -> String {
+    let mut min = serde_json::Map::new();
+    let mut max = serde_json::Map::new();
+    for (name, values) in times {
+        if let (Some(lo), Some(hi)) = (values.iter().min(), values.iter().max()) {
+            min.insert(name.to_string(), stat_time(*lo, false).into());
+            max.insert(name.to_string(), stat_time(*hi, true).into());
+        }
+    }
+    let foreign = match kind {
+        PartKind::Fragment => SCENE_ONLY,
+        PartKind::Scene => FRAGMENT_ONLY,
+    };
+    let mut nulls = serde_json::Map::new();
+    for name in foreign {
+        // The bbox struct's null count is per leaf in Delta; leave it out.
+        nulls.insert(name.to_string(), rows.into());
+    }
+    for (name, _) in times {
+        nulls.insert(name.to_string(), 0.into());
+    }
+    serde_json::json!({
+        "numRecords": rows,
+        "minValues": min,
+        "maxValues": max,
+        "nullCount": nulls,
+    })
+    .to_string()
+}
+
+/// Encodes fragment rows as a catalog part (`path` names errors).
+pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<EncodedPart> {
     let mut tile = StringBuilder::new();
     let mut band = StringBuilder::new();
     let mut product = StringBuilder::new();
@@ -340,38 +487,46 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<Ve
         vmax.append_option(r.valid_max);
         vmean.append_option(r.valid_mean);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(tile.finish()),
-        Arc::new(band.finish()),
-        Arc::new(product.finish()),
-        Arc::new(tmin.finish()),
-        Arc::new(tmax.finish()),
-        Arc::new(obs.finish()),
-        Arc::new(geom.finish()),
-        bbox_array(&boxes),
-        Arc::new(res.finish()),
-        Arc::new(rel.finish()),
-        Arc::new(bytes.finish()),
-        Arc::new(sum.finish()),
-        Arc::new(dtype.finish()),
-        Arc::new(width.finish()),
-        Arc::new(height.finish()),
-        Arc::new(vcount.finish()),
-        Arc::new(vmin.finish()),
-        Arc::new(vmax.finish()),
-        Arc::new(vmean.finish()),
-    ];
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fragment_fields())), columns).map_err(
-        |source| Error::Arrow {
-            path: path.to_path_buf(),
-            source,
-        },
-    )?;
-    write_parquet(path, &batch, &boxes)
+    let own: HashMap<&'static str, ArrayRef> = HashMap::from([
+        ("tile", Arc::new(tile.finish()) as ArrayRef),
+        ("band", Arc::new(band.finish())),
+        ("product", Arc::new(product.finish())),
+        ("time_min", Arc::new(tmin.finish())),
+        ("time_max", Arc::new(tmax.finish())),
+        ("observations", Arc::new(obs.finish())),
+        ("geometry", Arc::new(geom.finish())),
+        ("bbox", bbox_array(&boxes)),
+        ("resolution", Arc::new(res.finish())),
+        ("path", Arc::new(rel.finish())),
+        ("bytes", Arc::new(bytes.finish())),
+        ("checksum", Arc::new(sum.finish())),
+        ("dtype", Arc::new(dtype.finish())),
+        ("width", Arc::new(width.finish())),
+        ("height", Arc::new(height.finish())),
+        ("valid_count", Arc::new(vcount.finish())),
+        ("valid_min", Arc::new(vmin.finish())),
+        ("valid_max", Arc::new(vmax.finish())),
+        ("valid_mean", Arc::new(vmean.finish())),
+    ]);
+    let stats = delta_stats(
+        rows.len(),
+        PartKind::Fragment,
+        &[
+            (
+                "time_min",
+                rows.iter().map(|r| r.time_min.timestamp_micros()).collect(),
+            ),
+            (
+                "time_max",
+                rows.iter().map(|r| r.time_max.timestamp_micros()).collect(),
+            ),
+        ],
+    );
+    write_part_file(path, rows.len(), own, &boxes, stats)
 }
 
-/// Encodes scene rows as a GeoParquet file.
-pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<Vec<u8>> {
+/// Encodes scene rows as a catalog part.
+pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<EncodedPart> {
     let mut id = StringBuilder::new();
     let mut source = StringBuilder::new();
     let mut acquired = TimestampMicrosecondBuilder::new().with_timezone("UTC");
@@ -393,57 +548,75 @@ pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<Vec<u8>>
         ingested.append_value(r.ingested.timestamp_micros());
         fp.append_value(&s.fingerprint);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(id.finish()),
-        Arc::new(source.finish()),
-        Arc::new(acquired.finish()),
-        Arc::new(product.finish()),
-        Arc::new(geom.finish()),
-        bbox_array(&boxes),
-        Arc::new(cloud.finish()),
-        Arc::new(ingested.finish()),
-        Arc::new(fp.finish()),
-    ];
-    let batch =
-        RecordBatch::try_new(Arc::new(Schema::new(scene_fields())), columns).map_err(|source| {
-            Error::Arrow {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-    write_parquet(path, &batch, &boxes)
+    let own: HashMap<&'static str, ArrayRef> = HashMap::from([
+        ("scene_id", Arc::new(id.finish()) as ArrayRef),
+        ("source", Arc::new(source.finish())),
+        ("acquired", Arc::new(acquired.finish())),
+        ("product", Arc::new(product.finish())),
+        ("geometry", Arc::new(geom.finish())),
+        ("bbox", bbox_array(&boxes)),
+        ("cloud_cover", Arc::new(cloud.finish())),
+        ("ingested", Arc::new(ingested.finish())),
+        ("fingerprint", Arc::new(fp.finish())),
+    ]);
+    let stats = delta_stats(
+        rows.len(),
+        PartKind::Scene,
+        &[
+            (
+                "acquired",
+                rows.iter()
+                    .map(|r| r.scene.acquired.timestamp_micros())
+                    .collect(),
+            ),
+            (
+                "ingested",
+                rows.iter().map(|r| r.ingested.timestamp_micros()).collect(),
+            ),
+        ],
+    );
+    write_part_file(path, rows.len(), own, &boxes, stats)
 }
 
-/// Reads all record batches of a Parquet file held in memory, checking the column names
-/// and types against `fields`.
-fn read_batches(path: &Path, bytes: Vec<u8>, fields: &[Field]) -> Result<Vec<RecordBatch>> {
+/// Reads all record batches of a Parquet part held in memory, with the columns of `kind`.
+/// Columns are found by name, so a part rewritten by another Delta writer (other column
+/// order, no columns of the other kind) still reads.
+fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<RecordBatch>> {
     let corrupt = |reason: String| Error::CorruptCatalog {
         path: path.to_path_buf(),
         reason,
     };
+    let wanted: Vec<&str> = SHARED
+        .iter()
+        .chain(match kind {
+            PartKind::Fragment => FRAGMENT_ONLY,
+            PartKind::Scene => SCENE_ONLY,
+        })
+        .copied()
+        .collect();
     let read = || -> std::result::Result<Vec<RecordBatch>, String> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
             .map_err(|e| e.to_string())?;
-        let geo = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|k| k.key == "geo"))
-            .is_some();
-        if !geo {
-            return Err("no GeoParquet `geo` metadata".into());
-        }
         let schema = builder.schema().clone();
-        if schema.fields().len() != fields.len()
-            || schema
-                .fields()
-                .iter()
-                .zip(fields)
-                .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
-        {
-            return Err("columns do not match the catalog schema".into());
+        let mut indices = Vec::with_capacity(wanted.len());
+        for name in &wanted {
+            let (i, field) = schema
+                .column_with_name(name)
+                .ok_or_else(|| format!("no column {name:?}"))?;
+            if *field.data_type() != column_type(name) {
+                return Err(format!(
+                    "column {name:?} is {}, not {}",
+                    field.data_type(),
+                    column_type(name)
+                ));
+            }
+            indices.push(i);
         }
-        let reader = builder.build().map_err(|e| e.to_string())?;
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+        let reader = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| e.to_string())?;
         reader
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())
@@ -456,13 +629,21 @@ fn read_batches(path: &Path, bytes: Vec<u8>, fields: &[Field]) -> Result<Vec<Rec
     }
 }
 
-fn col<T: 'static>(b: &RecordBatch, i: usize) -> std::result::Result<&T, String> {
-    b.column(i).as_any().downcast_ref::<T>().ok_or_else(|| {
-        format!(
-            "column {} has an unexpected type",
-            b.schema().field(i).name()
-        )
-    })
+/// A column of a batch by name and type; `required` columns may hold no null.
+fn col<'b, T: Array + 'static>(
+    b: &'b RecordBatch,
+    name: &str,
+) -> std::result::Result<&'b T, String> {
+    let array = b
+        .column_by_name(name)
+        .ok_or_else(|| format!("no column {name:?}"))?;
+    if !OPTIONAL.contains(&name) && array.null_count() > 0 {
+        return Err(format!("column {name:?} has nulls"));
+    }
+    array
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("column {name:?} has an unexpected type"))
 }
 
 fn ts(v: i64) -> std::result::Result<DateTime<Utc>, String> {
@@ -479,29 +660,29 @@ fn non_negative(v: i64, what: &str) -> std::result::Result<u64, String> {
 
 /// Decodes a fragments part.
 pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<FragmentEntry>> {
-    let batches = read_batches(path, bytes, &fragment_fields())?;
+    let batches = read_batches(path, bytes, PartKind::Fragment)?;
     let mut out = Vec::new();
     let decode = |b: &RecordBatch,
                   out: &mut Vec<FragmentEntry>|
      -> std::result::Result<(), String> {
-        let tile = col::<StringArray>(b, 0)?;
-        let band = col::<StringArray>(b, 1)?;
-        let product = col::<StringArray>(b, 2)?;
-        let tmin = col::<TimestampMicrosecondArray>(b, 3)?;
-        let tmax = col::<TimestampMicrosecondArray>(b, 4)?;
-        let obs = col::<Int64Array>(b, 5)?;
-        let geom = col::<BinaryArray>(b, 6)?;
-        let res = col::<Float64Array>(b, 8)?;
-        let rel = col::<StringArray>(b, 9)?;
-        let bytes = col::<Int64Array>(b, 10)?;
-        let sum = col::<StringArray>(b, 11)?;
-        let dtype = col::<StringArray>(b, 12)?;
-        let width = col::<Int32Array>(b, 13)?;
-        let height = col::<Int32Array>(b, 14)?;
-        let vcount = col::<Int64Array>(b, 15)?;
-        let vmin = col::<Float64Array>(b, 16)?;
-        let vmax = col::<Float64Array>(b, 17)?;
-        let vmean = col::<Float64Array>(b, 18)?;
+        let tile = col::<StringArray>(b, "tile")?;
+        let band = col::<StringArray>(b, "band")?;
+        let product = col::<StringArray>(b, "product")?;
+        let tmin = col::<TimestampMicrosecondArray>(b, "time_min")?;
+        let tmax = col::<TimestampMicrosecondArray>(b, "time_max")?;
+        let obs = col::<Int64Array>(b, "observations")?;
+        let geom = col::<BinaryArray>(b, "geometry")?;
+        let res = col::<Float64Array>(b, "resolution")?;
+        let rel = col::<StringArray>(b, "path")?;
+        let bytes = col::<Int64Array>(b, "bytes")?;
+        let sum = col::<StringArray>(b, "checksum")?;
+        let dtype = col::<StringArray>(b, "dtype")?;
+        let width = col::<Int32Array>(b, "width")?;
+        let height = col::<Int32Array>(b, "height")?;
+        let vcount = col::<Int64Array>(b, "valid_count")?;
+        let vmin = col::<Float64Array>(b, "valid_min")?;
+        let vmax = col::<Float64Array>(b, "valid_max")?;
+        let vmean = col::<Float64Array>(b, "valid_mean")?;
         for i in 0..b.num_rows() {
             let footprint = parse_wkb_polygon(geom.value(i))
                 .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?;
@@ -550,17 +731,17 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
 
 /// Decodes a scenes part.
 pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntry>> {
-    let batches = read_batches(path, bytes, &scene_fields())?;
+    let batches = read_batches(path, bytes, PartKind::Scene)?;
     let mut out = Vec::new();
     let decode = |b: &RecordBatch, out: &mut Vec<SceneEntry>| -> std::result::Result<(), String> {
-        let id = col::<StringArray>(b, 0)?;
-        let source = col::<StringArray>(b, 1)?;
-        let acquired = col::<TimestampMicrosecondArray>(b, 2)?;
-        let product = col::<StringArray>(b, 3)?;
-        let geom = col::<BinaryArray>(b, 4)?;
-        let cloud = col::<Float64Array>(b, 6)?;
-        let ingested = col::<TimestampMicrosecondArray>(b, 7)?;
-        let fp = col::<StringArray>(b, 8)?;
+        let id = col::<StringArray>(b, "scene_id")?;
+        let source = col::<StringArray>(b, "source")?;
+        let acquired = col::<TimestampMicrosecondArray>(b, "acquired")?;
+        let product = col::<StringArray>(b, "product")?;
+        let geom = col::<BinaryArray>(b, "geometry")?;
+        let cloud = col::<Float64Array>(b, "cloud_cover")?;
+        let ingested = col::<TimestampMicrosecondArray>(b, "ingested")?;
+        let fp = col::<StringArray>(b, "fingerprint")?;
         for i in 0..b.num_rows() {
             out.push(SceneEntry {
                 scene: SceneRecord {
@@ -648,7 +829,13 @@ mod tests {
     fn fragments_round_trip_with_geo_metadata() {
         let rows = vec![entry(0), entry(1), entry(2)];
         let p = Path::new("catalog/part-x-fragments.parquet");
-        let bytes = encode_fragments(p, &rows).unwrap();
+        let part = encode_fragments(p, &rows).unwrap();
+        let stats: serde_json::Value = serde_json::from_str(&part.stats).unwrap();
+        assert_eq!(stats["numRecords"], 3);
+        assert_eq!(stats["minValues"]["time_min"], "2020-09-13T12:26:40.000Z");
+        assert_eq!(stats["maxValues"]["time_max"], "2020-09-14T16:13:22.000Z");
+        assert_eq!(stats["nullCount"]["scene_id"], 3);
+        let bytes = part.bytes;
         assert_eq!(&bytes[..4], b"PAR1");
         let back = decode_fragments(p, bytes.clone()).unwrap();
         assert_eq!(back, rows);
@@ -689,14 +876,36 @@ mod tests {
             ingested: when(1_700_000_000),
         }];
         let p = Path::new("s.parquet");
-        let back = decode_scenes(p, encode_scenes(p, &rows).unwrap()).unwrap();
+        let back = decode_scenes(p, encode_scenes(p, &rows).unwrap().bytes).unwrap();
         assert_eq!(back, rows);
+        // A scenes part is not a fragments part: its fragment columns are null.
+        let e = decode_fragments(p, encode_scenes(p, &rows).unwrap().bytes).unwrap_err();
+        assert!(e.to_string().contains("has nulls"), "{e}");
+    }
+
+    #[test]
+    fn stat_times_round_outward_to_milliseconds() {
+        assert_eq!(stat_time(1_500, false), "1970-01-01T00:00:00.001Z");
+        assert_eq!(stat_time(1_500, true), "1970-01-01T00:00:00.002Z");
+        assert_eq!(stat_time(2_000, true), "1970-01-01T00:00:00.002Z");
+        assert_eq!(stat_time(-1, false), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn table_schema_is_kind_then_the_union_of_both_kinds() {
+        let t = table_schema();
+        assert_eq!(t.field(0).name(), KIND_COLUMN);
+        assert_eq!(
+            t.fields().len(),
+            1 + SHARED.len() + FRAGMENT_ONLY.len() + SCENE_ONLY.len()
+        );
+        assert!(t.fields().iter().all(|f| f.is_nullable()));
     }
 
     #[test]
     fn corrupt_parts_are_errors_naming_the_file() {
         let p = Path::new("catalog/part-bad-fragments.parquet");
-        let good = encode_fragments(p, &[entry(1)]).unwrap();
+        let good = encode_fragments(p, &[entry(1)]).unwrap().bytes;
         for cut in [0, 4, good.len() / 2, good.len() - 1] {
             let e = decode_fragments(p, good[..cut].to_vec()).unwrap_err();
             assert!(e.to_string().contains("part-bad-fragments.parquet"), "{e}");
@@ -706,8 +915,5 @@ mod tests {
             b[i] ^= 0xff;
             let _ = decode_fragments(p, b);
         }
-        // A scenes part is not a fragments part.
-        let s = encode_scenes(p, &[]).unwrap();
-        assert!(decode_fragments(p, s).is_err());
     }
 }

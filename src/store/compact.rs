@@ -1,14 +1,16 @@
 //! Compaction: merges the fragments of each (tile, band, product) and period into one
 //! fragment sorted by time, and rewrites the catalog as one part per row kind, all in one
-//! atomic commit. The replaced files stay readable by older snapshots until vacuumed.
+//! atomic commit, then checkpoints the log. The replaced files stay readable by older
+//! snapshots until vacuumed.
 
-use super::batch::{write_new_fragment, write_part};
-use super::catalog::{self, FragmentEntry};
+use super::batch::{part_key, write_new_fragment, write_part};
+use super::catalog::{self, FragmentEntry, PartKind};
+use super::delta::action::{Action, Remove};
+use super::delta::Version;
 use super::fragment::{Fragment, FragmentData, Observation, PixelBuffer};
-use super::layout::{self, CATALOG_DIR};
-use super::log::{Log, LogEntry, Operation, PartKind, Version};
-use super::snapshot::{open_checked, Snapshot};
-use super::{Error, Result, Warehouse};
+use super::layout;
+use super::snapshot::{open_checked, parts_of, read_parts};
+use super::{Commit, Error, Operation, Result, Warehouse};
 use chrono::{DateTime, Datelike, Utc};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,12 +75,12 @@ type GroupKey = (
     i64,
 );
 
-/// Merges small fragments per (tile, band, product, `period`) and rewrites the catalog.
-/// Concurrent appends are kept (the commit rebases on them); a concurrent compaction makes
-/// this one fail with [`Error::CompactionConflict`] without changing anything.
+/// Merges small fragments per (tile, band, product, `period`), rewrites the catalog as one
+/// part per kind and checkpoints the log. Concurrent appends and catalog-part merges are kept
+/// (the commit rebases on them); a concurrent compaction that replaced the same fragments
+/// makes this one fail with [`Error::CompactionConflict`] without changing anything.
 pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
-    let log = Log::read(wh.root())?;
-    let snap = Snapshot::load(wh, &log, None)?;
+    let snap = wh.snapshot(None)?;
     let mut groups: BTreeMap<GroupKey, Vec<&FragmentEntry>> = BTreeMap::new();
     for e in snap.fragments() {
         let key = (
@@ -135,62 +137,95 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
         cleanup(&new_files);
         return Err(e);
     }
-    let rows: Vec<FragmentEntry> = snap
-        .fragments()
-        .iter()
-        .filter(|e| !replaced.contains(e.path.as_str()))
-        .cloned()
-        .chain(new_rows)
-        .collect();
-    report.fragments_after = rows.len();
-    let scenes = snap.scenes().to_vec();
-    let id = format!(
-        "{}-{}",
-        Utc::now().format("%Y%m%dT%H%M%SZ"),
-        layout::unique_id()
-    );
-    let result = (|| {
-        let mut add = vec![write_part(root, &id, PartKind::Fragments, |p| {
-            catalog::encode_fragments(p, &rows).map(|b| (b, rows.len()))
-        })?];
-        new_files.push(layout::resolve(root, &add[0].path));
-        if !scenes.is_empty() {
-            add.push(write_part(root, &id, PartKind::Scenes, |p| {
-                catalog::encode_scenes(p, &scenes).map(|b| (b, scenes.len()))
-            })?);
-            new_files.push(layout::resolve(root, &add[1].path));
-        }
-        let mut durable: Vec<PathBuf> = new_files.clone();
-        durable.extend(dirs.iter().cloned());
-        durable.push(root.join(CATALOG_DIR));
-        layout::sync_all_paths(&durable)?;
-        let remove: Vec<String> = snap.parts().iter().map(|p| p.path.clone()).collect();
-        wh.commit_entry(|log| {
-            let live = log.state_at(log.latest()).parts;
-            if let Some(gone) = remove.iter().find(|p| !live.contains_key(*p)) {
-                return Err(Error::CompactionConflict {
-                    path: layout::resolve(root, gone),
-                });
-            }
-            Ok(LogEntry {
-                version: 0,
-                timestamp: Utc::now(),
-                operation: Operation::Compact,
-                add: add.clone(),
-                remove: remove.clone(),
-                products: BTreeMap::new(),
-                expire_before: None,
-            })
-        })
-    })();
+    let result = commit_catalog(wh, &replaced, &new_rows, &dirs);
     match result {
-        Ok(v) => {
-            report.version = Some(v);
-            report.parts_replaced = snap.parts().len();
+        Ok((version, parts_replaced, fragments_after)) => {
+            report.version = Some(version);
+            report.parts_replaced = parts_replaced;
+            report.fragments_after = fragments_after;
+            // One checkpoint right after the rewrite: the next open reads just it.
+            let _ = wh.checkpoint(version);
             Ok(report)
         }
         Err(e) => {
             cleanup(&new_files);
+            Err(e)
+        }
+    }
+}
+
+/// Commits the rewritten catalog: every live row, with the `replaced` fragments swapped for
+/// `new_rows`, as one part per kind replacing every live part. A lost race is retried on the
+/// newer version, as long as the replaced fragments are still live there.
+fn commit_catalog(
+    wh: &Warehouse,
+    replaced: &BTreeSet<&str>,
+    new_rows: &[FragmentEntry],
+    dirs: &BTreeSet<PathBuf>,
+) -> Result<(Version, usize, usize)> {
+    let storage = wh.storage();
+    let dirs: Vec<PathBuf> = dirs.iter().cloned().collect();
+    layout::sync_all_paths(&dirs)?;
+    let mut written: Vec<String> = Vec::new();
+    let mut outcome = (0, 0);
+    let result = wh.commit(|state| {
+        for k in written.drain(..) {
+            let _ = storage.delete(&k);
+        }
+        let parts = parts_of(storage, state)?;
+        let (fragments, scenes) = read_parts(storage, &parts)?;
+        let live: BTreeSet<&str> = fragments.iter().map(|e| e.path.as_str()).collect();
+        if let Some(gone) = replaced.iter().find(|p| !live.contains(**p)) {
+            return Err(Error::CompactionConflict {
+                path: storage.locate(gone),
+            });
+        }
+        let rows: Vec<FragmentEntry> = fragments
+            .into_iter()
+            .filter(|e| !replaced.contains(e.path.as_str()))
+            .chain(new_rows.iter().cloned())
+            .collect();
+        let id = format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            layout::unique_id()
+        );
+        let mut adds = Vec::new();
+        if !rows.is_empty() {
+            adds.push(write_part(wh, &id, PartKind::Fragment, |p| {
+                catalog::encode_fragments(p, &rows)
+            })?);
+        }
+        if !scenes.is_empty() {
+            let mut add = write_part(wh, &id, PartKind::Scene, |p| {
+                catalog::encode_scenes(p, &scenes)
+            })?;
+            add.data_change = false; // the same scene rows, rearranged
+            adds.push(add);
+        }
+        written = adds.iter().map(part_key).collect();
+        storage.persist(&written)?;
+        let now = Utc::now().timestamp_millis();
+        let mut actions: Vec<Action> = state
+            .files
+            .values()
+            .map(|a| Action::Remove(Remove::of(a, now, true)))
+            .collect();
+        actions.extend(adds.into_iter().map(Action::Add));
+        outcome = (parts.len(), rows.len());
+        Ok(Some(Commit {
+            operation: Operation::Compact,
+            actions,
+        }))
+    });
+    match result {
+        Ok(Some((version, _))) => Ok((version, outcome.0, outcome.1)),
+        // The closure always commits; were it not to, nothing changed.
+        Ok(None) => Ok((wh.latest_version()?, 0, outcome.1)),
+        Err(e) => {
+            for k in &written {
+                let _ = storage.delete(k);
+            }
             Err(e)
         }
     }

@@ -1,6 +1,6 @@
 //! A summary of a warehouse: what `pixelquery info` prints.
 
-use super::{Result, Warehouse};
+use super::{Result, Snapshot, Version, Warehouse};
 use crate::GridSpec;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,10 +30,14 @@ pub struct WarehouseInfo {
     pub grid: GridSpec,
     /// Fragment compression.
     pub compression: String,
-    /// Latest version.
-    pub version: u64,
-    /// Number of snapshots (commits) in the log.
-    pub snapshots: usize,
+    /// The version summarised.
+    pub version: Version,
+    /// The latest version.
+    pub latest_version: Version,
+    /// The oldest version still readable (older ones were vacuumed).
+    pub oldest_version: Version,
+    /// Live catalog parts (files of the catalog's Delta table) at this version.
+    pub catalog_parts: usize,
     /// Products and their bands.
     pub products: BTreeMap<String, Vec<BandSummary>>,
     /// Scenes committed.
@@ -53,8 +57,14 @@ pub struct WarehouseInfo {
 impl Warehouse {
     /// Summarises the latest snapshot.
     pub fn info(&self) -> Result<WarehouseInfo> {
-        let snapshot = self.snapshot(None)?;
-        let history = self.history()?;
+        self.info_of(&self.snapshot(None)?)
+    }
+
+    /// Summarises a snapshot of this warehouse.
+    pub fn info_of(&self, snapshot: &Snapshot) -> Result<WarehouseInfo> {
+        let log = self.log();
+        let latest = log.latest_version()?;
+        let oldest = log.listing()?.oldest_readable().unwrap_or(0);
         let mut products: BTreeMap<String, BTreeMap<String, BandSummary>> = BTreeMap::new();
         let mut tiles = BTreeSet::new();
         let mut bytes = 0;
@@ -82,7 +92,9 @@ impl Warehouse {
             grid: self.config().grid,
             compression: format!("{:?}", self.config().compression).to_lowercase(),
             version: snapshot.version(),
-            snapshots: history.len(),
+            latest_version: latest,
+            oldest_version: oldest,
+            catalog_parts: snapshot.parts().len(),
             products: products
                 .into_iter()
                 .map(|(p, bands)| (p, bands.into_values().collect()))
@@ -107,8 +119,8 @@ impl std::fmt::Display for WarehouseInfo {
         )?;
         writeln!(
             f,
-            "version     {} ({} snapshots)",
-            self.version, self.snapshots
+            "version     {} (latest {}, readable from {}; catalog in {} parts)",
+            self.version, self.latest_version, self.oldest_version, self.catalog_parts
         )?;
         let span = match (self.time_min, self.time_max) {
             (Some(a), Some(b)) => format!("{} .. {}", a.format("%Y-%m-%d"), b.format("%Y-%m-%d")),

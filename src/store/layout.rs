@@ -1,6 +1,6 @@
-//! Where things live inside a warehouse directory, which names may become paths, and the
-//! two durable-write primitives the commit protocol is built on: "write a new file and
-//! fsync it" and "create this file only if it does not exist yet".
+//! Where things live inside a warehouse directory, which names may become paths, unique
+//! names and checksums, and the local durable-write primitives (write a new file, fsync files
+//! and folders) that [`super::storage::LocalStorage`] and the fragment writer build on.
 
 use super::{Error, Result};
 use std::fs::{self, File, OpenOptions};
@@ -13,26 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const CONFIG_FILE: &str = "pixelquery.json";
 /// Directory of the Arrow IPC fragments: `fragments/{tile}/{band}/{product}_{start}_{id}.arrow`.
 pub const FRAGMENTS_DIR: &str = "fragments";
-/// Directory of the GeoParquet catalog parts.
-pub const CATALOG_DIR: &str = "catalog";
-/// Directory of the commit log: `_log/{version:020}.json`.
-pub const LOG_DIR: &str = "_log";
 /// Prefix of temporary files (ignored by readers, swept by vacuum).
 pub const TMP_PREFIX: &str = ".tmp-";
-
-/// Path of the log entry of `version`.
-pub fn log_path(root: &Path, version: u64) -> PathBuf {
-    root.join(LOG_DIR).join(format!("{version:020}.json"))
-}
-
-/// The version encoded in a log file name (`00000000000000000012.json` -> 12).
-pub fn parse_log_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".json")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
 
 /// Checks a name that becomes a path component (band, product): 1 to 128 characters out of
 /// `A-Z a-z 0-9 . _ - +`, not starting with a dot (so never `.` or `..`).
@@ -154,30 +136,6 @@ pub fn sync_all_paths(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Atomically creates `path` with `bytes` unless it already exists; returns `false` when it
-/// did. Readers never see a partial file: the content is written and fsynced under a
-/// temporary name, then hard-linked to the final name (`link` fails if the name exists).
-/// On object storage the same step is a conditional put (`If-None-Match: *`).
-pub fn create_if_absent(path: &Path, bytes: &[u8]) -> Result<bool> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!("{TMP_PREFIX}{}", unique_id()));
-    write_new_durable(&tmp, bytes)?;
-    let linked = fs::hard_link(&tmp, path);
-    // The temporary name is garbage either way; a crash here leaves it for vacuum.
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            sync_dir(dir)?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }),
-    }
-}
-
 /// Reads a whole file, naming it in the error.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| {
@@ -215,16 +173,6 @@ pub fn validate_rel_path(rel: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_names_round_trip() {
-        let p = log_path(Path::new("/w"), 42);
-        let name = p.file_name().unwrap().to_str().unwrap();
-        assert_eq!(name, "00000000000000000042.json");
-        assert_eq!(parse_log_name(name), Some(42));
-        assert_eq!(parse_log_name("42.json"), None);
-        assert_eq!(parse_log_name(".tmp-abc"), None);
-    }
 
     #[test]
     fn names_are_validated() {
@@ -265,16 +213,5 @@ mod tests {
         paths.push(d.path().join("gone"));
         let e = sync_all_paths(&paths).unwrap_err().to_string();
         assert!(e.contains("gone"), "{e}");
-    }
-
-    #[test]
-    fn create_if_absent_refuses_second_writer() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("00000000000000000001.json");
-        assert!(create_if_absent(&p, b"first").unwrap());
-        assert!(!create_if_absent(&p, b"second").unwrap());
-        assert_eq!(fs::read(&p).unwrap(), b"first");
-        // No temporary files left behind.
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }

@@ -2,17 +2,22 @@
 //!
 //! ```text
 //! warehouse/
-//!   pixelquery.json              grid spec, format version, fragment compression, products
-//!   fragments/{tile}/{band}/     Arrow IPC files, one per (tile, band, product) and write
-//!   catalog/part-*.parquet       GeoParquet: one row per fragment / per scene
-//!   _log/{version:020}.json      commit log: which catalog parts each commit adds/removes
+//!   pixelquery.json                 grid spec, format version, fragment compression
+//!   fragments/{tile}/{band}/        Arrow IPC files, one per (tile, band, product) and write
+//!   catalog/                        a Delta Lake table of GeoParquet parts, partitioned by kind
+//!     kind=fragment/part-*.parquet  one row per fragment
+//!     kind=scene/part-*.parquet     one row per scene
+//!     _delta_log/{version:020}.json the commit log; checkpoints every 10 versions
 //! ```
 //!
 //! Nothing is ever modified in place. A [`Batch`] writes fragments (in parallel, from any
-//! thread), then [`Batch::commit`] writes its catalog parts, fsyncs, and creates the next
-//! log entry with create-if-absent; losing that race to another writer just means re-reading
-//! the log and trying the next version. Readers take a [`Snapshot`] of one version and see
-//! whole commits only; every version stays readable until [`vacuum`] expires it.
+//! thread), then [`Batch::commit`] writes its catalog parts, makes everything durable, and
+//! creates the next Delta log entry with create-if-absent; losing that race to another writer
+//! just means reading the commits it missed, checking them for conflicts and trying the next
+//! version. Readers take a [`Snapshot`] of one version and see whole commits only; every
+//! version stays readable until [`vacuum`] expires it. Any Delta reader (deltalake, Polars,
+//! DuckDB, Spark) sees the same catalog at every version; fragments live outside the table's
+//! folder, so a third-party VACUUM of `catalog/` cannot touch them.
 //!
 //! ```
 //! use pixelquery::store::*;
@@ -42,12 +47,16 @@ mod batch;
 mod bitmap;
 mod catalog;
 mod compact;
+mod delta;
 mod fragment;
+mod history;
 mod info;
 mod ipc;
 mod layout;
-mod log;
+mod location;
+mod merge;
 mod snapshot;
+mod storage;
 mod syncer;
 mod vacuum;
 mod verify;
@@ -55,30 +64,39 @@ mod verify;
 pub use arrow_buffer::BooleanBuffer;
 pub use batch::Batch;
 pub use bitmap::{pack_mask, pack_where};
-pub use catalog::{parse_wkb_polygon, wkb_polygon, FragmentEntry, SceneEntry, SceneRecord};
+pub use catalog::{
+    parse_wkb_polygon, wkb_polygon, FragmentEntry, PartKind, SceneEntry, SceneRecord,
+};
 pub use compact::{compact, CompactPeriod, CompactReport};
+pub use delta::{Version, CHECKPOINT_INTERVAL};
 pub use fragment::{
     Fragment, FragmentData, FragmentMeta, Observation, Pixel, PixelBuffer, PixelStats,
     FRAGMENT_FORMAT_VERSION,
 };
+pub use history::{CommitSummary, Operation};
 pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use layout::validate_name;
-pub use log::{LogEntry, Operation, PartKind, PartRef, Version};
-pub use snapshot::{FragmentFilter, Snapshot};
+pub use location::Location;
+pub use merge::merge_catalog_parts;
+pub use snapshot::{FragmentFilter, PartRef, Snapshot};
+pub use storage::{Listed, LocalStorage, ObjectStorage, Storage};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};
 pub use verify::{verify, Problem, ProblemKind, VerifyReport};
 
 use crate::dtype::DataType;
 use crate::grid::{GridSpec, TileId};
-use layout::{
-    create_if_absent, io_err, read_file, CATALOG_DIR, CONFIG_FILE, FRAGMENTS_DIR, LOG_DIR,
-};
+use delta::action::{self, Action, CommitInfo, Metadata, Protocol};
+use delta::{DeltaLog, TableState};
+use layout::CONFIG_FILE;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Version of the warehouse layout written by this code.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the warehouse layout written by this code: 2 keeps the catalog as a Delta Lake
+/// table (version 1 had its own `_log/`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Errors of the warehouse. Every variant about a file names it.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +206,25 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The warehouse was written in an older layout this version cannot read.
+    #[error("{path}: warehouse format version {version} ({layout}) is not readable by this version of PixelQuery, which reads format {FORMAT_VERSION} (catalog as a Delta Lake table); ingest the scenes again into a new warehouse")]
+    OldFormat {
+        /// The configuration file.
+        path: PathBuf,
+        /// Its format version.
+        version: u32,
+        /// What that layout was.
+        layout: &'static str,
+    },
+    /// The catalog table needs Delta protocol features PixelQuery does not implement (e.g.
+    /// another writer enabled deletion vectors).
+    #[error("{path}: unsupported Delta table: {reason}")]
+    UnsupportedTable {
+        /// The log file or checkpoint that requires them.
+        path: PathBuf,
+        /// What is required.
+        reason: String,
+    },
     /// A file's size differs from what the catalog or log recorded.
     #[error("{path}: size is {actual} bytes, the warehouse recorded {expected}")]
     SizeMismatch {
@@ -217,7 +254,7 @@ pub enum Error {
         latest: Version,
     },
     /// A snapshot version that was vacuumed.
-    #[error("version {version} was vacuumed (oldest readable is {oldest})")]
+    #[error("version {version} was vacuumed (the oldest readable is {oldest})")]
     Vacuumed {
         /// Requested version.
         version: Version,
@@ -277,6 +314,26 @@ pub enum Error {
         /// Number of observations.
         len: usize,
     },
+    /// An object store (or HTTP server) failed or refused a request.
+    #[error(transparent)]
+    Remote(#[from] crate::source::Error),
+    /// A warehouse location with a scheme no storage handles.
+    #[error("{location}: unsupported warehouse location: {reason}")]
+    UnsupportedLocation {
+        /// The location as given.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object store does not honour conditional creates, so concurrent commits could
+    /// silently overwrite each other.
+    #[error("{location}: the object store ignores conditional writes (If-None-Match: *): a second create of the probe object {probe} succeeded, so concurrent commits could overwrite each other; use a store that supports them (AWS S3, MinIO, SeaweedFS, R2...), or pass --unsafe-single-writer if only one process ever writes to this warehouse")]
+    NoConditionalWrites {
+        /// The warehouse.
+        location: String,
+        /// The probe object.
+        probe: String,
+    },
     /// A duration that `parse_duration` cannot read.
     #[error("invalid duration {text:?}: expected a number and a unit (s, m, h, d, w), e.g. 7d")]
     Duration {
@@ -302,7 +359,8 @@ pub enum FragmentCompression {
     Lz4,
 }
 
-/// The warehouse configuration kept in `pixelquery.json`.
+/// The warehouse configuration: the grid and compression kept in `pixelquery.json`, and the
+/// product profiles a new warehouse starts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarehouseConfig {
     /// The tile grid every fragment is on.
@@ -310,8 +368,10 @@ pub struct WarehouseConfig {
     /// Fragment body compression.
     #[serde(default)]
     pub compression: FragmentCompression,
-    /// Product profiles known at creation (more can be registered by commits).
-    #[serde(default)]
+    /// Product profiles registered when the warehouse is created (more can be registered by
+    /// commits). They live in the catalog table's metadata, so every version has its own;
+    /// [`Snapshot::products`] gives them. Empty on an opened warehouse.
+    #[serde(default, skip_serializing)]
     pub products: BTreeMap<String, serde_json::Value>,
 }
 
@@ -333,86 +393,217 @@ struct ConfigFile {
     config: WarehouseConfig,
 }
 
+/// Table property holding the product profiles (a JSON object, name → profile).
+const PRODUCTS_PROPERTY: &str = "pixelquery.products";
+
+/// The product profiles recorded in the catalog table's metadata.
+pub(crate) fn products_of(metadata: &Metadata) -> BTreeMap<String, serde_json::Value> {
+    metadata
+        .configuration
+        .get(PRODUCTS_PROPERTY)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+/// The metadata of the catalog table of a new warehouse.
+fn initial_metadata(products: &BTreeMap<String, serde_json::Value>) -> Metadata {
+    let now = chrono::Utc::now();
+    let seed = |s: &str| {
+        use std::hash::Hasher;
+        let mut h = twox_hash::XxHash3_64::with_seed(0);
+        h.write(s.as_bytes());
+        h.finish()
+    };
+    let configuration = BTreeMap::from([
+        (
+            "delta.checkpointInterval".to_string(),
+            delta::CHECKPOINT_INTERVAL.to_string(),
+        ),
+        (
+            PRODUCTS_PROPERTY.to_string(),
+            serde_json::to_string(products).expect("JSON values serialise"),
+        ),
+        (
+            "pixelquery.formatVersion".to_string(),
+            FORMAT_VERSION.to_string(),
+        ),
+    ]);
+    Metadata {
+        id: action::uuid_from(seed(&layout::unique_id()), seed(&layout::unique_id())),
+        name: Some("pixelquery_catalog".into()),
+        description: Some(
+            "PixelQuery catalog: one row per fragment (kind=fragment) and per scene (kind=scene); \
+             fragment paths are relative to the warehouse root (the folder above this table)"
+                .into(),
+        ),
+        format: action::Format {
+            provider: "parquet".into(),
+            options: BTreeMap::new(),
+        },
+        schema_string: delta::schema::schema_string(&catalog::table_schema()),
+        partition_columns: vec![catalog::KIND_COLUMN.to_string()],
+        configuration,
+        created_time: Some(now.timestamp_millis()),
+    }
+}
+
+/// One commit to make: built from the latest table state by the committer.
+pub(crate) struct Commit {
+    /// PixelQuery's name of the operation (`append`, `compact`, `merge`).
+    pub operation: Operation,
+    /// The actions (adds, removes, metadata); commit info is added.
+    pub actions: Vec<Action>,
+}
+
+/// How a warehouse is opened: settings that are not part of the warehouse itself.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Network settings for `s3://` warehouses (endpoint, region, timeouts, retries).
+    pub remote: crate::source::RemoteOptions,
+    /// Write even to an object store that ignores conditional creates. Safe only when a
+    /// single process ever writes to the warehouse (`--unsafe-single-writer`).
+    pub unsafe_single_writer: bool,
+}
+
 /// An open warehouse. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
+    location: Location,
+    storage: Arc<dyn Storage>,
     config: WarehouseConfig,
+    options: OpenOptions,
+    /// Whether the store's conditional creates were checked (once, before the first write).
+    writes_checked: Arc<std::sync::OnceLock<()>>,
 }
 
 impl Warehouse {
-    /// Creates a new warehouse in `path` (created if needed; must not hold one already).
-    pub fn create(path: impl AsRef<Path>, config: WarehouseConfig) -> Result<Warehouse> {
-        let root = path.as_ref().to_path_buf();
+    /// Creates a new warehouse at `location` (a folder, created if needed, or
+    /// `s3://bucket/prefix`; it must not hold one already).
+    pub fn create(location: impl AsRef<OsStr>, config: WarehouseConfig) -> Result<Warehouse> {
+        Warehouse::create_with(location, config, &OpenOptions::default())
+    }
+
+    /// Like [`Warehouse::create`], with explicit [`OpenOptions`].
+    pub fn create_with(
+        location: impl AsRef<OsStr>,
+        config: WarehouseConfig,
+        options: &OpenOptions,
+    ) -> Result<Warehouse> {
+        let location = Location::parse(location)?;
         for name in config.products.keys() {
             layout::validate_name("product", name)?;
         }
-        for d in [FRAGMENTS_DIR, CATALOG_DIR, LOG_DIR] {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
-        }
-        let cfg_path = root.join(CONFIG_FILE);
+        let storage = location.storage(&options.remote)?;
+        let root = root_of(&location);
         let bytes = serde_json::to_vec_pretty(&ConfigFile {
             format_version: FORMAT_VERSION,
             config: config.clone(),
         })
         .map_err(|e| Error::Config {
-            path: cfg_path.clone(),
+            path: storage.locate(CONFIG_FILE),
             reason: e.to_string(),
         })?;
-        if !create_if_absent(&cfg_path, &bytes)? {
-            return Err(Error::AlreadyExists { path: root });
+        let wh = Warehouse {
+            root,
+            location,
+            storage,
+            config,
+            options: options.clone(),
+            writes_checked: Arc::default(),
+        };
+        wh.check_writes()?;
+        if !wh.storage.put_if_absent(CONFIG_FILE, &bytes)? {
+            return Err(Error::AlreadyExists { path: wh.root });
         }
-        layout::sync_dir(&root)?;
-        let wh = Warehouse { root, config };
-        wh.ensure_initial_commit()?;
+        wh.ensure_initial_commit(&wh.config.products)?;
         Ok(wh)
     }
 
-    /// Opens an existing warehouse.
-    pub fn open(path: impl AsRef<Path>) -> Result<Warehouse> {
-        let root = path.as_ref().to_path_buf();
-        let cfg_path = root.join(CONFIG_FILE);
-        let bytes = match read_file(&cfg_path) {
+    /// Opens an existing warehouse (a folder or `s3://bucket/prefix`).
+    pub fn open(location: impl AsRef<OsStr>) -> Result<Warehouse> {
+        Warehouse::open_with(location, &OpenOptions::default())
+    }
+
+    /// Like [`Warehouse::open`], with explicit [`OpenOptions`].
+    pub fn open_with(location: impl AsRef<OsStr>, options: &OpenOptions) -> Result<Warehouse> {
+        let location = Location::parse(location)?;
+        let storage = location.storage(&options.remote)?;
+        let root = root_of(&location);
+        let cfg_path = storage.locate(CONFIG_FILE);
+        let bytes = match storage.read(CONFIG_FILE) {
             Err(Error::MissingFile { .. }) => return Err(Error::NotAWarehouse { path: root }),
             r => r?,
         };
-        let cfg: ConfigFile = serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let bad = |e: serde_json::Error| Error::Config {
             path: cfg_path.clone(),
             reason: e.to_string(),
-        })?;
-        if cfg.format_version > FORMAT_VERSION {
-            return Err(Error::Config {
-                path: cfg_path,
-                reason: format!(
-                    "format version {} is newer than this program's {FORMAT_VERSION}",
-                    cfg.format_version
-                ),
-            });
+        };
+        let version: VersionOnly = serde_json::from_slice(&bytes).map_err(bad)?;
+        match version.format_version {
+            FORMAT_VERSION => {}
+            1 => {
+                return Err(Error::OldFormat {
+                    path: cfg_path,
+                    version: 1,
+                    layout: "catalog replayed from its own _log/ folder",
+                })
+            }
+            v => {
+                return Err(Error::Config {
+                    path: cfg_path,
+                    reason: format!(
+                        "format version {v} is not {FORMAT_VERSION}, the one this program reads"
+                    ),
+                })
+            }
         }
+        let cfg: ConfigFile = serde_json::from_slice(&bytes).map_err(bad)?;
         let wh = Warehouse {
             root,
+            location,
+            storage,
             config: cfg.config,
+            options: options.clone(),
+            writes_checked: Arc::default(),
         };
-        wh.ensure_initial_commit()?;
+        wh.ensure_initial_commit(&BTreeMap::new())?;
         Ok(wh)
     }
 
-    /// Opens the warehouse in `path`, creating it with `config` if there is none. Safe when
-    /// several processes race to create the same warehouse.
-    pub fn open_or_create(path: impl AsRef<Path>, config: WarehouseConfig) -> Result<Warehouse> {
-        let path = path.as_ref();
-        let wh = match Warehouse::open(path) {
+    /// Opens the warehouse at `location`, creating it with `config` if there is none. Safe
+    /// when several processes race to create the same warehouse.
+    pub fn open_or_create(
+        location: impl AsRef<OsStr>,
+        config: WarehouseConfig,
+    ) -> Result<Warehouse> {
+        Warehouse::open_or_create_with(location, config, &OpenOptions::default())
+    }
+
+    /// Like [`Warehouse::open_or_create`], with explicit [`OpenOptions`].
+    pub fn open_or_create_with(
+        location: impl AsRef<OsStr>,
+        config: WarehouseConfig,
+        options: &OpenOptions,
+    ) -> Result<Warehouse> {
+        let location = location.as_ref();
+        let wh = match Warehouse::open_with(location, options) {
             Ok(wh) => wh,
-            Err(Error::NotAWarehouse { .. }) => match Warehouse::create(path, config.clone()) {
-                Err(Error::AlreadyExists { .. }) => Warehouse::open(path)?,
-                r => r?,
-            },
+            Err(Error::NotAWarehouse { .. }) => {
+                match Warehouse::create_with(location, config.clone(), options) {
+                    Err(Error::AlreadyExists { .. }) => Warehouse::open_with(location, options)?,
+                    r => r?,
+                }
+            }
             Err(e) => return Err(e),
         };
         if wh.config.grid != config.grid {
             return Err(Error::GridMismatch {
-                path: path.join(CONFIG_FILE),
+                path: wh.storage.locate(CONFIG_FILE),
                 stored: wh.config.grid,
                 requested: config.grid,
             });
@@ -420,32 +611,64 @@ impl Warehouse {
         Ok(wh)
     }
 
-    /// A crash between writing `pixelquery.json` and the first log entry leaves no log;
-    /// creating version 0 is idempotent (create-if-absent), so open simply finishes the job.
-    fn ensure_initial_commit(&self) -> Result<()> {
-        let dir = self.root.join(LOG_DIR);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        if log::list_versions(&self.root)?.first() == Some(&0) {
+    /// A crash between writing `pixelquery.json` and the first commit leaves no log; creating
+    /// version 0 is idempotent (create-if-absent), so open simply finishes the job.
+    fn ensure_initial_commit(&self, products: &BTreeMap<String, serde_json::Value>) -> Result<()> {
+        let log = self.log();
+        let s = self.storage.as_ref();
+        if s.exists(&delta::commit_key(0))? || s.exists(delta::LAST_CHECKPOINT)? {
             return Ok(());
         }
-        log::try_create(
-            &self.root,
-            &LogEntry {
-                version: 0,
-                timestamp: chrono::Utc::now(),
-                operation: Operation::Create,
-                add: vec![],
-                remove: vec![],
-                products: BTreeMap::new(),
-                expire_before: None,
-            },
-        )?;
+        let actions = [
+            Action::CommitInfo(CommitInfo {
+                timestamp: Some(chrono::Utc::now().timestamp_millis()),
+                operation: Some("CREATE TABLE".into()),
+                commit_id: Some(layout::unique_id()),
+                pixelquery_operation: Some(Operation::Create.name().into()),
+                other: Default::default(),
+            }),
+            Action::Protocol(Protocol::minimal()),
+            Action::Metadata(initial_metadata(products)),
+        ];
+        log.try_commit(0, &actions)?;
         Ok(())
     }
 
-    /// The warehouse directory.
+    /// The warehouse directory (for `s3://` warehouses, the URL as a path: use
+    /// [`Warehouse::storage`] to reach their files).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the warehouse lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Makes sure concurrent writers cannot overwrite each other's commits: on an object
+    /// store, once per open warehouse, creates a probe object twice and expects the second
+    /// create to be refused. Local folders always honour create-if-absent.
+    pub(crate) fn check_writes(&self) -> Result<()> {
+        if matches!(self.location, Location::Local(_)) || self.writes_checked.get().is_some() {
+            return Ok(());
+        }
+        let probe = format!("_pixelquery_probe/{}", layout::unique_id());
+        let first = self.storage.put_if_absent(&probe, b"probe");
+        let second = first
+            .as_ref()
+            .ok()
+            .map(|_| self.storage.put_if_absent(&probe, b"probe again"));
+        let _ = self.storage.delete(&probe);
+        first?;
+        let honoured = !second.expect("probed twice")?;
+        if !honoured && !self.options.unsafe_single_writer {
+            return Err(Error::NoConditionalWrites {
+                location: self.location.display(),
+                probe: self.storage.locate(&probe).display().to_string(),
+            });
+        }
+        let _ = self.writes_checked.set(());
+        Ok(())
     }
 
     /// The configuration from `pixelquery.json`.
@@ -453,20 +676,29 @@ impl Warehouse {
         &self.config
     }
 
-    /// The latest committed version.
-    pub fn latest_version(&self) -> Result<Version> {
-        Ok(log::Log::read(&self.root)?.latest())
+    /// Where the warehouse's files are.
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
     }
 
-    /// Every commit-log entry, oldest first.
-    pub fn history(&self) -> Result<Vec<LogEntry>> {
-        Ok(log::Log::read(&self.root)?.entries)
+    pub(crate) fn log(&self) -> DeltaLog<'_> {
+        DeltaLog::new(self.storage.as_ref())
+    }
+
+    /// The latest committed version.
+    pub fn latest_version(&self) -> Result<Version> {
+        self.log().latest_version()
+    }
+
+    /// Every commit still in the log, oldest first.
+    pub fn history(&self) -> Result<Vec<CommitSummary>> {
+        history::read(self)
     }
 
     /// A consistent view of the warehouse at `version` (the latest when `None`).
     pub fn snapshot(&self, version: Option<Version>) -> Result<Snapshot> {
-        let log = log::Log::read(&self.root)?;
-        Snapshot::load(self, &log, version)
+        let state = self.log().state(version, false)?;
+        Snapshot::load(self, &state)
     }
 
     /// Starts a batch of writes that becomes visible atomically on commit.
@@ -474,21 +706,61 @@ impl Warehouse {
         Batch::new(self)
     }
 
-    /// Creates the next log entry built by `make` from the current log, retrying with a
-    /// fresh log whenever another writer took the version first.
-    pub(crate) fn commit_entry(
+    /// Creates the next version with the commit `make` builds from the latest state, retrying
+    /// on a fresh state whenever another writer took the version first. `make` returning
+    /// `None` commits nothing. Returns the version and the state it created.
+    pub(crate) fn commit(
         &self,
-        mut make: impl FnMut(&log::Log) -> Result<LogEntry>,
-    ) -> Result<Version> {
+        mut make: impl FnMut(&TableState) -> Result<Option<Commit>>,
+    ) -> Result<Option<(Version, TableState)>> {
         const MAX_ATTEMPTS: u32 = 10_000;
+        self.check_writes()?;
+        let log = self.log();
+        let mut state = log.state(None, false)?;
+        let commit_id = layout::unique_id();
         for attempt in 0..MAX_ATTEMPTS {
-            let log = log::Log::read(&self.root)?;
-            let mut entry = make(&log)?;
-            entry.version = log.latest() + 1;
-            if log::try_create(&self.root, &entry)? {
-                return Ok(entry.version);
+            delta::check_writable(&state.protocol).map_err(|reason| Error::UnsupportedTable {
+                path: self.storage.locate(delta::LOG_DIR),
+                reason,
+            })?;
+            let Some(commit) = make(&state)? else {
+                return Ok(None);
+            };
+            let version = state.version + 1;
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut other = serde_json::Map::new();
+            other.insert("readVersion".into(), state.version.into());
+            other.insert(
+                "engineInfo".into(),
+                concat!("pixelquery/", env!("CARGO_PKG_VERSION")).into(),
+            );
+            let blind_append = commit.operation == Operation::Append
+                && commit
+                    .actions
+                    .iter()
+                    .all(|a| matches!(a, Action::Add(_) | Action::Metadata(_)));
+            other.insert("isBlindAppend".into(), blind_append.into());
+            let mut actions = vec![Action::CommitInfo(CommitInfo {
+                timestamp: Some(now),
+                operation: Some(commit.operation.delta_name().into()),
+                commit_id: Some(format!("{commit_id}-{attempt}")),
+                pixelquery_operation: Some(commit.operation.name().into()),
+                other,
+            })];
+            actions.extend(commit.actions);
+            if log.try_commit(version, &actions)? {
+                let mut after = state;
+                if let Err(reason) = after.apply_commit(version, &actions) {
+                    return Err(Error::UnsupportedTable {
+                        path: self.storage.locate(&delta::commit_key(version)),
+                        reason,
+                    });
+                }
+                self.maintain(&after);
+                return Ok(Some((version, after)));
             }
-            // Lost the race: back off a little (grows with the attempts) and rebase.
+            // Lost the race: catch up with the commits we missed and rebuild the commit.
+            log.advance(&mut state)?;
             if attempt > 2 {
                 std::thread::sleep(std::time::Duration::from_micros(
                     50 * u64::from(attempt.min(200)),
@@ -496,30 +768,67 @@ impl Warehouse {
             }
         }
         Err(Error::TooManyConflicts {
-            path: self.root.join(LOG_DIR),
+            path: self.storage.locate(delta::LOG_DIR),
             attempts: MAX_ATTEMPTS,
         })
     }
-}
 
-/// Products registered by a commit must agree with what the log already holds.
-pub(crate) fn check_products(
-    state: &log::LogState,
-    config: &WarehouseConfig,
-    products: &BTreeMap<String, serde_json::Value>,
-) -> Result<()> {
-    for (name, profile) in products {
-        let existing = state
-            .products
-            .get(name)
-            .or_else(|| config.products.get(name));
-        if existing.is_some_and(|e| e != profile) {
-            return Err(Error::ProductConflict {
-                product: name.clone(),
-            });
+    /// Upkeep after a commit: a checkpoint when one is due. Best effort: the commit stands
+    /// either way, and a missed checkpoint is written by a later commit.
+    fn maintain(&self, state: &TableState) {
+        let due = state.version.is_multiple_of(delta::CHECKPOINT_INTERVAL)
+            || state.version - state.checkpoint.unwrap_or(0) >= 2 * delta::CHECKPOINT_INTERVAL;
+        if due {
+            let _ = self.checkpoint(state.version);
         }
     }
-    Ok(())
+
+    /// Writes a Delta checkpoint of `version` (with its tombstones).
+    pub(crate) fn checkpoint(&self, version: Version) -> Result<()> {
+        let log = self.log();
+        let full = log.state(Some(version), true)?;
+        log.write_checkpoint(&full)
+    }
+}
+
+/// What [`Warehouse::root`] shows for a location.
+fn root_of(location: &Location) -> PathBuf {
+    match location {
+        Location::Local(p) => p.clone(),
+        Location::S3(url) => PathBuf::from(url),
+    }
+}
+
+/// Products registered by a commit must agree with what the table already holds.
+pub(crate) fn check_products(
+    state: &TableState,
+    products: &BTreeMap<String, serde_json::Value>,
+) -> Result<Option<Metadata>> {
+    let mut all = products_of(&state.metadata);
+    let mut changed = false;
+    for (name, profile) in products {
+        match all.get(name) {
+            Some(existing) if existing == profile => {}
+            Some(_) => {
+                return Err(Error::ProductConflict {
+                    product: name.clone(),
+                })
+            }
+            None => {
+                all.insert(name.clone(), profile.clone());
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let mut metadata = state.metadata.clone();
+    metadata.configuration.insert(
+        PRODUCTS_PROPERTY.to_string(),
+        serde_json::to_string(&all).expect("JSON values serialise"),
+    );
+    Ok(Some(metadata))
 }
 
 #[cfg(test)]
@@ -573,8 +882,48 @@ mod tests {
     fn missing_initial_commit_is_repaired_on_open() {
         let d = tempfile::tempdir().unwrap();
         Warehouse::create(d.path(), WarehouseConfig::new(grid())).unwrap();
-        std::fs::remove_file(layout::log_path(d.path(), 0)).unwrap();
+        std::fs::remove_file(
+            d.path()
+                .join("catalog/_delta_log/00000000000000000000.json"),
+        )
+        .unwrap();
         let wh = Warehouse::open(d.path()).unwrap();
         assert_eq!(wh.latest_version().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_old_layout_is_one_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join(CONFIG_FILE),
+            br#"{"format_version":1,"grid":{"epsg":32633,"origin_x":0,"origin_y":0,"tile_size":1}}"#,
+        )
+        .unwrap();
+        let e = Warehouse::open(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("format version 1") && e.contains("new warehouse"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn products_are_table_metadata_and_conflicts_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = WarehouseConfig::new(grid());
+        cfg.products
+            .insert("S2".into(), serde_json::json!({"bands": ["B04"]}));
+        let wh = Warehouse::create(d.path(), cfg).unwrap();
+        let state = wh.log().state(None, false).unwrap();
+        assert_eq!(products_of(&state.metadata)["S2"]["bands"][0], "B04");
+        let same = BTreeMap::from([("S2".to_string(), serde_json::json!({"bands": ["B04"]}))]);
+        assert!(check_products(&state, &same).unwrap().is_none());
+        let other = BTreeMap::from([("S2".to_string(), serde_json::json!({"bands": []}))]);
+        assert!(matches!(
+            check_products(&state, &other),
+            Err(Error::ProductConflict { .. })
+        ));
+        let new = BTreeMap::from([("L8".to_string(), serde_json::json!({}))]);
+        let m = check_products(&state, &new).unwrap().unwrap();
+        assert_eq!(products_of(&m).len(), 2);
     }
 }

@@ -1,13 +1,16 @@
 //! A consistent, read-only view of the warehouse at one commit version.
 
-use super::catalog::{self, FragmentEntry, SceneEntry};
+use super::catalog::{self, FragmentEntry, PartKind, SceneEntry};
+use super::delta::action::Add;
+use super::delta::{TableState, Version, TABLE_DIR};
 use super::fragment::Fragment;
-use super::layout::{self, read_file};
-use super::log::{Log, PartKind, PartRef, Version};
+use super::layout;
+use super::storage::Storage;
 use super::{Error, Result, Warehouse};
 use crate::geo::Bounds;
 use crate::grid::TileId;
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -74,10 +77,97 @@ struct FragmentCache {
     heap_bytes: u64,
 }
 
+/// A catalog part (a data file of the catalog table) as the Delta log describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRef {
+    /// Path relative to the warehouse root (`catalog/kind=fragment/part-....parquet`).
+    pub path: String,
+    /// Row kind (the `kind` partition value).
+    pub kind: PartKind,
+    /// Number of rows (`numRecords` of its statistics), when recorded.
+    pub rows: Option<u64>,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// XXH3-64 checksum (`xxh3:<hex>`, the `pixelquery.checksum` tag), when recorded.
+    pub checksum: Option<String>,
+}
+
+/// The tag of an `add` action that holds the part's checksum.
+pub(crate) const CHECKSUM_TAG: &str = "pixelquery.checksum";
+
+impl PartRef {
+    /// Reads what the log says about a data file; `Err` names what is wrong with it.
+    pub(crate) fn from_add(add: &Add) -> std::result::Result<PartRef, String> {
+        let rel = percent_decode(&add.path).ok_or_else(|| format!("bad path {:?}", add.path))?;
+        let path = format!("{TABLE_DIR}/{rel}");
+        if !layout::validate_rel_path(&path) || rel.starts_with("_delta_log/") {
+            return Err(format!(
+                "part path {:?} is not a file of the table",
+                add.path
+            ));
+        }
+        let kind = add
+            .partition_values
+            .get(catalog::KIND_COLUMN)
+            .and_then(|v| v.as_deref())
+            .and_then(PartKind::parse)
+            .ok_or_else(|| format!("{}: no kind=fragment|scene partition value", add.path))?;
+        let rows = add.stats.as_deref().and_then(|s| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .ok()?
+                .get("numRecords")?
+                .as_u64()
+        });
+        let checksum = add
+            .tags
+            .as_ref()
+            .and_then(|t| t.get(CHECKSUM_TAG).cloned().flatten());
+        Ok(PartRef {
+            path,
+            kind,
+            rows,
+            bytes: u64::try_from(add.size).map_err(|_| format!("{}: negative size", add.path))?,
+            checksum,
+        })
+    }
+}
+
+/// Decodes `%XX` escapes of a Delta path (PixelQuery's own names never need them).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The live parts of a table state; a file the log describes badly is corruption of the log.
+pub(crate) fn parts_of(storage: &dyn Storage, state: &TableState) -> Result<Vec<PartRef>> {
+    state
+        .files
+        .values()
+        .map(|add| {
+            PartRef::from_add(add).map_err(|reason| Error::CorruptLog {
+                path: storage.locate(&super::delta::commit_key(state.version)),
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// Reads a catalog part after checking its size and checksum against the log.
-pub(crate) fn read_part_bytes(root: &Path, part: &PartRef) -> Result<(PathBuf, Vec<u8>)> {
-    let path = layout::resolve(root, &part.path);
-    let bytes = read_file(&path)?;
+pub(crate) fn read_part_bytes(storage: &dyn Storage, part: &PartRef) -> Result<(PathBuf, Vec<u8>)> {
+    let path = storage.locate(&part.path);
+    let bytes = storage.read(&part.path)?;
     if bytes.len() as u64 != part.bytes {
         return Err(Error::SizeMismatch {
             path,
@@ -85,64 +175,80 @@ pub(crate) fn read_part_bytes(root: &Path, part: &PartRef) -> Result<(PathBuf, V
             actual: bytes.len() as u64,
         });
     }
-    let sum = layout::checksum(&bytes);
-    if sum != part.checksum {
-        return Err(Error::ChecksumMismatch {
-            path,
-            expected: part.checksum.clone(),
-            actual: sum,
-        });
+    if let Some(expected) = &part.checksum {
+        let sum = layout::checksum(&bytes);
+        if &sum != expected {
+            return Err(Error::ChecksumMismatch {
+                path,
+                expected: expected.clone(),
+                actual: sum,
+            });
+        }
     }
     Ok((path, bytes))
 }
 
 /// Reads the fragment rows of a part.
-pub(crate) fn read_fragment_part(root: &Path, part: &PartRef) -> Result<Vec<FragmentEntry>> {
-    let (path, bytes) = read_part_bytes(root, part)?;
+pub(crate) fn read_fragment_part(
+    storage: &dyn Storage,
+    part: &PartRef,
+) -> Result<Vec<FragmentEntry>> {
+    let (path, bytes) = read_part_bytes(storage, part)?;
     let rows = catalog::decode_fragments(&path, bytes)?;
     check_rows(&path, part, rows.len())?;
     Ok(rows)
 }
 
 /// Reads the scene rows of a part.
-pub(crate) fn read_scene_part(root: &Path, part: &PartRef) -> Result<Vec<SceneEntry>> {
-    let (path, bytes) = read_part_bytes(root, part)?;
+pub(crate) fn read_scene_part(storage: &dyn Storage, part: &PartRef) -> Result<Vec<SceneEntry>> {
+    let (path, bytes) = read_part_bytes(storage, part)?;
     let rows = catalog::decode_scenes(&path, bytes)?;
     check_rows(&path, part, rows.len())?;
     Ok(rows)
 }
 
 fn check_rows(path: &Path, part: &PartRef, rows: usize) -> Result<()> {
-    if rows as u64 != part.rows {
+    if part.rows.is_some_and(|r| r != rows as u64) {
         return Err(Error::CorruptCatalog {
             path: path.to_path_buf(),
-            reason: format!("{rows} rows, the log recorded {}", part.rows),
+            reason: format!("{rows} rows, the log recorded {}", part.rows.unwrap_or(0)),
         });
     }
     Ok(())
 }
 
+/// The rows of many parts, read in parallel.
+pub(crate) fn read_parts(
+    storage: &dyn Storage,
+    parts: &[PartRef],
+) -> Result<(Vec<FragmentEntry>, Vec<SceneEntry>)> {
+    enum Rows {
+        Fragments(Vec<FragmentEntry>),
+        Scenes(Vec<SceneEntry>),
+    }
+    let read: Vec<Result<Rows>> = parts
+        .par_iter()
+        .map(|part| match part.kind {
+            PartKind::Fragment => read_fragment_part(storage, part).map(Rows::Fragments),
+            PartKind::Scene => read_scene_part(storage, part).map(Rows::Scenes),
+        })
+        .collect();
+    let mut fragments = Vec::new();
+    let mut scenes = Vec::new();
+    for r in read {
+        match r? {
+            Rows::Fragments(f) => fragments.extend(f),
+            Rows::Scenes(s) => scenes.extend(s),
+        }
+    }
+    Ok((fragments, scenes))
+}
+
 impl Snapshot {
-    pub(crate) fn load(wh: &Warehouse, log: &Log, version: Option<Version>) -> Result<Snapshot> {
-        let latest = log.latest();
-        let version = version.unwrap_or(latest);
-        if version > latest {
-            return Err(Error::UnknownVersion { version, latest });
-        }
-        let oldest = log.oldest_retained();
-        if version < oldest {
-            return Err(Error::Vacuumed { version, oldest });
-        }
-        let state = log.state_at(version);
-        let root = wh.root().to_path_buf();
-        let mut fragments = Vec::new();
-        let mut scenes = Vec::new();
-        for part in state.parts.values() {
-            match part.kind {
-                PartKind::Fragments => fragments.extend(read_fragment_part(&root, part)?),
-                PartKind::Scenes => scenes.extend(read_scene_part(&root, part)?),
-            }
-        }
+    pub(crate) fn load(wh: &Warehouse, state: &TableState) -> Result<Snapshot> {
+        let storage = wh.storage();
+        let parts = parts_of(storage, state)?;
+        let (mut fragments, mut scenes) = read_parts(storage, &parts)?;
         // Stable, meaningful order: by tile, band, product, time.
         fragments.sort_by(|a, b| {
             (a.tile, &a.band, &a.product, a.time_min, &a.path)
@@ -152,14 +258,12 @@ impl Snapshot {
             (a.scene.acquired, &a.scene.scene_id).cmp(&(b.scene.acquired, &b.scene.scene_id))
         });
         let fingerprints = scenes.iter().map(|s| s.scene.fingerprint.clone()).collect();
-        let mut products = wh.config().products.clone();
-        products.extend(state.products);
         Ok(Snapshot {
-            root,
-            version,
+            root: wh.root().to_path_buf(),
+            version: state.version,
             timestamp: state.timestamp,
-            parts: state.parts.into_values().collect(),
-            products,
+            parts,
+            products: super::products_of(&state.metadata),
             fragments,
             scenes,
             fingerprints,
@@ -182,7 +286,7 @@ impl Snapshot {
         &self.parts
     }
 
-    /// Product profiles (from `pixelquery.json` and the commits so far).
+    /// Product profiles registered up to this version (the catalog table's metadata).
     pub fn products(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.products
     }

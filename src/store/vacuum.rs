@@ -1,23 +1,26 @@
-//! Vacuum: expires snapshots older than a retention window and deletes the files that no
-//! retained snapshot references.
+//! Vacuum: expires versions older than a retention window and deletes what no retained
+//! version references, following Delta's rules: a version is readable while its log (a
+//! checkpoint at or before it and the JSON commits after) and its files exist.
 
-use super::layout::{self, CATALOG_DIR, FRAGMENTS_DIR, LOG_DIR, TMP_PREFIX};
-use super::log::{Log, LogEntry, Operation, PartKind, Version};
-use super::snapshot::read_fragment_part;
+use super::catalog::PartKind;
+use super::delta::{checkpoint_key, commit_key, DeltaLog, Listing, Version, LOG_DIR};
+use super::layout::{CONFIG_FILE, TMP_PREFIX};
+use super::snapshot::{parts_of, read_fragment_part, PartRef};
+use super::storage::Storage;
 use super::{Error, Result, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// What a vacuum did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VacuumReport {
-    /// Snapshots before this version are no longer readable.
+    /// Versions before this one are no longer readable.
     pub expire_before: Version,
-    /// The vacuum commit, when a new expiry point was recorded.
-    pub version: Option<Version>,
-    /// Files deleted.
+    /// Log files (JSON commits and checkpoints of expired versions) deleted.
+    pub log_files_deleted: usize,
+    /// Data files (fragments, catalog parts) and temporary files deleted.
     pub deleted: Vec<PathBuf>,
     /// Bytes freed.
     pub bytes_freed: u64,
@@ -49,118 +52,151 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     n.checked_mul(secs).map(Duration::from_secs).ok_or_else(bad)
 }
 
-/// Expires every snapshot that stopped being current more than `older_than` ago (the
-/// latest always stays) and deletes unreferenced fragments, catalog parts and temporary
-/// files older than `older_than`. Files younger than the window are kept even when
-/// unreferenced, since a concurrent batch may be about to commit them: vacuuming with a
-/// zero window while another process writes can break that writer's commit.
+/// Expires every version that stopped being current more than `older_than` ago (the latest
+/// always stays) and deletes the log files of expired versions, then every fragment, catalog
+/// part and temporary file that no retained version references and that is older than
+/// `older_than`. Files younger than the window are kept even when unreferenced, since a
+/// concurrent batch may be about to commit them: vacuuming with a zero window while another
+/// process writes can break that writer's commit.
 pub fn vacuum(wh: &Warehouse, older_than: Duration) -> Result<VacuumReport> {
-    let root = wh.root();
+    let storage = wh.storage();
+    let log = wh.log();
     let now = SystemTime::now();
     let cutoff_sys = now
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let cutoff = chrono::DateTime::<Utc>::from(cutoff_sys);
-    let log = Log::read(root)?;
-    // The snapshot current at the cutoff is the last one committed before it.
-    let current_at_cutoff = log
-        .entries
-        .iter()
-        .rev()
-        .find(|e| e.timestamp < cutoff)
-        .map(|e| e.version)
-        .unwrap_or(0);
-    let expire_before = current_at_cutoff.max(log.oldest_retained());
+    let cutoff_ms = chrono::DateTime::<Utc>::from(cutoff_sys).timestamp_millis();
+    let latest = log.latest_version()?;
+    let listing = log.listing()?;
+    let oldest = listing.oldest_readable().unwrap_or(0);
+    let expire_before = current_at(&log, &listing, oldest, latest, cutoff_ms)?;
     let mut report = VacuumReport {
         expire_before,
         ..Default::default()
     };
-    if expire_before > log.oldest_retained() {
-        report.version = Some(wh.commit_entry(|_| {
-            Ok(LogEntry {
-                version: 0,
-                timestamp: Utc::now(),
-                operation: Operation::Vacuum,
-                add: vec![],
-                remove: vec![],
-                products: BTreeMap::new(),
-                expire_before: Some(expire_before),
-            })
-        })?);
-    }
-    // Everything any retained snapshot (including commits made meanwhile) references.
-    let log = Log::read(root)?;
-    let mut parts = BTreeMap::new();
-    let mut state = super::log::LogState::default();
-    for e in &log.entries {
-        state.apply(e);
-        if e.version >= expire_before {
-            parts.extend(state.parts.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if expire_before > oldest {
+        // The new oldest version must be readable on its own: a checkpoint of it first.
+        if !listing.checkpoints.contains(&expire_before) {
+            wh.checkpoint(expire_before)?;
         }
+        report.log_files_deleted = expire_log(storage, &listing, expire_before)?;
     }
-    let mut keep: BTreeSet<PathBuf> = BTreeSet::new();
-    for part in parts.values() {
-        keep.insert(layout::resolve(root, &part.path));
-        if part.kind == PartKind::Fragments {
-            // A part we cannot read means we cannot know what it references: stop.
-            for row in read_fragment_part(root, part)? {
-                keep.insert(layout::resolve(root, &row.path));
-            }
-        }
-    }
-    let mut candidates = Vec::new();
-    walk(&root.join(FRAGMENTS_DIR), &mut candidates)?;
-    walk(&root.join(CATALOG_DIR), &mut candidates)?;
-    for dir in [root.to_path_buf(), root.join(LOG_DIR)] {
-        for e in std::fs::read_dir(&dir).map_err(layout::io_err(&dir))? {
-            let e = e.map_err(layout::io_err(&dir))?;
-            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                candidates.push(e.path());
-            }
-        }
-    }
-    for path in candidates {
-        if keep.contains(&path) {
+    let keep = referenced(wh, expire_before)?;
+    let mut candidates = storage.list(super::layout::FRAGMENTS_DIR)?;
+    candidates.extend(
+        storage
+            .list(super::delta::TABLE_DIR)?
+            .into_iter()
+            .filter(|f| {
+                !f.key.starts_with(&format!("{LOG_DIR}/"))
+                    || f.key
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|n| n.starts_with(TMP_PREFIX))
+            }),
+    );
+    candidates.extend(
+        storage.list("")?.into_iter().filter(|f| {
+            !f.key.contains('/') && f.key != CONFIG_FILE && f.key.starts_with(TMP_PREFIX)
+        }),
+    );
+    for f in candidates {
+        if keep.contains(&f.key) {
             continue;
         }
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(_) => continue, // already gone (another vacuum)
-        };
-        let modified = meta.modified().unwrap_or(now);
-        if modified > cutoff_sys {
+        if f.modified > cutoff_sys {
             report.kept_recent += 1;
             continue;
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                report.bytes_freed += meta.len();
-                report.deleted.push(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(layout::io_err(&path)(e)),
-        }
+        storage.delete(&f.key)?;
+        report.bytes_freed += f.size;
+        report.deleted.push(storage.locate(&f.key));
     }
     Ok(report)
 }
 
-/// Every regular file below `dir` (which may not exist).
-pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(layout::io_err(dir)(e)),
-    };
-    for e in entries {
-        let e = e.map_err(layout::io_err(dir))?;
-        let t = e.file_type().map_err(layout::io_err(&e.path()))?;
-        if t.is_dir() {
-            walk(&e.path(), out)?;
-        } else if t.is_file() {
-            out.push(e.path());
+/// The version that was current at `cutoff_ms` (the last one committed before it), never
+/// below `oldest`.
+fn current_at(
+    log: &DeltaLog<'_>,
+    listing: &Listing,
+    oldest: Version,
+    latest: Version,
+    cutoff_ms: i64,
+) -> Result<Version> {
+    let mut current = oldest;
+    for &v in listing.commits.range(oldest..=latest) {
+        let Some(info) = log.commit_info(v)? else {
+            continue;
+        };
+        match info.timestamp {
+            Some(t) if t < cutoff_ms => current = v,
+            Some(_) => break,
+            None => {}
         }
     }
-    Ok(())
+    Ok(current)
+}
+
+/// Deletes the JSON commits and checkpoints of versions before `expire_before`, oldest
+/// first, so an interruption leaves a log that still starts at a readable version.
+fn expire_log(storage: &dyn Storage, listing: &Listing, expire_before: Version) -> Result<usize> {
+    let mut keys: BTreeMap<Version, Vec<String>> = BTreeMap::new();
+    for &v in listing.commits.range(..expire_before) {
+        keys.entry(v).or_default().push(commit_key(v));
+    }
+    for &v in listing.checkpoints.range(..expire_before) {
+        keys.entry(v).or_default().push(checkpoint_key(v));
+    }
+    let mut deleted = 0;
+    for key in keys.into_values().flatten() {
+        storage.delete(&key)?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// Every warehouse key a version from `from` to the latest references: catalog parts and
+/// the fragments their rows name.
+pub(crate) fn referenced(wh: &Warehouse, from: Version) -> Result<BTreeSet<String>> {
+    let storage = wh.storage();
+    let parts = retained_parts(wh, from)?;
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    for part in parts.values() {
+        keep.insert(part.path.clone());
+        if part.kind == PartKind::Fragment {
+            // A part we cannot read means we cannot know what it references: stop.
+            for row in read_fragment_part(storage, part)? {
+                keep.insert(row.path);
+            }
+        }
+    }
+    Ok(keep)
+}
+
+/// Every catalog part live at some version from `from` to the latest, by key.
+pub(crate) fn retained_parts(wh: &Warehouse, from: Version) -> Result<BTreeMap<String, PartRef>> {
+    let log = wh.log();
+    let mut state = log.state(Some(from), false)?;
+    let mut parts: BTreeMap<String, PartRef> = BTreeMap::new();
+    let mut collect = |state: &super::delta::TableState| -> Result<()> {
+        for p in parts_of(wh.storage(), state)? {
+            parts.entry(p.path.clone()).or_insert(p);
+        }
+        Ok(())
+    };
+    collect(&state)?;
+    while let Some(actions) = log.read_commit(state.version + 1)? {
+        let v = state.version + 1;
+        state
+            .apply_commit(v, &actions)
+            .map_err(|reason| Error::UnsupportedTable {
+                path: wh.storage().locate(&commit_key(v)),
+                reason,
+            })?;
+        collect(&state)?;
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! Verify: checks that every file a retained snapshot references exists and matches its
-//! recorded size, checksum and schema. Problems are collected, never raised.
+//! Verify: checks the catalog's Delta log and that every file a retained version references
+//! exists and matches its recorded size, checksum and schema. Problems are collected, never
+//! raised.
 
-use super::catalog::FragmentEntry;
-use super::layout::{self, log_path, CATALOG_DIR, FRAGMENTS_DIR};
-use super::log::{list_versions, read_entry, Log, LogState, PartKind, Version};
+use super::catalog::{FragmentEntry, PartKind};
+use super::delta::{checkpoint, checkpoint_key, commit_key, Version, LOG_DIR, TABLE_DIR};
+use super::layout::{self, FRAGMENTS_DIR};
 use super::snapshot::{open_checked, read_fragment_part, read_scene_part};
+use super::vacuum::retained_parts;
 use super::{Error, Warehouse};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,83 +94,99 @@ impl VerifyReport {
     }
 }
 
-/// Checks the log, every catalog part of every retained snapshot, and every fragment they
+/// Checks the log (every JSON commit and checkpoint of the retained versions parses and
+/// there is no gap), every catalog part of every retained version, and every fragment they
 /// reference (size, checksum, Arrow structure, schema and agreement with its row).
 pub fn verify(wh: &Warehouse) -> VerifyReport {
-    let root = wh.root();
+    let storage = wh.storage();
+    let log = wh.log();
     let mut report = VerifyReport::default();
-    // The log: report every damaged entry, not just the first.
-    let versions = match list_versions(root) {
-        Ok(v) => v,
+    let log_problem = |key: &str, e: Error| Problem::from_error(e, storage.locate(key));
+    let listing = match log.listing() {
+        Ok(l) => l,
         Err(e) => {
-            report
-                .problems
-                .push(Problem::from_error(e, root.join("_log")));
+            report.problems.push(log_problem(LOG_DIR, e));
             return report;
         }
     };
-    for (i, v) in versions.iter().enumerate() {
-        if *v != i as u64 {
-            let missing = log_path(root, i as u64);
+    let Some(oldest) = listing.oldest_readable() else {
+        report.problems.push(Problem {
+            path: storage.locate(&commit_key(0)),
+            kind: ProblemKind::Log,
+            detail: format!(
+                "{}: corrupt commit log: missing: no commit 0 and no checkpoint",
+                storage.locate(&commit_key(0)).display()
+            ),
+        });
+        return report;
+    };
+    // Every version from the oldest readable one on must have its JSON commit (a checkpoint
+    // replaces the commits before it, not its own).
+    let latest = listing.commits.last().copied().unwrap_or(oldest);
+    for v in oldest..=latest {
+        let key = commit_key(v);
+        if !listing.commits.contains(&v) {
+            if v == oldest && listing.checkpoints.contains(&v) {
+                continue;
+            }
             report.problems.push(Problem {
+                path: storage.locate(&key),
+                kind: ProblemKind::Log,
                 detail: format!(
                     "{}: corrupt commit log: missing: the log has a gap",
-                    missing.display()
+                    storage.locate(&key).display()
                 ),
-                path: missing,
-                kind: ProblemKind::Log,
             });
-            break;
+            continue;
+        }
+        if let Err(e) = log.read_commit(v) {
+            report.problems.push(log_problem(&key, e));
         }
     }
-    for v in &versions {
-        if let Err(e) = read_entry(root, *v) {
-            report
-                .problems
-                .push(Problem::from_error(e, log_path(root, *v)));
+    for &v in listing.checkpoints.range(oldest..) {
+        let key = checkpoint_key(v);
+        let decoded = storage.read(&key).and_then(|b| {
+            checkpoint::decode(b, true).map_err(|reason| Error::CorruptLog {
+                path: storage.locate(&key),
+                reason,
+            })
+        });
+        if let Err(e) = decoded {
+            report.problems.push(log_problem(&key, e));
         }
     }
     if !report.problems.is_empty() {
         return report;
     }
-    let log = match Log::read(root) {
-        Ok(l) => l,
+    report.version = Some(latest);
+    report.oldest_version = Some(oldest);
+    let parts = match retained_parts(wh, oldest) {
+        Ok(p) => p,
         Err(e) => {
-            report
-                .problems
-                .push(Problem::from_error(e, root.join("_log")));
+            report.problems.push(log_problem(LOG_DIR, e));
             return report;
         }
     };
-    let oldest = log.oldest_retained();
-    report.version = Some(log.latest());
-    report.oldest_version = Some(oldest);
-    let mut parts = BTreeMap::new();
-    let mut state = LogState::default();
-    for e in &log.entries {
-        state.apply(e);
-        if e.version >= oldest {
-            parts.extend(state.parts.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-    }
     let mut fragments: BTreeMap<String, FragmentEntry> = BTreeMap::new();
-    let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
     for part in parts.values() {
         report.parts_checked += 1;
-        let path = layout::resolve(root, &part.path);
-        referenced.insert(path.clone());
+        referenced.insert(part.path.clone());
         let result = match part.kind {
-            PartKind::Fragments => read_fragment_part(root, part).map(|rows| {
+            PartKind::Fragment => read_fragment_part(storage, part).map(|rows| {
                 for r in rows {
                     fragments.entry(r.path.clone()).or_insert(r);
                 }
             }),
-            PartKind::Scenes => read_scene_part(root, part).map(|_| ()),
+            PartKind::Scene => read_scene_part(storage, part).map(|_| ()),
         };
         if let Err(e) = result {
-            report.problems.push(Problem::from_error(e, path));
+            report
+                .problems
+                .push(Problem::from_error(e, storage.locate(&part.path)));
         }
     }
+    let root = wh.root();
     let checks: Vec<Result<u64, Problem>> = fragments
         .values()
         .collect::<Vec<_>>()
@@ -187,13 +205,20 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
             Err(p) => report.problems.push(p),
         }
     }
-    referenced.extend(fragments.keys().map(|p| layout::resolve(root, p)));
-    let mut files = Vec::new();
-    for dir in [FRAGMENTS_DIR, CATALOG_DIR] {
-        if let Err(e) = super::vacuum::walk(&root.join(dir), &mut files) {
-            report.problems.push(Problem::from_error(e, root.join(dir)));
+    referenced.extend(fragments.into_keys());
+    let log_prefix = format!("{LOG_DIR}/");
+    for dir in [FRAGMENTS_DIR, TABLE_DIR] {
+        match storage.list(dir) {
+            Ok(files) => {
+                report.unreferenced_files += files
+                    .iter()
+                    .filter(|f| !f.key.starts_with(&log_prefix) && !referenced.contains(&f.key))
+                    .count()
+            }
+            Err(e) => report
+                .problems
+                .push(Problem::from_error(e, storage.locate(dir))),
         }
     }
-    report.unreferenced_files = files.iter().filter(|f| !referenced.contains(*f)).count();
     report
 }

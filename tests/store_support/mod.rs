@@ -155,3 +155,91 @@ pub fn check_snapshot(snap: &Snapshot) -> Vec<String> {
     }
     unique
 }
+
+#[path = "../common/mod.rs"]
+pub mod common;
+
+/// The catalog rows of version `v` as `pixelquery info --json --rows --as-of v` prints them
+/// (fragments sorted by path, scenes by id); `Err` with the CLI's message when it fails.
+pub fn pixelquery_view(
+    dir: &std::path::Path,
+    v: u64,
+) -> std::result::Result<serde_json::Value, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pixelquery"))
+        .args(["info", "--json", "--rows", "--as-of", &v.to_string()])
+        .arg(dir)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut rows = info["rows"].clone();
+    let sort = |list: &mut serde_json::Value, key: &str| {
+        let a = list.as_array_mut().unwrap();
+        a.sort_by(|x, y| x[key].as_str().cmp(&y[key].as_str()));
+    };
+    sort(&mut rows["fragments"], "path");
+    sort(&mut rows["scenes"], "scene_id");
+    Ok(rows)
+}
+
+/// What the `deltalake` Python package sees at each (warehouse, version), in one Python run.
+pub fn delta_views(
+    python: &std::path::Path,
+    pairs: &[(std::path::PathBuf, u64)],
+) -> Vec<serde_json::Value> {
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/store_support/delta_view.py"),
+    )
+    .unwrap();
+    let arg = serde_json::to_string(
+        &pairs
+            .iter()
+            .map(|(d, v)| (d.to_str().unwrap().to_string(), *v))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let out = common::run_python(python, &script, &[&arg]);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Checks that `deltalake` and `pixelquery info` agree on every version `versions` of the
+/// warehouses: the same fragment and scene rows where PixelQuery can read the version, and
+/// an error from both where it cannot (vacuumed). Returns how many versions were compared.
+pub fn assert_delta_agrees(python: &std::path::Path, pairs: &[(std::path::PathBuf, u64)]) -> usize {
+    let delta = delta_views(python, pairs);
+    let mut compared = 0;
+    for ((dir, v), d) in pairs.iter().zip(delta) {
+        match pixelquery_view(dir, *v) {
+            Ok(ours) => {
+                assert!(
+                    d.get("error").is_none(),
+                    "{}: version {v}: pixelquery reads it, deltalake fails: {}",
+                    dir.display(),
+                    d["error"]
+                );
+                assert_eq!(
+                    ours,
+                    d,
+                    "{}: version {v}: pixelquery and deltalake disagree",
+                    dir.display()
+                );
+                compared += 1;
+            }
+            Err(e) => {
+                assert!(
+                    e.contains("vacuumed"),
+                    "{}: version {v}: unexpected error {e}",
+                    dir.display()
+                );
+                assert!(
+                    d.get("error").is_some(),
+                    "{}: version {v} is vacuumed for pixelquery but deltalake reads it",
+                    dir.display()
+                );
+            }
+        }
+    }
+    compared
+}

@@ -1,0 +1,183 @@
+"""PixelQuery vs odc-stac, into xarray, on the 12 corpus scenes (``corpus/ts``).
+
+    python python/benchmarks/bench_odc_stac.py [--corpus ../shared/corpus/ts] [--repeat 15]
+
+Ingests the 12 COGs into a fresh warehouse (timed, printed), writes STAC Items for the same
+COGs (``proj:*``, ``raster:bands``, ``eo:bands``), then times, in alternation so machine load
+hits both alike:
+
+- a tile: one 3840 m grid tile (384 x 384 px) inside the scenes, 12 dates x 4 bands, as an
+  ``xarray.DataArray`` (PixelQuery ``Warehouse.query(bbox=...)``) vs
+  ``odc.stac.load(items, geobox=<the same pixels>)``;
+- a point series: the tile's centre pixel, 12 dates x 4 bands (``query(point=...)``) vs
+  ``odc.stac.load`` of that one pixel.
+
+Both sides return the bands' uint16 samples (PixelQuery ``dtype="native"``; its float32
+cube is timed too), on the same 10 m grid; the script checks that the cubes are identical
+before timing. odc-stac reads with a thread pool of the machine's core count. Prints medians
+and the ratio (goal: >= 100x for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _default_corpus() -> Path:
+    return Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "ts"
+
+
+def stac_items(files):
+    """One STAC Item per COG: datetime from the GDAL metadata, projection and band info."""
+    import pystac
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    items = []
+    for f in files:
+        with rasterio.open(f) as src:
+            tags = src.tags()
+            when = tags.get("ACQUISITION_DATETIME") or re.search(r"(\d{8})", f.name).group(1)
+            dt = np.datetime64(when.replace("Z", ""), "us").astype(object)
+            lon0, lat0, lon1, lat1 = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+            names = [d or f"b{i + 1}" for i, d in enumerate(src.descriptions)]
+            item = pystac.Item(
+                id=f.stem,
+                geometry={"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]]},
+                bbox=[lon0, lat0, lon1, lat1],
+                datetime=dt,
+                properties={},
+            )
+            item.stac_extensions += [
+                "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+                "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+            ]
+            t = src.transform
+            item.add_asset(
+                "data",
+                pystac.Asset(
+                    href=str(f),
+                    media_type=pystac.MediaType.COG,
+                    roles=["data"],
+                    extra_fields={
+                        "proj:epsg": src.crs.to_epsg(),
+                        "proj:shape": [src.height, src.width],
+                        "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+                        "raster:bands": [{"data_type": src.dtypes[i], "nodata": src.nodata} for i in range(src.count)],
+                        "eo:bands": [{"name": n} for n in names],
+                    },
+                ),
+            )
+            items.append(item)
+    return items, names
+
+
+def median_ms(samples):
+    return statistics.median(samples) * 1e3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=_default_corpus(), help="folder of the 12 corpus COGs")
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs per case (medians are printed)")
+    args = parser.parse_args()
+    files = sorted(args.corpus.glob("*.tif"))
+    if len(files) != 12:
+        print(f"error: {args.corpus}: expected the 12 corpus COGs, found {len(files)}", file=sys.stderr)
+        return 2
+
+    import odc.stac
+    from odc.geo.geobox import GeoBox
+
+    import pixelquery
+
+    workdir = Path(tempfile.mkdtemp(prefix="pq-bench-"))
+    t0 = time.perf_counter()
+    report = pixelquery.ingest(workdir / "wh", [str(args.corpus)], product="sentinel2_l2a", progress=False)
+    ingest_s = time.perf_counter() - t0
+    wh = pixelquery.open(workdir / "wh")
+    items, bands = stac_items(files)
+    grid = wh.grid
+    res = 10.0
+
+    # The grid tile holding the scenes' centre (fully inside them).
+    import rasterio
+
+    with rasterio.open(files[0]) as src:
+        b = src.bounds
+    cx, cy = (b.left + b.right) / 2, (b.bottom + b.top) / 2
+    size = grid["tile_size"]
+    col = int(np.floor((cx - grid["origin_x"]) / size))
+    row = int(np.floor((grid["origin_y"] - cy) / size))
+    tile = (grid["origin_x"] + col * size, grid["origin_y"] - (row + 1) * size, grid["origin_x"] + (col + 1) * size, grid["origin_y"] - row * size)
+    assert b.left <= tile[0] and tile[2] <= b.right and b.bottom <= tile[1] and tile[3] <= b.top, "tile not inside the scenes"
+    px = (tile[0] + size / 2 + res / 2, tile[1] + size / 2 + res / 2)  # a pixel centre
+    crs = f"EPSG:{grid['epsg']}"
+    tile_box = GeoBox.from_bbox(tile, crs, resolution=res)
+    pixel_box = GeoBox.from_bbox((px[0] - res / 2, px[1] - res / 2, px[0] + res / 2, px[1] + res / 2), crs, resolution=res)
+    threads = os.cpu_count() or 1
+
+    cases = {
+        "tile": (
+            lambda: wh.query(bbox=tile, crs=crs, bands=bands, dtype="native"),
+            lambda: odc.stac.load(items, bands=bands, geobox=tile_box, pool=threads),
+        ),
+        "tile_f32": (
+            lambda: wh.query(bbox=tile, crs=crs, bands=bands),
+            None,
+        ),
+        "point": (
+            lambda: wh.query(point=px, crs=crs, bands=bands, dtype="native"),
+            lambda: odc.stac.load(items, bands=bands, geobox=pixel_box, pool=threads),
+        ),
+    }
+
+    # Same cubes first.
+    for name in ("tile", "point"):
+        pq, ref = cases[name][0](), cases[name][1]()
+        ref_cube = ref.to_array("band").transpose("time", "band", "y", "x")
+        assert pq.shape == ref_cube.shape, (name, pq.shape, ref_cube.shape)
+        np.testing.assert_array_equal(pq.values, ref_cube.values)
+        np.testing.assert_array_equal(pq.x.values, ref_cube.x.values)
+        np.testing.assert_array_equal(pq.y.values, ref_cube.y.values)
+        np.testing.assert_array_equal(pq.time.values, ref_cube.time.values.astype("datetime64[ns]"))
+
+    times = {key: [] for key in ("tile", "tile_f32", "point", "tile_odc", "point_odc")}
+    for _ in range(args.repeat):
+        for name, (pq, ref) in cases.items():
+            t = time.perf_counter()
+            pq()
+            times[name].append(time.perf_counter() - t)
+            if ref is not None:
+                t = time.perf_counter()
+                ref()
+                times[name + "_odc"].append(time.perf_counter() - t)
+
+    print(f"pixelquery {pixelquery.__version__}, odc-stac {odc.stac.__version__}; {threads} threads; medians of {args.repeat} runs")
+    print(f"ingest of the 12 COGs: {ingest_s:.2f} s ({report['fragments']} fragments); cubes checked identical to odc-stac's")
+    print()
+    print("| 12 dates x 4 bands into xarray | PixelQuery | odc-stac `load` | speed-up |")
+    print("|---|---|---|---|")
+    rows = [
+        ("one tile, 384 x 384 px, uint16", "tile", "tile_odc"),
+        ("one tile, float32 (NaN = invalid)", "tile_f32", "tile_odc"),
+        ("one pixel's series, uint16", "point", "point_odc"),
+    ]
+    for label, mine, theirs in rows:
+        a, b = median_ms(times[mine]), median_ms(times[theirs])
+        print(f"| {label} | {a:.2f} ms | {b:.1f} ms | {b / a:.0f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""PixelQuery: Cloud-Optimized GeoTIFFs in, an analysis-ready time-series cube out.
+
+Ingest scenes once (``pixelquery.ingest``), then query any pixel, box or polygon over time
+(``pixelquery.open(path).query(...)``) and get an ``xarray.DataArray`` ``(time, band, y, x)``
+whose pixels are the Rust engine's own buffer, or a lazy Dask array with ``chunks=``.
+Long calls release the GIL; errors are :mod:`pixelquery.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
+
+from . import _pixelquery
+from ._args import ingest_options, inputs_list, normalise_chunks, normalise_dtype, query_spec
+from .errors import (
+    ConflictError,
+    InvalidInputError,
+    NoDataError,
+    NotFoundError,
+    PixelQueryError,
+    TooLargeError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow
+    import xarray
+
+__version__: str = _pixelquery.__version__
+
+__all__ = [
+    "open",
+    "ingest",
+    "Warehouse",
+    "PixelQueryError",
+    "NotFoundError",
+    "NoDataError",
+    "InvalidInputError",
+    "ConflictError",
+    "TooLargeError",
+    "__version__",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Progress = Union[bool, Callable[[int, int, int, str], Any], None]
+
+
+def open(path_or_url: PathLike) -> "Warehouse":  # noqa: A001 - mirrors the library's name
+    """Opens the warehouse at ``path_or_url`` (a directory; ``s3://`` once the store has it).
+
+    Raises :class:`NotFoundError` when there is no warehouse there.
+    """
+    if not isinstance(path_or_url, (str, os.PathLike)):
+        raise InvalidInputError(f"invalid warehouse {path_or_url!r}: expected a path or URL")
+    path = os.fspath(path_or_url)
+    if "://" not in path:
+        path = os.path.abspath(path)  # Dask workers may run elsewhere in the tree
+    return Warehouse(_pixelquery.Warehouse.open(path))
+
+
+def _progress_printer(stream: Any = None) -> Callable[[int, int, int, str], None]:
+    """A one-line progress display on stderr (rewritten in place on a terminal)."""
+    stream = stream or sys.stderr
+    interactive = bool(getattr(stream, "isatty", lambda: False)())
+    state = {"shown": -1}
+
+    def show(done: int, total: int, nbytes: int, scene: str) -> None:
+        if done == state["shown"] and done != total:
+            return
+        state["shown"] = done
+        line = f"ingest: {done}/{total} scenes, {nbytes / 1e6:.1f} MB read" + (f"  {scene}" if scene else "")
+        if interactive:
+            stream.write("\r" + line[:120].ljust(120) + ("\n" if done == total and total else ""))
+        elif done == total or done % 10 == 0:
+            stream.write(line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _callback(progress: Progress) -> Optional[Callable[[int, int, int, str], Any]]:
+    if progress is True:
+        return _progress_printer()
+    if progress is False or progress is None:
+        return None
+    if callable(progress):
+        return progress
+    raise InvalidInputError(
+        f"invalid progress={progress!r}: True, False, or a callable(done, total, bytes, scene)"
+    )
+
+
+def ingest(warehouse: PathLike, inputs: Any, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:
+    """Ingests ``inputs`` into the warehouse at ``warehouse`` (created when missing).
+
+    ``inputs``: files, folders (recursive), ``http(s)://``/``s3://`` URLs, STAC Item or
+    ItemCollection ``.json`` files, or ``.txt`` URL lists. Options as on the command line:
+    ``product``, ``bands``, ``glob``, ``date_pattern``, ``resampling``, ``crs``, ``tile_size``,
+    ``commit_every``, ``jobs``, ``memory_budget`` (MB), ``compression`` (``"none"``/``"lz4"``).
+    ``progress``: ``True`` prints to stderr, or a ``callable(done, total, bytes, scene)``
+    called a few times a second from the calling thread.
+
+    Returns the report (``pixelquery ingest --json``): scenes found, ingested, skipped and
+    failed (with reasons), tiles, fragments, bytes, seconds, committed versions. Committed
+    scenes are skipped, so running the same call again finishes an interrupted run.
+    """
+    if not isinstance(warehouse, (str, os.PathLike)):
+        raise InvalidInputError(f"invalid warehouse {warehouse!r}: expected a path")
+    opts = ingest_options(**options)
+    report = _pixelquery.ingest(os.fspath(warehouse), inputs_list(inputs), opts, _callback(progress))
+    return json.loads(report)
+
+
+class Warehouse:
+    """An open warehouse. Cheap to keep around: repeated queries reuse its open snapshot.
+
+    Picklable (by path), so Dask workers can open it too.
+    """
+
+    def __init__(self, native: "_pixelquery.Warehouse") -> None:
+        self._native = native
+
+    @property
+    def path(self) -> str:
+        """The warehouse directory."""
+        return self._native.path
+
+    @property
+    def grid(self) -> Dict[str, Any]:
+        """The tile grid: ``epsg``, ``origin_x``, ``origin_y``, ``tile_size`` (grid units)."""
+        epsg, ox, oy, size = self._native.grid
+        return {"epsg": epsg, "origin_x": ox, "origin_y": oy, "tile_size": size}
+
+    @property
+    def version(self) -> int:
+        """The latest committed version."""
+        return self._native.latest_version()
+
+    def __repr__(self) -> str:
+        return f"pixelquery.Warehouse({self.path!r})"
+
+    def __reduce__(self) -> Any:
+        return (open, (self.path,))
+
+    def info(self) -> Dict[str, Any]:
+        """What ``pixelquery info --json`` prints: grid, compression, version, snapshots,
+        products and their bands, scenes, time span, tiles, fragments, bytes."""
+        return json.loads(self._native.info_json())
+
+    def catalog(self, as_of: Optional[int] = None, *, kind: str = "fragments") -> "pyarrow.Table":
+        """The live catalog rows of snapshot ``as_of`` (the latest by default) as a
+        ``pyarrow.Table`` with GeoParquet columns (WKB ``geometry`` in lon/lat, ``bbox``):
+        ``kind="fragments"`` (one row per fragment: tile, band, product, time span, counts,
+        footprint, path, checksum, statistics) or ``kind="scenes"`` (one row per scene).
+
+        ``geopandas.GeoDataFrame.from_arrow(table)`` reads it as it is.
+        """
+        from . import _catalog
+
+        if kind not in ("fragments", "scenes"):
+            raise InvalidInputError(f"invalid kind={kind!r}: use \"fragments\" or \"scenes\"")
+        if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0):
+            raise InvalidInputError(f"invalid as_of={as_of!r}: expected a snapshot version (an integer >= 0)")
+        version, columns = self._native.catalog_columns(kind, as_of)
+        return _catalog.table(columns, kind, version)
+
+    def query(
+        self,
+        *,
+        point: Optional[Sequence[float]] = None,
+        bbox: Optional[Sequence[float]] = None,
+        geometry: Any = None,
+        crs: Any = "EPSG:4326",
+        time: Any = None,
+        bands: Union[str, Sequence[str], None] = None,
+        product: Union[str, Sequence[str], None] = None,
+        expr: Optional[str] = None,
+        index: Optional[str] = None,
+        mask_clouds: bool = False,
+        physical: bool = False,
+        composite: Optional[str] = None,
+        period: Optional[str] = None,
+        group_by: Optional[str] = None,
+        resolution: Optional[float] = None,
+        as_of: Optional[int] = None,
+        dtype: Any = None,
+        chunks: Any = None,
+    ) -> "xarray.DataArray":
+        """A time-series cube as an ``xarray.DataArray`` with dims ``(time, band, y, x)``.
+
+        Where: ``point=(x, y)``, ``bbox=(minx, miny, maxx, maxy)`` or ``geometry=`` (a GeoJSON
+        dict or shapely (multi)polygon; pixels outside are invalid), in ``crs`` (default
+        ``"EPSG:4326"``, lon/lat; an EPSG number or a pyproj/rasterio CRS work too).
+        When: ``time=("2023-04-01", "2023-09-30")`` (inclusive; a date as the end means the whole
+        day; ``None`` on either side is open; datetimes and ``numpy.datetime64`` work too).
+        What: ``bands=["red", "nir"]`` (names or aliases; default: all but quality bands),
+        ``product=`` (when the warehouse holds several), ``expr="(nir - red) / (nir + red)"``
+        or ``index="ndvi"`` (``evi``, ``ndwi``, ``nbr``), ``mask_clouds=True`` (the product's
+        cloud rule), ``physical=True`` (scale/offset applied).
+        How: ``composite="median"`` (``mean``, ``min``, ``max``, ``count``, ``first``, ``last``)
+        per ``period`` (``"month"``, ``"year"``, ``"16d"``; default the whole range),
+        ``group_by="solar_day"`` (scenes of one day mosaicked), ``resolution=`` (grid units;
+        default the finest band), ``as_of=`` (a snapshot version).
+
+        ``dtype=None`` gives float32 with NaN where invalid; ``dtype="native"`` keeps the bands'
+        sample type (e.g. uint16, half the memory) with the invalid value in ``attrs["nodata"]``.
+
+        The data is the engine's own buffer (no copy). ``chunks={"x": 384, "y": 384}`` (or
+        ``"auto"``: one grid tile per chunk) returns a lazy Dask-backed DataArray instead, each
+        chunk read by the engine where Dask runs it, so the whole cube never has to fit in one
+        process.
+
+        Coordinates: ``time`` (datetime64[ns]), ``band``, ``y``/``x`` (pixel centres in the grid
+        CRS), ``scene_id`` (per time step), and ``spatial_ref`` (``crs_wkt``, ``GeoTransform``)
+        for rioxarray (``.rio.crs``, ``.rio.transform()``, ``.rio.to_raster``) and odc-geo
+        (``.odc.geobox``).
+        """
+        spec = query_spec(
+            point=point,
+            bbox=bbox,
+            geometry=geometry,
+            crs=crs,
+            time=time,
+            bands=bands,
+            product=product,
+            expr=expr,
+            index=index,
+            mask_clouds=mask_clouds,
+            physical=physical,
+            composite=composite,
+            period=period,
+            group_by=group_by,
+            resolution=resolution,
+            as_of=as_of,
+        )
+        dtype_name = normalise_dtype(dtype)
+        chunk_sizes = normalise_chunks(chunks)
+        if chunk_sizes is not None:
+            from . import _chunked
+
+            return _chunked.query(self, spec, dtype_name, chunk_sizes)
+        from . import _xarray
+
+        try:
+            raw = self._native.query(spec, dtype_name)
+        except TooLargeError as e:
+            raise TooLargeError(f"{e}, or pass chunks= for a lazy Dask cube") from None
+        return _xarray.from_raw(raw)
+
+    def ingest(self, inputs: Any, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:
+        """Ingests ``inputs`` into this warehouse; see :func:`pixelquery.ingest` for the
+        options and the report."""
+        return ingest(self.path, inputs, progress=progress, **options)

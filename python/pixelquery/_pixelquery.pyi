@@ -1,0 +1,46 @@
+"""Type stubs of the Rust extension module (``pixelquery._pixelquery``).
+
+The public API is the Python package (``pixelquery``); these are its building blocks.
+"""
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+DEMO_DATES: List[str]
+DEMO_CLOUDY_DATE: str
+
+ProgressCallback = Callable[[int, int, int, str], Any]
+
+class Warehouse:
+    @staticmethod
+    def open(path: str) -> Warehouse: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def grid(self) -> Tuple[int, float, float, float]: ...
+    def latest_version(self) -> int: ...
+    def info_json(self) -> str: ...
+    def catalog_columns(self, kind: str, as_of: Optional[int] = None) -> Tuple[int, Dict[str, Any]]: ...
+    def query(self, spec: Dict[str, Any], dtype: Optional[str] = None) -> Dict[str, Any]:
+        """``{data, data_address, times_ns, scenes, bands, epsg, transform, nodata}``."""
+    def output_grid(self, spec: Dict[str, Any]) -> Tuple[List[float], int, int]: ...
+    def region_mask(
+        self, spec: Dict[str, Any], transform: Sequence[float], width: int, height: int
+    ) -> Optional[npt.NDArray[np.bool_]]: ...
+
+def crs_wkt(epsg: int) -> str: ...
+def ingest(
+    warehouse: str, inputs: List[str], options: Dict[str, Any], progress: Optional[ProgressCallback] = None
+) -> str: ...
+def discover(inputs: List[str], glob: Optional[str] = None) -> List[Dict[str, Any]]: ...
+def ingest_scenes(
+    warehouse: str,
+    scenes: List[Dict[str, Any]],
+    options: Dict[str, Any],
+    progress: Optional[ProgressCallback] = None,
+) -> str: ...
+def write_demo_scenes(dir: str) -> List[str]: ...
+def demo_sample_point() -> Tuple[float, float]: ...

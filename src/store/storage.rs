@@ -1,0 +1,334 @@
+//! Where a warehouse's files live. Every file is named by a key, a `/`-separated path relative
+//! to the warehouse root (`catalog/_delta_log/00000000000000000003.json`); the commit protocol,
+//! the catalog and vacuum are written once against [`Storage`] and work the same on every
+//! backend.
+//!
+//! The protocol needs three guarantees from a backend: a new file is written under a unique key
+//! and made durable before anything names it ([`Storage::put`] + [`Storage::persist`]); the
+//! next log entry is created only if absent, atomically ([`Storage::put_if_absent`]); and a
+//! reader never sees a partial file.
+
+use super::layout::{self, io_err, TMP_PREFIX};
+use super::{Error, Result};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// A file found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: SystemTime,
+}
+
+/// A warehouse's file store. Implementations are shared between threads.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// How `key` is shown to people (a path or a URL): errors name it.
+    fn locate(&self, key: &str) -> PathBuf;
+
+    /// The whole file; [`Error::MissingFile`] when there is none.
+    fn read(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// True when the file exists.
+    fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Writes a new file under a key nobody else uses. It may not be durable until
+    /// [`Storage::persist`] names it.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
+
+    /// Makes files written by [`Storage::put`] (and the names of their folders) durable.
+    fn persist(&self, keys: &[String]) -> Result<()>;
+
+    /// Creates the file only if it does not exist yet, atomically and durably; `Ok(false)`
+    /// when another writer created it first.
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool>;
+
+    /// Replaces the file (or creates it) atomically: readers see the old or the new bytes.
+    fn replace(&self, key: &str, bytes: &[u8]) -> Result<()>;
+
+    /// Every file below the folder `prefix` (recursively), in no particular order. A missing
+    /// folder lists nothing.
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
+
+    /// Deletes the file; a file that is already gone is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// A warehouse in a local folder: create-if-absent is a hard link of a fully written and
+/// fsynced temporary file, replace is a rename, durability is fsync of files and folders.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// Files below `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn ensure_parent(&self, path: &Path) -> Result<PathBuf> {
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(dir)
+    }
+
+    fn temp_beside(dir: &Path) -> PathBuf {
+        dir.join(format!("{TMP_PREFIX}{}", layout::unique_id()))
+    }
+}
+
+impl Storage for LocalStorage {
+    fn locate(&self, key: &str) -> PathBuf {
+        layout::resolve(&self.root, key)
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        layout::read_file(&self.locate(key))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        let path = self.locate(key);
+        match fs::metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.locate(key);
+        self.ensure_parent(&path)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(bytes).map_err(io_err(&path))
+    }
+
+    fn persist(&self, keys: &[String]) -> Result<()> {
+        let mut paths: Vec<PathBuf> = keys.iter().map(|k| self.locate(k)).collect();
+        let dirs: std::collections::BTreeSet<PathBuf> = paths
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        paths.extend(dirs);
+        layout::sync_all_paths(&paths)
+    }
+
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        let path = self.locate(key);
+        let dir = self.ensure_parent(&path)?;
+        let tmp = Self::temp_beside(&dir);
+        layout::write_new_durable(&tmp, bytes)?;
+        // `link` fails when the name exists: the atomic "create if absent" of POSIX.
+        let linked = fs::hard_link(&tmp, &path);
+        // The temporary name is garbage either way; a crash here leaves it for vacuum.
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                layout::sync_dir(&dir)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::Io { path, source: e }),
+        }
+    }
+
+    fn replace(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.locate(key);
+        let dir = self.ensure_parent(&path)?;
+        let tmp = Self::temp_beside(&dir);
+        layout::write_new_durable(&tmp, bytes)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&path)(e));
+        }
+        layout::sync_dir(&dir)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let mut files = Vec::new();
+        walk(&self.locate(prefix), &mut files)?;
+        let mut out = Vec::with_capacity(files.len());
+        for path in files {
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                // Deleted while listing (a concurrent vacuum): not there any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            let Ok(rel) = path.strip_prefix(&self.root) else {
+                continue;
+            };
+            let Some(key) = key_of(rel) else { continue };
+            out.push(Listed {
+                key,
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.locate(key);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+}
+
+/// A warehouse in an S3 bucket (or an S3-compatible store): a create-if-absent is a PUT with
+/// `If-None-Match: *`, and a PUT is durable when it returns, so there is nothing to persist.
+#[derive(Debug)]
+pub struct ObjectStorage {
+    bucket: crate::source::bucket::Bucket,
+}
+
+impl ObjectStorage {
+    /// The objects under `s3://bucket/prefix`.
+    pub fn new(bucket: crate::source::bucket::Bucket) -> Self {
+        ObjectStorage { bucket }
+    }
+
+    /// The bucket client (transfer statistics).
+    pub fn bucket(&self) -> &crate::source::bucket::Bucket {
+        &self.bucket
+    }
+}
+
+impl Storage for ObjectStorage {
+    fn locate(&self, key: &str) -> PathBuf {
+        PathBuf::from(self.bucket.url_of(key))
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        self.bucket.get(key)?.ok_or_else(|| Error::MissingFile {
+            path: self.locate(key),
+        })
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.bucket.exists(key)?)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        Ok(self.bucket.put(key, bytes)?)
+    }
+
+    fn persist(&self, _keys: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        use crate::source::bucket::Created;
+        Ok(self.bucket.create(key, bytes)? == Created::Yes)
+    }
+
+    fn replace(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        Ok(self.bucket.put(key, bytes)?)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let folder = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", prefix.trim_end_matches('/'))
+        };
+        Ok(self
+            .bucket
+            .list(&folder)?
+            .into_iter()
+            .map(|o| Listed {
+                key: o.key,
+                size: o.size,
+                modified: o.modified,
+            })
+            .collect())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        Ok(self.bucket.delete(key)?)
+    }
+}
+
+/// The `/`-separated key of a path relative to the root (`None` for non-UTF-8 names).
+fn key_of(rel: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+/// Every regular file below `dir` (which may not exist).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for e in entries {
+        let e = e.map_err(io_err(dir))?;
+        let t = e.file_type().map_err(io_err(&e.path()))?;
+        if t.is_dir() {
+            walk(&e.path(), out)?;
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_if_absent_refuses_a_second_writer_and_leaves_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(d.path());
+        assert!(s.put_if_absent("log/1.json", b"first").unwrap());
+        assert!(!s.put_if_absent("log/1.json", b"second").unwrap());
+        assert_eq!(s.read("log/1.json").unwrap(), b"first");
+        let listed = s.list("log").unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, "log/1.json");
+        assert_eq!(listed[0].size, 5);
+    }
+
+    #[test]
+    fn put_persist_replace_list_delete() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(d.path());
+        s.put("a/b/c.bin", b"xyz").unwrap();
+        assert!(
+            s.put("a/b/c.bin", b"again").is_err(),
+            "put never overwrites"
+        );
+        s.persist(&["a/b/c.bin".to_string()]).unwrap();
+        s.replace("a/last", b"1").unwrap();
+        s.replace("a/last", b"22").unwrap();
+        assert_eq!(s.read("a/last").unwrap(), b"22");
+        let mut keys: Vec<String> = s.list("a").unwrap().into_iter().map(|l| l.key).collect();
+        keys.sort();
+        assert_eq!(keys, ["a/b/c.bin", "a/last"]);
+        assert!(s.exists("a/last").unwrap());
+        s.delete("a/last").unwrap();
+        s.delete("a/last").unwrap();
+        assert!(!s.exists("a/last").unwrap());
+        assert!(matches!(s.read("a/last"), Err(Error::MissingFile { .. })));
+        assert!(s.list("nothing/here").unwrap().is_empty());
+    }
+}
