@@ -59,7 +59,7 @@ pub enum Error {
         requested: DataType,
     },
     /// The cube would not fit in the memory budget (or could not be allocated).
-    #[error("the cube would take {} in memory ({shape}), more than {limit}: query a smaller area or time range, write it to a file with --out (files are written in chunks within the budget), or load it in chunks (Python: chunks=...)", human_bytes(*bytes))]
+    #[error("the cube would take {} in memory ({shape}), more than {limit}: query a smaller area or time range, write it to a file with --out (files are written in chunks within the budget; a lower --memory-budget makes them smaller), or load it in chunks (Python: chunks=...)", human_bytes(*bytes))]
     TooLarge {
         /// Bytes needed.
         bytes: u64,

@@ -371,13 +371,13 @@ impl<'w> QueryPlan<'w> {
 
     /// Windows covering the cube in row-major order (steps outermost, then rows, then
     /// columns), aligned to `align` (the blocks of the output file) and each within the
-    /// memory budget when possible; elements of `elem` bytes. See
+    /// memory budget (and [`FILE_WINDOW_BYTES`](super::budget::FILE_WINDOW_BYTES)) when
+    /// possible; elements of `elem` bytes. See
     /// [`split_windows`](super::budget::split_windows).
     pub fn windows(&self, elem: usize, align: Alignment) -> Vec<CubeWindow> {
         let (t, _, h, w) = self.dim();
-        split_windows(t, h, w, self.parts.budget, align, |win| {
-            self.window_bytes(win, elem)
-        })
+        let budget = self.parts.budget.min(super::budget::FILE_WINDOW_BYTES);
+        split_windows(t, h, w, budget, align, |win| self.window_bytes(win, elem))
     }
 
     /// Output steps `steps` start and end on composite period boundaries already; input

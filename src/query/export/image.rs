@@ -106,7 +106,10 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
     let rgb_mode = channels.len() == 3;
     let date = cube.times[step].format("%Y-%m-%d").to_string();
     let what = if rgb_mode {
-        let names: Vec<&str> = channels.iter().map(|(b, _)| cube.bands[*b].as_str()).collect();
+        let names: Vec<&str> = channels
+            .iter()
+            .map(|(b, _)| cube.bands[*b].as_str())
+            .collect();
         format!("RGB {}", names.join("/"))
     } else {
         cube.bands[0].clone()
