@@ -102,7 +102,11 @@ fn encoders(scene: &Path, quick: bool) {
     let m = cog.meta();
     let bands: Vec<usize> = (0..m.band_count()).collect();
     let img = cog
-        .read_window::<u16>(0, pixelquery::cog::Window::full(m.width(), m.height()), &bands)
+        .read_window::<u16>(
+            0,
+            pixelquery::cog::Window::full(m.width(), m.height()),
+            &bands,
+        )
         .unwrap();
     let (nb, h, w) = img.dim();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
@@ -233,7 +237,7 @@ fn main() {
                     .on_snapshot(snap)
                     .bbox(bounds)
                     .crs(epsg)
-                    .memory_budget(1 << 30)
+                    .memory_budget(2 << 30)
             };
             let (t, b, h, w) = query().prepare().unwrap().dim();
             let raw = vec![1u8; t * b * h * w * 2];
