@@ -660,7 +660,7 @@ impl<'w> Query<'w> {
             groups,
             inputs,
             cloud,
-            expr: expr.map(|(name, text, e)| (name, text, e)),
+            expr,
             composite,
             physical: self.physical,
             region,

@@ -69,7 +69,7 @@ pub(super) fn write<T: Pixel>(
         let data = src.read(win)?;
         for (k, step) in data.axis_iter(Axis(0)).enumerate() {
             let ti = win.steps.start + k;
-            if !open.contains_key(&ti) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = open.entry(ti) {
                 let path = dir.join(&names[ti]);
                 let opts = WriteOptions {
                     band_descriptions: info.bands.clone(),
@@ -84,7 +84,7 @@ pub(super) fn write<T: Pixel>(
                     datetime: Some(info.times[ti].format("%Y:%m:%d %H:%M:%S").to_string()),
                     ..base.clone()
                 };
-                open.insert(ti, CogWriter::create(&path, w, h, b, &opts)?);
+                slot.insert(CogWriter::create(&path, w, h, b, &opts)?);
                 written.push(path);
             }
             if let Some(writer) = open.get_mut(&ti) {

@@ -79,9 +79,9 @@ pub(super) fn write<T: Pixel>(
     };
     let mut descriptions = Vec::with_capacity(t * b);
     let mut band_metadata = Vec::with_capacity(t * b);
-    for ti in 0..t {
+    for (ti, date) in dates.iter().enumerate().take(t) {
         let when = if unique {
-            dates[ti].clone()
+            date.clone()
         } else {
             time_text(&info.times[ti])
         };
