@@ -94,26 +94,42 @@ fn demo_ingest_info_query() {
         lon + 0.01,
         lat + 0.01
     );
-    for ext in ["tif", "png", "json", "csv", "parquet"] {
+    for (ext, extra) in [
+        ("tif", None),
+        ("png", None),
+        ("json", Some("--stats")),
+        ("csv", None),
+        ("parquet", Some("--stats")),
+        ("zarr", None),
+    ] {
         let out_file = dir.path().join(format!("area.{ext}"));
-        let (code, _, err) = pq(&[
-            "query",
-            &s(&wh),
-            "--bbox",
-            &bbox,
-            "--expr",
-            "(nir - red) / (nir + red)",
-            "--physical",
-            "--composite",
-            "median",
-            "--period",
-            "month",
-            "--out",
-            &s(&out_file),
-        ]);
+        let mut args = vec![
+            "query".to_string(),
+            s(&wh),
+            "--bbox".into(),
+            bbox.clone(),
+            "--expr".into(),
+            "(nir - red) / (nir + red)".into(),
+            "--physical".into(),
+            "--composite".into(),
+            "median".into(),
+            "--period".into(),
+            "month".into(),
+            "--out".into(),
+            s(&out_file),
+        ];
+        args.extend(extra.map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = pq(&args);
         assert_eq!(code, 0, "{ext}: {err}");
-        assert!(std::fs::metadata(&out_file).unwrap().len() > 0);
+        assert!(
+            err.starts_with(&format!("wrote {}", out_file.display())),
+            "{err}"
+        );
+        assert!(out_file.exists());
     }
+    let pixels = std::fs::read_to_string(dir.path().join("area.csv")).unwrap();
+    assert!(pixels.starts_with("time,band,x,y,value\n"), "{pixels}");
     let tif = pixelquery::cog::Cog::open(dir.path().join("area.tif")).unwrap();
     assert_eq!(tif.meta().epsg(), Some(32652));
     assert!(tif.meta().band_count() >= 6, "one band per month");

@@ -187,6 +187,8 @@ class Warehouse:
         as_of: Optional[int] = None,
         dtype: Any = None,
         chunks: Any = None,
+        drop_empty: bool = False,
+        memory_budget: Optional[int] = None,
     ) -> "xarray.DataArray":
         """A time-series cube as an ``xarray.DataArray`` with dims ``(time, band, y, x)``.
 
@@ -204,16 +206,23 @@ class Warehouse:
         ``group_by="solar_day"`` (scenes of one day mosaicked), ``resolution=`` (grid units;
         default the finest band), ``as_of=`` (a snapshot version).
 
+        Time axis: every scene covering the place is a time step, dates without a valid pixel
+        there included (all NaN / nodata), so two queries over one place share a time axis;
+        ``drop_empty=True`` drops those. A time range without observations gives zero time
+        steps, not an error.
+
         ``dtype=None`` gives float32 with NaN where invalid; ``dtype="native"`` keeps the bands'
         sample type (e.g. uint16, half the memory) with the invalid value in ``attrs["nodata"]``.
 
         The data is the engine's own buffer (no copy). ``chunks={"x": 384, "y": 384}`` (or
         ``"auto"``: one grid tile per chunk) returns a lazy Dask-backed DataArray instead, each
         chunk read by the engine where Dask runs it, so the whole cube never has to fit in one
-        process.
+        process. A cube held whole must fit in ``memory_budget`` (MB; default a quarter of the
+        RAM), else :class:`TooLargeError` names its size.
 
-        Coordinates: ``time`` (datetime64[ns]), ``band``, ``y``/``x`` (pixel centres in the grid
-        CRS), ``scene_id`` (per time step), and ``spatial_ref`` (``crs_wkt``, ``GeoTransform``)
+        Coordinates: ``time`` (datetime64[ns]), ``band`` (the names as asked: ``red`` stays
+        ``red``), ``band_source`` (per band: the stored band, e.g. ``B04``, or the expression),
+        ``y``/``x`` (pixel centres in the grid CRS), ``scene_id`` (per time step), and ``spatial_ref`` (``crs_wkt``, ``GeoTransform``)
         for rioxarray (``.rio.crs``, ``.rio.transform()``, ``.rio.to_raster``) and odc-geo
         (``.odc.geobox``).
         """
@@ -234,10 +243,17 @@ class Warehouse:
             group_by=group_by,
             resolution=resolution,
             as_of=as_of,
+            drop_empty=drop_empty,
+            memory_budget=memory_budget,
         )
         dtype_name = normalise_dtype(dtype)
         chunk_sizes = normalise_chunks(chunks)
         if chunk_sizes is not None:
+            if spec["drop_empty"]:
+                raise InvalidInputError(
+                    "drop_empty=True needs the whole cube to know which dates are empty: not with chunks= "
+                    "(drop them afterwards, e.g. cube.dropna('time', how='all'))"
+                )
             from . import _chunked
 
             return _chunked.query(self, spec, dtype_name, chunk_sizes)
@@ -246,7 +262,10 @@ class Warehouse:
         try:
             raw = self._native.query(spec, dtype_name)
         except TooLargeError as e:
-            raise TooLargeError(f"{e}, or pass chunks= for a lazy Dask cube") from None
+            message = str(e)
+            if "chunks=" not in message:
+                message += ", or pass chunks= for a lazy Dask cube"
+            raise TooLargeError(message) from None
         return _xarray.from_raw(raw)
 
     def ingest(self, inputs: Any, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:

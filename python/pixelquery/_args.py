@@ -171,6 +171,8 @@ def query_spec(
     group_by: Any = None,
     resolution: Any = None,
     as_of: Any = None,
+    drop_empty: Any = False,
+    memory_budget: Any = None,
 ) -> Dict[str, Any]:
     """The dict ``_pixelquery.Warehouse.query`` takes."""
     given = [n for n, v in (("point", point), ("bbox", bbox), ("geometry", geometry)) if v is not None]
@@ -195,7 +197,7 @@ def query_spec(
     spec["product"] = products[0] if products else None
     spec["expr"] = _optional_str(expr, "expr")
     spec["index"] = _optional_str(index, "index")
-    for name, flag in (("mask_clouds", mask_clouds), ("physical", physical)):
+    for name, flag in (("mask_clouds", mask_clouds), ("physical", physical), ("drop_empty", drop_empty)):
         if not isinstance(flag, (bool, np.bool_)):
             raise InvalidInputError(f"invalid {name}={flag!r}: expected True or False")
         spec[name] = bool(flag)
@@ -206,6 +208,11 @@ def query_spec(
     if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, numbers.Integral) or as_of < 0):
         raise InvalidInputError(f"invalid as_of={as_of!r}: expected a snapshot version (an integer >= 0)")
     spec["as_of"] = None if as_of is None else int(as_of)
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool) or not isinstance(memory_budget, numbers.Integral) or memory_budget <= 0
+    ):
+        raise InvalidInputError(f"invalid memory_budget={memory_budget!r}: expected megabytes (an integer > 0)")
+    spec["memory_budget"] = None if memory_budget is None else int(memory_budget)
     return spec
 
 

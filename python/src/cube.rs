@@ -50,6 +50,7 @@ struct Parts<'a> {
     times: &'a [DateTime<Utc>],
     scenes: &'a [Vec<String>],
     bands: &'a [String],
+    band_sources: &'a [String],
     epsg: u32,
     transform: GeoTransform,
     nodata: Option<f64>,
@@ -60,6 +61,7 @@ fn describe<'py>(py: Python<'py>, p: Parts<'_>) -> PyResult<Bound<'py, PyDict>> 
     d.set_item("times_ns", PyArray1::from_vec(py, nanos(p.times)?))?;
     d.set_item("scenes", p.scenes.to_vec())?;
     d.set_item("bands", p.bands.to_vec())?;
+    d.set_item("band_sources", p.band_sources.to_vec())?;
     d.set_item("epsg", p.epsg)?;
     d.set_item("transform", p.transform.to_gdal().to_vec())?;
     d.set_item("nodata", p.nodata)?;
@@ -88,6 +90,7 @@ macro_rules! native {
                 times: &c.times,
                 scenes: &c.scenes,
                 bands: &c.bands,
+                band_sources: &c.band_sources,
                 epsg: c.epsg,
                 transform: c.transform,
                 nodata: Some(pixelquery::Sample::to_f64(c.fill)),
@@ -99,7 +102,7 @@ macro_rules! native {
 }
 
 impl AnyCube {
-    /// `{data, data_address, times_ns, scenes, bands, epsg, transform, nodata}`.
+    /// `{data, data_address, times_ns, scenes, bands, band_sources, epsg, transform, nodata}`.
     pub fn into_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         Ok(match self {
             AnyCube::F32(c) => {
@@ -109,6 +112,7 @@ impl AnyCube {
                         times: &c.times,
                         scenes: &c.scenes,
                         bands: &c.bands,
+                        band_sources: &c.band_sources,
                         epsg: c.epsg,
                         transform: c.transform,
                         nodata: None,

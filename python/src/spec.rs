@@ -43,6 +43,10 @@ pub struct QuerySpec {
     pub resolution: Option<f64>,
     /// Snapshot version.
     pub as_of: Option<u64>,
+    /// Drop time steps without a valid pixel in the region.
+    pub drop_empty: bool,
+    /// Largest cube held in memory, in MiB (default: the engine's, a quarter of the RAM).
+    pub memory_budget: Option<u64>,
 }
 
 fn item<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
@@ -72,6 +76,8 @@ impl QuerySpec {
             group_by: item(d, "group_by")?,
             resolution: item(d, "resolution")?,
             as_of: item(d, "as_of")?,
+            drop_empty: item(d, "drop_empty")?.unwrap_or(false),
+            memory_budget: item(d, "memory_budget")?,
         })
     }
 
@@ -163,7 +169,15 @@ impl QuerySpec {
         if let Some(v) = self.as_of {
             q = q.as_of(v);
         }
-        Ok(q)
+        if let Some(mb) = self.memory_budget {
+            if mb == 0 {
+                return Err(Error::invalid(
+                    "invalid memory_budget=0: give megabytes, e.g. 1024",
+                ));
+            }
+            q = q.memory_budget(mb.saturating_mul(1 << 20));
+        }
+        Ok(q.drop_empty(self.drop_empty))
     }
 }
 

@@ -57,7 +57,7 @@ def test_an_unknown_band_has_the_cli_message(wh, warehouse_path, cli):
         ({"bbox": BOX, "mask_clouds": "yes"}, "True or False"),
         ({"bbox": BOX, "dtype": "complex64"}, "never complex64"),
         ({"bbox": BOX, "dtype": "bogus"}, "invalid dtype"),
-        ({"bbox": BOX, "dtype": "native", "index": "ndvi"}, "need f32 values"),
+        ({"bbox": BOX, "dtype": "native", "index": "ndvi"}, "floating-point values"),
         ({"bbox": BOX, "dtype": "uint8", "bands": ["B04"]}, "hold u16 samples"),
         ({"bbox": BOX, "chunks": {"z": 3}}, "unknown dimension"),
         ({"bbox": BOX, "chunks": {"x": 0}}, "positive integer"),

@@ -89,6 +89,39 @@ def test_polygon_masks_outside_pixels(wh):
     np.testing.assert_array_equal(again.values, clipped.values)
 
 
+def test_bands_named_as_asked_and_one_time_axis_per_place(wh):
+    box = utm_box(290, 210, 20, 20)  # inside the cloud of the cloudy date
+    cube = wh.query(bbox=box, crs=32652, bands=["red", "B08"], mask_clouds=True)
+    assert list(cube.band.values) == ["red", "B08"]
+    assert list(cube.band_source.values) == ["B04", "B08"]
+    # Every covering scene is a time step, the one masked out entirely included (all NaN).
+    assert [str(t)[:10] for t in cube.time.values.astype("datetime64[D]")] == list(DATES)
+    cloudy = DATES.index(pixelquery.demo.CLOUDY_DATE)
+    assert np.isnan(cube.values[cloudy]).all()
+    assert not np.isnan(cube.values[cloudy - 1]).all()
+    dropped = wh.query(bbox=box, crs=32652, bands=["red", "B08"], mask_clouds=True, drop_empty=True)
+    assert [str(t)[:10] for t in dropped.time.values.astype("datetime64[D]")] == [
+        d for d in DATES if d != pixelquery.demo.CLOUDY_DATE
+    ]
+    np.testing.assert_array_equal(dropped.values, np.delete(cube.values, cloudy, axis=0))
+    with pytest.raises(pixelquery.InvalidInputError, match="drop_empty"):
+        wh.query(bbox=box, crs=32652, bands=["red"], drop_empty=True, chunks="auto")
+    # A time range without observations: zero time steps, not an error.
+    empty = wh.query(bbox=box, crs=32652, bands=["red"], time=("2019-01-01", "2019-12-31"))
+    assert empty.shape == (0, 1, 20, 20)
+    assert list(empty.band.values) == ["red"]
+
+
+def test_memory_budget_bounds_cubes_held_whole(wh):
+    box = utm_box(0, 0, 384, 384)
+    with pytest.raises(pixelquery.TooLargeError, match=r"MiB|MB|GiB") as e:
+        wh.query(bbox=box, crs=32652, bands=["red"], memory_budget=1)
+    assert "chunks=" in str(e.value) and str(e.value).count("chunks=") == 1
+    assert wh.query(bbox=box, crs=32652, bands=["red"], memory_budget=64).shape == (len(DATES), 1, 384, 384)
+    with pytest.raises(pixelquery.InvalidInputError, match="memory_budget"):
+        wh.query(bbox=box, crs=32652, memory_budget=0)
+
+
 def test_time_range_aliases_and_composites(wh):
     box = utm_box(200, 200, 20, 20)
     summer = wh.query(bbox=box, crs=32652, bands=["red", "nir"], time=("2024-05-01", "2024-08-31"))

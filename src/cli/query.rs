@@ -1,7 +1,7 @@
 //! `pixelquery query WAREHOUSE (--point | --bbox | --geojson) ...`.
 
 use super::{parse_epsg, CliResult, Outcome};
-use pixelquery::query::export::{self, PngKind};
+use pixelquery::query::export::{self, ExportOptions, OutputType, PngKind};
 use pixelquery::query::{Period, Reducer, Region};
 use pixelquery::store::Warehouse;
 use pixelquery::time::parse_datetime;
@@ -61,9 +61,33 @@ pub struct Args {
     /// Read snapshot VERSION instead of the latest.
     #[arg(long)]
     pub as_of: Option<u64>,
-    /// Write the result: .tif (COG), .csv, .parquet, .json or .png.
+    /// Write the result: .tif (one COG, bands by time and band), DIR/ (one COG per date),
+    /// .zarr (Zarr v3), .parquet or .csv (pixels as a long table), .json, .png (chart or picture).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Sample type of files: native (the bands' own type), float32, float64, or an integer
+    /// type that holds the bands' values (default: native unless band math, --physical or a
+    /// median/mean/count composite need floats).
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// Tables (.csv, .json, .parquet) hold per-date statistics of the area instead of pixels.
+    #[arg(long)]
+    pub stats: bool,
+    /// Drop time steps without a single valid pixel (by default every observation whose
+    /// scene covers the place is a time step, so queries over one place share a time axis).
+    #[arg(long)]
+    pub drop_empty: bool,
+    /// Add overviews to GeoTIFFs (2x averages; costs a pass over the written blocks).
+    #[arg(long)]
+    pub overviews: bool,
+    /// Block compression: auto (GeoTIFF: DEFLATE with predictor; Zarr: none), deflate
+    /// (Zarr: gzip) or none.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "deflate", "none"])]
+    pub compress: String,
+    /// Memory budget in MB: files are written in chunks that fit, and cubes held whole
+    /// (points, PNGs, printed statistics) must fit (default: a quarter of the RAM).
+    #[arg(long)]
+    pub memory_budget: Option<u64>,
 }
 
 /// Parses `START..END` (inclusive; a bare date as END means the whole day).
@@ -95,6 +119,30 @@ pub fn parse_time_range(
         return Err(format!("invalid --time {text:?}: START is after END"));
     }
     Ok((start, end))
+}
+
+/// Where the query looks, for chart titles.
+fn place(args: &Args) -> Option<String> {
+    let crs = if args.crs == 4326 {
+        String::new()
+    } else {
+        format!(" (EPSG:{})", args.crs)
+    };
+    if let Some(p) = &args.point {
+        let v: Vec<&str> = p.split(',').map(str::trim).collect();
+        return Some(if args.crs == 4326 && v.len() == 2 {
+            format!("lon {}, lat {}", v[0], v[1])
+        } else {
+            format!("{p}{crs}")
+        });
+    }
+    if let Some(b) = &args.bbox {
+        return Some(format!("box {b}{crs}"));
+    }
+    args.geojson
+        .as_ref()
+        .and_then(|g| g.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 /// Runs the command.
@@ -150,19 +198,60 @@ pub fn run(args: Args) -> CliResult {
     if let Some(v) = args.as_of {
         q = q.as_of(v);
     }
-    let cube = q.run()?;
+    if let Some(mb) = args.memory_budget {
+        if mb == 0 {
+            return Err("invalid --memory-budget 0: give megabytes, e.g. 1024".into());
+        }
+        q = q.memory_budget(mb.saturating_mul(1 << 20));
+    }
     if let Some(out) = &args.out {
-        export::write(&cube, out, png)?;
-        let (t, b, h, w) = cube.dim();
+        // Fail on a bad output name before any work.
+        export::Format::of(out)?;
+    }
+    let dtype: OutputType = args.dtype.parse()?;
+    let mut plan = q.prepare()?;
+    if args.drop_empty {
+        plan.drop_empty_steps()?;
+    }
+    let (t, b, h, w) = plan.dim();
+    if t == 0 {
         eprintln!(
-            "wrote {} ({t} times x {b} bands x {h} x {w} px)",
-            out.display()
+            "note: no observation {}covers this place{}: the result has no time steps",
+            if args.drop_empty {
+                "with valid pixels "
+            } else {
+                ""
+            },
+            args.time
+                .as_deref()
+                .map(|t| format!(" in {t}"))
+                .unwrap_or_default()
         );
     }
-    if cube.is_point() {
-        print!("{}", export::print_point_table(&cube));
+    let point = h * w == 1;
+    if let Some(out) = &args.out {
+        let options = ExportOptions {
+            dtype,
+            stats: args.stats,
+            overviews: args.overviews,
+            uncompressed: args.compress == "none",
+            zarr_gzip: args.compress == "deflate",
+            png: Some(png),
+            place: place(&args),
+        };
+        match export::write_plan(&plan, out, &options)? {
+            Some(written) => eprintln!("{written}"),
+            None => eprintln!(
+                "note: {} not written: there is nothing to put in it ({t} times x {b} bands)",
+                out.display()
+            ),
+        }
+    }
+    if point {
+        print!("{}", export::print_point_table(&plan.cube()?));
     } else if args.out.is_none() {
-        print!("{}", export::csv(&cube));
+        // An area on the terminal: its per-date statistics.
+        print!("{}", export::statistics_csv(&plan)?);
     }
     Ok(Outcome::Ok)
 }

@@ -35,7 +35,9 @@ pub use hash::PIXEL_HASH_DIGITS;
 pub use ifd::Level;
 pub use info::{BandSummary, CogInfo, OverviewSummary};
 pub use read::{RasterData, Window};
-pub use writer::{encode_cog, write_cog, WriteCompression, WriteError, WriteOptions};
+pub use writer::{
+    encode_cog, write_cog, CogWriter, Interleave, WriteCompression, WriteError, WriteOptions,
+};
 
 use crate::source::{ByteSource, LocalFile};
 use crate::{Bounds, DataType};

@@ -1,6 +1,7 @@
 //! Temporal reductions: median, mean, min, max, count, first and last valid value, over the
 //! whole time range or per period (month, year, N days).
 
+use crate::Sample;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
@@ -171,6 +172,48 @@ pub fn reduce(data: ArrayView4<'_, f32>, groups: &[TimeGroup], reducer: Reducer)
         .unwrap_or_else(|_| Array4::from_elem((0, bands, h, w), f32::NAN))
 }
 
+/// Reduces a `(time, band, y, x)` array of native samples (`fill` or NaN = invalid) over each
+/// group with a reducer that keeps sample values: first, last, min or max (others give `fill`;
+/// use [`reduce`] on `f32` values for them). Pixels without a valid value are `fill`.
+pub fn reduce_native<T: Sample>(
+    data: ArrayView4<'_, T>,
+    groups: &[TimeGroup],
+    reducer: Reducer,
+    fill: T,
+) -> Array4<T> {
+    let (_, bands, h, w) = data.dim();
+    let slab_len = bands * h * w;
+    #[allow(clippy::eq_op)]
+    let valid = |v: T| v == v && v != fill;
+    let better = |candidate: T, current: T| match reducer {
+        Reducer::Min => candidate.to_f64() < current.to_f64(),
+        Reducer::Max => candidate.to_f64() > current.to_f64(),
+        Reducer::Last => true,
+        _ => false,
+    };
+    let keeps_values = matches!(
+        reducer,
+        Reducer::First | Reducer::Last | Reducer::Min | Reducer::Max
+    );
+    let mut out = vec![fill; groups.len() * slab_len];
+    if slab_len > 0 && keeps_values {
+        out.par_chunks_mut(slab_len)
+            .zip(groups.par_iter())
+            .for_each(|(slab, group)| {
+                for &t in &group.members {
+                    let src = data.index_axis(ndarray::Axis(0), t);
+                    for (cell, &v) in slab.iter_mut().zip(src.iter()) {
+                        if valid(v) && (!valid(*cell) || better(v, *cell)) {
+                            *cell = v;
+                        }
+                    }
+                }
+            });
+    }
+    Array4::from_shape_vec((groups.len(), bands, h, w), out)
+        .unwrap_or_else(|_| Array4::from_elem((0, bands, h, w), fill))
+}
+
 fn reduce_values(values: &mut [f32], reducer: Reducer) -> f32 {
     if reducer == Reducer::Count {
         return values.len() as f32;
@@ -256,6 +299,25 @@ mod tests {
         let g = group_times(&[t("2023-01-01"), t("2023-01-02")], Period::All);
         assert!(reduce(empty.view(), &g, Reducer::Median)[[0, 0, 0, 0]].is_nan());
         assert_eq!(reduce(empty.view(), &g, Reducer::Count)[[0, 0, 0, 0]], 0.0);
+    }
+
+    #[test]
+    fn native_reducers_keep_samples_and_skip_fill() {
+        let data = Array4::from_shape_vec((4, 1, 1, 2), vec![0u16, 7, 5, 0, 3, 9, 0, 0]).unwrap();
+        let g = vec![TimeGroup {
+            start: t("2023-01-01"),
+            members: vec![0, 1, 2, 3],
+        }];
+        let get = |r| {
+            reduce_native(data.view(), &g, r, 0u16)
+                .into_raw_vec_and_offset()
+                .0
+        };
+        assert_eq!(get(Reducer::First), [5, 7]);
+        assert_eq!(get(Reducer::Last), [3, 9]);
+        assert_eq!(get(Reducer::Min), [3, 7]);
+        assert_eq!(get(Reducer::Max), [5, 9]);
+        assert_eq!(get(Reducer::Median), [0, 0]);
     }
 
     #[test]

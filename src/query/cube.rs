@@ -1,23 +1,62 @@
-//! The query result: a `(time, band, y, x)` array with time and scene coordinates, band
-//! names and georeferencing.
+//! The query result: a `(time, band, y, x)` array with its labels (time, scenes and product of
+//! each step; band names as requested and as stored), what its values are, and georeferencing.
 
 use crate::{GeoTransform, Sample};
 use chrono::{DateTime, Utc};
 use ndarray::{Array4, ArrayView2, Axis};
 use serde::Serialize;
 
-/// A data cube. Invalid pixels (nodata, masked, outside a polygon, cloudy) are NaN in
-/// `data`; [`Cube::valid`] gives the mask.
+/// What the numbers in a cube are: raw stored values, physical values, band math, composites.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Values {
+    /// Scale and offset were applied (physical values, e.g. reflectance); else the numbers
+    /// are as stored (digital numbers).
+    pub physical: bool,
+    /// The band math that computed the cube's band (`None`: bands as stored).
+    pub expression: Option<String>,
+    /// The temporal composite, e.g. `median per month` (`None`: one step per observation).
+    pub composite: Option<String>,
+}
+
+impl Values {
+    /// A short description for axis labels and metadata, e.g. `digital number`,
+    /// `physical value (scale and offset applied)`, `ndvi, median per month`.
+    pub fn describe(&self) -> String {
+        let base = match (&self.expression, self.physical) {
+            (Some(e), _) => e.clone(),
+            (None, true) => "physical value (scale and offset applied)".to_string(),
+            (None, false) => "digital number".to_string(),
+        };
+        match &self.composite {
+            Some(c) => format!("{base}, {c}"),
+            None => base,
+        }
+    }
+}
+
+/// A data cube. Invalid pixels (nodata, masked, outside a polygon, cloudy, not covered by the
+/// scene of a step) are NaN in `data`; [`Cube::valid`] gives the mask.
+///
+/// The labels run along the axes: `times`, `scenes` and `products` along time; `bands` and
+/// `band_sources` along band.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cube {
     /// Values, `(time, band, y, x)`: raw numbers, or physical values after scale/offset.
     pub data: Array4<f32>,
-    /// Time of each step (UTC).
+    /// Time of each step (UTC): the acquisition time, or the period start of a composite.
     pub times: Vec<DateTime<Utc>>,
-    /// Scene ids behind each step (several when scenes of one solar day were mosaicked).
+    /// Scene ids behind each step (several when scenes of one solar day were mosaicked or
+    /// a composite reduced them; empty for a composite period without observations).
     pub scenes: Vec<Vec<String>>,
-    /// Band (or expression) names.
+    /// Product of each step.
+    pub products: Vec<String>,
+    /// Band names as requested (`red` stays `red`; an expression's or index's name).
     pub bands: Vec<String>,
+    /// What each band is read from: the stored band name (`B04` for `red`), or the
+    /// expression text for band math.
+    pub band_sources: Vec<String>,
+    /// What the values are.
+    pub values: Values,
     /// EPSG code of the cube's CRS.
     pub epsg: u32,
     /// Geotransform of pixel (0, 0).
@@ -26,20 +65,26 @@ pub struct Cube {
 
 /// A data cube in the bands' own sample type (`u16` for most optical products): half the
 /// memory of a [`Cube`] of 16-bit data and faster to build. Invalid pixels (nodata, outside a
-/// polygon, not covered) hold [`NativeCube::fill`], the bands' nodata value (NaN for float
-/// bands without one). Built by [`Query::run_native`](super::Query::run_native).
+/// polygon, not covered, cloudy) hold [`NativeCube::fill`], the bands' nodata value (NaN for
+/// float bands without one). Built by [`Query::run_native`](super::Query::run_native).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeCube<T> {
     /// Raw samples, `(time, band, y, x)`.
     pub data: Array4<T>,
     /// The value of pixels without a valid sample.
     pub fill: T,
-    /// Time of each step (UTC).
+    /// Time of each step (UTC): the acquisition time, or the period start of a composite.
     pub times: Vec<DateTime<Utc>>,
     /// Scene ids behind each step (several when scenes of one solar day were mosaicked).
     pub scenes: Vec<Vec<String>>,
-    /// Band names.
+    /// Product of each step.
+    pub products: Vec<String>,
+    /// Band names as requested.
     pub bands: Vec<String>,
+    /// The stored band each band is read from.
+    pub band_sources: Vec<String>,
+    /// What the values are.
+    pub values: Values,
     /// EPSG code of the cube's CRS.
     pub epsg: u32,
     /// Geotransform of pixel (0, 0).
@@ -77,7 +122,10 @@ impl<T: Sample> NativeCube<T> {
             }),
             times: self.times.clone(),
             scenes: self.scenes.clone(),
+            products: self.products.clone(),
             bands: self.bands.clone(),
+            band_sources: self.band_sources.clone(),
+            values: self.values.clone(),
             epsg: self.epsg,
             transform: self.transform,
         }

@@ -1,26 +1,24 @@
-//! The query builder on a warehouse: prune fragments with the catalog, memory-map only the
-//! ones needed, paint their observations onto the output grid, then mask, compute band math
-//! and composite.
+//! The query builder on a warehouse: resolve the region, bands and time axis against a
+//! snapshot ([`Query::prepare`] gives a [`QueryPlan`]), then paint the fragments' observations
+//! onto the output grid, whole ([`Query::run`]) or window by window (exports), and mask,
+//! compute band math and composite.
 
-use super::composite::{group_times, reduce, Period, Reducer};
-use super::cube::{Cube, NativeCube};
+use super::budget::{default_memory_budget, human_bytes};
+use super::composite::{group_times, Period, Reducer};
+use super::cube::{Cube, NativeCube, Values};
 use super::expr::{preset, Expr};
-use super::paint::{
-    advise_huge_pages, paint_slab, AsF32, Layer, Native, OutGrid, Painter, Placement,
-};
+use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Painter, Placement};
+use super::plan::{Access, BandChoice, QueryPlan, Step};
 use super::region::Region;
 use crate::crs::Crs;
-use crate::profile::{BandRole, CloudMaskRule, ProductProfile};
+use crate::profile::{BandRole, ProductProfile};
 use crate::store::{Fragment, FragmentEntry, FragmentFilter, Pixel, Snapshot, Version, Warehouse};
 use crate::{Bounds, DataType, GeoTransform};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use ndarray::{Array3, Array4, Axis};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-
-/// Largest cube a query may allocate.
-const MAX_CUBE_BYTES: u64 = 8 << 30;
 
 /// Errors from running a query.
 #[derive(Debug, thiserror::Error)]
@@ -60,15 +58,15 @@ pub enum Error {
         /// What was asked for.
         requested: DataType,
     },
-    /// The result would be too large.
-    #[error("the query would build a {bytes}-byte cube ({shape}), more than the {limit}-byte limit; narrow the area or time range")]
+    /// The cube would not fit in the memory budget (or could not be allocated).
+    #[error("the cube would take {} in memory ({shape}), more than {limit}: query a smaller area or time range, write it to a file with --out (files are written in chunks within the budget; a lower --memory-budget makes them smaller), or load it in chunks (Python: chunks=...)", human_bytes(*bytes))]
     TooLarge {
         /// Bytes needed.
         bytes: u64,
-        /// Cube shape.
+        /// Cube shape and sample type.
         shape: String,
-        /// The limit.
-        limit: u64,
+        /// The budget, or why the memory was not there.
+        limit: String,
     },
 }
 
@@ -92,6 +90,8 @@ pub struct Query<'w> {
     solar_day: bool,
     resolution: Option<f64>,
     as_of: Option<Version>,
+    drop_empty: bool,
+    memory_budget: Option<u64>,
 }
 
 impl Warehouse {
@@ -112,6 +112,8 @@ impl Warehouse {
             solar_day: false,
             resolution: None,
             as_of: None,
+            drop_empty: false,
+            memory_budget: None,
         }
     }
 }
@@ -167,13 +169,14 @@ impl<'w> Query<'w> {
         self
     }
 
-    /// Inclusive time range.
+    /// Inclusive time range. A range without observations gives an empty cube (zero steps).
     pub fn time(mut self, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
         self.time = Some((start, end));
         self
     }
 
-    /// Bands (names or aliases); empty = all bands of the product.
+    /// Bands (names or aliases, kept as the cube's band names); empty = all bands of the
+    /// product but quality bands.
     pub fn bands<S: AsRef<str>>(mut self, bands: &[S]) -> Self {
         self.bands = bands.iter().map(|b| b.as_ref().to_string()).collect();
         self
@@ -240,112 +243,47 @@ impl<'w> Query<'w> {
         self
     }
 
+    /// Drops time steps without a single valid pixel. By default the time axis holds every
+    /// observation whose scene covers the region, all-invalid ones included, so two queries
+    /// over one place share one time axis.
+    pub fn drop_empty(mut self, yes: bool) -> Self {
+        self.drop_empty = yes;
+        self
+    }
+
+    /// Most bytes a query may hold in memory: a cube built whole ([`Query::run`]) larger than
+    /// this is an error, and exports work in chunks that fit. Default:
+    /// [`default_memory_budget`] (a quarter of the machine's memory).
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
     /// The snapshot to read: the one given, else the warehouse's (at `as_of`) loaded now.
-    fn resolve_snapshot(&self) -> Result<std::borrow::Cow<'w, Snapshot>> {
+    fn resolve_snapshot(&self) -> Result<Cow<'w, Snapshot>> {
         Ok(match self.snapshot {
-            Some(s) => std::borrow::Cow::Borrowed(s),
-            None => std::borrow::Cow::Owned(self.warehouse.snapshot(self.as_of)?),
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(self.warehouse.snapshot(self.as_of)?),
         })
     }
 
-    /// Runs the query.
+    /// Runs the query: the whole cube in memory, `f32` with NaN where invalid.
+    ///
+    /// Errors with [`Error::TooLarge`] when the cube would not fit in the memory budget.
     pub fn run(self) -> Result<Cube> {
-        let snapshot = self.resolve_snapshot()?;
-        let snapshot = snapshot.as_ref();
-        let Plan {
-            fragments,
-            placements,
-            mut work,
-            steps,
-            load,
-            wanted,
-            cloud_rule,
-            expr,
-            profile,
-            region,
-            transform,
-            width,
-            height,
-            epsg,
-        } = self.plan(snapshot)?;
-        let (nt, nb) = (steps.len(), load.len());
-        let slab_len = width * height;
-        let clip = clip_mask(&region, &transform, width, height);
-        let mut data = paint_cube(
-            &mut work,
-            &fragments,
-            &placements,
-            (width, height),
-            clip.as_deref(),
-            &AsF32 {
-                physical: self.physical,
-            },
-        );
-        // Clouds: one step (all its bands) per task.
-        if let Some((rule, qa)) = &cloud_rule {
-            let q = load.iter().position(|n| n == qa).unwrap_or(0);
-            data.par_chunks_mut(nb * slab_len).for_each(|step| {
-                let clear: Vec<bool> = step[q * slab_len..(q + 1) * slab_len]
-                    .iter()
-                    .map(|&v| v.is_nan() || rule.is_clear(v as i64))
-                    .collect();
-                for band in step.chunks_exact_mut(slab_len) {
-                    for (v, &c) in band.iter_mut().zip(&clear) {
-                        *v = if c { *v } else { f32::NAN };
-                    }
-                }
-            });
-        }
-        let data = Array4::from_shape_vec((nt, nb, height, width), data)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-
-        // Keep only the bands asked for.
-        let keep: Vec<usize> = wanted
-            .iter()
-            .filter_map(|w| load.iter().position(|l| l == w))
-            .collect();
-        let data = if keep.len() == nb {
-            data
-        } else {
-            data.select(Axis(1), &keep)
-        };
-        let mut cube = Cube {
-            data,
-            times: steps.iter().map(|s| s.0).collect(),
-            scenes: steps.into_iter().map(|s| s.1).collect(),
-            bands: wanted.clone(),
-            epsg,
-            transform,
-        };
-        if let Some((name, e)) = &expr {
-            cube = apply_expression(cube, name, e, profile.as_ref())?;
-        }
-        if let Some((reducer, period)) = self.composite {
-            let groups = group_times(&cube.times, period);
-            let data = reduce(cube.data.view(), &groups, reducer);
-            let scenes = groups
-                .iter()
-                .map(|g| {
-                    let mut s: Vec<String> = g
-                        .members
+        let drop = self.drop_empty;
+        let plan = self.plan_with(Access::Shared)?;
+        let cube = plan.cube()?;
+        if drop {
+            let keep = (0..cube.dim().0)
+                .map(|t| {
+                    cube.data
+                        .index_axis(ndarray::Axis(0), t)
                         .iter()
-                        .flat_map(|&m| cube.scenes[m].clone())
-                        .collect();
-                    s.dedup();
-                    s
+                        .any(|v| !v.is_nan())
                 })
-                .collect();
-            cube = Cube {
-                data,
-                times: groups.iter().map(|g| g.start).collect(),
-                scenes,
-                bands: cube
-                    .bands
-                    .iter()
-                    .map(|b| format!("{b}_{reducer}"))
-                    .collect(),
-                ..cube
-            };
+                .collect::<Vec<_>>();
+            return Ok(select_steps_f32(cube, &keep));
         }
         Ok(cube)
     }
@@ -356,83 +294,40 @@ impl<'w> Query<'w> {
     ///
     /// Errors when `T` is not the bands' sample type, when the bands differ in nodata value
     /// or integer bands have none, and with options that need `f32` values (expressions,
-    /// indices, physical values, composites, cloud masks: use [`Query::run`]).
+    /// indices, physical values, median, mean and count composites: use [`Query::run`]).
     pub fn run_native<T: Pixel>(self) -> Result<NativeCube<T>> {
-        let needs_f32 = [
-            (self.expr.is_some(), "expressions and indices"),
-            (self.physical, "physical values"),
-            (self.composite.is_some(), "composites"),
-            (self.mask_clouds, "cloud masks"),
-        ];
-        if let Some((_, what)) = needs_f32.iter().find(|(on, _)| *on) {
-            return Err(Error::Invalid(format!(
-                "{what} need f32 values: use run() instead of run_native()"
-            )));
+        let drop = self.drop_empty;
+        let plan = self.plan_with(Access::Shared)?;
+        let cube = plan.native_cube::<T>()?;
+        if drop {
+            let keep = (0..cube.dim().0)
+                .map(|t| {
+                    cube.data
+                        .index_axis(ndarray::Axis(0), t)
+                        .iter()
+                        .any(|&v| cube.is_valid(v))
+                })
+                .collect::<Vec<_>>();
+            return Ok(select_steps_native(cube, &keep));
         }
-        let snapshot = self.resolve_snapshot()?;
-        let snapshot = snapshot.as_ref();
-        let Plan {
-            fragments,
-            placements,
-            mut work,
-            steps,
-            wanted,
-            region,
-            transform,
-            width,
-            height,
-            epsg,
-            ..
-        } = self.plan(snapshot)?;
-        if let Some((_, f)) = fragments.iter().find(|(_, f)| f.meta().dtype != T::DTYPE) {
-            return Err(Error::SampleType {
-                stored: f.meta().dtype,
-                requested: T::DTYPE,
-            });
-        }
-        let mut nodata = fragments.iter().map(|(_, f)| f.meta().nodata);
-        let first = nodata.next().flatten();
-        if nodata.any(|n| n.map(f64::to_bits) != first.map(f64::to_bits)) {
-            return Err(Error::Invalid(
-                "the bands differ in nodata value: use run() for a NaN-masked cube".into(),
-            ));
-        }
-        let fill = match first {
-            Some(nd) if T::from_f64(nd).to_f64() == nd => T::from_f64(nd),
-            Some(nd) if nd.is_nan() && T::DTYPE.is_float() => T::from_f64(nd),
-            None if T::DTYPE.is_float() => T::from_f64(f64::NAN),
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "the bands have no {} nodata value to mark invalid pixels: use run() for a NaN-masked cube",
-                    T::DTYPE
-                )))
-            }
-        };
-        let clip = clip_mask(&region, &transform, width, height);
-        let data = paint_cube(
-            &mut work,
-            &fragments,
-            &placements,
-            (width, height),
-            clip.as_deref(),
-            &Native { fill },
-        );
-        let data = Array4::from_shape_vec((steps.len(), wanted.len(), height, width), data)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(NativeCube {
-            data,
-            fill,
-            times: steps.iter().map(|s| s.0).collect(),
-            scenes: steps.into_iter().map(|s| s.1).collect(),
-            bands: wanted,
-            epsg,
-            transform,
-        })
+        Ok(cube)
     }
 
-    /// Everything up to painting: region, bands, catalog pruning, output grid, fragments,
-    /// time steps and which observations paint which slab.
-    fn plan<'s>(&self, snapshot: &'s Snapshot) -> Result<Plan<'s>> {
+    /// Resolves the query against its snapshot (region, bands, time axis, output grid)
+    /// without painting any pixel: the plan then paints the cube whole or window by window
+    /// (what exports do to stay within the memory budget). Fragments are opened as windows
+    /// need them and released after, so a plan over a large area holds only a few at once.
+    ///
+    /// With [`Query::drop_empty`], call [`QueryPlan::drop_empty_steps`] (it reads the pixels
+    /// once to find the empty steps).
+    pub fn prepare(self) -> Result<QueryPlan<'w>> {
+        self.plan_with(Access::Transient)
+    }
+
+    /// Everything up to painting: region, bands, catalog pruning, output grid, time steps and
+    /// which observation belongs to which step.
+    fn plan_with(self, access: Access) -> Result<QueryPlan<'w>> {
+        let snapshot = self.resolve_snapshot()?;
         let grid = self.warehouse.config().grid;
         let grid_crs = grid.crs().map_err(|e| Error::Invalid(e.to_string()))?;
         let region = self
@@ -450,6 +345,7 @@ impl<'w> Query<'w> {
                 _ => 0.0,
             }
         };
+        let region_lonlat = region.to_crs(&region_crs, &Crs::wgs84())?;
         let region = region.to_crs(&region_crs, &grid_crs)?;
 
         // Product and its profile.
@@ -488,15 +384,14 @@ impl<'w> Query<'w> {
             .map(|f| f.band.clone())
             .collect();
 
-        // Which bands to load.
+        // Which bands: names as asked, each with the stored band it reads.
         let expr = self
             .expr
             .as_ref()
-            .map(|(name, text)| Expr::parse(text).map(|e| (name.clone(), e)))
+            .map(|(name, text)| Expr::parse(text).map(|e| (name.clone(), text.clone(), e)))
             .transpose()?;
-        let mut wanted: Vec<String> = Vec::new();
         let requested: Vec<String> = match &expr {
-            Some((_, e)) => e.variables(),
+            Some((_, _, e)) => e.variables(),
             None if self.bands.is_empty() => available
                 .iter()
                 .filter(|b| {
@@ -509,13 +404,17 @@ impl<'w> Query<'w> {
                 .collect(),
             None => self.bands.clone(),
         };
-        for b in &requested {
-            let name = resolve_band(b, profile.as_ref(), &available)?;
-            if !wanted.contains(&name) {
-                wanted.push(name);
+        let mut inputs: Vec<BandChoice> = Vec::new();
+        for name in &requested {
+            let stored = resolve_band(name, profile.as_ref(), &available)?;
+            if !inputs.iter().any(|b| b.stored == stored) {
+                inputs.push(BandChoice {
+                    name: name.clone(),
+                    stored,
+                });
             }
         }
-        let cloud_rule = if self.mask_clouds {
+        let cloud = if self.mask_clouds {
             let rule = profile
                 .as_ref()
                 .map(|p| p.cloud_mask.clone())
@@ -530,15 +429,13 @@ impl<'w> Query<'w> {
         } else {
             None
         };
-        let mut load = wanted.clone();
-        if let Some((_, qa)) = &cloud_rule {
-            if !load.contains(qa) {
-                load.push(qa.clone());
-            }
+        let mut load: Vec<&str> = inputs.iter().map(|b| b.stored.as_str()).collect();
+        if let Some((_, qa)) = &cloud {
+            load.push(qa);
         }
 
-        // Prune with the catalog.
-        let end_exclusive = self.time.map(|(s, e)| (s, e + Duration::microseconds(1)));
+        // Prune with the catalog: every fragment of the region's tiles (time comes later, so
+        // the grid does not depend on the time range).
         let bounds = region.bounds();
         let tiles: BTreeSet<_> = if matches!(region, Region::Point(..)) {
             [grid.tile_at(bounds.min_x, bounds.min_y)]
@@ -550,171 +447,325 @@ impl<'w> Query<'w> {
                 .into_iter()
                 .collect()
         };
-        let selected: Vec<&FragmentEntry> = snapshot
+        let region_fragments: Vec<&FragmentEntry> = snapshot
             .select(&FragmentFilter {
                 product: Some(product.clone()),
-                time: end_exclusive,
                 ..Default::default()
             })
             .into_iter()
-            .filter(|f| tiles.contains(&f.tile) && load.contains(&f.band))
+            .filter(|f| tiles.contains(&f.tile) && load.contains(&f.band.as_str()))
             .collect();
-        if selected.is_empty() {
+        // Those that may hold observations in the time range (catalog time span).
+        let in_region: Vec<&FragmentEntry> = match self.time {
+            Some((start, end)) => region_fragments
+                .iter()
+                .copied()
+                .filter(|f| f.time_max >= start && f.time_min <= end)
+                .collect(),
+            None => region_fragments.clone(),
+        };
+        // Scenes of the product whose footprint (a lon/lat polygon) covers the region.
+        let covering: Vec<(i64, &str)> = snapshot
+            .scenes()
+            .iter()
+            .map(|s| &s.scene)
+            .filter(|s| {
+                s.product == product
+                    && s.footprint_lonlat.len() >= 3
+                    && region_lonlat.intersects_ring(&s.footprint_lonlat)
+            })
+            .map(|s| (s.acquired.timestamp_micros(), s.scene_id.as_str()))
+            .collect();
+        if region_fragments.is_empty() && covering.is_empty() {
             return Err(Error::NoData(
-                "no fragment covers this place and time".into(),
+                "no scene of the warehouse covers this place".into(),
             ));
         }
 
         // Output grid, aligned to the tile grid.
-        let res = self.resolution.unwrap_or_else(|| {
-            selected
-                .iter()
-                .map(|f| f.resolution)
-                .fold(f64::INFINITY, f64::min)
-        });
+        let res = match self.resolution {
+            Some(r) => r,
+            None => {
+                let finest = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::INFINITY, f64::min);
+                let wanted: Vec<&str> = inputs.iter().map(|b| b.stored.as_str()).collect();
+                let r = finest(
+                    &mut region_fragments
+                        .iter()
+                        .filter(|f| wanted.contains(&f.band.as_str()))
+                        .map(|f| f.resolution),
+                );
+                if r.is_finite() {
+                    r
+                } else {
+                    // No fragment here: the product's native resolution of these bands.
+                    finest(
+                        &mut snapshot
+                            .fragments()
+                            .iter()
+                            .filter(|f| f.product == product && wanted.contains(&f.band.as_str()))
+                            .map(|f| f.resolution),
+                    )
+                }
+            }
+        };
         if !(res.is_finite() && res > 0.0) {
             return Err(Error::Invalid(format!("invalid resolution {res}")));
         }
-        let (transform, width, height) = match region {
-            Region::Point(x, y) => {
-                let col = ((x - grid.origin_x) / res).floor();
-                let row = ((grid.origin_y - y) / res).floor();
-                (
-                    GeoTransform::north_up(
-                        grid.origin_x + col * res,
-                        grid.origin_y - row * res,
-                        res,
-                        res,
-                    ),
-                    1,
-                    1,
-                )
-            }
-            _ => {
-                let c0 = ((bounds.min_x - grid.origin_x) / res).floor();
-                let c1 = ((bounds.max_x - grid.origin_x) / res).ceil();
-                let r0 = ((grid.origin_y - bounds.max_y) / res).floor();
-                let r1 = ((grid.origin_y - bounds.min_y) / res).ceil();
-                let (w, h) = ((c1 - c0).max(1.0), (r1 - r0).max(1.0));
-                if w * h > 1e10 {
-                    return Err(Error::Invalid(
-                        "the area is too large for this resolution".into(),
-                    ));
-                }
-                (
-                    GeoTransform::north_up(
-                        grid.origin_x + c0 * res,
-                        grid.origin_y - r0 * res,
-                        res,
-                        res,
-                    ),
-                    w as usize,
-                    h as usize,
-                )
-            }
-        };
+        let (transform, width, height) = output_grid(&region, &grid, res)?;
 
-        // Open the fragments (once per snapshot) and collect the time steps.
-        let fragments: Vec<(&FragmentEntry, Arc<Fragment>)> = selected
-            .par_iter()
-            .map(|e| snapshot.fragment(e).map(|f| (*e, f)))
-            .collect::<std::result::Result<_, _>>()?;
+        // Open the fragments once to learn their observations, sample type and nodata.
         let range = self
             .time
             .map(|(s, e)| (s.timestamp_micros(), e.timestamp_micros()));
-        let mut observations: BTreeSet<(i64, &str)> = BTreeSet::new();
-        for (_, f) in &fragments {
-            for (i, &t) in f.times_micros().iter().enumerate() {
-                if range.is_none_or(|(s, e)| t >= s && t <= e) {
-                    observations.insert((t, f.scene_id(i)));
+        let in_range = |t: i64| range.is_none_or(|(s, e)| t >= s && t <= e);
+        let open = |e: &FragmentEntry| -> Result<Arc<Fragment>> {
+            Ok(match access {
+                Access::Shared => snapshot.fragment(e)?,
+                Access::Transient => Arc::new(snapshot.read_fragment(e)?),
+            })
+        };
+        type Seen = (
+            Vec<(i64, String)>,
+            DataType,
+            Option<f64>,
+            Option<Arc<Fragment>>,
+        );
+        let seen: Vec<Seen> = in_region
+            .par_iter()
+            .map(|e| {
+                let f = open(e)?;
+                let obs = (0..f.len())
+                    .map(|i| (f.times_micros()[i], f.scene_id(i).to_string()))
+                    .collect();
+                let (dtype, nodata) = (f.meta().dtype, f.meta().nodata);
+                let keep = matches!(access, Access::Shared).then_some(f);
+                Ok((obs, dtype, nodata, keep))
+            })
+            .collect::<Result<_>>()?;
+
+        // Time steps: scenes covering the region, plus observations of scenes the catalog
+        // has no footprint for; one step per acquisition time, or per solar day.
+        let known: BTreeSet<&str> = snapshot
+            .scenes()
+            .iter()
+            .filter(|s| s.scene.product == product && s.scene.footprint_lonlat.len() >= 3)
+            .map(|s| s.scene.scene_id.as_str())
+            .collect();
+        let mut observations: BTreeSet<(i64, &str)> = covering
+            .iter()
+            .copied()
+            .filter(|&(t, _)| in_range(t))
+            .collect();
+        for (obs, ..) in &seen {
+            for (t, scene) in obs {
+                if in_range(*t) && !known.contains(scene.as_str()) {
+                    observations.insert((*t, scene.as_str()));
                 }
             }
         }
-        if observations.is_empty() {
-            return Err(Error::NoData("no observation in this time range".into()));
-        }
-        // Time steps: one per scene, or one per solar day.
-        let mut steps: Vec<(DateTime<Utc>, Vec<String>)> = Vec::new();
-        let mut step_of: BTreeMap<(i64, &str), usize> = BTreeMap::new();
+        let mut steps: Vec<Step> = Vec::new();
+        let mut step_of: HashMap<String, usize> = HashMap::new();
         let mut day_index: BTreeMap<NaiveDate, usize> = BTreeMap::new();
         for &(t, scene) in &observations {
             let time = DateTime::from_timestamp_micros(t).unwrap_or_default();
             let idx = if self.solar_day {
                 let local = time + Duration::milliseconds((lon_center / 15.0 * 3_600_000.0) as i64);
                 *day_index.entry(local.date_naive()).or_insert_with(|| {
-                    steps.push((time, Vec::new()));
+                    steps.push(Step::new(time, &product));
                     steps.len() - 1
                 })
             } else {
                 match steps.last() {
-                    Some((last, _)) if *last == time => steps.len() - 1,
+                    Some(last) if last.time == time => steps.len() - 1,
                     _ => {
-                        steps.push((time, Vec::new()));
+                        steps.push(Step::new(time, &product));
                         steps.len() - 1
                     }
                 }
             };
-            if !steps[idx].1.iter().any(|s| s == scene) {
-                steps[idx].1.push(scene.to_string());
+            if !steps[idx].scenes.iter().any(|s| s == scene) {
+                steps[idx].scenes.push(scene.to_string());
             }
-            step_of.insert((t, scene), idx);
-        }
-        let (nt, nb) = (steps.len(), load.len());
-        let bytes = (nt * nb * width * height * 4) as u64;
-        if bytes > MAX_CUBE_BYTES {
-            return Err(Error::TooLarge {
-                bytes,
-                shape: format!("{nt} times x {nb} bands x {height} x {width}"),
-                limit: MAX_CUBE_BYTES,
-            });
+            step_of.insert(scene.to_string(), idx);
         }
 
-        // Paint: each (time, band) slab is written by the observations that belong to it, in
-        // time order, first valid pixel winning; every element is written once.
-        let out = OutGrid {
-            transform,
-            width,
-            height,
-        };
-        let placements: Vec<Option<Placement>> = fragments
-            .iter()
-            .map(|(entry, f)| Placement::of_fragment(entry, f, &out))
-            .collect();
-        let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); nt * nb];
-        for (fi, (entry, f)) in fragments.iter().enumerate() {
-            let Some(b) = load.iter().position(|n| *n == entry.band) else {
-                continue;
-            };
-            if placements[fi].is_none() {
-                continue;
+        // Fragments with observations on these steps, and the step of each observation.
+        let mut entries = Vec::new();
+        let mut obs_steps = Vec::new();
+        let mut opened = Vec::new();
+        let mut stored_types: Vec<(DataType, Option<f64>)> = Vec::new();
+        for (e, (obs, dtype, nodata, f)) in in_region.iter().zip(seen) {
+            let s: Vec<Option<usize>> = obs
+                .iter()
+                .map(|(t, scene)| in_range(*t).then(|| step_of.get(scene).copied()).flatten())
+                .collect();
+            if inputs.iter().any(|b| b.stored == e.band) {
+                stored_types.push((dtype, nodata));
             }
-            for (i, &t) in f.times_micros().iter().enumerate() {
-                if let Some(&step) = step_of.get(&(t, f.scene_id(i))) {
-                    work[step * nb + b].push((t, fi, i));
-                }
+            if s.iter().any(Option::is_some) {
+                entries.push((*e).clone());
+                obs_steps.push(s);
+                opened.push(f);
             }
         }
-        Ok(Plan {
-            fragments,
-            placements,
-            work,
+        if stored_types.is_empty() {
+            // No fragment in the region: the catalog's types of these bands.
+            stored_types = snapshot
+                .fragments()
+                .iter()
+                .filter(|f| f.product == product && inputs.iter().any(|b| b.stored == f.band))
+                .map(|f| (f.dtype, None))
+                .take(1)
+                .collect();
+        }
+
+        // Output steps: composite periods, or one per step.
+        let times: Vec<DateTime<Utc>> = steps.iter().map(|s| s.time).collect();
+        let groups: Vec<super::plan::Group> = match self.composite {
+            Some((_, period)) => group_times(&times, period)
+                .into_iter()
+                .map(|g| super::plan::Group {
+                    time: g.start,
+                    members: g.members.first().copied().unwrap_or(0)
+                        ..g.members.last().map_or(0, |m| m + 1),
+                })
+                .collect(),
+            None => times
+                .iter()
+                .enumerate()
+                .map(|(i, &time)| super::plan::Group {
+                    time,
+                    members: i..i + 1,
+                })
+                .collect(),
+        };
+        let values = Values {
+            physical: self.physical,
+            expression: expr.as_ref().map(|(name, _, _)| name.clone()),
+            composite: self.composite.map(|(r, p)| match p {
+                Period::All => format!("{r} over the time range"),
+                Period::Month => format!("{r} per month"),
+                Period::Year => format!("{r} per year"),
+                Period::Days(n) => format!("{r} per {n} days"),
+            }),
+        };
+        let composite = self.composite.map(|(r, _)| r);
+        Ok(QueryPlan::new(super::plan::Parts {
+            snapshot,
+            grid_spec: grid,
+            entries,
+            obs_steps,
+            opened,
             steps,
-            load,
-            wanted,
-            cloud_rule,
+            groups,
+            inputs,
+            cloud,
             expr,
-            profile,
+            composite,
+            physical: self.physical,
             region,
-            transform,
-            width,
-            height,
+            grid: OutGrid {
+                transform,
+                width,
+                height,
+            },
             epsg: grid.epsg,
-        })
+            values,
+            stored: common_type(&stored_types),
+            budget: self.memory_budget.unwrap_or_else(default_memory_budget),
+        }))
+    }
+}
+
+/// The sample type and nodata value all input bands share, if they do.
+fn common_type(types: &[(DataType, Option<f64>)]) -> Option<(DataType, Option<f64>)> {
+    let first = *types.first()?;
+    types
+        .iter()
+        .all(|(d, n)| *d == first.0 && n.map(f64::to_bits) == first.1.map(f64::to_bits))
+        .then_some(first)
+}
+
+/// The output pixel grid of a region at resolution `res`, aligned to the tile grid.
+fn output_grid(
+    region: &Region,
+    grid: &crate::GridSpec,
+    res: f64,
+) -> Result<(GeoTransform, usize, usize)> {
+    Ok(match *region {
+        Region::Point(x, y) => {
+            let col = ((x - grid.origin_x) / res).floor();
+            let row = ((grid.origin_y - y) / res).floor();
+            (
+                GeoTransform::north_up(
+                    grid.origin_x + col * res,
+                    grid.origin_y - row * res,
+                    res,
+                    res,
+                ),
+                1,
+                1,
+            )
+        }
+        _ => {
+            let bounds = region.bounds();
+            let c0 = ((bounds.min_x - grid.origin_x) / res).floor();
+            let c1 = ((bounds.max_x - grid.origin_x) / res).ceil();
+            let r0 = ((grid.origin_y - bounds.max_y) / res).floor();
+            let r1 = ((grid.origin_y - bounds.min_y) / res).ceil();
+            let (w, h) = ((c1 - c0).max(1.0), (r1 - r0).max(1.0));
+            if w * h > 1e10 {
+                return Err(Error::Invalid(
+                    "the area is too large for this resolution".into(),
+                ));
+            }
+            (
+                GeoTransform::north_up(
+                    grid.origin_x + c0 * res,
+                    grid.origin_y - r0 * res,
+                    res,
+                    res,
+                ),
+                w as usize,
+                h as usize,
+            )
+        }
+    })
+}
+
+/// Keeps the time steps flagged in `keep`.
+fn select_steps_f32(cube: Cube, keep: &[bool]) -> Cube {
+    let idx: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+    if idx.len() == keep.len() {
+        return cube;
+    }
+    let pick = |v: &[String]| idx.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+    Cube {
+        data: cube.data.select(ndarray::Axis(0), &idx),
+        times: idx.iter().map(|&i| cube.times[i]).collect(),
+        scenes: idx.iter().map(|&i| cube.scenes[i].clone()).collect(),
+        products: pick(&cube.products),
+        ..cube
+    }
+}
+
+/// Keeps the time steps flagged in `keep`.
+fn select_steps_native<T: Pixel>(cube: NativeCube<T>, keep: &[bool]) -> NativeCube<T> {
+    let idx: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+    if idx.len() == keep.len() {
+        return cube;
+    }
+    NativeCube {
+        data: cube.data.select(ndarray::Axis(0), &idx),
+        times: idx.iter().map(|&i| cube.times[i]).collect(),
+        scenes: idx.iter().map(|&i| cube.scenes[i].clone()).collect(),
+        products: idx.iter().map(|&i| cube.products[i].clone()).collect(),
+        ..cube
     }
 }
 
 /// Polygon clip as one flag per output pixel, row-major (`None` for points and boxes).
-fn clip_mask(
+pub(super) fn clip_mask(
     region: &Region,
     transform: &GeoTransform,
     width: usize,
@@ -728,18 +779,20 @@ fn clip_mask(
 /// Paints every slab (`work[slab]` lists its observations) on rayon and returns the cube's
 /// elements, `(slab, y, x)` row-major. The cube is allocated uninitialised: the painters
 /// write each element once (and fault fresh pages in on their own threads) instead of a
-/// fill first. Pixels outside `clip` get the painter's empty marker.
-fn paint_cube<P: Painter>(
+/// fill first. Pixels outside `clip` get the painter's empty marker. `None` when the memory
+/// cannot be had.
+pub(super) fn paint_cube<P: Painter>(
     work: &mut [Vec<(i64, usize, usize)>],
     fragments: &[(&FragmentEntry, Arc<Fragment>)],
     placements: &[Option<Placement>],
     (width, height): (usize, usize),
     clip: Option<&[bool]>,
     painter: &P,
-) -> Vec<P::Elem> {
+) -> Option<Vec<P::Elem>> {
     let slab_len = width * height;
     let len = work.len() * slab_len;
-    let mut data: Vec<P::Elem> = Vec::with_capacity(len);
+    let mut data: Vec<P::Elem> = Vec::new();
+    data.try_reserve_exact(len).ok()?;
     advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
     let empty = painter.empty();
     data.spare_capacity_mut()[..len]
@@ -770,59 +823,5 @@ fn paint_cube<P: Painter>(
     // and the zip pairs every slab with its work list) and `paint_slab` initialises every
     // element of the slab it is given.
     unsafe { data.set_len(len) };
-    data
-}
-
-/// What [`Query::plan`] resolved: the inputs of painting and of what follows it.
-struct Plan<'s> {
-    fragments: Vec<(&'s FragmentEntry, Arc<Fragment>)>,
-    placements: Vec<Option<Placement>>,
-    /// Per slab (`step * bands + band`): (time, fragment, observation) to paint.
-    work: Vec<Vec<(i64, usize, usize)>>,
-    steps: Vec<(DateTime<Utc>, Vec<String>)>,
-    load: Vec<String>,
-    wanted: Vec<String>,
-    cloud_rule: Option<(CloudMaskRule, String)>,
-    expr: Option<(String, Expr)>,
-    profile: Option<ProductProfile>,
-    region: Region,
-    transform: GeoTransform,
-    width: usize,
-    height: usize,
-    epsg: u32,
-}
-
-/// Replaces the cube's bands by one band computed from an expression.
-fn apply_expression(
-    cube: Cube,
-    name: &str,
-    expr: &Expr,
-    profile: Option<&ProductProfile>,
-) -> Result<Cube> {
-    let (t, _, h, w) = cube.dim();
-    let arrays: Vec<(String, Array3<f32>)> = cube
-        .bands
-        .iter()
-        .enumerate()
-        .map(|(b, n)| (n.clone(), cube.data.index_axis(Axis(1), b).to_owned()))
-        .collect();
-    let lookup = |var: &str| -> Option<&Array3<f32>> {
-        let canonical = profile.and_then(|p| p.band(var)).map(|b| b.name.clone());
-        arrays
-            .iter()
-            .find(|(n, _)| {
-                n.eq_ignore_ascii_case(var) || canonical.as_deref().is_some_and(|c| c == n)
-            })
-            .map(|(_, a)| a)
-    };
-    let result = expr
-        .evaluate((t, h, w), &lookup)
-        .map_err(|m| Error::Invalid(format!("expression {name:?}: {m}")))?;
-    let mut data = result.insert_axis(Axis(1));
-    data.mapv_inplace(|v| if v.is_finite() { v } else { f32::NAN });
-    Ok(Cube {
-        data,
-        bands: vec![name.to_string()],
-        ..cube
-    })
+    Some(data)
 }

@@ -220,6 +220,78 @@ impl Region {
     }
 }
 
+impl Region {
+    /// True when the region and the polygon `ring` (same CRS, closed or not) share any point:
+    /// a point inside the ring, or a box or polygon that overlaps it (polygon holes are
+    /// ignored: a region inside a hole still counts, which errs on the side of keeping a
+    /// scene). Used to decide which scenes cover a query.
+    pub fn intersects_ring(&self, ring: &[(f64, f64)]) -> bool {
+        if ring.len() < 3 {
+            return false;
+        }
+        let footprint: Polygon = vec![ring.to_vec()];
+        let own: Vec<Vec<(f64, f64)>> = match self {
+            Region::Point(x, y) => return inside_polygon(&footprint, *x, *y),
+            Region::BBox(b) => vec![vec![
+                (b.min_x, b.min_y),
+                (b.max_x, b.min_y),
+                (b.max_x, b.max_y),
+                (b.min_x, b.max_y),
+            ]],
+            Region::Polygons(polys) => polys.iter().filter_map(|p| p.first().cloned()).collect(),
+        };
+        own.iter().any(|outer| rings_intersect(outer, ring))
+    }
+}
+
+/// True when two polygons (exterior rings) overlap: a vertex of one inside the other, or
+/// crossing edges.
+fn rings_intersect(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
+    if a.len() < 3 || b.len() < 3 {
+        return false;
+    }
+    let (pa, pb): (Polygon, Polygon) = (vec![a.to_vec()], vec![b.to_vec()]);
+    if a.iter().any(|&(x, y)| inside_polygon(&pb, x, y))
+        || b.iter().any(|&(x, y)| inside_polygon(&pa, x, y))
+    {
+        return true;
+    }
+    let edges = |r: &[(f64, f64)]| -> Vec<((f64, f64), (f64, f64))> {
+        (0..r.len()).map(|i| (r[i], r[(i + 1) % r.len()])).collect()
+    };
+    let (ea, eb) = (edges(a), edges(b));
+    ea.iter()
+        .any(|&(p, q)| eb.iter().any(|&(r, s)| segments_cross(p, q, r, s)))
+}
+
+/// True when segments `pq` and `rs` intersect (touching counts).
+fn segments_cross(p: (f64, f64), q: (f64, f64), r: (f64, f64), s: (f64, f64)) -> bool {
+    let orient = |a: (f64, f64), b: (f64, f64), c: (f64, f64)| {
+        let v = (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0);
+        if v > 0.0 {
+            1
+        } else if v < 0.0 {
+            -1
+        } else {
+            0
+        }
+    };
+    let on = |a: (f64, f64), b: (f64, f64), c: (f64, f64)| {
+        c.0 >= a.0.min(b.0) && c.0 <= a.0.max(b.0) && c.1 >= a.1.min(b.1) && c.1 <= a.1.max(b.1)
+    };
+    let (o1, o2, o3, o4) = (
+        orient(p, q, r),
+        orient(p, q, s),
+        orient(r, s, p),
+        orient(r, s, q),
+    );
+    (o1 != o2 && o3 != o4)
+        || (o1 == 0 && on(p, q, r))
+        || (o2 == 0 && on(p, q, s))
+        || (o3 == 0 && on(r, s, p))
+        || (o4 == 0 && on(r, s, q))
+}
+
 /// Calls `f` with the x of every crossing of the polygon's rings (closed implicitly) with the
 /// horizontal line at `y`, by the half-open rule `inside_polygon` uses.
 fn for_each_crossing(poly: &Polygon, y: f64, mut f: impl FnMut(f64)) {
@@ -402,6 +474,31 @@ mod tests {
             }
             assert!(inside > 1000 && inside < w * h - 1000, "{inside}");
         }
+    }
+
+    #[test]
+    fn regions_intersect_footprints() {
+        let square = [
+            (0.0, 0.0),
+            (10.0, 0.0),
+            (10.0, 10.0),
+            (0.0, 10.0),
+            (0.0, 0.0),
+        ];
+        assert!(Region::Point(5.0, 5.0).intersects_ring(&square));
+        assert!(!Region::Point(15.0, 5.0).intersects_ring(&square));
+        // Inside, overlapping, containing, crossing without a vertex inside, apart.
+        let bbox = |a, b, c, d| Region::BBox(Bounds::new(a, b, c, d));
+        assert!(bbox(2.0, 2.0, 3.0, 3.0).intersects_ring(&square));
+        assert!(bbox(8.0, 8.0, 12.0, 12.0).intersects_ring(&square));
+        assert!(bbox(-5.0, -5.0, 15.0, 15.0).intersects_ring(&square));
+        assert!(bbox(-5.0, 4.0, 15.0, 6.0).intersects_ring(&square));
+        assert!(!bbox(11.0, 0.0, 12.0, 10.0).intersects_ring(&square));
+        let tri = Region::Polygons(vec![vec![vec![(12.0, 0.0), (20.0, 0.0), (12.0, 8.0)]]]);
+        assert!(!tri.intersects_ring(&square));
+        let tri = Region::Polygons(vec![vec![vec![(9.0, 0.0), (20.0, 0.0), (9.0, 8.0)]]]);
+        assert!(tri.intersects_ring(&square));
+        assert!(!Region::Point(1.0, 1.0).intersects_ring(&[]));
     }
 
     #[test]

@@ -1,17 +1,21 @@
-//! A time-series chart PNG: one line per band (the pixel value for a point query, the mean
-//! of valid pixels for an area), with value and date labels and a legend.
+//! A time-series chart PNG: one line per band (the pixel value for a point, the mean of the
+//! valid pixels for an area), with a title saying what and where, labelled axes (values and
+//! their kind; dates in UTC), tick labels kept inside the picture, and a legend.
 
 use super::encode_png;
-use super::font::{draw_text, ADVANCE};
+use super::font::{draw_text, draw_text_up, text_width};
 use crate::query::cube::{Cube, Stats};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use ndarray::Axis;
 
-const W: usize = 900;
-const H: usize = 450;
-const LEFT: usize = 90;
-const RIGHT: usize = 20;
-const TOP: usize = 40;
-const BOTTOM: usize = 50;
+const W: usize = 1000;
+const H: usize = 560;
+/// Text scale: 5x7 glyphs drawn 2x.
+const S: usize = 2;
+const LEFT: usize = 120;
+const RIGHT: usize = 190;
+const TOP: usize = 60;
+const BOTTOM: usize = 80;
 const PALETTE: [[u8; 3]; 8] = [
     [31, 119, 180],
     [214, 39, 40],
@@ -22,25 +26,31 @@ const PALETTE: [[u8; 3]; 8] = [
     [227, 119, 194],
     [23, 190, 207],
 ];
+const BLACK: [u8; 3] = [0, 0, 0];
+const GREY: [u8; 3] = [225, 225, 225];
 
-struct Canvas {
-    rgba: Vec<u8>,
+pub(super) struct Canvas {
+    pub width: usize,
+    pub height: usize,
+    pub rgba: Vec<u8>,
 }
 
 impl Canvas {
-    fn new() -> Self {
+    pub fn new(width: usize, height: usize) -> Self {
         Canvas {
-            rgba: vec![255; W * H * 4],
+            width,
+            height,
+            rgba: vec![255; width * height * 4],
         }
     }
 
-    fn set(&mut self, x: usize, y: usize, c: [u8; 3]) {
-        if x < W && y < H {
-            self.rgba[(y * W + x) * 4..][..3].copy_from_slice(&c);
+    pub fn set(&mut self, x: usize, y: usize, c: [u8; 3]) {
+        if x < self.width && y < self.height {
+            self.rgba[(y * self.width + x) * 4..][..3].copy_from_slice(&c);
         }
     }
 
-    fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
+    pub fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
         for yy in y..y + h {
             for xx in x..x + w {
                 self.set(xx, yy, c);
@@ -71,31 +81,122 @@ impl Canvas {
         }
     }
 
-    fn text(&mut self, s: &str, x: usize, y: usize, c: [u8; 3]) {
+    /// Text with its left edge at `x` (clamped so the whole text stays in the picture).
+    pub fn text(&mut self, s: &str, x: usize, y: usize, scale: usize, c: [u8; 3]) {
+        let x = x.min(self.width.saturating_sub(text_width(s, scale)));
         let mut pts = Vec::new();
-        draw_text(s, x, y, 1, |px, py| pts.push((px, py)));
+        draw_text(s, x, y, scale, |px, py| pts.push((px, py)));
+        for (px, py) in pts {
+            self.set(px, py, c);
+        }
+    }
+
+    /// Text centred on `cx` (kept inside the picture).
+    pub fn text_centred(&mut self, s: &str, cx: usize, y: usize, scale: usize, c: [u8; 3]) {
+        self.text(s, cx.saturating_sub(text_width(s, scale) / 2), y, scale, c);
+    }
+
+    /// Text reading upwards, centred on `cy`.
+    fn text_up(&mut self, s: &str, x: usize, cy: usize, scale: usize, c: [u8; 3]) {
+        let y0 = (cy + text_width(s, scale) / 2).min(self.height - 1);
+        let mut pts = Vec::new();
+        draw_text_up(s, x, y0, scale, |px, py| pts.push((px, py)));
         for (px, py) in pts {
             self.set(px, py, c);
         }
     }
 }
 
-fn label(v: f64) -> String {
+/// Shortens `s` to at most `max` characters, with an ellipsis.
+pub(super) fn fit(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(max.saturating_sub(3)).collect();
+        format!("{head}...")
+    }
+}
+
+/// A value label: integers plainly, small and large numbers in exponent form.
+pub(super) fn label(v: f64) -> String {
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e6).contains(&a) {
         format!("{v:.2e}")
-    } else if a >= 100.0 {
+    } else if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
     } else {
         format!("{v:.3}")
     }
 }
 
-pub(super) fn render(cube: &Cube) -> Result<Vec<u8>, String> {
+/// "Nice" tick values covering `lo..hi`: steps of 1, 2 or 5 times a power of ten.
+pub(super) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    let span = (hi - lo).abs().max(1e-12);
+    let raw = span / target.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    let mut v = first;
+    while v <= hi + step * 1e-9 && out.len() < 50 {
+        out.push(if v.abs() < step * 1e-9 { 0.0 } else { v });
+        v += step;
+    }
+    out
+}
+
+/// Date ticks across `t0..t1`: month starts (every 1, 2, 3, 6 or 12 months) or days.
+fn date_ticks(t0: DateTime<Utc>, t1: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let days = (t1 - t0).num_days();
+    if days < 62 {
+        let step = (days / 6).max(1);
+        let start = Utc
+            .with_ymd_and_hms(t0.year(), t0.month(), t0.day(), 0, 0, 0)
+            .single()
+            .unwrap_or(t0);
+        return (0..=8)
+            .map(|k| start + chrono::Duration::days(k * step + 1))
+            .filter(|t| *t >= t0 && *t <= t1)
+            .collect();
+    }
+    let months = days / 30;
+    let step = [1, 2, 3, 6, 12, 24, 60]
+        .into_iter()
+        .find(|s| months / s <= 7)
+        .unwrap_or(120);
+    let mut out = Vec::new();
+    let (mut y, mut m) = (t0.year(), t0.month() as i64);
+    loop {
+        m += 1;
+        if m > 12 {
+            m = 1;
+            y += 1;
+        }
+        let Some(t) = Utc.with_ymd_and_hms(y, m as u32, 1, 0, 0, 0).single() else {
+            break;
+        };
+        if t > t1 {
+            break;
+        }
+        if (y as i64 * 12 + m - 1) % step == 0 {
+            out.push(t);
+        }
+    }
+    out
+}
+
+pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String> {
     let (t, b, _, _) = cube.dim();
     if t == 0 || b == 0 {
         return Err("the query returned no time steps to chart".into());
     }
+    let point = cube.is_point();
     // One series per band: the value (point) or the mean of valid pixels (area).
     let series: Vec<Vec<f64>> = (0..b)
         .map(|bi| {
@@ -122,51 +223,81 @@ pub(super) fn render(cube: &Cube) -> Result<Vec<u8>, String> {
         lo -= 1.0;
         hi += 1.0;
     }
-    let pad = (hi - lo) * 0.05;
+    let pad = (hi - lo) * 0.06;
     let (lo, hi) = (lo - pad, hi + pad);
-    let t0 = cube.times[0].timestamp() as f64;
-    let t1 = cube.times[t - 1].timestamp() as f64;
+    let (first, last) = (cube.times[0], cube.times[t - 1]);
+    // A little room on both sides of the first and last dates.
+    let span = (last - first).num_seconds().max(86_400) as f64;
+    let t0 = first.timestamp() as f64 - span * 0.03;
+    let t1 = last.timestamp() as f64 + span * 0.03;
     let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
-    let px = |ti: usize| -> i64 {
-        let f = if t1 > t0 {
-            (cube.times[ti].timestamp() as f64 - t0) / (t1 - t0)
-        } else {
-            0.5
-        };
+    let px = |time: DateTime<Utc>| -> i64 {
+        let f = (time.timestamp() as f64 - t0) / (t1 - t0);
         (LEFT as f64 + f * pw).round() as i64
     };
     let py = |v: f64| -> i64 { (TOP as f64 + (hi - v) / (hi - lo) * ph).round() as i64 };
 
-    let mut c = Canvas::new();
-    let grey = [220, 220, 220];
-    let black = [0, 0, 0];
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * k as f64 / 4.0;
+    let mut c = Canvas::new(W, H);
+    // Title: what and where.
+    let what = if point {
+        cube.bands.join(", ")
+    } else {
+        format!("{} (mean of valid pixels)", cube.bands.join(", "))
+    };
+    let title = match place {
+        Some(p) => format!("{what} at {p}"),
+        None => what,
+    };
+    c.text_centred(&fit(&title, (W - 20) / (6 * S)), W / 2, 14, S, BLACK);
+    // Value axis: nice ticks, grid lines, labels right-aligned left of the axis.
+    for v in nice_ticks(lo, hi, 6) {
         let y = py(v) as usize;
-        c.rect(LEFT, y, W - LEFT - RIGHT, 1, grey);
+        c.rect(LEFT, y, W - LEFT - RIGHT, 1, GREY);
+        c.rect(LEFT - 6, y, 6, 1, BLACK);
         let text = label(v);
         c.text(
             &text,
-            LEFT.saturating_sub(8 + text.len() * ADVANCE),
-            y.saturating_sub(3),
-            black,
+            LEFT.saturating_sub(10 + text_width(&text, S)),
+            y.saturating_sub(7),
+            S,
+            BLACK,
         );
     }
-    c.rect(LEFT, TOP, 1, H - TOP - BOTTOM, black);
-    c.rect(LEFT, H - BOTTOM, W - LEFT - RIGHT, 1, black);
-    let mut ticks = vec![0, t / 2, t - 1];
-    ticks.dedup();
-    for ti in ticks {
-        let x = px(ti) as usize;
-        c.rect(x, H - BOTTOM, 1, 6, black);
-        let d = cube.times[ti].format("%Y-%m-%d").to_string();
-        c.text(
-            &d,
-            x.saturating_sub(d.len() * ADVANCE / 2),
-            H - BOTTOM + 12,
-            black,
-        );
+    let units = cube.values.describe();
+    c.text_up(
+        &fit(&units, (H - TOP - BOTTOM) / (6 * S)),
+        8,
+        TOP + (H - TOP - BOTTOM) / 2,
+        S,
+        BLACK,
+    );
+    // Time axis: date ticks, labels centred under them but kept inside the picture.
+    c.rect(LEFT, TOP, 1, H - TOP - BOTTOM, BLACK);
+    c.rect(LEFT, H - BOTTOM, W - LEFT - RIGHT, 1, BLACK);
+    let mut ticks = date_ticks(first, last);
+    if ticks.is_empty() {
+        ticks = vec![first, last];
+        ticks.dedup();
     }
+    let mut next_free = 0usize;
+    for tick in ticks {
+        let x = px(tick) as usize;
+        c.rect(x, H - BOTTOM, 1, 6, BLACK);
+        let d = tick.format("%Y-%m-%d").to_string();
+        let left = x.saturating_sub(text_width(&d, S) / 2);
+        if left >= next_free {
+            c.text(&d, left, H - BOTTOM + 12, S, BLACK);
+            next_free = left + text_width(&d, S) + 12;
+        }
+    }
+    c.text_centred(
+        "date (UTC)",
+        LEFT + (W - LEFT - RIGHT) / 2,
+        H - BOTTOM + 44,
+        S,
+        BLACK,
+    );
+    // Series: lines between valid values, a marker on each.
     for (bi, values) in series.iter().enumerate() {
         let color = PALETTE[bi % PALETTE.len()];
         let mut prev: Option<(i64, i64)> = None;
@@ -175,7 +306,7 @@ pub(super) fn render(cube: &Cube) -> Result<Vec<u8>, String> {
                 prev = None;
                 continue;
             }
-            let p = (px(ti), py(*v));
+            let p = (px(cube.times[ti]), py(*v));
             if let Some(q) = prev {
                 c.line(q, p, color);
             }
@@ -188,9 +319,15 @@ pub(super) fn render(cube: &Cube) -> Result<Vec<u8>, String> {
             );
             prev = Some(p);
         }
-        let ly = 10 + bi * 12;
-        c.rect(LEFT + 10, ly, 10, 7, color);
-        c.text(&cube.bands[bi], LEFT + 26, ly, black);
+    }
+    // Legend, right of the plot.
+    let lx = W - RIGHT + 20;
+    c.text("legend", lx, TOP, S, BLACK);
+    for (bi, name) in cube.bands.iter().enumerate().take(16) {
+        let ly = TOP + 28 + bi * 24;
+        let color = PALETTE[bi % PALETTE.len()];
+        c.rect(lx, ly + 3, 18, 8, color);
+        c.text(&fit(name, 11), lx + 26, ly, S, BLACK);
     }
     encode_png(W, H, &c.rgba)
 }
@@ -200,19 +337,46 @@ mod tests {
     use super::*;
     use crate::query::export::table::tests::sample_cube;
 
-    #[test]
-    fn draws_a_chart_with_lines_in_band_colours() {
-        let cube = sample_cube(1, 1);
-        let png = render(&cube).unwrap();
+    fn decode(png: Vec<u8>) -> (usize, usize, Vec<u8>) {
         let mut reader = png::Decoder::new(std::io::Cursor::new(png))
             .read_info()
             .unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        reader.next_frame(&mut buf).unwrap();
+        let info = reader.next_frame(&mut buf).unwrap();
+        (info.width as usize, info.height as usize, buf)
+    }
+
+    #[test]
+    fn draws_a_chart_with_lines_in_band_colours() {
+        let cube = sample_cube(1, 1);
+        let (w, h, buf) = decode(render(&cube, Some("lon 127.9, lat 36.4")).unwrap());
+        assert_eq!((w, h), (W, H));
         let has = |c: [u8; 3]| buf.chunks_exact(4).any(|p| p[..3] == c);
         assert!(has(PALETTE[0]) && has(PALETTE[1]));
+        // Nothing is drawn in the outermost columns: labels stay inside.
+        let dark_in_column = |x: usize| (0..h).any(|y| buf[(y * w + x) * 4] < 128);
+        assert!(!dark_in_column(w - 1) && !dark_in_column(0));
         let mut empty = sample_cube(1, 1);
         empty.data.fill(f32::NAN);
-        assert!(render(&empty).unwrap_err().contains("no valid"));
+        assert!(render(&empty, None).unwrap_err().contains("no valid"));
+    }
+
+    #[test]
+    fn ticks_are_round_numbers_and_dates() {
+        let ticks = nice_ticks(0.03, 0.91, 5);
+        let want = [0.2, 0.4, 0.6, 0.8];
+        assert_eq!(ticks.len(), 4);
+        assert!(ticks.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-9));
+        assert_eq!(nice_ticks(-1.0, 1.0, 4), [-1.0, -0.5, 0.0, 0.5, 1.0]);
+        let t = |s| crate::time::parse_datetime(s).unwrap();
+        let ticks = date_ticks(t("2023-01-07"), t("2023-12-18"));
+        assert_eq!(
+            ticks.first().copied(),
+            Some(t("2023-03-01")),
+            "every other month"
+        );
+        assert!(ticks.len() >= 3 && ticks.len() <= 7, "{ticks:?}");
+        assert_eq!(label(1500.0), "1500");
+        assert_eq!(label(0.25), "0.250");
     }
 }

@@ -1,7 +1,7 @@
-//! The long-format table of a cube as Parquet (snappy): one row per (time, band), with the
-//! pixel value for point queries or statistics of the valid pixels for areas.
+//! Per (time, band) tables as Parquet (snappy): the pixel value of a point query, or
+//! statistics of the valid pixels of an area.
 
-use super::table::rows;
+use super::table::{rows, Row};
 use crate::query::cube::Cube;
 use arrow_array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
@@ -13,7 +13,11 @@ use parquet::file::properties::WriterProperties;
 use std::sync::Arc;
 
 pub(super) fn encode(cube: &Cube) -> Result<Vec<u8>, String> {
-    let rows = rows(cube);
+    encode_rows(&rows(cube), cube.is_point(), cube.epsg)
+}
+
+/// Encodes rows (point values when `point`, else statistics).
+pub(super) fn encode_rows(rows: &[Row], point: bool, epsg: u32) -> Result<Vec<u8>, String> {
     let time: Vec<i64> = rows
         .iter()
         .map(|r| {
@@ -48,7 +52,7 @@ pub(super) fn encode(cube: &Cube) -> Result<Vec<u8>, String> {
         columns.push(Arc::new(Float64Array::from(values)));
     };
     let finite = |v: f64| v.is_finite().then_some(v);
-    if cube.is_point() {
+    if point {
         float(
             "x",
             rows.iter().map(|r| r.x).collect(),
@@ -106,7 +110,7 @@ pub(super) fn encode(cube: &Cube) -> Result<Vec<u8>, String> {
     }
     let schema = Arc::new(
         Schema::new(fields).with_metadata(
-            [("pixelquery.crs".to_string(), format!("EPSG:{}", cube.epsg))]
+            [("pixelquery.crs".to_string(), format!("EPSG:{epsg}"))]
                 .into_iter()
                 .collect::<std::collections::HashMap<_, _>>(),
         ),

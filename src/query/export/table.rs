@@ -28,11 +28,37 @@ pub struct Row {
     pub stats: Option<Stats>,
 }
 
+/// Rows of per (time, band) statistics.
+pub(super) fn stats_rows(
+    times: &[chrono::DateTime<chrono::Utc>],
+    scenes: &[Vec<String>],
+    bands: &[String],
+    stats: &[Vec<Stats>],
+) -> Vec<Row> {
+    let mut out = Vec::with_capacity(times.len() * bands.len());
+    for (ti, t) in times.iter().enumerate() {
+        for (bi, band) in bands.iter().enumerate() {
+            out.push(Row {
+                time: t.to_rfc3339(),
+                scene: scenes[ti].join("+"),
+                band: band.clone(),
+                x: None,
+                y: None,
+                value: None,
+                stats: stats.get(ti).and_then(|row| row.get(bi)).copied(),
+            });
+        }
+    }
+    out
+}
+
 /// The cube as long-format rows.
 pub fn rows(cube: &Cube) -> Vec<Row> {
     let (t, b, _, _) = cube.dim();
     let point = cube.is_point();
-    let stats = if point { Vec::new() } else { cube.stats() };
+    if !point {
+        return stats_rows(&cube.times, &cube.scenes, &cube.bands, &cube.stats());
+    }
     let (x, y) = cube.pixel_center(0, 0);
     let mut out = Vec::with_capacity(t * b);
     for ti in 0..t {
@@ -42,10 +68,10 @@ pub fn rows(cube: &Cube) -> Vec<Row> {
                 time: cube.times[ti].to_rfc3339(),
                 scene: cube.scenes[ti].join("+"),
                 band: cube.bands[bi].clone(),
-                x: point.then_some(x),
-                y: point.then_some(y),
-                value: (point && !v.is_nan()).then_some(v as f64),
-                stats: stats.get(ti).and_then(|row| row.get(bi)).copied(),
+                x: Some(x),
+                y: Some(y),
+                value: (!v.is_nan()).then_some(v as f64),
+                stats: None,
             });
         }
     }
@@ -71,13 +97,18 @@ fn csv_field(s: &str) -> String {
 /// CSV with a header: `time,scene,band,x,y,value` for points, else
 /// `time,scene,band,count,mean,std,min,median,max`.
 pub fn csv(cube: &Cube) -> String {
+    csv_of(&rows(cube), cube.is_point())
+}
+
+/// CSV of rows (point values or statistics).
+pub(super) fn csv_of(rows: &[Row], point: bool) -> String {
     let mut out = String::new();
-    if cube.is_point() {
+    if point {
         out.push_str("time,scene,band,x,y,value\n");
     } else {
         out.push_str("time,scene,band,count,mean,std,min,median,max\n");
     }
-    for r in rows(cube) {
+    for r in rows {
         let head = format!("{},{},{}", r.time, csv_field(&r.scene), csv_field(&r.band));
         let _ = match r.stats {
             Some(s) => writeln!(
@@ -102,13 +133,35 @@ pub fn csv(cube: &Cube) -> String {
     out
 }
 
-/// JSON: `{"epsg", "kind": "point"|"area", "bands", "rows": [...]}` (NaN as null).
+/// JSON: `{"epsg", "kind": "point"|"area", "bands", "stored_bands", "values", "rows": [...]}`
+/// (NaN as null).
 pub fn json(cube: &Cube) -> String {
+    json_of(
+        cube.epsg,
+        cube.is_point(),
+        &cube.bands,
+        &cube.band_sources,
+        &cube.values.describe(),
+        &rows(cube),
+    )
+}
+
+/// JSON of rows (point values or statistics).
+pub(super) fn json_of(
+    epsg: u32,
+    point: bool,
+    bands: &[String],
+    sources: &[String],
+    values: &str,
+    rows: &[Row],
+) -> String {
     let value = serde_json::json!({
-        "epsg": cube.epsg,
-        "kind": if cube.is_point() { "point" } else { "area" },
-        "bands": cube.bands,
-        "rows": rows(cube),
+        "epsg": epsg,
+        "kind": if point { "point" } else { "area" },
+        "bands": bands,
+        "stored_bands": sources,
+        "values": values,
+        "rows": rows,
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
@@ -171,7 +224,10 @@ pub(super) mod tests {
                 vec!["s2".into(), "s2b".into()],
                 vec!["s3".into()],
             ],
+            products: vec!["p".into(); 3],
             bands: vec!["red".into(), "nir".into()],
+            band_sources: vec!["B04".into(), "B08".into()],
+            values: Default::default(),
             epsg: 32652,
             transform: GeoTransform::north_up(400000.0, 4000000.0, 10.0, 10.0),
         }

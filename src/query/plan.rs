@@ -1,0 +1,777 @@
+//! A resolved query ([`QueryPlan`]): its time axis, bands and output grid are known, pixels are
+//! painted on demand, whole or one window (time steps x rows x columns) at a time.
+//!
+//! Painting a window opens only the fragments whose tiles reach it; plans made for windows
+//! ([`Query::prepare`](super::Query::prepare)) release fragments once the windows that follow
+//! (row-major) no longer need them, so memory stays bounded by the window size.
+
+use super::budget::{human_bytes, split_windows, Alignment};
+use super::composite::{reduce, reduce_native, Reducer, TimeGroup};
+use super::cube::{Cube, NativeCube, Values};
+use super::engine::{clip_mask, paint_cube, Error, Result};
+use super::expr::Expr;
+use super::paint::{AsF32, Native, OutGrid, Painter, Placement};
+use super::region::Region;
+use crate::profile::CloudMaskRule;
+use crate::store::{Fragment, FragmentEntry, Pixel, Snapshot};
+use crate::{DataType, GeoTransform, GridSpec};
+use chrono::{DateTime, Utc};
+use ndarray::{Array3, Array4, Axis};
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+/// How a plan opens fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Through the snapshot's shared cache, kept open (queries built whole, repeated).
+    Shared,
+    /// Opened per window and released when no later window needs them (exports).
+    Transient,
+}
+
+/// A band of the query: the name asked for and the stored band it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BandChoice {
+    /// As requested (`red`), or the stored name when all bands were asked for.
+    pub name: String,
+    /// The warehouse band (`B04`).
+    pub stored: String,
+}
+
+/// One input time step: an acquisition time (or solar day) and the scenes painted into it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Step {
+    pub time: DateTime<Utc>,
+    pub scenes: Vec<String>,
+    pub product: String,
+}
+
+impl Step {
+    pub fn new(time: DateTime<Utc>, product: &str) -> Step {
+        Step {
+            time,
+            scenes: Vec::new(),
+            product: product.to_string(),
+        }
+    }
+}
+
+/// One output time step: a run of input steps (one, or a composite period).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Group {
+    pub time: DateTime<Utc>,
+    pub members: Range<usize>,
+}
+
+/// What [`Query`](super::Query) resolved, handed to [`QueryPlan::new`].
+pub(super) struct Parts<'w> {
+    pub snapshot: Cow<'w, Snapshot>,
+    pub grid_spec: GridSpec,
+    pub entries: Vec<FragmentEntry>,
+    /// Per entry, the input step of each observation (`None`: not part of the query).
+    pub obs_steps: Vec<Vec<Option<usize>>>,
+    /// Per entry, the fragment when the plan keeps them open ([`Access::Shared`]).
+    pub opened: Vec<Option<Arc<Fragment>>>,
+    pub steps: Vec<Step>,
+    pub groups: Vec<Group>,
+    pub inputs: Vec<BandChoice>,
+    pub cloud: Option<(CloudMaskRule, String)>,
+    /// Output name, expression text, parsed expression.
+    pub expr: Option<(String, String, Expr)>,
+    pub composite: Option<Reducer>,
+    pub physical: bool,
+    pub region: Region,
+    pub grid: OutGrid,
+    pub epsg: u32,
+    pub values: Values,
+    /// Sample type and nodata shared by the input bands (`None` when they differ).
+    pub stored: Option<(DataType, Option<f64>)>,
+    pub budget: u64,
+}
+
+/// A part of a cube: output time steps, rows and columns (half-open ranges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CubeWindow {
+    /// Time steps (indices along the cube's time axis).
+    pub steps: Range<usize>,
+    /// Rows.
+    pub rows: Range<usize>,
+    /// Columns.
+    pub cols: Range<usize>,
+}
+
+impl CubeWindow {
+    /// Number of pixels of one (time, band) slab of the window.
+    pub fn pixels(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+}
+
+/// A query resolved against a snapshot: time axis, bands, output grid and the fragments that
+/// paint it, ready to paint the cube whole ([`QueryPlan::cube`], [`QueryPlan::native_cube`])
+/// or window by window ([`QueryPlan::chunk_f32`], [`QueryPlan::chunk_native`]). Built by
+/// [`Query::prepare`](super::Query::prepare).
+pub struct QueryPlan<'w> {
+    parts: Parts<'w>,
+    /// Output steps shown (indices into `groups`), after [`QueryPlan::retain_steps`].
+    keep: Vec<usize>,
+    /// Pixel rectangle of each entry's tile on the output grid: (rows, cols).
+    rects: Vec<(Range<usize>, Range<usize>)>,
+    /// Fragments opened for windows ([`Access::Transient`]).
+    pool: Mutex<HashMap<usize, Arc<Fragment>>>,
+}
+
+impl std::fmt::Debug for QueryPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (t, b, h, w) = self.dim();
+        write!(f, "QueryPlan({t} x {b} x {h} x {w})")
+    }
+}
+
+/// Fragments, placements and per-observation steps for one window.
+struct Layers<'p> {
+    fragments: Vec<(&'p FragmentEntry, Arc<Fragment>)>,
+    placements: Vec<Option<Placement>>,
+    /// Per fragment: its entry index.
+    index: Vec<usize>,
+}
+
+impl<'w> QueryPlan<'w> {
+    pub(super) fn new(parts: Parts<'w>) -> QueryPlan<'w> {
+        let g = &parts.grid;
+        let res_x = g.transform.pixel_width;
+        let res_y = -g.transform.pixel_height;
+        let rects = parts
+            .entries
+            .iter()
+            .map(|e| {
+                let b = parts.grid_spec.tile_bounds(e.tile);
+                let px = |v: f64, max: usize| (v.max(0.0) as usize).min(max);
+                let c0 = px(((b.min_x - g.transform.origin_x) / res_x).floor(), g.width);
+                let c1 = px(((b.max_x - g.transform.origin_x) / res_x).ceil(), g.width);
+                let r0 = px(((g.transform.origin_y - b.max_y) / res_y).floor(), g.height);
+                let r1 = px(((g.transform.origin_y - b.min_y) / res_y).ceil(), g.height);
+                (r0..r1, c0..c1)
+            })
+            .collect();
+        QueryPlan {
+            keep: (0..parts.groups.len()).collect(),
+            parts,
+            rects,
+            pool: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `(time, band, y, x)` sizes of the cube.
+    pub fn dim(&self) -> (usize, usize, usize, usize) {
+        (
+            self.keep.len(),
+            self.band_names().len(),
+            self.parts.grid.height,
+            self.parts.grid.width,
+        )
+    }
+
+    /// Time of each step (UTC): acquisition time, or composite period start.
+    pub fn times(&self) -> Vec<DateTime<Utc>> {
+        self.keep
+            .iter()
+            .map(|&g| self.parts.groups[g].time)
+            .collect()
+    }
+
+    /// Scene ids behind each step.
+    pub fn scenes(&self) -> Vec<Vec<String>> {
+        self.keep
+            .iter()
+            .map(|&g| {
+                let mut out: Vec<String> = Vec::new();
+                for s in self.parts.groups[g].members.clone() {
+                    for id in &self.parts.steps[s].scenes {
+                        if !out.contains(id) {
+                            out.push(id.clone());
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// Product of each step.
+    pub fn products(&self) -> Vec<String> {
+        self.keep
+            .iter()
+            .map(|&g| {
+                let m = &self.parts.groups[g].members;
+                self.parts
+                    .steps
+                    .get(m.start)
+                    .map(|s| s.product.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Band names as requested (or the expression's name).
+    pub fn band_names(&self) -> Vec<String> {
+        match &self.parts.expr {
+            Some((name, _, _)) => vec![name.clone()],
+            None => self.parts.inputs.iter().map(|b| b.name.clone()).collect(),
+        }
+    }
+
+    /// The stored band each band reads (or the expression text).
+    pub fn band_sources(&self) -> Vec<String> {
+        match &self.parts.expr {
+            Some((_, text, _)) => vec![text.clone()],
+            None => self.parts.inputs.iter().map(|b| b.stored.clone()).collect(),
+        }
+    }
+
+    /// What the values are.
+    pub fn values(&self) -> &Values {
+        &self.parts.values
+    }
+
+    /// EPSG code of the output grid.
+    pub fn epsg(&self) -> u32 {
+        self.parts.epsg
+    }
+
+    /// Geotransform of output pixel (0, 0).
+    pub fn transform(&self) -> GeoTransform {
+        self.parts.grid.transform
+    }
+
+    /// The region in the grid CRS.
+    pub fn region(&self) -> &Region {
+        &self.parts.region
+    }
+
+    /// The memory budget windows must fit in.
+    pub fn memory_budget(&self) -> u64 {
+        self.parts.budget
+    }
+
+    /// The sample type and nodata value the cube keeps natively, or why it cannot: band
+    /// math, physical values and median, mean or count composites need floats; bands must
+    /// share one sample type and nodata value, and integer bands need a nodata value to
+    /// mark invalid pixels.
+    pub fn native_type(&self) -> std::result::Result<(DataType, f64), String> {
+        let p = &self.parts;
+        if p.expr.is_some() {
+            return Err("band math gives floating-point values".into());
+        }
+        if p.physical {
+            return Err("physical values (scale and offset) are floating-point".into());
+        }
+        if let Some(r) = p.composite {
+            if matches!(r, Reducer::Median | Reducer::Mean | Reducer::Count) {
+                return Err(format!("{r} composites give floating-point values"));
+            }
+        }
+        let Some((dtype, nodata)) = p.stored else {
+            return Err("the bands differ in sample type or nodata value".into());
+        };
+        match nodata {
+            Some(nd) if dtype.is_float() || nd.fract() == 0.0 => Ok((dtype, nd)),
+            None if dtype.is_float() => Ok((dtype, f64::NAN)),
+            _ => Err(format!(
+                "the {dtype} bands have no nodata value to mark invalid pixels"
+            )),
+        }
+    }
+
+    /// Keeps only the output steps flagged in `keep` (one flag per current step).
+    pub fn retain_steps(&mut self, keep: &[bool]) {
+        let kept: Vec<usize> = self
+            .keep
+            .iter()
+            .zip(keep.iter().chain(std::iter::repeat(&true)))
+            .filter(|(_, &k)| k)
+            .map(|(&g, _)| g)
+            .collect();
+        self.keep = kept;
+    }
+
+    /// Drops the time steps without a single valid pixel (reads the cube once, window by
+    /// window within the memory budget).
+    pub fn drop_empty_steps(&mut self) -> Result<()> {
+        let mut any = vec![false; self.dim().0];
+        let native = self.native_type().ok();
+        let align = Alignment { rows: 1, cols: 1 };
+        for win in self.windows(self.step_elem_size(), align) {
+            let flags: Vec<bool> = match native {
+                Some((DataType::U8, _)) => self.valid_steps::<u8>(&win)?,
+                Some((DataType::I8, _)) => self.valid_steps::<i8>(&win)?,
+                Some((DataType::U16, _)) => self.valid_steps::<u16>(&win)?,
+                Some((DataType::I16, _)) => self.valid_steps::<i16>(&win)?,
+                Some((DataType::U32, _)) => self.valid_steps::<u32>(&win)?,
+                Some((DataType::I32, _)) => self.valid_steps::<i32>(&win)?,
+                Some((DataType::F64, _)) => self.valid_steps::<f64>(&win)?,
+                _ => {
+                    let c = self.chunk_f32(&win)?;
+                    c.axis_iter(Axis(0))
+                        .map(|s| s.iter().any(|v| !v.is_nan()))
+                        .collect()
+                }
+            };
+            for (i, f) in win.steps.clone().zip(flags) {
+                any[i] |= f;
+            }
+        }
+        self.retain_steps(&any);
+        Ok(())
+    }
+
+    fn valid_steps<T: Pixel>(&self, win: &CubeWindow) -> Result<Vec<bool>> {
+        let fill = self.native_fill::<T>()?;
+        let c = self.chunk_native::<T>(win)?;
+        #[allow(clippy::eq_op)]
+        let valid = |v: T| v == v && v != fill;
+        Ok(c.axis_iter(Axis(0))
+            .map(|s| s.iter().any(|&v| valid(v)))
+            .collect())
+    }
+
+    /// Bytes per element of the cube as computed (native sample size, or 4 for `f32`).
+    fn step_elem_size(&self) -> usize {
+        match self.native_type() {
+            Ok((d, _)) => d.size(),
+            Err(_) => 4,
+        }
+    }
+
+    /// Memory a window takes while it is painted: its inputs (all bands and input steps it
+    /// needs, the cloud band, band-math temporaries) and its output, with elements of
+    /// `elem` bytes.
+    pub fn window_bytes(&self, win: &CubeWindow, elem: usize) -> u64 {
+        let p = &self.parts;
+        let px = win.pixels() as u64;
+        let inputs = self.input_steps(&win.steps).len() as u64;
+        let nin = p.inputs.len() as u64;
+        let mut bytes = inputs * nin * px * elem as u64;
+        if p.cloud.is_some() {
+            bytes += inputs * px * 4;
+        }
+        if p.expr.is_some() {
+            // Band copies for the evaluator and a few intermediate arrays.
+            bytes += inputs * px * 4 * (nin + 3);
+        }
+        let out = win.steps.len() as u64 * self.band_names().len() as u64 * px * elem as u64;
+        if p.composite.is_some() || p.expr.is_some() {
+            bytes += out;
+        }
+        bytes
+    }
+
+    /// Windows covering the cube in row-major order (steps outermost, then rows, then
+    /// columns), aligned to `align` (the blocks of the output file) and each within the
+    /// memory budget (and [`FILE_WINDOW_BYTES`](super::budget::FILE_WINDOW_BYTES)) when
+    /// possible; elements of `elem` bytes. See
+    /// [`split_windows`](super::budget::split_windows).
+    pub fn windows(&self, elem: usize, align: Alignment) -> Vec<CubeWindow> {
+        let (t, _, h, w) = self.dim();
+        let budget = self.parts.budget.min(super::budget::FILE_WINDOW_BYTES);
+        split_windows(t, h, w, budget, align, |win| self.window_bytes(win, elem))
+    }
+
+    /// Output steps `steps` start and end on composite period boundaries already; input
+    /// steps are whole. Returns the run of input steps the window needs.
+    fn input_steps(&self, steps: &Range<usize>) -> Range<usize> {
+        if steps.is_empty() {
+            return 0..0;
+        }
+        let first = &self.parts.groups[self.keep[steps.start]];
+        let last = &self.parts.groups[self.keep[steps.end - 1]];
+        first.members.start..last.members.end
+    }
+
+    /// The whole cube as `f32` with NaN where invalid, if it fits in the memory budget.
+    pub fn cube(&self) -> Result<Cube> {
+        let (t, _, h, w) = self.dim();
+        let win = CubeWindow {
+            steps: 0..t,
+            rows: 0..h,
+            cols: 0..w,
+        };
+        self.check_budget(&win, 4, "f32")?;
+        let data = self.paint_f32(&win, Access::Shared)?;
+        Ok(Cube {
+            data,
+            times: self.times(),
+            scenes: self.scenes(),
+            products: self.products(),
+            bands: self.band_names(),
+            band_sources: self.band_sources(),
+            values: self.parts.values.clone(),
+            epsg: self.parts.epsg,
+            transform: self.parts.grid.transform,
+        })
+    }
+
+    /// The whole cube in the bands' sample type `T` (nodata where invalid), if it fits in
+    /// the memory budget. Errors when the query needs floats or `T` is not the bands' type
+    /// (see [`QueryPlan::native_type`]).
+    pub fn native_cube<T: Pixel>(&self) -> Result<NativeCube<T>> {
+        let fill = self.native_fill::<T>()?;
+        let (t, _, h, w) = self.dim();
+        let win = CubeWindow {
+            steps: 0..t,
+            rows: 0..h,
+            cols: 0..w,
+        };
+        self.check_budget(&win, T::DTYPE.size(), T::DTYPE.name())?;
+        let data = self.paint_native::<T>(&win, fill, Access::Shared)?;
+        Ok(NativeCube {
+            data,
+            fill,
+            times: self.times(),
+            scenes: self.scenes(),
+            products: self.products(),
+            bands: self.band_names(),
+            band_sources: self.band_sources(),
+            values: self.parts.values.clone(),
+            epsg: self.parts.epsg,
+            transform: self.parts.grid.transform,
+        })
+    }
+
+    /// One window of the cube as `f32` (NaN where invalid). Fragments stay open for the
+    /// windows that follow in row-major order (see [`QueryPlan::windows`]).
+    pub fn chunk_f32(&self, win: &CubeWindow) -> Result<Array4<f32>> {
+        self.check_window(win)?;
+        let out = self.paint_f32(win, Access::Transient);
+        self.release(win);
+        out
+    }
+
+    /// One window of the cube in the bands' sample type `T` (see [`QueryPlan::native_cube`]).
+    pub fn chunk_native<T: Pixel>(&self, win: &CubeWindow) -> Result<Array4<T>> {
+        self.check_window(win)?;
+        let fill = self.native_fill::<T>()?;
+        let out = self.paint_native::<T>(win, fill, Access::Transient);
+        self.release(win);
+        out
+    }
+
+    /// The fill value of native cubes of type `T`, or why there is none.
+    pub fn native_fill<T: Pixel>(&self) -> Result<T> {
+        let (dtype, nodata) = self.native_type().map_err(|why| {
+            Error::Invalid(format!(
+                "{why}: use run() (f32 with NaN) instead of run_native()"
+            ))
+        })?;
+        if dtype != T::DTYPE {
+            return Err(Error::SampleType {
+                stored: dtype,
+                requested: T::DTYPE,
+            });
+        }
+        let fill = T::from_f64(nodata);
+        if !(fill.to_f64() == nodata || nodata.is_nan() && dtype.is_float()) {
+            return Err(Error::Invalid(format!(
+                "the nodata value {nodata} does not fit {dtype}: use run() for a NaN-masked cube"
+            )));
+        }
+        Ok(fill)
+    }
+
+    fn check_window(&self, win: &CubeWindow) -> Result<()> {
+        let (t, _, h, w) = self.dim();
+        if win.steps.end > t || win.rows.end > h || win.cols.end > w {
+            return Err(Error::Invalid(format!(
+                "window {win:?} is outside the {t} x {h} x {w} cube"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_budget(&self, win: &CubeWindow, elem: usize, dtype: &str) -> Result<()> {
+        let bytes = self.window_bytes(win, elem);
+        if bytes > self.parts.budget {
+            let (t, b, h, w) = self.dim();
+            return Err(Error::TooLarge {
+                bytes,
+                shape: format!("{t} times x {b} bands x {h} x {w} px, {dtype}"),
+                limit: format!("the memory budget of {}", human_bytes(self.parts.budget)),
+            });
+        }
+        Ok(())
+    }
+
+    /// Releases pooled fragments that no window after `win` (row-major) needs.
+    fn release(&self, win: &CubeWindow) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let last_row = win.rows.end >= self.parts.grid.height;
+        let last_col = win.cols.end >= self.parts.grid.width;
+        if last_row && last_col {
+            // The next window starts a new run of steps from the top.
+            pool.clear();
+            return;
+        }
+        pool.retain(|&i, _| {
+            let (rows, cols) = &self.rects[i];
+            rows.end > win.rows.end || cols.end > win.cols.end
+        });
+    }
+
+    /// Opens the fragments that reach `win` and places them on its grid.
+    fn layers(
+        &self,
+        win: &CubeWindow,
+        inputs: &Range<usize>,
+        access: Access,
+    ) -> Result<Layers<'_>> {
+        let p = &self.parts;
+        let chosen: Vec<usize> = (0..p.entries.len())
+            .filter(|&i| {
+                let (rows, cols) = &self.rects[i];
+                rows.start < win.rows.end
+                    && win.rows.start < rows.end
+                    && cols.start < win.cols.end
+                    && win.cols.start < cols.end
+                    && p.obs_steps[i]
+                        .iter()
+                        .any(|s| s.is_some_and(|s| inputs.contains(&s)))
+            })
+            .collect();
+        let fragments: Vec<Arc<Fragment>> = chosen
+            .par_iter()
+            .map(|&i| -> Result<Arc<Fragment>> {
+                if let Some(f) = &p.opened[i] {
+                    return Ok(f.clone());
+                }
+                match access {
+                    Access::Shared => Ok(p.snapshot.fragment(&p.entries[i])?),
+                    Access::Transient => {
+                        if let Some(f) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get(&i)
+                        {
+                            return Ok(f.clone());
+                        }
+                        let f = Arc::new(p.snapshot.read_fragment(&p.entries[i])?);
+                        self.pool
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(i, f.clone());
+                        Ok(f)
+                    }
+                }
+            })
+            .collect::<Result<_>>()?;
+        let out = self.window_grid(win);
+        let fragments: Vec<(&FragmentEntry, Arc<Fragment>)> = chosen
+            .iter()
+            .zip(fragments)
+            .map(|(&i, f)| (&p.entries[i], f))
+            .collect();
+        let placements = fragments
+            .iter()
+            .map(|(entry, f)| Placement::of_fragment(entry, f, &out))
+            .collect();
+        Ok(Layers {
+            fragments,
+            placements,
+            index: chosen,
+        })
+    }
+
+    /// The output grid of a window.
+    fn window_grid(&self, win: &CubeWindow) -> OutGrid {
+        OutGrid {
+            transform: self.parts.grid.transform.window(
+                win.cols.start as f64,
+                win.rows.start as f64,
+                1.0,
+                1.0,
+            ),
+            width: win.cols.len(),
+            height: win.rows.len(),
+        }
+    }
+
+    /// Work lists, one per (input step, band) slab of `bands`: the observations to paint.
+    fn work(
+        &self,
+        layers: &Layers<'_>,
+        bands: &[&str],
+        inputs: &Range<usize>,
+    ) -> Vec<Vec<(i64, usize, usize)>> {
+        let nb = bands.len();
+        let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); inputs.len() * nb];
+        for (fi, ((entry, f), &ei)) in layers.fragments.iter().zip(&layers.index).enumerate() {
+            let Some(b) = bands.iter().position(|n| *n == entry.band) else {
+                continue;
+            };
+            if layers.placements[fi].is_none() {
+                continue;
+            }
+            let times = f.times_micros();
+            for (i, step) in self.parts.obs_steps[ei].iter().enumerate() {
+                if let Some(s) = step.filter(|s| inputs.contains(s)) {
+                    work[(s - inputs.start) * nb + b].push((times[i], fi, i));
+                }
+            }
+        }
+        work
+    }
+
+    /// Paints the input steps of `win` for the input bands with `painter`, clips polygons
+    /// and masks clouds: `(input step, band, y, x)`.
+    fn paint_inputs<P: Painter>(
+        &self,
+        win: &CubeWindow,
+        painter: &P,
+        access: Access,
+    ) -> Result<Array4<P::Elem>> {
+        let p = &self.parts;
+        let inputs = self.input_steps(&win.steps);
+        let layers = self.layers(win, &inputs, access)?;
+        let (h, w) = (win.rows.len(), win.cols.len());
+        let grid = self.window_grid(win);
+        let clip = clip_mask(&p.region, &grid.transform, w, h);
+        let names: Vec<&str> = p.inputs.iter().map(|b| b.stored.as_str()).collect();
+        let mut work = self.work(&layers, &names, &inputs);
+        let too_large = |bytes: u64| Error::TooLarge {
+            bytes,
+            shape: format!(
+                "{} steps x {} bands x {h} x {w} px",
+                inputs.len(),
+                names.len()
+            ),
+            limit: "the memory available to this process".into(),
+        };
+        let elem = std::mem::size_of::<P::Elem>() as u64;
+        let mut data = paint_cube(
+            &mut work,
+            &layers.fragments,
+            &layers.placements,
+            (w, h),
+            clip.as_deref(),
+            painter,
+        )
+        .ok_or_else(|| too_large(self.window_bytes(win, elem as usize)))?;
+        if let Some((rule, qa)) = &p.cloud {
+            let mut qa_work = self.work(&layers, &[qa.as_str()], &inputs);
+            let qa_values = paint_cube(
+                &mut qa_work,
+                &layers.fragments,
+                &layers.placements,
+                (w, h),
+                None,
+                &AsF32 { physical: false },
+            )
+            .ok_or_else(|| too_large(self.window_bytes(win, elem as usize)))?;
+            let slab = w * h;
+            let empty = painter.empty();
+            if slab > 0 {
+                data.par_chunks_mut(names.len() * slab)
+                    .zip(qa_values.par_chunks(slab))
+                    .for_each(|(step, qa)| {
+                        let clear: Vec<bool> = qa
+                            .iter()
+                            .map(|&v| v.is_nan() || rule.is_clear(v as i64))
+                            .collect();
+                        for band in step.chunks_exact_mut(slab) {
+                            for (v, &c) in band.iter_mut().zip(&clear) {
+                                *v = if c { *v } else { empty };
+                            }
+                        }
+                    });
+            }
+        }
+        Array4::from_shape_vec((inputs.len(), names.len(), h, w), data)
+            .map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// Composite groups of `win` relative to its input steps.
+    fn window_groups(&self, win: &CubeWindow) -> Vec<TimeGroup> {
+        let inputs = self.input_steps(&win.steps);
+        win.steps
+            .clone()
+            .map(|k| {
+                let g = &self.parts.groups[self.keep[k]];
+                TimeGroup {
+                    start: g.time,
+                    members: g.members.clone().map(|m| m - inputs.start).collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn paint_f32(&self, win: &CubeWindow, access: Access) -> Result<Array4<f32>> {
+        let p = &self.parts;
+        let mut data = self.paint_inputs(
+            win,
+            &AsF32 {
+                physical: p.physical,
+            },
+            access,
+        )?;
+        if let Some((name, _, e)) = &p.expr {
+            data = apply_expression(data, &p.inputs, name, e)?;
+        }
+        Ok(match p.composite {
+            Some(r) => reduce(data.view(), &self.window_groups(win), r),
+            None => self.select_kept(data, win),
+        })
+    }
+
+    fn paint_native<T: Pixel>(
+        &self,
+        win: &CubeWindow,
+        fill: T,
+        access: Access,
+    ) -> Result<Array4<T>> {
+        let data = self.paint_inputs(win, &Native { fill }, access)?;
+        Ok(match self.parts.composite {
+            Some(r) => reduce_native(data.view(), &self.window_groups(win), r, fill),
+            None => self.select_kept(data, win),
+        })
+    }
+
+    /// Without composites, input steps are output steps; drops the ones between kept steps.
+    fn select_kept<E: Clone>(&self, data: Array4<E>, win: &CubeWindow) -> Array4<E> {
+        let inputs = self.input_steps(&win.steps);
+        if inputs.len() == win.steps.len() {
+            return data;
+        }
+        let idx: Vec<usize> = win
+            .steps
+            .clone()
+            .map(|k| self.parts.groups[self.keep[k]].members.start - inputs.start)
+            .collect();
+        data.select(Axis(0), &idx)
+    }
+}
+
+/// Replaces the bands of `data` (`(step, band, y, x)`, named by `bands`) by one band computed
+/// from an expression.
+fn apply_expression(
+    data: Array4<f32>,
+    bands: &[BandChoice],
+    name: &str,
+    expr: &Expr,
+) -> Result<Array4<f32>> {
+    let (t, _, h, w) = data.dim();
+    let arrays: Vec<Array3<f32>> = (0..bands.len())
+        .map(|b| data.index_axis(Axis(1), b).to_owned())
+        .collect();
+    drop(data);
+    let lookup = |var: &str| -> Option<&Array3<f32>> {
+        bands
+            .iter()
+            .position(|b| b.name.eq_ignore_ascii_case(var) || b.stored.eq_ignore_ascii_case(var))
+            .map(|i| &arrays[i])
+    };
+    let result = expr
+        .evaluate((t, h, w), &lookup)
+        .map_err(|m| Error::Invalid(format!("expression {name:?}: {m}")))?;
+    let mut out = result.insert_axis(Axis(1));
+    out.mapv_inplace(|v| if v.is_finite() { v } else { f32::NAN });
+    Ok(out)
+}
