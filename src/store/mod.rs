@@ -566,7 +566,7 @@ impl Warehouse {
         if !wh.storage.put_if_absent(CONFIG_FILE, &bytes)? {
             return Err(Error::AlreadyExists { path: wh.root });
         }
-        wh.ensure_initial_commit(&wh.config.products)?;
+        wh.ensure_initial_commit(&wh.config.products, false)?;
         Ok(wh)
     }
 
@@ -621,7 +621,7 @@ impl Warehouse {
             options: options.clone(),
             writes_checked: Arc::default(),
         };
-        wh.ensure_initial_commit(&BTreeMap::new())?;
+        wh.ensure_initial_commit(&BTreeMap::new(), true)?;
         Ok(wh)
     }
 
@@ -663,7 +663,13 @@ impl Warehouse {
 
     /// A crash between writing `pixelquery.json` and the first commit leaves no log; creating
     /// version 0 is idempotent (create-if-absent), so open simply finishes the job.
-    fn ensure_initial_commit(&self, products: &BTreeMap<String, serde_json::Value>) -> Result<()> {
+    /// `may_have_history` is false right after this process created `pixelquery.json`: no
+    /// log can exist yet, so the listing below is skipped.
+    fn ensure_initial_commit(
+        &self,
+        products: &BTreeMap<String, serde_json::Value>,
+        may_have_history: bool,
+    ) -> Result<()> {
         let log = self.log();
         let s = self.storage.as_ref();
         if s.exists(&delta::commit_key(0))? || s.exists(delta::LAST_CHECKPOINT)? {
@@ -671,9 +677,11 @@ impl Warehouse {
         }
         // Vacuum deletes commit 0 once a checkpoint replaces it, and a killed checkpoint can
         // leave no `_last_checkpoint`: any commit or checkpoint means the table exists.
-        let listing = log.listing()?;
-        if !listing.commits.is_empty() || !listing.checkpoints.is_empty() {
-            return Ok(());
+        if may_have_history {
+            let listing = log.listing()?;
+            if !listing.commits.is_empty() || !listing.checkpoints.is_empty() {
+                return Ok(());
+            }
         }
         let actions = [
             Action::CommitInfo(CommitInfo {
