@@ -38,7 +38,7 @@ def test_ingest_report_rerun_and_progress(scenes_dir, tmp_path):
 def test_ingest_options_reach_the_engine(scenes_dir, tmp_path):
     files = sorted(str(p) for p in scenes_dir.glob("DEMO_2024030*_B0[48]_10m.tif"))
     report = pixelquery.ingest(
-        tmp_path / "wh", files, compression="lz4", tile_size=1920, memory_budget=16, progress=False
+        tmp_path / "wh", files, compression="lz4", tile_size=1920, memory_budget=64, progress=False
     )
     assert report["scenes_ingested"] == 1
     wh = pixelquery.open(tmp_path / "wh")
