@@ -142,6 +142,27 @@ impl Source<f32> for FloatPlan<'_, '_> {
     }
 }
 
+/// The [`CubeInfo`] of a [`Cube`] or a [`NativeCube`] (same field names, other sample types).
+macro_rules! cube_info {
+    ($cube:expr, $width:expr, $height:expr, $dtype:expr, $nodata:expr) => {
+        CubeInfo {
+            times: $cube.times.clone(),
+            scenes: $cube.scenes.clone(),
+            products: $cube.products.clone(),
+            bands: $cube.bands.clone(),
+            band_sources: $cube.band_sources.clone(),
+            values: $cube.values.clone(),
+            epsg: $cube.epsg,
+            transform: $cube.transform,
+            width: $width,
+            height: $height,
+            dtype: $dtype,
+            nodata: $nodata,
+            region: None,
+        }
+    };
+}
+
 /// A cube in memory (`f32` or native), read by slicing.
 pub(super) struct InMemory<'c, T> {
     pub data: &'c Array4<T>,
@@ -153,21 +174,7 @@ impl<'c> InMemory<'c, f32> {
         let (_, _, h, w) = cube.dim();
         InMemory {
             data: &cube.data,
-            info: CubeInfo {
-                times: cube.times.clone(),
-                scenes: cube.scenes.clone(),
-                products: cube.products.clone(),
-                bands: cube.bands.clone(),
-                band_sources: cube.band_sources.clone(),
-                values: cube.values.clone(),
-                epsg: cube.epsg,
-                transform: cube.transform,
-                width: w,
-                height: h,
-                dtype: DataType::F32,
-                nodata: f64::NAN,
-                region: None,
-            },
+            info: cube_info!(cube, w, h, DataType::F32, f64::NAN),
         }
     }
 }
@@ -178,21 +185,7 @@ impl<'c, T: Pixel> InMemory<'c, T> {
         let (_, _, h, w) = cube.dim();
         InMemory {
             data: &cube.data,
-            info: CubeInfo {
-                times: cube.times.clone(),
-                scenes: cube.scenes.clone(),
-                products: cube.products.clone(),
-                bands: cube.bands.clone(),
-                band_sources: cube.band_sources.clone(),
-                values: cube.values.clone(),
-                epsg: cube.epsg,
-                transform: cube.transform,
-                width: w,
-                height: h,
-                dtype: T::DTYPE,
-                nodata: cube.fill.to_f64(),
-                region: None,
-            },
+            info: cube_info!(cube, w, h, T::DTYPE, cube.fill.to_f64()),
         }
     }
 }
