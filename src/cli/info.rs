@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Arguments of `pixelquery info`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The warehouse directory.
+    /// The warehouse: a folder or s3://bucket/prefix.
     pub warehouse: PathBuf,
     /// Describe this version instead of the latest.
     #[arg(long)]

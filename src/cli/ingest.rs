@@ -13,7 +13,7 @@ use std::time::Instant;
 /// Arguments of `pixelquery ingest`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The warehouse directory (created when it does not exist).
+    /// The warehouse: a folder or s3://bucket/prefix (created when it does not exist).
     pub warehouse: PathBuf,
     /// COG files, folders, URLs (http(s)://, s3://), STAC Item JSON files, or .txt lists.
     #[arg(required = true)]
@@ -56,6 +56,14 @@ pub struct Args {
     /// Store whole tiles in a new warehouse instead of cropping fragments to their data.
     #[arg(long)]
     pub no_crop: bool,
+    /// Ingest only the K-th of N deterministic shards of the scenes found (K from 0), so N
+    /// workers given the same inputs share them (e.g. `--shard $JOB_COMPLETION_INDEX/8`).
+    #[arg(long)]
+    pub shard: Option<pixelquery::ingest::shard::Shard>,
+    /// Write to an object store that ignores conditional creates. Safe only when this is
+    /// the only process that ever writes to the warehouse.
+    #[arg(long)]
+    pub unsafe_single_writer: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -137,6 +145,8 @@ pub fn run(args: Args) -> CliResult {
         memory_budget: args.memory_budget.saturating_mul(1 << 20),
         compression,
         crop: !args.no_crop,
+        shard: args.shard,
+        unsafe_single_writer: args.unsafe_single_writer,
         ..Default::default()
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("where").required(true).args(["point", "bbox", "geojson"]))]
 pub struct Args {
-    /// The warehouse directory.
+    /// The warehouse: a folder or s3://bucket/prefix.
     pub warehouse: PathBuf,
     /// One location: LON,LAT (or X,Y in --crs).
     #[arg(long, allow_hyphen_values = true)]
@@ -88,6 +88,10 @@ pub struct Args {
     /// (points, PNGs, printed statistics) must fit (default: a quarter of the RAM).
     #[arg(long)]
     pub memory_budget: Option<u64>,
+    /// Print to stderr, as JSON, the requests and bytes the query exchanged with an
+    /// object-storage warehouse (catalog and fragments).
+    #[arg(long)]
+    pub io_stats: bool,
 }
 
 /// Parses `START..END` (inclusive; a bare date as END means the whole day).
@@ -252,6 +256,16 @@ pub fn run(args: Args) -> CliResult {
     } else if args.out.is_none() {
         // An area on the terminal: its per-date statistics.
         print!("{}", export::statistics_csv(&plan)?);
+    }
+    if args.io_stats {
+        let stats = warehouse.storage().transfer_stats();
+        let json = serde_json::json!({
+            "warehouse": warehouse.location().display(),
+            "requests": stats.requests,
+            "bytes": stats.bytes,
+            "retries": stats.retries,
+        });
+        eprintln!("{json}");
     }
     Ok(Outcome::Ok)
 }

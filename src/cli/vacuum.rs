@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Arguments of `pixelquery vacuum`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The warehouse directory.
+    /// The warehouse: a folder or s3://bucket/prefix.
     pub warehouse: PathBuf,
     /// Keep versions (and unreferenced files) younger than this, e.g. `7d`, `12h`, `0`.
     #[arg(long, default_value = "7d")]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Arguments of `pixelquery verify`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The warehouse directory.
+    /// The warehouse: a folder or s3://bucket/prefix.
     pub warehouse: PathBuf,
 }
 

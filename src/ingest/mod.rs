@@ -15,6 +15,7 @@ mod pieces;
 pub mod pipeline;
 pub mod scene;
 pub mod schedule;
+pub mod shard;
 pub mod stac;
 
 pub use discover::{discover, Asset, SceneSource};

@@ -12,11 +12,15 @@ use super::buffer::{add_cuts, write_entries, Entries, Shared, Written};
 use super::cut::{plan_file, CutOptions, TileCut, Unit};
 use super::discover::{discover, SceneSource};
 use super::scene::{prepare, PreparedScene, SceneOptions};
+use super::shard::Shard;
 use crate::crs::Crs;
 use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
-use crate::store::{Batch, FragmentCompression, SceneRecord, Snapshot, Warehouse, WarehouseConfig};
+use crate::store::{
+    Batch, Error as StoreError, FragmentCompression, OpenOptions, SceneRecord, Snapshot, Warehouse,
+    WarehouseConfig,
+};
 use crate::warp::Resampling;
 use crate::{Bounds, TileId};
 use rayon::prelude::*;
@@ -90,8 +94,13 @@ pub struct IngestOptions {
     pub compression: FragmentCompression,
     /// Whether a new warehouse crops fragments to their valid pixels (default `true`).
     pub crop: bool,
-    /// Remote source settings.
+    /// Remote settings, for sources and for an `s3://` warehouse.
     pub remote: RemoteOptions,
+    /// Only this shard of the scenes found (`--shard K/N`).
+    pub shard: Option<Shard>,
+    /// Write to an object store even if it ignores conditional creates
+    /// (`--unsafe-single-writer`; safe only with one writer).
+    pub unsafe_single_writer: bool,
 }
 
 impl Default for IngestOptions {
@@ -109,6 +118,8 @@ impl Default for IngestOptions {
             compression: FragmentCompression::default(),
             crop: true,
             remote: RemoteOptions::default(),
+            shard: None,
+            unsafe_single_writer: false,
         }
     }
 }
@@ -161,6 +172,8 @@ pub struct IngestReport {
     pub seconds: f64,
     /// Versions committed.
     pub versions: Vec<u64>,
+    /// Requests and bytes exchanged with an `s3://` warehouse (zero for a local one).
+    pub warehouse_transfer: crate::source::TransferStats,
 }
 
 /// Bytes the block cache of a remote file may hold during ingest: each block is read once,
@@ -289,6 +302,10 @@ fn run(
         }
         Sources::Scenes(scenes) => std::borrow::Cow::Borrowed(scenes),
     };
+    let scenes = match options.shard {
+        Some(shard) => std::borrow::Cow::Owned(shard.select(&scenes)),
+        None => scenes,
+    };
     progress.begin(scenes.len());
     let warehouse = open_warehouse(path, &scenes, profile.as_ref(), &scene_options, options)?;
     let grid = warehouse.config().grid;
@@ -399,6 +416,7 @@ fn run(
     report.versions.dedup();
     report.tiles = tiles_seen.len();
     report.seconds = start.elapsed().as_secs_f64();
+    report.warehouse_transfer = warehouse.storage().transfer_stats();
     Ok(report)
 }
 
@@ -409,8 +427,14 @@ fn open_warehouse(
     scene_options: &SceneOptions,
     options: &IngestOptions,
 ) -> Result<Warehouse, Error> {
-    if path.join("pixelquery.json").exists() {
-        return Ok(Warehouse::open(path)?);
+    let open_options = OpenOptions {
+        remote: options.remote.clone(),
+        unsafe_single_writer: options.unsafe_single_writer,
+    };
+    match Warehouse::open_with(path, &open_options) {
+        Ok(wh) => return Ok(wh),
+        Err(StoreError::NotAWarehouse { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     // A new warehouse takes its grid from the first scene that opens.
     let mut last_err = String::from("no scenes");
@@ -428,7 +452,7 @@ fn open_warehouse(
                 let mut config = WarehouseConfig::new(grid);
                 config.compression = options.compression;
                 config.crop = options.crop;
-                return Ok(Warehouse::open_or_create(path, config)?);
+                return Ok(Warehouse::open_or_create_with(path, config, &open_options)?);
             }
             Err(e) => last_err = e.to_string(),
         }

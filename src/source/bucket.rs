@@ -180,6 +180,44 @@ impl Bucket {
         }
     }
 
+    /// Bytes `range` of the object (one ranged GET), `None` when it does not exist. A
+    /// shorter answer (the object is smaller than the range) is an error.
+    pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Option<Vec<u8>>> {
+        let len = range.end.saturating_sub(range.start);
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let a = self.send(Request {
+            method: "GET",
+            key: Some(key),
+            query: vec![],
+            headers: vec![("range", format!("bytes={}-{}", range.start, range.end - 1))],
+            body: &[],
+            max_answer: len.max(MAX_ANSWER),
+        })?;
+        let body = match a.status {
+            206 => a.body,
+            // A server that ignores `Range` sends the whole object.
+            200 => a
+                .body
+                .get(range.start as usize..)
+                .map(|b| b[..b.len().min(len as usize)].to_vec())
+                .unwrap_or_default(),
+            404 => return Ok(None),
+            416 => Vec::new(),
+            _ => return Err(self.status_error(key, &a)),
+        };
+        if body.len() as u64 != len {
+            return Err(Error::PastEnd {
+                name: self.url_of(key),
+                start: range.start,
+                end: range.end,
+                size: range.start + body.len() as u64,
+            });
+        }
+        Ok(Some(body))
+    }
+
     /// Whether the object exists.
     pub fn exists(&self, key: &str) -> Result<bool> {
         let a = self.send(Request {

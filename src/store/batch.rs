@@ -5,7 +5,7 @@
 use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
 use super::delta::action::{Action, Add};
 use super::delta::{TableState, Version, TABLE_DIR};
-use super::fragment::{write_fragment_file, FragmentData};
+use super::fragment::{write_fragment_bytes, write_fragment_file, FragmentData};
 use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
 use super::snapshot::{read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
@@ -57,13 +57,17 @@ impl<'w> Batch<'w> {
     /// Writes one fragment file (durably) and records its catalog row for the commit.
     /// Observations are sorted by time; validity defaults to "not nodata".
     pub fn write_fragment(&self, data: FragmentData) -> Result<FragmentEntry> {
-        let (entry, dirs, file) = write_new_fragment(self.warehouse, data)?;
-        // The disk writes this file while the next ones are encoded.
-        self.syncer
-            .sync(file, layout::resolve(self.warehouse.root(), &entry.path));
+        let (entry, placed) = write_new_fragment(self.warehouse, data)?;
+        let mut dirs = None;
+        if let Placed::Local { dirs: d, file } = placed {
+            // The disk writes this file while the next ones are encoded.
+            self.syncer
+                .sync(file, layout::resolve(self.warehouse.root(), &entry.path));
+            dirs = Some(d);
+        }
         let mut st = self.state();
         st.fragments.push(entry.clone());
-        st.dirs.extend(dirs);
+        st.dirs.extend(dirs.into_iter().flatten());
         Ok(entry)
     }
 
@@ -264,24 +268,34 @@ impl Drop for Batch<'_> {
         }
         // Best effort: anything left behind is an unreferenced orphan that vacuum removes.
         for f in &self.state().fragments {
-            let _ = std::fs::remove_file(layout::resolve(self.warehouse.root(), &f.path));
+            let _ = self.warehouse.storage().delete(&f.path);
         }
     }
 }
 
-/// Writes a fragment under a fresh unique name and returns its catalog row and the
-/// directories whose entries must be fsynced before the commit.
+/// Where a new fragment went.
+pub(crate) enum Placed {
+    /// A local file, written but not yet fsynced, and the directories whose entries must be
+    /// fsynced before the commit names it.
+    Local {
+        /// The fragment directories (fragments/, the tile's, the band's).
+        dirs: [PathBuf; 3],
+        /// The open file.
+        file: File,
+    },
+    /// An object in object storage: durable once uploaded.
+    Uploaded,
+}
+
+/// Writes a fragment under a fresh unique name and returns its catalog row and where it
+/// went.
 pub(crate) fn write_new_fragment(
     wh: &Warehouse,
     mut data: FragmentData,
-) -> Result<(FragmentEntry, [PathBuf; 3], File)> {
+) -> Result<(FragmentEntry, Placed)> {
     validate_name("band", &data.band)?;
     validate_name("product", &data.product)?;
-    let root = wh.root();
     let tile = data.tile.to_string();
-    let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
-    let dir = tile_dir.join(&data.band);
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let start = data
         .observations
         .iter()
@@ -294,15 +308,28 @@ pub(crate) fn write_new_fragment(
         start.format("%Y%m%dT%H%M%SZ"),
         layout::unique_id()
     );
-    let path = dir.join(&name);
+    let key = format!("{FRAGMENTS_DIR}/{tile}/{}/{name}", data.band);
     let config = wh.config();
-    let written = write_fragment_file(
-        &path,
-        &mut data,
-        config.grid.epsg,
-        config.compression,
-        config.crop,
-    )?;
+    let (epsg, compression, crop) = (config.grid.epsg, config.compression, config.crop);
+    let (written, placed) = match wh.local_root() {
+        Some(root) => {
+            let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
+            let dir = tile_dir.join(&data.band);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let path = dir.join(&name);
+            let (written, file) =
+                write_fragment_file(&path, &mut data, epsg, compression, crop)?.with_out(());
+            let dirs = [root.join(FRAGMENTS_DIR), tile_dir, dir];
+            (written, Placed::Local { dirs, file })
+        }
+        None => {
+            let path = wh.storage().locate(&key);
+            let (written, bytes) =
+                write_fragment_bytes(&path, &mut data, epsg, compression, crop)?.with_out(());
+            wh.storage().put(&key, &bytes)?;
+            (written, Placed::Uploaded)
+        }
+    };
     let mut footprint = data.footprint_lonlat;
     if let (Some(&a), Some(&b)) = (footprint.first(), footprint.last()) {
         if a != b {
@@ -319,7 +346,7 @@ pub(crate) fn write_new_fragment(
         bbox: crate::geo::Bounds::from_points(footprint.iter().copied()),
         footprint_lonlat: footprint,
         resolution: data.resolution,
-        path: format!("{FRAGMENTS_DIR}/{tile}/{}/{name}", data.band),
+        path: key,
         bytes: written.bytes,
         checksum: written.checksum,
         dtype: data.dtype,
@@ -331,9 +358,5 @@ pub(crate) fn write_new_fragment(
         valid_mean: written.stats.mean,
         window: written.window,
     };
-    Ok((
-        entry,
-        [root.join(FRAGMENTS_DIR), tile_dir, dir],
-        written.file,
-    ))
+    Ok((entry, placed))
 }

@@ -3,7 +3,7 @@
 //! atomic commit, then checkpoints the log. The replaced files stay readable by older
 //! snapshots until vacuumed.
 
-use super::batch::{part_key, write_new_fragment, write_part};
+use super::batch::{part_key, write_new_fragment, write_part, Placed};
 use super::catalog::{self, FragmentEntry, PartKind};
 use super::delta::action::{Action, Remove};
 use super::delta::Version;
@@ -63,7 +63,8 @@ pub struct CompactReport {
 }
 
 /// A merged fragment's row and the directories to fsync.
-type Merged = (FragmentEntry, [PathBuf; 3]);
+/// A merged fragment's row and the local files and folders to fsync before the commit.
+type Merged = (FragmentEntry, Vec<PathBuf>);
 
 type GroupKey = (
     crate::grid::TileId,
@@ -103,7 +104,6 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
         report.fragments_after = report.fragments_before;
         return Ok(report);
     }
-    let root = wh.root();
     let merged: Vec<Result<Option<Merged>>> = to_merge
         .par_iter()
         .map(|group| merge_group(wh, group))
@@ -116,7 +116,7 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
     for (group, m) in to_merge.iter().zip(merged) {
         match m {
             Ok(Some((entry, d))) => {
-                new_files.push(layout::resolve(root, &entry.path));
+                new_files.push(entry.path.clone());
                 replaced.extend(group.iter().map(|e| e.path.as_str()));
                 new_rows.push(entry);
                 dirs.extend(d);
@@ -128,9 +128,9 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
             }
         }
     }
-    let cleanup = |files: &[PathBuf]| {
-        for f in files {
-            let _ = std::fs::remove_file(f);
+    let cleanup = |keys: &[String]| {
+        for k in keys {
+            let _ = wh.storage().delete(k);
         }
     };
     if let Some(e) = first_err {
@@ -161,11 +161,12 @@ fn commit_catalog(
     wh: &Warehouse,
     replaced: &BTreeSet<&str>,
     new_rows: &[FragmentEntry],
-    dirs: &BTreeSet<PathBuf>,
+    to_sync: &BTreeSet<PathBuf>,
 ) -> Result<(Version, usize, usize)> {
     let storage = wh.storage();
-    let dirs: Vec<PathBuf> = dirs.iter().cloned().collect();
-    layout::sync_all_paths(&dirs)?;
+    // New local fragment files and their folders (nothing for object storage).
+    let to_sync: Vec<PathBuf> = to_sync.iter().cloned().collect();
+    layout::sync_all_paths(&to_sync)?;
     let mut written: Vec<String> = Vec::new();
     let mut outcome = (0, 0);
     let result = wh.commit(|state| {
@@ -237,7 +238,7 @@ fn commit_catalog(
 fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<Merged>> {
     let frags: Vec<Fragment> = group
         .iter()
-        .map(|e| open_checked(wh.root(), e, true))
+        .map(|e| open_checked(wh.storage(), e, true))
         .collect::<Result<_>>()?;
     let m0 = frags[0].meta().clone();
     let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -278,7 +279,16 @@ fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<Merged
         observations,
     };
     // The caller fsyncs the new files together with its catalog part.
-    write_new_fragment(wh, data).map(|(entry, dirs, _file)| Some((entry, dirs)))
+    let (entry, placed) = write_new_fragment(wh, data)?;
+    let to_sync = match placed {
+        Placed::Local { dirs, file: _ } => {
+            let mut paths = vec![layout::resolve(wh.root(), &entry.path)];
+            paths.extend(dirs);
+            paths
+        }
+        Placed::Uploaded => Vec::new(),
+    };
+    Ok(Some((entry, to_sync)))
 }
 
 #[cfg(test)]

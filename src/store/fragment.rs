@@ -444,7 +444,7 @@ pub struct PixelStats {
 
 /// What writing a fragment produced (feeds the catalog row).
 #[derive(Debug)]
-pub(crate) struct WrittenFragment {
+pub(crate) struct WrittenFragment<W = File> {
     pub bytes: u64,
     pub checksum: String,
     pub time_min: DateTime<Utc>,
@@ -453,8 +453,25 @@ pub(crate) struct WrittenFragment {
     /// The window of the tile the fragment stores.
     pub window: PixelWindow,
     pub stats: PixelStats,
-    /// The written file, still open: not yet fsynced.
-    pub file: File,
+    /// Where it was written: the file, still open and not yet fsynced, or the bytes.
+    pub out: W,
+}
+
+impl<W> WrittenFragment<W> {
+    /// The same facts with another `out`.
+    pub(crate) fn with_out<V>(self, out: V) -> (WrittenFragment<V>, W) {
+        let facts = WrittenFragment {
+            bytes: self.bytes,
+            checksum: self.checksum,
+            time_min: self.time_min,
+            time_max: self.time_max,
+            observations: self.observations,
+            window: self.window,
+            stats: self.stats,
+            out,
+        };
+        (facts, self.out)
+    }
 }
 
 fn arrow_type(dtype: DataType) -> ArrowType {
@@ -533,6 +550,40 @@ pub(crate) fn write_fragment_file(
     compression: FragmentCompression,
     crop: bool,
 ) -> Result<WrittenFragment> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    let out = BufWriter::with_capacity(256 * 1024, file);
+    let (written, out) = encode_fragment(out, path, data, epsg, compression, crop)?.with_out(());
+    let file = out.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
+    // Not fsynced here: the caller hands the file to background sync threads or fsyncs
+    // it with the other files of its commit.
+    Ok(written.with_out(file).0)
+}
+
+/// Like [`write_fragment_file`], into memory (for object storage, which takes whole
+/// objects); `name` names the fragment in errors.
+pub(crate) fn write_fragment_bytes(
+    name: &Path,
+    data: &mut FragmentData,
+    epsg: u32,
+    compression: FragmentCompression,
+    crop: bool,
+) -> Result<WrittenFragment<Vec<u8>>> {
+    encode_fragment(Vec::new(), name, data, epsg, compression, crop)
+}
+
+/// Checks, sorts, crops and encodes `data` into `out`; `path` names it in errors.
+fn encode_fragment<W: Write>(
+    out: W,
+    path: &Path,
+    data: &mut FragmentData,
+    epsg: u32,
+    compression: FragmentCompression,
+    crop: bool,
+) -> Result<WrittenFragment<W>> {
     let (tile, band) = (data.tile, data.band.clone());
     let invalid = move |reason: String| Error::InvalidFragment {
         tile,
@@ -670,13 +721,8 @@ pub(crate) fn write_fragment_file(
         FragmentCompression::Zstd => Some(Codec::Zstd),
     };
 
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err(path))?;
     let mut sink = HashingWriter {
-        inner: BufWriter::with_capacity(256 * 1024, file),
+        inner: out,
         hasher: twox_hash::XxHash3_64::with_seed(0),
         bytes: 0,
     };
@@ -684,14 +730,8 @@ pub(crate) fn write_fragment_file(
         path: path.to_path_buf(),
         source: e,
     })?;
-    let file = sink
-        .inner
-        .into_inner()
-        .map_err(|e| io_err(path)(e.into_error()))?;
-    // Not fsynced here: the caller hands the file to background sync threads or fsyncs
-    // it with the other files of its commit.
     Ok(WrittenFragment {
-        file,
+        out: sink.inner,
         bytes: sink.bytes,
         checksum: format_checksum(sink.hasher.finish()),
         time_min,
@@ -974,6 +1014,15 @@ impl Fragment {
     /// names it in errors. Uncompressed pixels stay views into `bytes`.
     pub fn from_buffer(path: &Path, bytes: Buffer) -> Result<Fragment> {
         Self::decode_checked(path, bytes, None)
+    }
+
+    /// Like [`Fragment::from_buffer`], first checking the bytes' checksum when one is given.
+    pub(crate) fn from_buffer_checked(
+        path: &Path,
+        bytes: Buffer,
+        checksum: Option<&str>,
+    ) -> Result<Fragment> {
+        Self::decode_checked(path, bytes, checksum)
     }
 
     /// Opens a fragment whose recorded size and (optionally) checksum are known.

@@ -704,6 +704,14 @@ impl Warehouse {
         &self.root
     }
 
+    /// The warehouse's folder when it is a local one (fragments are memory-mapped from it).
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.location {
+            Location::Local(_) => Some(&self.root),
+            Location::S3(_) => None,
+        }
+    }
+
     /// Where the warehouse lives.
     pub fn location(&self) -> &Location {
         &self.location
@@ -743,6 +751,10 @@ impl Warehouse {
     /// Where the warehouse's files are.
     pub fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
+    }
+
+    pub(crate) fn storage_arc(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
     }
 
     pub(crate) fn log(&self) -> DeltaLog<'_> {

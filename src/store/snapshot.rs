@@ -56,7 +56,7 @@ impl FragmentFilter {
 /// The warehouse as of one version: its catalog rows and a way to read fragments.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    root: PathBuf,
+    storage: Arc<dyn Storage>,
     version: Version,
     timestamp: Option<DateTime<Utc>>,
     parts: Vec<PartRef>,
@@ -259,7 +259,7 @@ impl Snapshot {
         });
         let fingerprints = scenes.iter().map(|s| s.scene.fingerprint.clone()).collect();
         Ok(Snapshot {
-            root: wh.root().to_path_buf(),
+            storage: wh.storage_arc(),
             version: state.version,
             timestamp: state.timestamp,
             parts,
@@ -314,15 +314,22 @@ impl Snapshot {
         self.fingerprints.contains(fingerprint)
     }
 
-    /// Filesystem path of a fragment.
+    /// Where a fragment is: its path in a local warehouse, its URL in object storage.
     pub fn fragment_path(&self, entry: &FragmentEntry) -> PathBuf {
-        layout::resolve(&self.root, &entry.path)
+        self.storage.locate(&entry.path)
     }
 
-    /// Memory-maps and decodes a fragment, checking that it is the file the catalog
-    /// describes (size, tile, band, product, dtype, size, observation count).
+    /// Requests sent and bytes moved so far by this snapshot's warehouse (object storage;
+    /// zero for a local folder). Take the difference around a query to see its share.
+    pub fn transfer_stats(&self) -> crate::source::TransferStats {
+        self.storage.transfer_stats()
+    }
+
+    /// Reads and decodes a fragment (memory-mapped from a local warehouse, one ranged read
+    /// from object storage), checking that it is the file the catalog describes (size, tile,
+    /// band, product, dtype, size, observation count).
     pub fn read_fragment(&self, entry: &FragmentEntry) -> Result<Fragment> {
-        open_checked(&self.root, entry, false)
+        open_checked(self.storage.as_ref(), entry, false)
     }
 
     /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once per
@@ -366,15 +373,25 @@ impl Snapshot {
     /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before
     /// decoding it (one extra pass over the bytes).
     pub fn read_fragment_verified(&self, entry: &FragmentEntry) -> Result<Fragment> {
-        open_checked(&self.root, entry, true)
+        open_checked(self.storage.as_ref(), entry, true)
     }
 }
 
 /// Opens a fragment and checks it against its catalog row.
-pub(crate) fn open_checked(root: &Path, entry: &FragmentEntry, verify: bool) -> Result<Fragment> {
-    let path = layout::resolve(root, &entry.path);
+pub(crate) fn open_checked(
+    storage: &dyn Storage,
+    entry: &FragmentEntry,
+    verify: bool,
+) -> Result<Fragment> {
+    let path = storage.locate(&entry.path);
     let checksum = verify.then_some(entry.checksum.as_str());
-    let f = Fragment::open_expecting(&path, entry.bytes, checksum)?;
+    let f = match storage.local_root() {
+        Some(_) => Fragment::open_expecting(&path, entry.bytes, checksum)?,
+        None => {
+            let bytes = storage.read_range(&entry.path, 0..entry.bytes)?;
+            Fragment::from_buffer_checked(&path, arrow_buffer::Buffer::from_vec(bytes), checksum)?
+        }
+    };
     let m = f.meta();
     if m.tile != entry.tile
         || m.band != entry.band

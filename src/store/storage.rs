@@ -10,8 +10,10 @@
 
 use super::layout::{self, io_err, TMP_PREFIX};
 use super::{Error, Result};
+use crate::source::TransferStats;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -33,6 +35,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// The whole file; [`Error::MissingFile`] when there is none.
     fn read(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Bytes `range` of the file; [`Error::MissingFile`] when there is none, an error when
+    /// the file is shorter.
+    fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>>;
 
     /// True when the file exists.
     fn exists(&self, key: &str) -> Result<bool>;
@@ -57,6 +63,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Deletes the file; a file that is already gone is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// The folder of a local store (its files can be memory-mapped); `None` for remote ones.
+    fn local_root(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Requests sent and bytes moved so far (remote stores; zero for local ones).
+    fn transfer_stats(&self) -> TransferStats {
+        TransferStats::default()
+    }
 }
 
 /// A warehouse in a local folder: create-if-absent is a hard link of a fully written and
@@ -95,6 +111,35 @@ impl Storage for LocalStorage {
 
     fn read(&self, key: &str) -> Result<Vec<u8>> {
         layout::read_file(&self.locate(key))
+    }
+
+    fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.locate(key);
+        let mut f = fs::File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::MissingFile { path: path.clone() }
+            } else {
+                io_err(&path)(e)
+            }
+        })?;
+        let len = range.end.saturating_sub(range.start);
+        let mut buf = Vec::with_capacity(len.min(1 << 30) as usize);
+        f.seek(SeekFrom::Start(range.start))
+            .map_err(io_err(&path))?;
+        f.take(len).read_to_end(&mut buf).map_err(io_err(&path))?;
+        if buf.len() as u64 != len {
+            return Err(Error::SizeMismatch {
+                path,
+                expected: range.end,
+                actual: range.start + buf.len() as u64,
+            });
+        }
+        Ok(buf)
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
@@ -222,8 +267,20 @@ impl Storage for ObjectStorage {
         })
     }
 
+    fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        self.bucket
+            .get_range(key, range)?
+            .ok_or_else(|| Error::MissingFile {
+                path: self.locate(key),
+            })
+    }
+
     fn exists(&self, key: &str) -> Result<bool> {
         Ok(self.bucket.exists(key)?)
+    }
+
+    fn transfer_stats(&self) -> TransferStats {
+        self.bucket.stats()
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {

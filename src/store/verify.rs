@@ -4,7 +4,7 @@
 
 use super::catalog::{FragmentEntry, PartKind};
 use super::delta::{checkpoint, checkpoint_key, commit_key, Version, LOG_DIR, TABLE_DIR};
-use super::layout::{self, FRAGMENTS_DIR};
+use super::layout::FRAGMENTS_DIR;
 use super::snapshot::{open_checked, read_fragment_part, read_scene_part};
 use super::vacuum::retained_parts;
 use super::{Error, Warehouse};
@@ -186,14 +186,13 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
                 .push(Problem::from_error(e, storage.locate(&part.path)));
         }
     }
-    let root = wh.root();
     let checks: Vec<Result<u64, Problem>> = fragments
         .values()
         .collect::<Vec<_>>()
         .par_iter()
         .map(|e| {
-            let path = layout::resolve(root, &e.path);
-            open_checked(root, e, true)
+            let path = storage.locate(&e.path);
+            open_checked(storage, e, true)
                 .map(|_| e.bytes)
                 .map_err(|err| Problem::from_error(err, path))
         })
