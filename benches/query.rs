@@ -17,7 +17,13 @@
 //! snapshot (fragments already opened and decompressed), and the tile on a new snapshot
 //! (catalog read, fragments opened and decompressed: what one CLI run pays).
 //!
-//! `cargo bench --bench query`
+//! Then the multi-sensor row (issue #18): a second warehouse with the same scenes plus 6
+//! dates of a 30 m Landsat-like product (4 bands, its own scale/offset) over the same area;
+//! the tile's red/green/blue/nir series of both products (physical values, the 30 m product
+//! resampled onto 10 m while painting) against the Sentinel-2 product alone (physical too),
+//! time per time step of each and their ratio (goal: <= 1.5x).
+//!
+//! `cargo bench --bench query` (`cargo bench --bench query -- multi`: the multi-sensor row only)
 
 mod fragment_settings;
 mod support;
@@ -250,6 +256,17 @@ fn main() {
     ];
     let quick =
         std::env::args().any(|a| a == "--test") || std::env::var_os("PQ_BENCH_QUICK").is_some();
+    if std::env::args().skip(1).any(|a| a == "multi") {
+        multi_product_table(
+            tmp.path(),
+            &inputs,
+            &sb,
+            tile,
+            epsg,
+            if quick { 1 } else { 21 },
+        );
+        return;
+    }
     if !quick {
         let mut c = Criterion::default().configure_from_args().sample_size(20);
         let mut g = c.benchmark_group("query");
@@ -300,8 +317,112 @@ fn main() {
             c / q,
         );
     }
+    multi_product_table(tmp.path(), &inputs, &sb, tile, epsg, runs);
     let runs = if quick { 1 } else { 15 };
     settings_table(tmp.path(), &inputs, files, tile, point, epsg, runs);
+}
+
+/// Writes 6 dates of a 30 m Landsat-like product (SR_B2..SR_B5) covering `bounds`, on the
+/// 30 m lattice of the grid.
+fn landsat_like(dir: &Path, bounds: &Bounds, epsg: u32) -> Vec<String> {
+    use pixelquery::cog::{write_cog, WriteOptions};
+    std::fs::create_dir_all(dir).unwrap();
+    let x0 = (bounds.min_x / 30.0).floor() * 30.0;
+    let y0 = (bounds.max_y / 30.0).ceil() * 30.0;
+    let w = ((bounds.max_x - x0) / 30.0).ceil() as usize;
+    let h = ((y0 - bounds.min_y) / 30.0).ceil() as usize;
+    let mut out = Vec::new();
+    for (t, day) in ["0312", "0428", "0530", "0715", "0816", "0917"]
+        .iter()
+        .enumerate()
+    {
+        for (b, band) in ["SR_B2", "SR_B3", "SR_B4", "SR_B5"].iter().enumerate() {
+            let data = ndarray::Array3::<u16>::from_shape_fn((1, h, w), |(_, y, x)| {
+                8000 + ((x * 7 + y * 13 + t * 5 + b * 3) % 4000) as u16
+            });
+            let path = dir.join(format!("LSIM_2023{day}_{band}.tif"));
+            let options = WriteOptions {
+                transform: Some(pixelquery::GeoTransform::north_up(x0, y0, 30.0, 30.0)),
+                epsg: Some(epsg),
+                nodata: Some(0.0),
+                band_descriptions: vec![band.to_string()],
+                metadata: vec![(
+                    "ACQUISITION_DATETIME".into(),
+                    format!("2023-{}-{}T01:50:00Z", &day[..2], &day[2..]),
+                )],
+                ..Default::default()
+            };
+            write_cog(&path, data.view(), &options).unwrap();
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
+
+/// The multi-sensor row (see the module documentation).
+fn multi_product_table(
+    tmp: &Path,
+    inputs: &[String],
+    scene: &Bounds,
+    tile: Bounds,
+    epsg: u32,
+    runs: usize,
+) {
+    let wh_path = tmp.join("wh-multi");
+    for (product, files) in [
+        ("sentinel2_l2a", inputs.to_vec()),
+        ("landsat8_c2l2", landsat_like(&tmp.join("l8"), scene, epsg)),
+    ] {
+        let options = IngestOptions {
+            product: Some(product.into()),
+            ..Default::default()
+        };
+        ingest(&wh_path, &files, &options, &Quiet).unwrap();
+    }
+    let wh = Warehouse::open(&wh_path).unwrap();
+    let snap = wh.snapshot(None).unwrap();
+    let bands = ["blue", "green", "red", "nir"];
+    let query = |products: &[&str]| {
+        wh.query()
+            .on_snapshot(&snap)
+            .bbox(tile)
+            .crs(epsg)
+            .bands(&bands)
+            .products(products)
+            .physical(true)
+            .run()
+            .unwrap()
+    };
+    let one = query(&["sentinel2_l2a"]);
+    let both = query(&["sentinel2_l2a", "landsat8_c2l2"]);
+    let (t1, t2) = (one.dim().0, both.dim().0);
+    assert!(t2 > t1, "the second product adds time steps");
+    let [a, b] = interleaved_medians(
+        runs,
+        [
+            &mut || {
+                std::hint::black_box(query(&["sentinel2_l2a"]));
+            },
+            &mut || {
+                std::hint::black_box(query(&["sentinel2_l2a", "landsat8_c2l2"]));
+            },
+        ],
+    );
+    let (_, _, h, w) = both.dim();
+    println!("\nmulti-sensor tile query ({w} x {h} px at 10 m, 4 bands by alias, physical values; medians of {runs} interleaved runs)");
+    println!("| products | time steps | query | per time step | per step / single product |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| sentinel2_l2a | {t1} | {:.3} ms | {:.3} ms | 1.00x |",
+        a * 1e3,
+        a / t1 as f64 * 1e3
+    );
+    println!(
+        "| sentinel2_l2a + landsat8_c2l2 (30 m, nearest onto 10 m) | {t2} | {:.3} ms | {:.3} ms | {:.2}x |",
+        b * 1e3,
+        b / t2 as f64 * 1e3,
+        (b / t2 as f64) / (a / t1 as f64)
+    );
 }
 
 /// Query times per fragment setting (see the module documentation).

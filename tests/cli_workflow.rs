@@ -83,7 +83,7 @@ fn demo_ingest_info_query() {
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(
-        text.starts_with("time,scene,band,x,y,value\n") && text.lines().count() == 9,
+        text.starts_with("time,scene,product,band,x,y,value\n") && text.lines().count() == 9,
         "{text}"
     );
 

@@ -704,7 +704,10 @@ fn the_cli_writes_and_says_what_it_wrote() {
     );
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&stats).unwrap();
-    assert!(text.starts_with("time,scene,band,count,mean"), "{text}");
+    assert!(
+        text.starts_with("time,scene,product,band,count,mean"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 5);
     for (args, needle) in [
         (vec!["--dtype", "complex"], "--dtype"),

@@ -31,9 +31,21 @@ pub struct Args {
     /// Bands (names or aliases such as red,nir).
     #[arg(long, value_delimiter = ',')]
     pub bands: Option<Vec<String>>,
-    /// Product id (when the warehouse holds several).
+    /// Product id(s): one, or several (a,b) for one multi-sensor time axis; default: every
+    /// product that has the requested bands.
+    #[arg(long, value_delimiter = ',')]
+    pub product: Option<Vec<String>>,
+    /// Leave out products that lack a requested band (or their cloud band) instead of failing.
     #[arg(long)]
-    pub product: Option<String>,
+    pub skip_missing: bool,
+    /// Kernel resampling stored tiles onto the query grid: near, bilinear, cubic, average or
+    /// mode (default: nearest where the output is as fine or finer, average where coarser).
+    #[arg(long)]
+    pub resampling: Option<pixelquery::warp::Resampling>,
+    /// With --group-by solar-day: mosaic the products of one solar day too (first valid
+    /// pixel in acquisition order wins); by default days are mosaicked within a product.
+    #[arg(long)]
+    pub across_products: bool,
     /// Band math, e.g. '(nir - red) / (nir + red)'.
     #[arg(long, conflicts_with = "index")]
     pub expr: Option<String>,
@@ -171,7 +183,13 @@ pub fn run(args: Args) -> CliResult {
         q = q.bands(b);
     }
     if let Some(p) = &args.product {
-        q = q.product(p);
+        q = q.products(p);
+    }
+    q = q
+        .skip_missing(args.skip_missing)
+        .across_products(args.across_products);
+    if let Some(r) = args.resampling {
+        q = q.resampling(r);
     }
     if let Some(e) = &args.expr {
         q = q.expr(e);
@@ -216,6 +234,14 @@ pub fn run(args: Args) -> CliResult {
     let mut plan = q.prepare()?;
     if args.drop_empty {
         plan.drop_empty_steps()?;
+    }
+    if plan.source_products().len() > 1 {
+        eprintln!(
+            "note: {} products ({}): values are physical, each product's own scale and offset \
+             (its own surface reflectance, not harmonised across sensors)",
+            plan.source_products().len(),
+            plan.source_products().join(", ")
+        );
     }
     let (t, b, h, w) = plan.dim();
     if t == 0 {

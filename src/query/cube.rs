@@ -16,6 +16,9 @@ pub struct Values {
     pub expression: Option<String>,
     /// The temporal composite, e.g. `median per month` (`None`: one step per observation).
     pub composite: Option<String>,
+    /// The products the values come from. With several, values are physical, each product's
+    /// own scale and offset applied: each sensor's own surface reflectance, not harmonised.
+    pub products: Vec<String>,
 }
 
 impl Values {
@@ -26,6 +29,11 @@ impl Values {
             (Some(e), _) => e.clone(),
             (None, true) => "physical value (scale and offset applied)".to_string(),
             (None, false) => "digital number".to_string(),
+        };
+        let base = if self.products.len() > 1 {
+            format!("{base} of {}", self.products.join(" + "))
+        } else {
+            base
         };
         match &self.composite {
             Some(c) => format!("{base}, {c}"),

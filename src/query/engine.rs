@@ -11,8 +11,9 @@ use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Painter, Place
 use super::plan::{Access, BandChoice, QueryPlan, Step};
 use super::region::Region;
 use crate::crs::Crs;
-use crate::profile::{BandRole, ProductProfile};
+use crate::profile::{BandRole, CloudMaskRule, ProductProfile};
 use crate::store::{Fragment, FragmentEntry, FragmentFilter, Pixel, Snapshot, Version, Warehouse};
+use crate::warp::Resampling;
 use crate::{Bounds, DataType, GeoTransform};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
@@ -42,6 +43,16 @@ pub enum Error {
         /// The name asked for.
         band: String,
         /// What exists.
+        available: String,
+    },
+    /// One of several products asked for lacks a band (or its cloud mask band).
+    #[error("band {band:?} is not in product {product:?} (its bands: {available}): leave the product out, or skip it with --skip-missing (Query::skip_missing)")]
+    MissingBand {
+        /// The name asked for.
+        band: String,
+        /// The product without it.
+        product: String,
+        /// The product's bands.
         available: String,
     },
     /// The options contradict each other or are out of range.
@@ -82,7 +93,10 @@ pub struct Query<'w> {
     crs: u32,
     time: Option<(DateTime<Utc>, DateTime<Utc>)>,
     bands: Vec<String>,
-    product: Option<String>,
+    products: Vec<String>,
+    skip_missing: bool,
+    resampling: Option<Resampling>,
+    across_products: bool,
     expr: Option<(String, String)>,
     mask_clouds: bool,
     physical: bool,
@@ -104,7 +118,10 @@ impl Warehouse {
             crs: 4326,
             time: None,
             bands: Vec::new(),
-            product: None,
+            products: Vec::new(),
+            skip_missing: false,
+            resampling: None,
+            across_products: false,
             expr: None,
             mask_clouds: false,
             physical: false,
@@ -182,9 +199,40 @@ impl<'w> Query<'w> {
         self
     }
 
-    /// Product id (needed when the warehouse holds several).
+    /// One product (without [`Query::product`] or [`Query::products`], every product that
+    /// has the requested bands takes part).
     pub fn product(mut self, id: &str) -> Self {
-        self.product = Some(id.to_string());
+        self.products = vec![id.to_string()];
+        self
+    }
+
+    /// Several products on one time axis (a multi-sensor series): bands are named by alias
+    /// (`red`, `nir`) and resolved per product through its profile, each product is resampled
+    /// onto the query grid, and values are physical (each product's own scale and offset).
+    pub fn products<S: AsRef<str>>(mut self, ids: &[S]) -> Self {
+        self.products = ids.iter().map(|p| p.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Leaves out the products asked for that lack a requested band (or their cloud band)
+    /// instead of failing with [`Error::MissingBand`].
+    pub fn skip_missing(mut self, yes: bool) -> Self {
+        self.skip_missing = yes;
+        self
+    }
+
+    /// Kernel that resamples stored tiles onto the query grid (`near`, `bilinear`, `cubic`,
+    /// `average`, `mode`; default: nearest when the output is as fine as a band or finer,
+    /// average when it is coarser, as at ingest). Cloud bands always use nearest.
+    pub fn resampling(mut self, kernel: Resampling) -> Self {
+        self.resampling = Some(kernel);
+        self
+    }
+
+    /// With [`Query::group_by_solar_day`], mosaics the products of one solar day too (first
+    /// valid pixel in acquisition order wins); by default a solar day mosaics within a product.
+    pub fn across_products(mut self, yes: bool) -> Self {
+        self.across_products = yes;
         self
     }
 
@@ -348,65 +396,109 @@ impl<'w> Query<'w> {
         let region_lonlat = region.to_crs(&region_crs, &Crs::wgs84())?;
         let region = region.to_crs(&region_crs, &grid_crs)?;
 
-        // Product and its profile.
-        let products: BTreeSet<String> = snapshot
+        // Products and their profiles: the ones named, else every product with the bands.
+        let all: BTreeSet<String> = snapshot
             .fragments()
             .iter()
             .map(|f| f.product.clone())
             .collect();
-        let product = match &self.product {
-            Some(p) if products.contains(p) => p.clone(),
-            Some(p) => {
+        if all.is_empty() {
+            return Err(Error::NoData("the warehouse is empty".into()));
+        }
+        let mut named: Vec<String> = Vec::new();
+        for p in &self.products {
+            if !all.contains(p) {
                 return Err(Error::NoData(format!(
                     "product {p:?} is not in the warehouse (products: {})",
-                    products.iter().cloned().collect::<Vec<_>>().join(", ")
-                )))
+                    all.iter().cloned().collect::<Vec<_>>().join(", ")
+                )));
             }
-            None if products.len() == 1 => products.iter().next().cloned().unwrap_or_default(),
-            None if products.is_empty() => {
-                return Err(Error::NoData("the warehouse is empty".into()))
+            if !named.contains(p) {
+                named.push(p.clone());
             }
-            None => {
-                return Err(Error::Invalid(format!(
-                    "the warehouse holds several products ({}); choose one with --product",
-                    products.iter().cloned().collect::<Vec<_>>().join(", ")
-                )))
-            }
+        }
+        let explicit = !named.is_empty();
+        let candidates: Vec<String> = if explicit {
+            named
+        } else {
+            all.iter().cloned().collect()
         };
-        let profile: Option<ProductProfile> = snapshot
-            .products()
-            .get(&product)
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        let available: BTreeSet<String> = snapshot
-            .fragments()
-            .iter()
-            .filter(|f| f.product == product)
-            .map(|f| f.band.clone())
-            .collect();
-
-        // Which bands: names as asked, each with the stored band it reads.
         let expr = self
             .expr
             .as_ref()
             .map(|(name, text)| Expr::parse(text).map(|e| (name.clone(), text.clone(), e)))
             .transpose()?;
-        let requested: Vec<String> = match &expr {
-            Some((_, _, e)) => e.variables(),
-            None if self.bands.is_empty() => available
+        if candidates.len() > 1 && expr.is_none() && self.bands.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the warehouse holds several products ({}); choose one with --product, or name \
+                 the bands (aliases such as red, nir) to query them together",
+                candidates.join(", ")
+            )));
+        }
+        let mut chosen: Vec<Chosen> = Vec::new();
+        let mut first_error = None;
+        for id in &candidates {
+            let profile: Option<ProductProfile> = snapshot
+                .products()
+                .get(id)
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            let available: BTreeSet<String> = snapshot
+                .fragments()
                 .iter()
-                .filter(|b| {
-                    profile
-                        .as_ref()
-                        .and_then(|p| p.band(b))
-                        .is_none_or(|bp| bp.role != BandRole::Quality)
-                })
-                .cloned()
-                .collect(),
-            None => self.bands.clone(),
-        };
+                .filter(|f| &f.product == id)
+                .map(|f| f.band.clone())
+                .collect();
+            let requested: Vec<String> = match &expr {
+                Some((_, _, e)) => e.variables(),
+                None if self.bands.is_empty() => available
+                    .iter()
+                    .filter(|b| {
+                        profile
+                            .as_ref()
+                            .and_then(|p| p.band(b))
+                            .is_none_or(|bp| bp.role != BandRole::Quality)
+                    })
+                    .cloned()
+                    .collect(),
+                None => self.bands.clone(),
+            };
+            match resolve_product(id, profile, &available, &requested, self.mask_clouds) {
+                Ok(c) => chosen.push(c),
+                Err(e) => {
+                    let e = match (e, candidates.len() > 1) {
+                        (Error::UnknownBand { band, available }, true) => Error::MissingBand {
+                            band,
+                            product: id.clone(),
+                            available,
+                        },
+                        (e, _) => e,
+                    };
+                    if explicit && !self.skip_missing {
+                        return Err(e);
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if chosen.is_empty() {
+            return Err(match (first_error, candidates.len()) {
+                (Some(e), 1) => e,
+                _ => Error::NoData(format!(
+                    "no product of the warehouse has {} (products: {})",
+                    describe_request(&self.bands, expr.as_ref().map(|e| &e.1)),
+                    candidates.join(", ")
+                )),
+            });
+        }
+        let products: Vec<String> = chosen.iter().map(|c| c.id.clone()).collect();
+        let multi = products.len() > 1;
+        // Values of several products only mix in physical units.
+        let physical = self.physical || multi;
+
+        // Bands as asked, each with the stored band it reads in every product.
         let mut inputs: Vec<BandChoice> = Vec::new();
-        for name in &requested {
-            let stored = resolve_band(name, profile.as_ref(), &available)?;
+        for (k, name) in chosen[0].requested.iter().enumerate() {
+            let stored: Vec<String> = chosen.iter().map(|c| c.stored[k].clone()).collect();
             if !inputs.iter().any(|b| b.stored == stored) {
                 inputs.push(BandChoice {
                     name: name.clone(),
@@ -414,25 +506,16 @@ impl<'w> Query<'w> {
                 });
             }
         }
-        let cloud = if self.mask_clouds {
-            let rule = profile
-                .as_ref()
-                .map(|p| p.cloud_mask.clone())
-                .unwrap_or_default();
-            let Some(qa) = rule.band() else {
-                return Err(Error::Invalid(format!(
-                    "product {product:?} has no cloud mask rule"
-                )));
-            };
-            let qa = resolve_band(qa, profile.as_ref(), &available)?;
-            Some((rule, qa))
-        } else {
-            None
+        let cloud: Option<Vec<(CloudMaskRule, String)>> = self
+            .mask_clouds
+            .then(|| chosen.iter().filter_map(|c| c.cloud.clone()).collect());
+        let load = |product: usize, band: &str| {
+            inputs.iter().any(|b| b.stored[product] == band)
+                || cloud
+                    .as_ref()
+                    .is_some_and(|c| c.get(product).is_some_and(|(_, qa)| qa == band))
         };
-        let mut load: Vec<&str> = inputs.iter().map(|b| b.stored.as_str()).collect();
-        if let Some((_, qa)) = &cloud {
-            load.push(qa);
-        }
+        let product_index = |id: &str| products.iter().position(|p| p == id);
 
         // Prune with the catalog: every fragment of the region's tiles (time comes later, so
         // the grid does not depend on the time range).
@@ -447,14 +530,18 @@ impl<'w> Query<'w> {
                 .into_iter()
                 .collect()
         };
-        let region_fragments: Vec<&FragmentEntry> = snapshot
-            .select(&FragmentFilter {
-                product: Some(product.clone()),
-                ..Default::default()
-            })
-            .into_iter()
-            .filter(|f| tiles.contains(&f.tile) && load.contains(&f.band.as_str()))
-            .collect();
+        let mut region_fragments: Vec<&FragmentEntry> = Vec::new();
+        for (k, id) in products.iter().enumerate() {
+            region_fragments.extend(
+                snapshot
+                    .select(&FragmentFilter {
+                        product: Some(id.clone()),
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .filter(|f| tiles.contains(&f.tile) && load(k, &f.band)),
+            );
+        }
         // Those that may hold observations in the time range (catalog time span).
         let in_region: Vec<&FragmentEntry> = match self.time {
             Some((start, end)) => region_fragments
@@ -464,17 +551,18 @@ impl<'w> Query<'w> {
                 .collect(),
             None => region_fragments.clone(),
         };
-        // Scenes of the product whose footprint (a lon/lat polygon) covers the region.
-        let covering: Vec<(i64, &str)> = snapshot
+        // Scenes of the products whose footprint (a lon/lat polygon) covers the region.
+        let covering: Vec<(i64, usize, &str)> = snapshot
             .scenes()
             .iter()
             .map(|s| &s.scene)
             .filter(|s| {
-                s.product == product
-                    && s.footprint_lonlat.len() >= 3
-                    && region_lonlat.intersects_ring(&s.footprint_lonlat)
+                s.footprint_lonlat.len() >= 3 && region_lonlat.intersects_ring(&s.footprint_lonlat)
             })
-            .map(|s| (s.acquired.timestamp_micros(), s.scene_id.as_str()))
+            .filter_map(|s| {
+                let k = product_index(&s.product)?;
+                Some((s.acquired.timestamp_micros(), k, s.scene_id.as_str()))
+            })
             .collect();
         if region_fragments.is_empty() && covering.is_empty() {
             return Err(Error::NoData(
@@ -487,22 +575,25 @@ impl<'w> Query<'w> {
             Some(r) => r,
             None => {
                 let finest = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::INFINITY, f64::min);
-                let wanted: Vec<&str> = inputs.iter().map(|b| b.stored.as_str()).collect();
+                let wanted = |f: &FragmentEntry| {
+                    product_index(&f.product)
+                        .is_some_and(|k| inputs.iter().any(|b| b.stored[k] == f.band))
+                };
                 let r = finest(
                     &mut region_fragments
                         .iter()
-                        .filter(|f| wanted.contains(&f.band.as_str()))
+                        .filter(|f| wanted(f))
                         .map(|f| f.resolution),
                 );
                 if r.is_finite() {
                     r
                 } else {
-                    // No fragment here: the product's native resolution of these bands.
+                    // No fragment here: the products' native resolution of these bands.
                     finest(
                         &mut snapshot
                             .fragments()
                             .iter()
-                            .filter(|f| f.product == product && wanted.contains(&f.band.as_str()))
+                            .filter(|f| wanted(f))
                             .map(|f| f.resolution),
                     )
                 }
@@ -544,41 +635,47 @@ impl<'w> Query<'w> {
             .collect::<Result<_>>()?;
 
         // Time steps: scenes covering the region, plus observations of scenes the catalog
-        // has no footprint for; one step per acquisition time, or per solar day.
-        let known: BTreeSet<&str> = snapshot
+        // has no footprint for; one step per acquisition time and product, or per solar day
+        // and product, in time order.
+        let known: BTreeSet<(usize, &str)> = snapshot
             .scenes()
             .iter()
-            .filter(|s| s.scene.product == product && s.scene.footprint_lonlat.len() >= 3)
-            .map(|s| s.scene.scene_id.as_str())
+            .filter(|s| s.scene.footprint_lonlat.len() >= 3)
+            .filter_map(|s| Some((product_index(&s.scene.product)?, s.scene.scene_id.as_str())))
             .collect();
-        let mut observations: BTreeSet<(i64, &str)> = covering
+        let mut observations: BTreeSet<(i64, usize, &str)> = covering
             .iter()
             .copied()
-            .filter(|&(t, _)| in_range(t))
+            .filter(|&(t, ..)| in_range(t))
             .collect();
-        for (obs, ..) in &seen {
+        for (e, (obs, ..)) in in_region.iter().zip(&seen) {
+            let Some(k) = product_index(&e.product) else {
+                continue;
+            };
             for (t, scene) in obs {
-                if in_range(*t) && !known.contains(scene.as_str()) {
-                    observations.insert((*t, scene.as_str()));
+                if in_range(*t) && !known.contains(&(k, scene.as_str())) {
+                    observations.insert((*t, k, scene.as_str()));
                 }
             }
         }
+        let solar_date = |time: DateTime<Utc>| {
+            (time + Duration::milliseconds((lon_center / 15.0 * 3_600_000.0) as i64)).date_naive()
+        };
         let mut steps: Vec<Step> = Vec::new();
-        let mut step_of: HashMap<String, usize> = HashMap::new();
-        let mut day_index: BTreeMap<NaiveDate, usize> = BTreeMap::new();
-        for &(t, scene) in &observations {
+        let mut step_of: HashMap<(usize, String), usize> = HashMap::new();
+        let mut day_index: BTreeMap<(NaiveDate, usize), usize> = BTreeMap::new();
+        for &(t, k, scene) in &observations {
             let time = DateTime::from_timestamp_micros(t).unwrap_or_default();
             let idx = if self.solar_day {
-                let local = time + Duration::milliseconds((lon_center / 15.0 * 3_600_000.0) as i64);
-                *day_index.entry(local.date_naive()).or_insert_with(|| {
-                    steps.push(Step::new(time, &product));
+                *day_index.entry((solar_date(time), k)).or_insert_with(|| {
+                    steps.push(Step::new(time, k));
                     steps.len() - 1
                 })
             } else {
                 match steps.last() {
-                    Some(last) if last.time == time => steps.len() - 1,
+                    Some(last) if last.time == time && last.product == k => steps.len() - 1,
                     _ => {
-                        steps.push(Step::new(time, &product));
+                        steps.push(Step::new(time, k));
                         steps.len() - 1
                     }
                 }
@@ -586,7 +683,7 @@ impl<'w> Query<'w> {
             if !steps[idx].scenes.iter().any(|s| s == scene) {
                 steps[idx].scenes.push(scene.to_string());
             }
-            step_of.insert(scene.to_string(), idx);
+            step_of.insert((k, scene.to_string()), idx);
         }
 
         // Fragments with observations on these steps, and the step of each observation.
@@ -595,11 +692,18 @@ impl<'w> Query<'w> {
         let mut opened = Vec::new();
         let mut stored_types: Vec<(DataType, Option<f64>)> = Vec::new();
         for (e, (obs, dtype, nodata, f)) in in_region.iter().zip(seen) {
+            let Some(k) = product_index(&e.product) else {
+                continue;
+            };
             let s: Vec<Option<usize>> = obs
                 .iter()
-                .map(|(t, scene)| in_range(*t).then(|| step_of.get(scene).copied()).flatten())
+                .map(|(t, scene)| {
+                    in_range(*t)
+                        .then(|| step_of.get(&(k, scene.clone())).copied())
+                        .flatten()
+                })
                 .collect();
-            if inputs.iter().any(|b| b.stored == e.band) {
+            if inputs.iter().any(|b| b.stored[k] == e.band) {
                 stored_types.push((dtype, nodata));
             }
             if s.iter().any(Option::is_some) {
@@ -613,14 +717,23 @@ impl<'w> Query<'w> {
             stored_types = snapshot
                 .fragments()
                 .iter()
-                .filter(|f| f.product == product && inputs.iter().any(|b| b.stored == f.band))
+                .filter(|f| {
+                    product_index(&f.product)
+                        .is_some_and(|k| inputs.iter().any(|b| b.stored[k] == f.band))
+                })
                 .map(|f| (f.dtype, None))
                 .take(1)
                 .collect();
         }
 
-        // Output steps: composite periods, or one per step.
+        // Output steps: composite periods, solar days across products, or one per step.
         let times: Vec<DateTime<Utc>> = steps.iter().map(|s| s.time).collect();
+        let across = self.across_products && self.solar_day && self.composite.is_none();
+        if self.across_products && !self.solar_day {
+            return Err(Error::Invalid(
+                "mosaicking across products needs solar-day grouping (--group-by solar-day)".into(),
+            ));
+        }
         let groups: Vec<super::plan::Group> = match self.composite {
             Some((_, period)) => group_times(&times, period)
                 .into_iter()
@@ -630,6 +743,20 @@ impl<'w> Query<'w> {
                         ..g.members.last().map_or(0, |m| m + 1),
                 })
                 .collect(),
+            None if across => {
+                // Steps are in time order, so the steps of one solar day are consecutive.
+                let mut groups: Vec<super::plan::Group> = Vec::new();
+                for (i, &time) in times.iter().enumerate() {
+                    match groups.last_mut() {
+                        Some(g) if solar_date(g.time) == solar_date(time) => g.members.end = i + 1,
+                        _ => groups.push(super::plan::Group {
+                            time,
+                            members: i..i + 1,
+                        }),
+                    }
+                }
+                groups
+            }
             None => times
                 .iter()
                 .enumerate()
@@ -640,16 +767,25 @@ impl<'w> Query<'w> {
                 .collect(),
         };
         let values = Values {
-            physical: self.physical,
+            physical,
             expression: expr.as_ref().map(|(name, _, _)| name.clone()),
-            composite: self.composite.map(|(r, p)| match p {
-                Period::All => format!("{r} over the time range"),
-                Period::Month => format!("{r} per month"),
-                Period::Year => format!("{r} per year"),
-                Period::Days(n) => format!("{r} per {n} days"),
-            }),
+            composite: match self.composite {
+                Some((r, p)) => Some(match p {
+                    Period::All => format!("{r} over the time range"),
+                    Period::Month => format!("{r} per month"),
+                    Period::Year => format!("{r} per year"),
+                    Period::Days(n) => format!("{r} per {n} days"),
+                }),
+                None if across => Some("solar days mosaicked across products".into()),
+                None => None,
+            },
+            products: products.clone(),
         };
-        let composite = self.composite.map(|(r, _)| r);
+        let composite = match self.composite {
+            Some((r, _)) => Some(r),
+            None if across => Some(Reducer::First),
+            None => None,
+        };
         Ok(QueryPlan::new(super::plan::Parts {
             snapshot,
             grid_spec: grid,
@@ -658,11 +794,14 @@ impl<'w> Query<'w> {
             opened,
             steps,
             groups,
+            products,
             inputs,
             cloud,
             expr,
             composite,
-            physical: self.physical,
+            physical,
+            resampling: self.resampling,
+            crs: grid_crs,
             region,
             grid: OutGrid {
                 transform,
@@ -674,6 +813,60 @@ impl<'w> Query<'w> {
             stored: common_type(&stored_types),
             budget: self.memory_budget.unwrap_or_else(default_memory_budget),
         }))
+    }
+}
+
+/// One product of a query: its bands resolved.
+struct Chosen {
+    id: String,
+    /// Band names as requested.
+    requested: Vec<String>,
+    /// The stored band of each requested name.
+    stored: Vec<String>,
+    /// The cloud rule and its stored band (when clouds are masked).
+    cloud: Option<(CloudMaskRule, String)>,
+}
+
+/// Resolves the requested bands (and the cloud band) of one product.
+fn resolve_product(
+    id: &str,
+    profile: Option<ProductProfile>,
+    available: &BTreeSet<String>,
+    requested: &[String],
+    mask_clouds: bool,
+) -> Result<Chosen> {
+    let stored = requested
+        .iter()
+        .map(|name| resolve_band(name, profile.as_ref(), available))
+        .collect::<Result<Vec<_>>>()?;
+    let cloud = if mask_clouds {
+        let rule = profile
+            .as_ref()
+            .map(|p| p.cloud_mask.clone())
+            .unwrap_or_default();
+        let Some(qa) = rule.band() else {
+            return Err(Error::Invalid(format!(
+                "product {id:?} has no cloud mask rule"
+            )));
+        };
+        let qa = resolve_band(qa, profile.as_ref(), available)?;
+        Some((rule, qa))
+    } else {
+        None
+    };
+    Ok(Chosen {
+        id: id.to_string(),
+        requested: requested.to_vec(),
+        stored,
+        cloud,
+    })
+}
+
+/// "bands red, nir" or "the bands of EXPR", for messages.
+fn describe_request(bands: &[String], expr: Option<&String>) -> String {
+    match expr {
+        Some(e) => format!("the bands of {e:?}"),
+        None => format!("bands {}", bands.join(", ")),
     }
 }
 

@@ -9,7 +9,9 @@
 //! uninitialised. Validity bits are read 64 at a time, so fully valid or fully invalid runs
 //! are plain slice loops that vectorise.
 
+use crate::crs::Crs;
 use crate::store::{Fragment, FragmentEntry, PixelWindow};
+use crate::warp::{warp, Resampling, SourceRaster, TargetGrid, WarpOptions};
 use crate::{DataType, GeoTransform, Sample};
 use arrow_buffer::bit_chunk_iterator::BitChunks;
 use std::mem::MaybeUninit;
@@ -48,6 +50,32 @@ pub(crate) struct Placement {
     stride: usize,
     /// Size of the output grid this placement is for.
     out: (usize, usize),
+    /// Set when the tile is resampled with a kernel other than nearest neighbour.
+    resample: Option<Resample>,
+}
+
+/// A tile painted through the warp kernels: its stored window is warped onto the output
+/// rectangle of the placement (a tile-sized temporary, never a copy of the whole cube).
+#[derive(Debug, Clone, PartialEq)]
+struct Resample {
+    kernel: Resampling,
+    /// Georeferencing of the stored window's pixel (0, 0).
+    window: GeoTransform,
+    /// Georeferencing of output pixel (`xs.start`, `ys.start`).
+    target: GeoTransform,
+    /// The grid CRS (source and target share it).
+    crs: Crs,
+}
+
+/// The kernel a query uses when none is asked for, as the warp layer chooses at ingest:
+/// nearest neighbour when the output is as fine as the source or finer, the area-weighted
+/// average when it is coarser.
+pub(crate) fn default_kernel(source_resolution: f64, output_resolution: f64) -> Resampling {
+    if output_resolution > source_resolution * (1.0 + 1e-9) {
+        Resampling::Average
+    } else {
+        Resampling::Nearest
+    }
 }
 
 impl Placement {
@@ -129,7 +157,35 @@ impl Placement {
             contiguous,
             stride: window.width as usize,
             out: (out.width, out.height),
+            resample: None,
         })
+    }
+
+    /// Paints with `kernel` instead of nearest neighbour (`crs` is the grid's), given the
+    /// fragment's tile geotransform, native `resolution` and stored window.
+    pub fn with_kernel(
+        mut self,
+        kernel: Resampling,
+        tile: &GeoTransform,
+        resolution: f64,
+        window: &PixelWindow,
+        out: &OutGrid,
+        crs: &Crs,
+    ) -> Placement {
+        self.resample = (kernel != Resampling::Nearest).then(|| Resample {
+            kernel,
+            window: GeoTransform::north_up(
+                tile.origin_x + window.col as f64 * resolution,
+                tile.origin_y - window.row as f64 * resolution,
+                resolution,
+                resolution,
+            ),
+            target: out
+                .transform
+                .window(self.xs.start as f64, self.ys.start as f64, 1.0, 1.0),
+            crs: crs.clone(),
+        });
+        self
     }
 
     /// The output rectangle `(columns, rows)` this placement writes.
@@ -466,6 +522,10 @@ fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
 ) {
     let p = layer.placement;
     let empty = c.empty();
+    if let Some(r) = &p.resample {
+        paint_resampled(pixels, slab, width, layer, c, r);
+        return;
+    }
     let vacate = |dst: &mut [S]| {
         if S::MUST_WRITE {
             for d in dst {
@@ -523,6 +583,57 @@ fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
                 });
                 d.put(if ok { c.value(src[tx]) } else { empty }, empty);
             }
+        }
+    }
+}
+
+/// Paints a layer through the warp kernels: the stored window (its nodata and validity bits
+/// excluded, as `gdalwarp` excludes nodata) is warped onto the placement's output rectangle,
+/// then converted. Pixels near the tile's edge see only this tile's samples (the weights are
+/// renormalised over them).
+fn paint_resampled<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
+    pixels: &[T],
+    slab: &mut [S],
+    width: usize,
+    layer: &Layer<'_>,
+    c: C,
+    r: &Resample,
+) {
+    let p = layer.placement;
+    let empty = c.empty();
+    let stride = p.stride;
+    let rows = pixels.len().checked_div(stride).unwrap_or(0);
+    let warped = (rows > 0)
+        .then(|| {
+            let data = ndarray::ArrayView3::from_shape((1, rows, stride), &pixels[..rows * stride])
+                .ok()?;
+            let mask = layer.fragment.validity(layer.obs).map(|bits| {
+                ndarray::Array2::from_shape_fn((rows, stride), |(y, x)| {
+                    u8::from(bits.value(y * stride + x))
+                })
+            });
+            let src = SourceRaster::new(data, r.window, r.crs.clone())
+                .with_nodata(layer.fragment.meta().nodata)
+                .with_mask(mask.as_ref().map(|m| m.view()));
+            let dst = TargetGrid::new(r.target, p.xs.len(), p.ys.len(), r.crs.clone());
+            warp(&src, &dst, &WarpOptions::new(r.kernel)).ok()
+        })
+        .flatten();
+    let Some(w) = warped else {
+        paint_invalid(slab, width, p, empty);
+        return;
+    };
+    for (k, y) in p.ys.clone().enumerate() {
+        let dst = &mut slab[y * width + p.xs.start..y * width + p.xs.end];
+        let px = w.pixels.index_axis(ndarray::Axis(0), 0);
+        let ok = w.valid.index_axis(ndarray::Axis(0), 0);
+        for (j, d) in dst.iter_mut().enumerate() {
+            let v = if ok[[k, j]] != 0 {
+                c.value(px[[k, j]])
+            } else {
+                empty
+            };
+            d.put(v, empty);
         }
     }
 }

@@ -10,10 +10,12 @@ use super::composite::{reduce, reduce_native, Reducer, TimeGroup};
 use super::cube::{Cube, NativeCube, Values};
 use super::engine::{clip_mask, paint_cube, Error, Result};
 use super::expr::Expr;
-use super::paint::{AsF32, Native, OutGrid, Painter, Placement};
+use super::paint::{default_kernel, AsF32, Native, OutGrid, Painter, Placement};
 use super::region::Region;
+use crate::crs::Crs;
 use crate::profile::CloudMaskRule;
 use crate::store::{Fragment, FragmentEntry, Pixel, Snapshot};
+use crate::warp::Resampling;
 use crate::{DataType, GeoTransform, GridSpec};
 use chrono::{DateTime, Utc};
 use ndarray::{Array3, Array4, Axis};
@@ -32,29 +34,31 @@ pub(super) enum Access {
     Transient,
 }
 
-/// A band of the query: the name asked for and the stored band it reads.
+/// A band of the query: the name asked for and the stored band it reads in each product.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct BandChoice {
     /// As requested (`red`), or the stored name when all bands were asked for.
     pub name: String,
-    /// The warehouse band (`B04`).
-    pub stored: String,
+    /// The warehouse band (`B04`) of each product of the query, in [`Parts::products`] order.
+    pub stored: Vec<String>,
 }
 
-/// One input time step: an acquisition time (or solar day) and the scenes painted into it.
+/// One input time step: an acquisition time (or solar day) of one product and the scenes
+/// painted into it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Step {
     pub time: DateTime<Utc>,
     pub scenes: Vec<String>,
-    pub product: String,
+    /// Index into [`Parts::products`].
+    pub product: usize,
 }
 
 impl Step {
-    pub fn new(time: DateTime<Utc>, product: &str) -> Step {
+    pub fn new(time: DateTime<Utc>, product: usize) -> Step {
         Step {
             time,
             scenes: Vec::new(),
-            product: product.to_string(),
+            product,
         }
     }
 }
@@ -77,12 +81,19 @@ pub(super) struct Parts<'w> {
     pub opened: Vec<Option<Arc<Fragment>>>,
     pub steps: Vec<Step>,
     pub groups: Vec<Group>,
+    /// The products of the query (several: a multi-sensor series).
+    pub products: Vec<String>,
     pub inputs: Vec<BandChoice>,
-    pub cloud: Option<(CloudMaskRule, String)>,
+    /// Per product, its cloud rule and the stored band it reads.
+    pub cloud: Option<Vec<(CloudMaskRule, String)>>,
     /// Output name, expression text, parsed expression.
     pub expr: Option<(String, String, Expr)>,
     pub composite: Option<Reducer>,
     pub physical: bool,
+    /// Kernel asked for (`None`: nearest, or average where the output is coarser).
+    pub resampling: Option<Resampling>,
+    /// The grid CRS.
+    pub crs: Crs,
     pub region: Region,
     pub grid: OutGrid,
     pub epsg: u32,
@@ -201,19 +212,30 @@ impl<'w> QueryPlan<'w> {
             .collect()
     }
 
-    /// Product of each step.
+    /// Product of each step (`a+b` for a step mosaicked or composited from several).
     pub fn products(&self) -> Vec<String> {
+        let p = &self.parts;
         self.keep
             .iter()
             .map(|&g| {
-                let m = &self.parts.groups[g].members;
-                self.parts
-                    .steps
-                    .get(m.start)
-                    .map(|s| s.product.clone())
-                    .unwrap_or_default()
+                let mut ids: Vec<usize> = Vec::new();
+                for s in p.groups[g].members.clone() {
+                    if let Some(step) = p.steps.get(s) {
+                        if !ids.contains(&step.product) {
+                            ids.push(step.product);
+                        }
+                    }
+                }
+                ids.sort_unstable();
+                let names: Vec<&str> = ids.iter().map(|&k| p.products[k].as_str()).collect();
+                names.join("+")
             })
             .collect()
+    }
+
+    /// The products the query reads (several for a multi-sensor series).
+    pub fn source_products(&self) -> &[String] {
+        &self.parts.products
     }
 
     /// Band names as requested (or the expression's name).
@@ -224,11 +246,26 @@ impl<'w> QueryPlan<'w> {
         }
     }
 
-    /// The stored band each band reads (or the expression text).
+    /// The stored band each band reads (`product:band ...` with several products), or the
+    /// expression text.
     pub fn band_sources(&self) -> Vec<String> {
-        match &self.parts.expr {
+        let p = &self.parts;
+        match &p.expr {
             Some((_, text, _)) => vec![text.clone()],
-            None => self.parts.inputs.iter().map(|b| b.stored.clone()).collect(),
+            None if p.products.len() == 1 => p.inputs.iter().map(|b| b.stored[0].clone()).collect(),
+            None => p
+                .inputs
+                .iter()
+                .map(|b| {
+                    let each: Vec<String> = p
+                        .products
+                        .iter()
+                        .zip(&b.stored)
+                        .map(|(id, s)| format!("{id}:{s}"))
+                        .collect();
+                    each.join(" ")
+                })
+                .collect(),
         }
     }
 
@@ -569,15 +606,46 @@ impl<'w> QueryPlan<'w> {
             .zip(fragments)
             .map(|(&i, f)| (&p.entries[i], f))
             .collect();
+        let out_res = out.transform.pixel_width;
         let placements = fragments
             .iter()
-            .map(|(entry, f)| Placement::of_fragment(entry, f, &out))
+            .map(|(entry, f)| {
+                let kernel = if self.is_cloud_band(entry) {
+                    Resampling::Nearest
+                } else {
+                    p.resampling
+                        .unwrap_or_else(|| default_kernel(entry.resolution, out_res))
+                };
+                Placement::of_fragment(entry, f, &out).map(|placement| {
+                    placement.with_kernel(
+                        kernel,
+                        &f.meta().transform,
+                        entry.resolution,
+                        &f.window(),
+                        &out,
+                        &p.crs,
+                    )
+                })
+            })
             .collect();
         Ok(Layers {
             fragments,
             placements,
             index: chosen,
         })
+    }
+
+    /// Index of the product of `entry` in the query's products.
+    fn product_of(&self, entry: &FragmentEntry) -> Option<usize> {
+        self.parts.products.iter().position(|p| *p == entry.product)
+    }
+
+    /// True when `entry` holds its product's cloud band (painted with nearest neighbour).
+    fn is_cloud_band(&self, entry: &FragmentEntry) -> bool {
+        let cloud = self.parts.cloud.as_deref().unwrap_or(&[]);
+        self.product_of(entry)
+            .and_then(|k| cloud.get(k))
+            .is_some_and(|(_, qa)| *qa == entry.band)
     }
 
     /// The output grid of a window.
@@ -594,17 +662,18 @@ impl<'w> QueryPlan<'w> {
         }
     }
 
-    /// Work lists, one per (input step, band) slab of `bands`: the observations to paint.
+    /// Work lists, one per (input step, band) slab of `nb` bands (`band_of` gives the band
+    /// a fragment paints, if any): the observations to paint.
     fn work(
         &self,
         layers: &Layers<'_>,
-        bands: &[&str],
+        nb: usize,
+        band_of: impl Fn(&FragmentEntry) -> Option<usize>,
         inputs: &Range<usize>,
     ) -> Vec<Vec<(i64, usize, usize)>> {
-        let nb = bands.len();
         let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); inputs.len() * nb];
         for (fi, ((entry, f), &ei)) in layers.fragments.iter().zip(&layers.index).enumerate() {
-            let Some(b) = bands.iter().position(|n| *n == entry.band) else {
+            let Some(b) = band_of(entry) else {
                 continue;
             };
             if layers.placements[fi].is_none() {
@@ -634,15 +703,15 @@ impl<'w> QueryPlan<'w> {
         let (h, w) = (win.rows.len(), win.cols.len());
         let grid = self.window_grid(win);
         let clip = clip_mask(&p.region, &grid.transform, w, h);
-        let names: Vec<&str> = p.inputs.iter().map(|b| b.stored.as_str()).collect();
-        let mut work = self.work(&layers, &names, &inputs);
+        let nb = p.inputs.len();
+        let band_of = |e: &FragmentEntry| {
+            let k = self.product_of(e)?;
+            p.inputs.iter().position(|b| b.stored[k] == e.band)
+        };
+        let mut work = self.work(&layers, nb, band_of, &inputs);
         let too_large = |bytes: u64| Error::TooLarge {
             bytes,
-            shape: format!(
-                "{} steps x {} bands x {h} x {w} px",
-                inputs.len(),
-                names.len()
-            ),
+            shape: format!("{} steps x {} bands x {h} x {w} px", inputs.len(), nb),
             limit: "the memory available to this process".into(),
         };
         let elem = std::mem::size_of::<P::Elem>() as u64;
@@ -655,8 +724,15 @@ impl<'w> QueryPlan<'w> {
             painter,
         )
         .ok_or_else(|| too_large(self.window_bytes(win, elem as usize)))?;
-        if let Some((rule, qa)) = &p.cloud {
-            let mut qa_work = self.work(&layers, &[qa.as_str()], &inputs);
+        if let Some(rules) = &p.cloud {
+            let qa_of = |e: &FragmentEntry| {
+                let k = self.product_of(e)?;
+                rules
+                    .get(k)
+                    .is_some_and(|(_, qa)| *qa == e.band)
+                    .then_some(0)
+            };
+            let mut qa_work = self.work(&layers, 1, qa_of, &inputs);
             let qa_values = paint_cube(
                 &mut qa_work,
                 &layers.fragments,
@@ -669,9 +745,13 @@ impl<'w> QueryPlan<'w> {
             let slab = w * h;
             let empty = painter.empty();
             if slab > 0 {
-                data.par_chunks_mut(names.len() * slab)
+                data.par_chunks_mut(nb * slab)
                     .zip(qa_values.par_chunks(slab))
-                    .for_each(|(step, qa)| {
+                    .enumerate()
+                    .for_each(|(k, (step, qa))| {
+                        let Some((rule, _)) = rules.get(p.steps[inputs.start + k].product) else {
+                            return;
+                        };
                         let clear: Vec<bool> = qa
                             .iter()
                             .map(|&v| v.is_nan() || rule.is_clear(v as i64))
@@ -684,7 +764,7 @@ impl<'w> QueryPlan<'w> {
                     });
             }
         }
-        Array4::from_shape_vec((inputs.len(), names.len(), h, w), data)
+        Array4::from_shape_vec((inputs.len(), nb, h, w), data)
             .map_err(|e| Error::Invalid(e.to_string()))
     }
 
@@ -765,7 +845,10 @@ fn apply_expression(
     let lookup = |var: &str| -> Option<&Array3<f32>> {
         bands
             .iter()
-            .position(|b| b.name.eq_ignore_ascii_case(var) || b.stored.eq_ignore_ascii_case(var))
+            .position(|b| {
+                b.name.eq_ignore_ascii_case(var)
+                    || b.stored.iter().any(|s| s.eq_ignore_ascii_case(var))
+            })
             .map(|i| &arrays[i])
     };
     let result = expr

@@ -357,7 +357,13 @@ pub fn statistics_csv(plan: &QueryPlan<'_>) -> Result<String, Error> {
     let info = src.info();
     let stats = stats::compute(&src)?;
     Ok(table::csv_of(
-        &table::stats_rows(&info.times, &info.scenes, &info.bands, &stats),
+        &table::stats_rows(
+            &info.times,
+            &info.scenes,
+            &info.products,
+            &info.bands,
+            &stats,
+        ),
         false,
     ))
 }

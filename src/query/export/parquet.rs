@@ -33,12 +33,16 @@ pub(super) fn encode_rows(rows: &[Row], point: bool, epsg: u32) -> Result<Vec<u8
             false,
         ),
         Field::new("scene", DataType::Utf8, false),
+        Field::new("product", DataType::Utf8, false),
         Field::new("band", DataType::Utf8, false),
     ];
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(TimestampMicrosecondArray::from(time).with_timezone("UTC")),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.scene.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.product.as_str()),
         )),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.band.as_str()),

@@ -76,7 +76,13 @@ pub(super) fn write<T: Pixel>(
 ) -> Result<Written, super::Error> {
     let info = src.info();
     let stats = compute(src)?;
-    let rows = stats_rows(&info.times, &info.scenes, &info.bands, &stats);
+    let rows = stats_rows(
+        &info.times,
+        &info.scenes,
+        &info.products,
+        &info.bands,
+        &stats,
+    );
     let bytes = match format {
         Format::Json => json_of(
             info.epsg,

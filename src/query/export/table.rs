@@ -12,6 +12,8 @@ pub struct Row {
     pub time: String,
     /// Scene id(s), `+`-joined when mosaicked.
     pub scene: String,
+    /// Product of the time step (`+`-joined when mosaicked across products).
+    pub product: String,
     /// Band or expression name.
     pub band: String,
     /// Map x of the pixel centre (point queries).
@@ -32,6 +34,7 @@ pub struct Row {
 pub(super) fn stats_rows(
     times: &[chrono::DateTime<chrono::Utc>],
     scenes: &[Vec<String>],
+    products: &[String],
     bands: &[String],
     stats: &[Vec<Stats>],
 ) -> Vec<Row> {
@@ -41,6 +44,7 @@ pub(super) fn stats_rows(
             out.push(Row {
                 time: t.to_rfc3339(),
                 scene: scenes[ti].join("+"),
+                product: products.get(ti).cloned().unwrap_or_default(),
                 band: band.clone(),
                 x: None,
                 y: None,
@@ -57,7 +61,13 @@ pub fn rows(cube: &Cube) -> Vec<Row> {
     let (t, b, _, _) = cube.dim();
     let point = cube.is_point();
     if !point {
-        return stats_rows(&cube.times, &cube.scenes, &cube.bands, &cube.stats());
+        return stats_rows(
+            &cube.times,
+            &cube.scenes,
+            &cube.products,
+            &cube.bands,
+            &cube.stats(),
+        );
     }
     let (x, y) = cube.pixel_center(0, 0);
     let mut out = Vec::with_capacity(t * b);
@@ -67,6 +77,7 @@ pub fn rows(cube: &Cube) -> Vec<Row> {
             out.push(Row {
                 time: cube.times[ti].to_rfc3339(),
                 scene: cube.scenes[ti].join("+"),
+                product: cube.products.get(ti).cloned().unwrap_or_default(),
                 band: cube.bands[bi].clone(),
                 x: Some(x),
                 y: Some(y),
@@ -94,8 +105,8 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// CSV with a header: `time,scene,band,x,y,value` for points, else
-/// `time,scene,band,count,mean,std,min,median,max`.
+/// CSV with a header: `time,scene,product,band,x,y,value` for points, else
+/// `time,scene,product,band,count,mean,std,min,median,max`.
 pub fn csv(cube: &Cube) -> String {
     csv_of(&rows(cube), cube.is_point())
 }
@@ -104,12 +115,18 @@ pub fn csv(cube: &Cube) -> String {
 pub(super) fn csv_of(rows: &[Row], point: bool) -> String {
     let mut out = String::new();
     if point {
-        out.push_str("time,scene,band,x,y,value\n");
+        out.push_str("time,scene,product,band,x,y,value\n");
     } else {
-        out.push_str("time,scene,band,count,mean,std,min,median,max\n");
+        out.push_str("time,scene,product,band,count,mean,std,min,median,max\n");
     }
     for r in rows {
-        let head = format!("{},{},{}", r.time, csv_field(&r.scene), csv_field(&r.band));
+        let head = format!(
+            "{},{},{},{}",
+            r.time,
+            csv_field(&r.scene),
+            csv_field(&r.product),
+            csv_field(&r.band)
+        );
         let _ = match r.stats {
             Some(s) => writeln!(
                 out,
@@ -238,7 +255,7 @@ pub(super) mod tests {
         let cube = sample_cube(1, 1);
         let text = csv(&cube);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "time,scene,band,x,y,value");
+        assert_eq!(lines[0], "time,scene,product,band,x,y,value");
         assert_eq!(lines.len(), 7);
         assert_eq!(
             lines[1],
@@ -259,7 +276,7 @@ pub(super) mod tests {
     fn area_rows_have_statistics() {
         let cube = sample_cube(2, 2);
         let text = csv(&cube);
-        assert!(text.starts_with("time,scene,band,count,mean,std,min,median,max\n"));
+        assert!(text.starts_with("time,scene,product,band,count,mean,std,min,median,max\n"));
         assert!(
             text.lines()
                 .nth(1)
