@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn point_and_area_tables_read_back() {
-        for (h, cols) in [(1, 6), (2, 9)] {
+        for (h, cols) in [(1, 7), (2, 10)] {
             let bytes = encode(&sample_cube(h, h)).unwrap();
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
                 .unwrap()

@@ -259,11 +259,11 @@ pub(super) mod tests {
         assert_eq!(lines.len(), 7);
         assert_eq!(
             lines[1],
-            "2023-01-07T02:00:00+00:00,s1,red,400005,3999995,0"
+            "2023-01-07T02:00:00+00:00,s1,p,red,400005,3999995,0"
         );
         assert_eq!(
             lines[4],
-            "2023-02-11T02:00:00+00:00,s2+s2b,nir,400005,3999995,"
+            "2023-02-11T02:00:00+00:00,s2+s2b,p,nir,400005,3999995,"
         );
         let table = print_point_table(&cube);
         assert!(
