@@ -129,7 +129,10 @@ fn demo_ingest_info_query() {
         assert!(out_file.exists());
     }
     let pixels = std::fs::read_to_string(dir.path().join("area.csv")).unwrap();
-    assert!(pixels.starts_with("time,band,x,y,value\n"), "{pixels}");
+    assert!(
+        pixels.starts_with("time,product,band,x,y,value\n"),
+        "{pixels}"
+    );
     let tif = pixelquery::cog::Cog::open(dir.path().join("area.tif")).unwrap();
     assert_eq!(tif.meta().epsg(), Some(32652));
     assert!(tif.meta().band_count() >= 6, "one band per month");

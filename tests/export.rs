@@ -271,6 +271,8 @@ fn long_parquet_table_pivots_back_to_the_cube() {
             .unwrap();
         let band = col("band");
         let band = band.as_any().downcast_ref::<StringArray>().unwrap();
+        let product = col("product");
+        let product = product.as_any().downcast_ref::<StringArray>().unwrap();
         let (x, y) = (col("x"), col("y"));
         let x = x.as_any().downcast_ref::<Float64Array>().unwrap();
         let y = y.as_any().downcast_ref::<Float64Array>().unwrap();
@@ -283,6 +285,7 @@ fn long_parquet_table_pivots_back_to_the_cube() {
                 .position(|c| c.timestamp_micros() == time.value(i))
                 .unwrap();
             let bi = cube.bands.iter().position(|n| n == band.value(i)).unwrap();
+            assert_eq!(product.value(i), cube.products[ti]);
             let col = ((x.value(i) - cube.transform.origin_x) / 10.0 - 0.5).round() as usize;
             let row = ((cube.transform.origin_y - y.value(i)) / 10.0 - 0.5).round() as usize;
             back[[ti, bi, row, col]] = if value.is_null(i) { 0 } else { value.value(i) };
@@ -309,14 +312,14 @@ fn long_parquet_table_pivots_back_to_the_cube() {
     write_plan(&plan, &csv, &ExportOptions::default()).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "time,band,x,y,value");
+    assert_eq!(lines[0], "time,product,band,x,y,value");
     let per_date = (lines.len() - 1) / 4;
     assert!(
         (7000..8000).contains(&per_date),
         "{per_date} pixels in the triangle"
     );
     assert!(
-        lines[1].starts_with("2023-05-01T02:16:59Z,red,"),
+        lines[1].starts_with(&format!("2023-05-01T02:16:59Z,{},red,", cube.products[0])),
         "{}",
         lines[1]
     );

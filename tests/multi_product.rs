@@ -644,3 +644,38 @@ fn products_without_a_band_fail_by_name_or_are_skipped() {
     // A bad kernel name is refused by name.
     assert!("lanczos".parse::<Resampling>().is_err());
 }
+
+#[test]
+fn pixel_table_names_the_product_of_every_row() {
+    use pixelquery::query::export::{write_plan, ExportOptions};
+    let fx = fixture();
+    let wh = Warehouse::open(&fx.wh).unwrap();
+    let b = inner_box(&wh);
+    let query = || wh.query().crs(32652).bbox(b).bands(&["red"]);
+    let cube = query().run().unwrap();
+    let (t, _, h, w) = cube.dim();
+    assert!(cube.products.iter().any(|p| p == S2) && cube.products.iter().any(|p| p == L8));
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("pixels.csv");
+    write_plan(&query().prepare().unwrap(), &csv, &ExportOptions::default())
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("time,product,band,x,y,value"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), t * h * w);
+    // Rows follow the cube's order: each time step's pixels, then the next step's.
+    for (k, row) in rows.iter().enumerate() {
+        let step = k / (h * w);
+        assert_eq!(row[1], cube.products[step], "row {k}");
+        assert_eq!(row[2], "red");
+        let (y, x) = ((k % (h * w)) / w, k % w);
+        let v = cube.data[[step, 0, y, x]];
+        if v.is_nan() {
+            assert_eq!(row[5], "", "row {k}");
+        } else {
+            assert_eq!(row[5].parse::<f32>().unwrap(), v, "row {k}");
+        }
+    }
+}

@@ -550,6 +550,16 @@ fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
     let bits = validity.as_ref().map(|v| (v.values(), v.offset()));
     let n = p.stride;
     let len = p.win_xs.len();
+    let mut scratch = RowScratch {
+        converted: Vec::new(),
+        expanded: Vec::new(),
+    };
+    if !p.contiguous {
+        let span = p.cols[len - 1] + 1 - p.cols[0];
+        scratch.converted = vec![Fresh(empty); span];
+        scratch.expanded = vec![Fresh(empty); len];
+    }
+    let mut expanded_row: Option<usize> = None;
     for (y, &ty) in p.win_ys.clone().zip(&p.rows) {
         let row = y * width;
         vacate(&mut slab[row + p.xs.start..row + p.win_xs.start]);
@@ -558,30 +568,75 @@ fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
         let dst = &mut slab[row + p.win_xs.start..row + p.win_xs.end];
         if p.contiguous {
             let c0 = p.cols[0];
-            let src = &src[c0..c0 + len];
-            match bits {
-                None => run(dst, src, c),
-                Some((bytes, off)) => {
-                    let chunks = BitChunks::new(bytes, off + ty * n + c0, len);
-                    let mut k = 0;
-                    for word in chunks.iter() {
-                        run_bits(&mut dst[k..k + 64], &src[k..k + 64], word, c);
-                        k += 64;
-                    }
-                    if k < len {
-                        run_bits(&mut dst[k..], &src[k..], chunks.remainder_bits(), c);
-                    }
-                }
-            }
+            let bits = bits.map(|(bytes, off)| (bytes, off + ty * n + c0));
+            convert_span(dst, &src[c0..c0 + len], bits, c);
         } else {
-            for (d, &tx) in dst.iter_mut().zip(&p.cols) {
-                let ok = bits.is_none_or(|(bytes, off)| {
-                    let b = off + ty * n + tx;
-                    bytes
-                        .get(b >> 3)
-                        .is_some_and(|byte| (byte >> (b & 7)) & 1 == 1)
-                });
-                d.put(if ok { c.value(src[tx]) } else { empty }, empty);
+            // Nearest neighbour off the source lattice (e.g. 30 m onto 10 m): the source
+            // row is converted once (validity read 64 bits at a time), expanded through the
+            // column table, and reused by every output row that maps to the same source row.
+            if expanded_row != Some(ty) {
+                let lo = p.cols[0];
+                let hi = p.cols[len - 1] + 1;
+                let conv = &mut scratch.converted[..hi - lo];
+                convert_span(
+                    conv,
+                    &src[lo..hi],
+                    bits.map(|(b, o)| (b, o + ty * n + lo)),
+                    c,
+                );
+                for (e, &tx) in scratch.expanded.iter_mut().zip(&p.cols) {
+                    *e = conv[tx - lo];
+                }
+                expanded_row = Some(ty);
+            }
+            for (d, &Fresh(v)) in dst.iter_mut().zip(&scratch.expanded) {
+                d.put(v, empty);
+            }
+        }
+    }
+}
+
+/// An element that is always written: the slot of the scratch rows of [`paint_typed`].
+#[derive(Clone, Copy)]
+struct Fresh<E>(E);
+
+impl<E: Elem> Slot<E> for Fresh<E> {
+    const MUST_WRITE: bool = true;
+    #[inline(always)]
+    fn put(&mut self, v: E, _empty: E) {
+        self.0 = v;
+    }
+}
+
+/// Scratch rows of the nearest-neighbour path off the source lattice: one source row's
+/// converted samples, and the same expanded to the output columns.
+struct RowScratch<E> {
+    converted: Vec<Fresh<E>>,
+    expanded: Vec<Fresh<E>>,
+}
+
+/// Converts `src` into `dst` (the empty marker where invalid), reading the validity bits
+/// (`bytes`, bit offset of `src[0]`) a word at a time, so fully valid or invalid runs are
+/// plain loops.
+#[inline(always)]
+fn convert_span<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
+    dst: &mut [S],
+    src: &[T],
+    bits: Option<(&[u8], usize)>,
+    c: C,
+) {
+    let len = src.len();
+    match bits {
+        None => run(dst, src, c),
+        Some((bytes, off)) => {
+            let chunks = BitChunks::new(bytes, off, len);
+            let mut k = 0;
+            for word in chunks.iter() {
+                run_bits(&mut dst[k..k + 64], &src[k..k + 64], word, c);
+                k += 64;
+            }
+            if k < len {
+                run_bits(&mut dst[k..], &src[k..], chunks.remainder_bits(), c);
             }
         }
     }

@@ -5,7 +5,7 @@
 //! | `cube.tif` | one COG, one band per (time, band), with band descriptions and per-band `TIME` metadata |
 //! | `dir/` (ends with `/`, or an existing folder) | one COG per time step, `YYYYMMDDTHHMMSS.tif`, bands named as requested |
 //! | `cube.zarr` | a Zarr v3 store: `cube (time, band, y, x)` with coordinates and CRS, readable by xarray and GDAL |
-//! | `pixels.parquet`, `.csv` | the pixels as a long table `time, band, x, y, value` (points: `time, scene, band, x, y, value`) |
+//! | `pixels.parquet`, `.csv` | the pixels as a long table `time, product, band, x, y, value` (points: `time, scene, product, band, x, y, value`) |
 //! | `.csv`, `.json`, `.parquet` with [`ExportOptions::stats`] | per (time, band) statistics of the valid pixels |
 //! | `.png` | a time-series chart (points, polygons) or a picture of a box |
 //!

@@ -1,5 +1,6 @@
 //! The pixels of an area as a long table, one row per (time, band, pixel) inside the region:
-//! `time, band, x, y, value` (x, y: pixel centres in the grid CRS; value empty/null where
+//! `time, product, band, x, y, value` (product: the time step's product, `+`-joined when
+//! mosaicked across products; x, y: pixel centres in the grid CRS; value empty/null where
 //! invalid), as CSV or Parquet, written window by window. Rows follow the cube's order
 //! (time, band, y, x) within each window.
 
@@ -167,8 +168,9 @@ fn csv_blocks<T: CsvValue>(data: &Array4<T>, info: &CubeInfo, win: &CubeWindow) 
             let (k, bi) = (i / b, i % b);
             let t = win.steps.start + k;
             let head = format!(
-                "{},{},",
+                "{},{},{},",
                 super::geotiff::time_text(&info.times[t]),
+                csv_field(product_of(info, t)),
                 csv_field(&info.bands[bi])
             );
             csv_slab(
@@ -182,6 +184,11 @@ fn csv_blocks<T: CsvValue>(data: &Array4<T>, info: &CubeInfo, win: &CubeWindow) 
             )
         })
         .collect()
+}
+
+/// The product of time step `t` (empty when the cube does not say).
+fn product_of(info: &CubeInfo, t: usize) -> &str {
+    info.products.get(t).map_or("", String::as_str)
 }
 
 fn csv_field(s: &str) -> String {
@@ -200,9 +207,9 @@ pub(super) fn write_csv<T: Pixel>(
     let info = src.info();
     let file = std::fs::File::create(path).map_err(io_error(path))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    out.write_all(b"time,band,x,y,value\n")
-        .map_err(io_error(path))?;
-    let (mut rows, mut bytes) = (0u64, 21u64);
+    const HEADER: &[u8] = b"time,product,band,x,y,value\n";
+    out.write_all(HEADER).map_err(io_error(path))?;
+    let (mut rows, mut bytes) = (0u64, HEADER.len() as u64);
     for win in table_windows(src) {
         let data = src.read(&win)?;
         for block in csv_window(&data, info, &win) {
@@ -222,7 +229,7 @@ pub(super) fn write_csv<T: Pixel>(
 fn describe(info: &CubeInfo, rows: u64, invalid: &str) -> String {
     let (t, b, h, w) = info.dim();
     format!(
-        "the pixels as a long table (time, band, x, y, value), {rows} rows: {t} times x {b} bands x pixels of a {w} x {h} grid, EPSG:{}, {} values ({invalid} where invalid)",
+        "the pixels as a long table (time, product, band, x, y, value), {rows} rows: {t} times x {b} bands x pixels of a {w} x {h} grid, EPSG:{}, {} values ({invalid} where invalid)",
         info.epsg,
         type_name(info.dtype)
     )
@@ -275,6 +282,7 @@ pub(super) fn write_parquet<T: Pixel>(
                 arrow_schema::DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                 false,
             ),
+            Field::new("product", arrow_schema::DataType::Utf8, false),
             Field::new("band", arrow_schema::DataType::Utf8, false),
             Field::new("x", arrow_schema::DataType::Float64, false),
             Field::new("y", arrow_schema::DataType::Float64, false),
@@ -327,11 +335,16 @@ pub(super) fn write_parquet<T: Pixel>(
                     }
                 }
                 let n = cx.len();
-                let t = info.times[win.steps.start + k].timestamp_micros();
+                let step_index = win.steps.start + k;
+                let t = info.times[step_index].timestamp_micros();
                 RecordBatch::try_new(
                     schema.clone(),
                     vec![
                         Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")),
+                        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                            product_of(info, step_index),
+                            n,
+                        ))),
                         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
                             info.bands[bi].as_str(),
                             n,
