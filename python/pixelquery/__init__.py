@@ -189,6 +189,9 @@ class Warehouse:
         chunks: Any = None,
         drop_empty: bool = False,
         memory_budget: Optional[int] = None,
+        skip_missing: bool = False,
+        resampling: Optional[str] = None,
+        across_products: bool = False,
     ) -> "xarray.DataArray":
         """A time-series cube as an ``xarray.DataArray`` with dims ``(time, band, y, x)``.
 
@@ -198,13 +201,22 @@ class Warehouse:
         When: ``time=("2023-04-01", "2023-09-30")`` (inclusive; a date as the end means the whole
         day; ``None`` on either side is open; datetimes and ``numpy.datetime64`` work too).
         What: ``bands=["red", "nir"]`` (names or aliases; default: all but quality bands),
-        ``product=`` (when the warehouse holds several), ``expr="(nir - red) / (nir + red)"``
+        ``product="sentinel2_l2a"`` or a list such as ``["sentinel2_l2a", "landsat8_c2l2"]``
+        (several products share one time axis, bands are resolved by alias per product and
+        values are physical, each product's own scale and offset, not harmonised; without
+        ``product=`` every product holding the bands takes part), ``skip_missing=True`` (leave
+        out a named product that lacks a band instead of failing),
+        ``expr="(nir - red) / (nir + red)"``
         or ``index="ndvi"`` (``evi``, ``ndwi``, ``nbr``), ``mask_clouds=True`` (the product's
         cloud rule), ``physical=True`` (scale/offset applied).
         How: ``composite="median"`` (``mean``, ``min``, ``max``, ``count``, ``first``, ``last``)
         per ``period`` (``"month"``, ``"year"``, ``"16d"``; default the whole range),
-        ``group_by="solar_day"`` (scenes of one day mosaicked), ``resolution=`` (grid units;
-        default the finest band), ``as_of=`` (a snapshot version).
+        ``group_by="solar_day"`` (scenes of one day mosaicked, within a product; with
+        ``across_products=True`` across products too), ``resolution=`` (grid units; default
+        the finest band), ``resampling=`` (``"nearest"``, ``"bilinear"``, ``"cubic"``,
+        ``"average"``, ``"mode"``: how coarser or finer bands are painted onto that grid;
+        default nearest when upsampling, average when downsampling), ``as_of=`` (a snapshot
+        version).
 
         Time axis: every scene covering the place is a time step, dates without a valid pixel
         there included (all NaN / nodata), so two queries over one place share a time axis;
@@ -222,7 +234,7 @@ class Warehouse:
 
         Coordinates: ``time`` (datetime64[ns]), ``band`` (the names as asked: ``red`` stays
         ``red``), ``band_source`` (per band: the stored band, e.g. ``B04``, or the expression),
-        ``y``/``x`` (pixel centres in the grid CRS), ``scene_id`` (per time step), and ``spatial_ref`` (``crs_wkt``, ``GeoTransform``)
+        ``y``/``x`` (pixel centres in the grid CRS), ``scene_id`` and ``product`` (per time step), and ``spatial_ref`` (``crs_wkt``, ``GeoTransform``)
         for rioxarray (``.rio.crs``, ``.rio.transform()``, ``.rio.to_raster``) and odc-geo
         (``.odc.geobox``).
         """
@@ -245,6 +257,9 @@ class Warehouse:
             as_of=as_of,
             drop_empty=drop_empty,
             memory_budget=memory_budget,
+            skip_missing=skip_missing,
+            resampling=resampling,
+            across_products=across_products,
         )
         dtype_name = normalise_dtype(dtype)
         chunk_sizes = normalise_chunks(chunks)

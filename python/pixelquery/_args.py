@@ -173,6 +173,9 @@ def query_spec(
     as_of: Any = None,
     drop_empty: Any = False,
     memory_budget: Any = None,
+    skip_missing: Any = False,
+    resampling: Any = None,
+    across_products: Any = False,
 ) -> Dict[str, Any]:
     """The dict ``_pixelquery.Warehouse.query`` takes."""
     given = [n for n, v in (("point", point), ("bbox", bbox), ("geometry", geometry)) if v is not None]
@@ -190,14 +193,16 @@ def query_spec(
     spec["time"] = _time(time)
     spec["bands"] = _strings(bands, "bands")
     products = _strings(product, "product")
-    if products is not None and len(products) > 1:
-        raise InvalidInputError(
-            f"invalid product={product!r}: one query reads one product; query each of {', '.join(products)}"
-        )
-    spec["product"] = products[0] if products else None
+    spec["product"] = list(products) if products else None
     spec["expr"] = _optional_str(expr, "expr")
     spec["index"] = _optional_str(index, "index")
-    for name, flag in (("mask_clouds", mask_clouds), ("physical", physical), ("drop_empty", drop_empty)):
+    for name, flag in (
+        ("mask_clouds", mask_clouds),
+        ("physical", physical),
+        ("drop_empty", drop_empty),
+        ("skip_missing", skip_missing),
+        ("across_products", across_products),
+    ):
         if not isinstance(flag, (bool, np.bool_)):
             raise InvalidInputError(f"invalid {name}={flag!r}: expected True or False")
         spec[name] = bool(flag)
@@ -205,6 +210,9 @@ def query_spec(
     spec["period"] = _optional_str(period, "period")
     spec["group_by"] = _optional_str(group_by, "group_by")
     spec["resolution"] = None if resolution is None else _number(resolution, "resolution")
+    if resampling is not None and resampling not in _QUERY_RESAMPLING:
+        raise InvalidInputError(f"invalid resampling={resampling!r}: use {', '.join(_QUERY_RESAMPLING)}")
+    spec["resampling"] = resampling
     if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, numbers.Integral) or as_of < 0):
         raise InvalidInputError(f"invalid as_of={as_of!r}: expected a snapshot version (an integer >= 0)")
     spec["as_of"] = None if as_of is None else int(as_of)
@@ -217,6 +225,8 @@ def query_spec(
 
 
 _CHUNK_DIMS = ("time", "band", "y", "x")
+# Kernels a query paints with (default: nearest when upsampling, average when downsampling).
+_QUERY_RESAMPLING = ("nearest", "near", "bilinear", "cubic", "average", "mode")
 
 
 def normalise_chunks(chunks: Any) -> Optional[Dict[str, Optional[int]]]:

@@ -172,6 +172,8 @@ def query(warehouse: Any, spec: Dict[str, Any], dtype: Optional[str], chunks: Di
         meta=np.empty((0, 0, 0, 0), dtype=out_dtype),
         name="pixelquery-" + tokenize(warehouse.path, spec, dtype, layout, all_chunks),
     )
-    coords = _xarray.coords(times_ns, raw["scenes"], bands, epsg, transform, height, width, raw["band_sources"])
+    coords = _xarray.coords(
+        times_ns, raw["scenes"], bands, epsg, transform, height, width, raw["band_sources"], raw.get("products")
+    )
     attrs = _xarray.attrs(epsg, raw["nodata"], out_dtype)
     return xr.DataArray(array, dims=_xarray.DIMS, coords=coords, attrs=attrs)

@@ -25,7 +25,8 @@ class Warehouse:
     def info_json(self) -> str: ...
     def catalog_columns(self, kind: str, as_of: Optional[int] = None) -> Tuple[int, Dict[str, Any]]: ...
     def query(self, spec: Dict[str, Any], dtype: Optional[str] = None) -> Dict[str, Any]:
-        """``{data, data_address, times_ns, scenes, bands, epsg, transform, nodata}``."""
+        """``{data, data_address, times_ns, scenes, products, bands, band_sources, epsg, transform, nodata}``;
+        ``spec["product"]`` is ``None`` or a list of product ids."""
     def output_grid(self, spec: Dict[str, Any]) -> Tuple[List[float], int, int]: ...
     def region_mask(
         self, spec: Dict[str, Any], transform: Sequence[float], width: int, height: int

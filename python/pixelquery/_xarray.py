@@ -41,20 +41,24 @@ def coords(
     height: int,
     width: int,
     band_sources: Optional[Sequence[str]] = None,
+    products: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
-    """Coordinates of a cube on a north-up grid."""
+    """Coordinates of a cube on a north-up grid (``product`` along time when known)."""
     x0, dx, _, y0, _, dy = (float(v) for v in transform)
     unit = "degree" if _is_geographic(epsg) else "metre"
     res = abs(dx)
-    return {
+    out = {
         "time": ("time", np.asarray(times_ns, dtype=np.int64).view("datetime64[ns]")),
         "band": ("band", np.asarray(list(bands), dtype=object)),
         "band_source": ("band", np.asarray(list(band_sources if band_sources is not None else bands), dtype=object)),
         "y": ("y", y0 + (np.arange(height) + 0.5) * dy, {"units": unit, "resolution": -abs(dy), "crs": f"EPSG:{epsg}"}),
         "x": ("x", x0 + (np.arange(width) + 0.5) * dx, {"units": unit, "resolution": res, "crs": f"EPSG:{epsg}"}),
         "scene_id": ("time", np.asarray([",".join(s) for s in scenes], dtype=object)),
-        "spatial_ref": spatial_ref(epsg, transform),
     }
+    if products is not None:
+        out["product"] = ("time", np.asarray(list(products), dtype=object))
+    out["spatial_ref"] = spatial_ref(epsg, transform)
+    return out
 
 
 def _is_geographic(epsg: int) -> bool:
@@ -75,5 +79,15 @@ def from_raw(raw: Dict[str, Any], name: Optional[str] = None) -> xr.DataArray:
     """Wraps the extension's query result; ``raw["data"]`` becomes the DataArray's data as is."""
     data = raw["data"]
     _, _, height, width = data.shape
-    c = coords(raw["times_ns"], raw["scenes"], raw["bands"], raw["epsg"], raw["transform"], height, width, raw["band_sources"])
+    c = coords(
+        raw["times_ns"],
+        raw["scenes"],
+        raw["bands"],
+        raw["epsg"],
+        raw["transform"],
+        height,
+        width,
+        raw["band_sources"],
+        raw.get("products"),
+    )
     return xr.DataArray(data, dims=DIMS, coords=c, attrs=attrs(raw["epsg"], raw["nodata"], data.dtype), name=name)

@@ -49,6 +49,7 @@ fn nanos(times: &[DateTime<Utc>]) -> Result<Vec<i64>> {
 struct Parts<'a> {
     times: &'a [DateTime<Utc>],
     scenes: &'a [Vec<String>],
+    products: &'a [String],
     bands: &'a [String],
     band_sources: &'a [String],
     epsg: u32,
@@ -60,6 +61,7 @@ fn describe<'py>(py: Python<'py>, p: Parts<'_>) -> PyResult<Bound<'py, PyDict>> 
     let d = PyDict::new(py);
     d.set_item("times_ns", PyArray1::from_vec(py, nanos(p.times)?))?;
     d.set_item("scenes", p.scenes.to_vec())?;
+    d.set_item("products", p.products.to_vec())?;
     d.set_item("bands", p.bands.to_vec())?;
     d.set_item("band_sources", p.band_sources.to_vec())?;
     d.set_item("epsg", p.epsg)?;
@@ -89,6 +91,7 @@ macro_rules! native {
             Parts {
                 times: &c.times,
                 scenes: &c.scenes,
+                products: &c.products,
                 bands: &c.bands,
                 band_sources: &c.band_sources,
                 epsg: c.epsg,
@@ -102,7 +105,8 @@ macro_rules! native {
 }
 
 impl AnyCube {
-    /// `{data, data_address, times_ns, scenes, bands, band_sources, epsg, transform, nodata}`.
+    /// `{data, data_address, times_ns, scenes, products, bands, band_sources, epsg, transform,
+    /// nodata}`.
     pub fn into_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         Ok(match self {
             AnyCube::F32(c) => {
@@ -111,6 +115,7 @@ impl AnyCube {
                     Parts {
                         times: &c.times,
                         scenes: &c.scenes,
+                        products: &c.products,
                         bands: &c.bands,
                         band_sources: &c.band_sources,
                         epsg: c.epsg,

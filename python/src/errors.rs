@@ -119,6 +119,7 @@ impl From<engine::Error> for Error {
             | E::Expr(_)
             | E::Crs(_)
             | E::UnknownBand { .. }
+            | E::MissingBand { .. }
             | E::Invalid(_)
             | E::SampleType { .. } => Kind::InvalidInput,
             _ => Kind::Other,

@@ -83,30 +83,61 @@ pub fn output_grid(
 }
 
 /// The finest native resolution of the bands the query reads (expression variables, the
-/// bands asked for, or every non-quality band; plus the cloud-mask band).
+/// bands asked for, or every non-quality band; plus the cloud-mask band), over the products
+/// the query reads: those named, else every product holding the bands (as the engine picks
+/// them).
 fn finest_resolution(snapshot: &Snapshot, spec: &QuerySpec) -> Result<f64> {
-    let products: BTreeSet<&str> = snapshot
+    let all: BTreeSet<&str> = snapshot
         .fragments()
         .iter()
         .map(|f| f.product.as_str())
         .collect();
-    let product = match &spec.product {
-        Some(p) => p.clone(),
-        None if products.len() == 1 => products
-            .iter()
-            .next()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        None => {
-            return Err(Error::invalid(format!(
-                "the warehouse holds several products ({}); choose one with product=",
-                products.into_iter().collect::<Vec<_>>().join(", ")
-            )))
-        }
+    let named = spec.product.as_deref().unwrap_or_default();
+    let expression = match (&spec.expr, &spec.index) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(i)) => pixelquery::query::preset(i).map(str::to_string),
+        (None, None) => None,
     };
+    let bands_named = spec.bands.as_ref().is_some_and(|b| !b.is_empty());
+    let candidates: Vec<&str> = if named.is_empty() {
+        if all.len() > 1 && expression.is_none() && !bands_named {
+            return Err(Error::invalid(format!(
+                "the warehouse holds several products ({}); choose one with product=, or \
+                 name the bands (aliases such as red, nir) to query them together",
+                all.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        all.iter().copied().collect()
+    } else {
+        named.iter().map(String::as_str).collect()
+    };
+    let mut finest: Option<f64> = None;
+    for product in &candidates {
+        let strict = candidates.len() > 1;
+        if let Some(r) = product_resolution(snapshot, spec, product, expression.as_deref(), strict)?
+        {
+            finest = Some(finest.map_or(r, |f| f.min(r)));
+        }
+    }
+    finest.ok_or_else(|| Error {
+        kind: crate::errors::Kind::NoData,
+        message: "no data: no fragment holds the bands asked for".into(),
+    })
+}
+
+/// The finest native resolution of the bands `product` would read for `spec`; `None` when
+/// it holds no fragment of them, or with `strict` when it lacks one of them (the engine
+/// fails or leaves that product out; alone, the engine's own error names the band).
+fn product_resolution(
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    product: &str,
+    expression: Option<&str>,
+    strict: bool,
+) -> Result<Option<f64>> {
     let profile: Option<ProductProfile> = snapshot
         .products()
-        .get(&product)
+        .get(product)
         .and_then(|v| serde_json::from_value(v.clone()).ok());
     let available: BTreeSet<&str> = snapshot
         .fragments()
@@ -124,12 +155,7 @@ fn finest_resolution(snapshot: &Snapshot, spec: &QuerySpec) -> Result<f64> {
             .filter(|b| available.contains(b.name.as_str()))
             .map(|b| b.name.clone())
     };
-    let expression = match (&spec.expr, &spec.index) {
-        (Some(e), _) => Some(e.clone()),
-        (None, Some(i)) => pixelquery::query::preset(i).map(str::to_string),
-        (None, None) => None,
-    };
-    let mut read: Vec<String> = match (&expression, &spec.bands) {
+    let mut read: Vec<String> = match (expression, &spec.bands) {
         (Some(text), _) => Expr::parse(text)
             .map_err(|e| Error::invalid(e.to_string()))?
             .variables(),
@@ -150,17 +176,17 @@ fn finest_resolution(snapshot: &Snapshot, spec: &QuerySpec) -> Result<f64> {
             read.push(qa.to_string());
         }
     }
-    let read: BTreeSet<String> = read.iter().filter_map(|b| resolve(b)).collect();
-    snapshot
+    let resolved: Vec<Option<String>> = read.iter().map(|b| resolve(b)).collect();
+    if strict && resolved.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let read: BTreeSet<String> = resolved.into_iter().flatten().collect();
+    Ok(snapshot
         .fragments()
         .iter()
         .filter(|f| f.product == product && read.contains(&f.band))
         .map(|f| f.resolution)
-        .min_by(f64::total_cmp)
-        .ok_or_else(|| Error {
-            kind: crate::errors::Kind::NoData,
-            message: "no data: no fragment holds the bands asked for".into(),
-        })
+        .min_by(f64::total_cmp))
 }
 
 /// The polygon mask of `spec` on a grid (pixel centres inside), or `None` for points and

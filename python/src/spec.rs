@@ -23,8 +23,15 @@ pub struct QuerySpec {
     pub time: Option<(Option<String>, Option<String>)>,
     /// Band names or aliases.
     pub bands: Option<Vec<String>>,
-    /// Product id.
-    pub product: Option<String>,
+    /// Product ids (several: one time axis over all, values physical).
+    pub product: Option<Vec<String>>,
+    /// Skip a named product that lacks a requested band instead of failing.
+    pub skip_missing: bool,
+    /// Kernel used to paint observations onto the query grid (default: nearest when
+    /// upsampling, average when downsampling).
+    pub resampling: Option<String>,
+    /// With `group_by="solar_day"`: one mosaic per solar day across products.
+    pub across_products: bool,
     /// Band math.
     pub expr: Option<String>,
     /// Index preset.
@@ -67,6 +74,9 @@ impl QuerySpec {
             time: item(d, "time")?,
             bands: item(d, "bands")?,
             product: item(d, "product")?,
+            skip_missing: item(d, "skip_missing")?.unwrap_or(false),
+            resampling: item(d, "resampling")?,
+            across_products: item(d, "across_products")?.unwrap_or(false),
             expr: item(d, "expr")?,
             index: item(d, "index")?,
             mask_clouds: item(d, "mask_clouds")?.unwrap_or(false),
@@ -126,8 +136,19 @@ impl QuerySpec {
         if let Some(bands) = &self.bands {
             q = q.bands(bands);
         }
-        if let Some(p) = &self.product {
-            q = q.product(p);
+        match self.product.as_deref() {
+            None | Some([]) => {}
+            Some([one]) => q = q.product(one),
+            Some(several) => q = q.products(several),
+        }
+        q = q
+            .skip_missing(self.skip_missing)
+            .across_products(self.across_products);
+        if let Some(name) = &self.resampling {
+            let kernel: pixelquery::warp::Resampling = name
+                .parse()
+                .map_err(|e| Error::invalid(format!("invalid resampling: {e}")))?;
+            q = q.resampling(kernel);
         }
         match (&self.expr, &self.index) {
             (Some(_), Some(_)) => {

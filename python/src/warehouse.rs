@@ -161,8 +161,8 @@ impl Warehouse {
     }
 
     /// Runs a query; `spec` is the normalised dict of `pixelquery/_query.py`. Returns
-    /// `{data, data_address, times_ns, scenes, bands, epsg, transform, nodata}` where `data`
-    /// is the cube's own buffer as a numpy array.
+    /// `{data, data_address, times_ns, scenes, products, bands, epsg, transform, nodata}`
+    /// where `data` is the cube's own buffer as a numpy array.
     #[pyo3(signature = (spec, dtype=None))]
     fn query<'py>(
         &self,
