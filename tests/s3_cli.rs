@@ -15,19 +15,12 @@ use std::time::{Duration, Instant};
 
 /// The environment that points the CLI at the test server, or `None` (skip).
 fn s3_env() -> Option<Vec<(&'static str, String)>> {
-    let Ok(endpoint) = std::env::var("PIXELQUERY_TEST_S3") else {
-        if std::env::var_os("PIXELQUERY_REQUIRE_S3").is_some() {
-            panic!("PIXELQUERY_TEST_S3 is not set and PIXELQUERY_REQUIRE_S3 is");
-        }
-        eprintln!("skipped: no S3 server (run .ci/s3-server start DIR and export what it prints)");
-        return None;
-    };
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let server = common::s3_server()?;
     Some(vec![
-        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ENDPOINT_URL", server.endpoint),
         ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", var("PIXELQUERY_TEST_S3_KEY")),
-        ("AWS_SECRET_ACCESS_KEY", var("PIXELQUERY_TEST_S3_SECRET")),
+        ("AWS_ACCESS_KEY_ID", server.key),
+        ("AWS_SECRET_ACCESS_KEY", server.secret),
     ])
 }
 

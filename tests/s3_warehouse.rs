@@ -13,21 +13,14 @@ use std::net::TcpListener;
 
 /// The test server's settings, or `None` (skip) when there is none.
 fn s3() -> Option<OpenOptions> {
-    let Ok(endpoint) = std::env::var("PIXELQUERY_TEST_S3") else {
-        if std::env::var_os("PIXELQUERY_REQUIRE_S3").is_some() {
-            panic!("PIXELQUERY_TEST_S3 is not set and PIXELQUERY_REQUIRE_S3 is");
-        }
-        eprintln!("skipped: no S3 server (run .ci/s3-server start DIR and export what it prints)");
-        return None;
-    };
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let server = common::s3_server()?;
     Some(OpenOptions {
         remote: RemoteOptions {
-            s3_endpoint: Some(endpoint),
+            s3_endpoint: Some(server.endpoint),
             s3_region: Some("us-east-1".into()),
             s3_credentials: Some(Credentials {
-                access_key_id: var("PIXELQUERY_TEST_S3_KEY"),
-                secret_access_key: var("PIXELQUERY_TEST_S3_SECRET"),
+                access_key_id: server.key,
+                secret_access_key: server.secret,
                 session_token: None,
             }),
             ..RemoteOptions::default()

@@ -112,3 +112,32 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The S3 test server `.ci/s3-server` started (what it exported), or `None` (the test skips,
+/// saying so). When `PIXELQUERY_REQUIRE_S3` is set (CI sets it) a missing server fails instead.
+#[allow(dead_code)] // not every test binary talks to S3
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Access key id.
+    pub key: String,
+    /// Secret access key.
+    pub secret: String,
+}
+
+#[allow(dead_code)]
+pub fn s3_server() -> Option<S3Server> {
+    let Ok(endpoint) = std::env::var("PIXELQUERY_TEST_S3") else {
+        if std::env::var_os("PIXELQUERY_REQUIRE_S3").is_some() {
+            panic!("PIXELQUERY_TEST_S3 is not set and PIXELQUERY_REQUIRE_S3 is");
+        }
+        eprintln!("skipped: no S3 server (run .ci/s3-server start DIR and export what it prints)");
+        return None;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    Some(S3Server {
+        endpoint,
+        key: var("PIXELQUERY_TEST_S3_KEY"),
+        secret: var("PIXELQUERY_TEST_S3_SECRET"),
+    })
+}
