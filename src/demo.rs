@@ -118,6 +118,92 @@ fn options(res: f64, band: &str, date: &str) -> WriteOptions {
     }
 }
 
+/// Acquisition dates of the Landsat-like demo series (a 16-day revisit between the
+/// Sentinel-2-like dates).
+pub const LANDSAT_DATES: [&str; 7] = [
+    "2024-03-21",
+    "2024-04-22",
+    "2024-06-09",
+    "2024-07-11",
+    "2024-08-12",
+    "2024-09-13",
+    "2024-10-15",
+];
+/// The Landsat-like date with a cloud over the middle of the scene (flagged in `QA_PIXEL`).
+pub const LANDSAT_CLOUDY_DATE: &str = "2024-08-12";
+/// `QA_PIXEL` of a clear land pixel and of a high-confidence cloud (Collection 2 bits).
+const QA_CLEAR: u16 = 21824;
+const QA_CLOUD: u16 = 22280;
+
+/// Writes a Landsat-8-like series over the demo scenes into `dir`: 30 m `SR_B4` (red) and
+/// `SR_B5` (NIR) in Collection 2 digital numbers (reflectance = DN x 2.75e-5 - 0.2, nodata
+/// 0) and `QA_PIXEL`, one file per band and date, following the same parcels and seasons as
+/// [`write_scenes`] so a fused series lines up; returns the files written.
+pub fn write_landsat_scenes(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let size = SIZE.div_ceil(3);
+    let mut files = Vec::new();
+    for date in LANDSAT_DATES {
+        let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(std::io::Error::other)?;
+        let doy = day.ordinal() as f64;
+        let cloudy = date == LANDSAT_CLOUDY_DATE;
+        // The 10 m demo pixel at the centre of a 30 m pixel.
+        let fine = |x: usize, y: usize| (x * 3 + 1, y * 3 + 1);
+        let in_cloud = |x: usize, y: usize| {
+            let (fx, fy) = fine(x, y);
+            let (dx, dy) = (fx as f64 - 330.0, fy as f64 - 200.0);
+            cloudy && dx * dx + dy * dy < 90.0 * 90.0
+        };
+        let stamp = day.format("%Y%m%d");
+        for (band, idx) in [("SR_B4", 0u64), ("SR_B5", 1)] {
+            let data = Array3::<u16>::from_shape_fn((1, size, size), |(_, y, x)| {
+                let (fx, fy) = fine(x, y);
+                if fx >= SIZE || fy >= SIZE || fx < 12 {
+                    return 0;
+                }
+                let f = greenness(fx / 48, fy / 40, doy);
+                let refl = if in_cloud(x, y) {
+                    0.55 + 0.05 * hash(x as u64, y as u64, 30)
+                } else if idx == 0 {
+                    0.125 - 0.088 * f
+                } else {
+                    0.205 + 0.29 * f
+                };
+                let noise = 0.004 * (hash(x as u64, y as u64, idx + 20) - 0.5);
+                ((refl + noise + 0.2) / 2.75e-5).round() as u16
+            });
+            let path = dir.join(format!("LDEMO_{stamp}_{band}.tif"));
+            write_cog(&path, data.view(), &landsat_options(band, date, Some(0.0)))
+                .map_err(std::io::Error::other)?;
+            files.push(path);
+        }
+        let qa = Array3::<u16>::from_shape_fn((1, size, size), |(_, y, x)| {
+            if in_cloud(x, y) {
+                QA_CLOUD
+            } else {
+                QA_CLEAR
+            }
+        });
+        let path = dir.join(format!("LDEMO_{stamp}_QA_PIXEL.tif"));
+        write_cog(&path, qa.view(), &landsat_options("QA_PIXEL", date, None))
+            .map_err(std::io::Error::other)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+fn landsat_options(band: &str, date: &str, nodata: Option<f64>) -> WriteOptions {
+    WriteOptions {
+        block_size: 64,
+        transform: Some(GeoTransform::north_up(ORIGIN.0, ORIGIN.1, 30.0, 30.0)),
+        epsg: Some(32652),
+        nodata,
+        band_descriptions: vec![band.to_string()],
+        metadata: vec![("ACQUISITION_DATETIME".into(), format!("{date}T01:56:12Z"))],
+        ..Default::default()
+    }
+}
+
 /// A location inside the demo scenes, in lon/lat: the centre of a crop parcel under the
 /// cloud of [`CLOUDY_DATE`].
 pub fn sample_point() -> (f64, f64) {

@@ -14,6 +14,40 @@ fn s(p: &Path) -> String {
 }
 
 #[test]
+fn demo_with_landsat_charts_one_series_from_both_sensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let (code, out, err) = pq(&["demo", &s(&demo), "--with-landsat"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("7 Landsat-like scenes ingested"), "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("2024-")).collect();
+    let (s2, l8) = (pixelquery::demo::DATES, pixelquery::demo::LANDSAT_DATES);
+    assert_eq!(rows.len(), s2.len() + l8.len(), "{out}");
+    // One time axis in date order, each row from its own sensor.
+    assert!(rows.windows(2).all(|w| w[0][..10] < w[1][..10]), "{out}");
+    for row in &rows {
+        let from_landsat = l8.contains(&&row[..10]);
+        assert_eq!(row.contains("LDEMO_"), from_landsat, "{row}");
+    }
+    // Each product's clouds are masked by its own rule (SCL; QA_PIXEL).
+    for cloudy in [pixelquery::demo::CLOUDY_DATE, pixelquery::demo::LANDSAT_CLOUDY_DATE] {
+        let row = rows.iter().find(|r| r.starts_with(cloudy)).unwrap();
+        assert!(row.contains(" - "), "{row}");
+    }
+    // The other Landsat dates carry NDVI values like the Sentinel-2 ones.
+    let value = |r: &str| r.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok());
+    for row in rows.iter().filter(|r| !r.contains(" - ")) {
+        let v = value(row).unwrap_or_else(|| panic!("{row}"));
+        assert!((0.2..0.9).contains(&v), "{row}");
+    }
+    assert!(demo.join("ndvi_fused.png").is_file());
+    let (code, out, _) = pq(&["info", &s(&demo.join("warehouse")), "--json"]);
+    assert_eq!(code, 0);
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["scenes"], 15);
+}
+
+#[test]
 fn demo_ingest_info_query() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");

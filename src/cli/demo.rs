@@ -12,6 +12,10 @@ use std::path::PathBuf;
 pub struct Args {
     /// Where to write the scenes, the warehouse and the outputs (default: ./pixelquery-demo).
     pub dir: Option<PathBuf>,
+    /// Also write a Landsat-8-like 30 m series over the same place, ingest it as a second
+    /// product (`landsat8_c2l2`) and chart one NDVI series fused from both sensors.
+    #[arg(long)]
+    pub with_landsat: bool,
 }
 
 /// Runs the command.
@@ -50,25 +54,73 @@ pub fn run(args: Args) -> CliResult {
         eprintln!("   failed {}: {}", f.scene, f.reason);
     }
 
+    let mut products = vec!["sentinel2_l2a"];
+    if args.with_landsat {
+        let l8_dir = dir.join("scenes_landsat");
+        let files = demo::write_landsat_scenes(&l8_dir)?;
+        println!(
+            "   + a Landsat-8-like series ({} dates, red/NIR at 30 m + QA_PIXEL, {} files) in {}",
+            demo::LANDSAT_DATES.len(),
+            files.len(),
+            l8_dir.display()
+        );
+        let options = IngestOptions {
+            product: Some("landsat8_c2l2".into()),
+            ..Default::default()
+        };
+        let report = ingest(
+            &warehouse_dir,
+            &[l8_dir.display().to_string()],
+            &options,
+            &Quiet,
+        )?;
+        println!(
+            "   {} Landsat-like scenes ingested as landsat8_c2l2 ({} already there)",
+            report.scenes_ingested,
+            report.skipped.len()
+        );
+        for f in &report.failed {
+            eprintln!("   failed {}: {}", f.scene, f.reason);
+        }
+        products.push("landsat8_c2l2");
+    }
+
     let (lon, lat) = demo::sample_point();
-    println!("3. NDVI time series at lon {lon:.5}, lat {lat:.5}, clouds masked with the SCL band:");
+    let masks = if args.with_landsat {
+        "clouds masked with each product's own rule (SCL, QA_PIXEL); 30 m resampled onto 10 m"
+    } else {
+        "clouds masked with the SCL band"
+    };
+    println!("3. NDVI time series at lon {lon:.5}, lat {lat:.5}, {masks}:");
     let warehouse = Warehouse::open(&warehouse_dir)?;
     let cube = warehouse
         .query()
         .point(lon, lat)
+        .products(&products)
         .index("ndvi")?
         .mask_clouds(true)
         .run()?;
     print!("{}", export::print_point_table(&cube));
-    let chart = dir.join("ndvi.png");
-    let csv = dir.join("ndvi.csv");
-    export::write(&cube, &chart, PngKind::Chart)?;
+    let name = if args.with_landsat {
+        "ndvi_fused"
+    } else {
+        "ndvi"
+    };
+    let chart = dir.join(format!("{name}.png"));
+    let csv = dir.join(format!("{name}.csv"));
+    let chart_options = export::ExportOptions {
+        png: Some(PngKind::Chart),
+        place: Some(format!("lon {lon:.5}, lat {lat:.5}")),
+        ..Default::default()
+    };
+    export::write_cube(&cube, &chart, &chart_options)?;
     export::write(&cube, &csv, PngKind::Chart)?;
 
     let (x0, y0) = (demo::ORIGIN.0 + 1000.0, demo::ORIGIN.1 - 4000.0);
     let bbox = pixelquery::Bounds::new(x0, y0, x0 + 3000.0, y0 + 3000.0);
     let median = warehouse
         .query()
+        .products(&products)
         .bbox(bbox)
         .crs(32652)
         .index("ndvi")?

@@ -1,6 +1,7 @@
 //! A time-series chart PNG: one line per band (the pixel value for a point, the mean of the
 //! valid pixels for an area), with a title saying what and where, labelled axes (values and
-//! their kind; dates in UTC), tick labels kept inside the picture, and a legend.
+//! their kind; dates in UTC), tick labels kept inside the picture, and a legend: bands by
+//! colour and, when the steps come from several products, products by marker shape.
 
 use super::encode_png;
 use super::font::{draw_text, draw_text_up, text_width};
@@ -28,7 +29,17 @@ const PALETTE: [[u8; 3]; 8] = [
 ];
 const BLACK: [u8; 3] = [0, 0, 0];
 const GREY: [u8; 3] = [225, 225, 225];
+/// Marker shapes, one per product of a multi-product series.
+const MARKERS: [Marker; 4] = [Marker::Square, Marker::Diamond, Marker::Ring, Marker::Cross];
 
+/// The shape drawn on each value of a series.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Marker {
+    Square,
+    Diamond,
+    Ring,
+    Cross,
+}
 pub(super) struct Canvas {
     pub width: usize,
     pub height: usize,
@@ -54,6 +65,24 @@ impl Canvas {
         for yy in y..y + h {
             for xx in x..x + w {
                 self.set(xx, yy, c);
+            }
+        }
+    }
+
+    /// A 9-pixel marker centred on `(x, y)`.
+    fn marker(&mut self, (x, y): (i64, i64), shape: Marker, c: [u8; 3]) {
+        for dy in -4i64..=4 {
+            for dx in -4i64..=4 {
+                let on = match shape {
+                    Marker::Square => dx.abs() <= 3 && dy.abs() <= 3,
+                    Marker::Diamond => dx.abs() + dy.abs() <= 4,
+                    Marker::Ring => (9..=20).contains(&(dx * dx + dy * dy)),
+                    Marker::Cross => dx.abs() == dy.abs() || dx.abs() + 1 == dy.abs(),
+                };
+                let (px, py) = (x + dx, y + dy);
+                if on && px >= 0 && py >= 0 {
+                    self.set(px as usize, py as usize, c);
+                }
             }
         }
     }
@@ -297,6 +326,23 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
         S,
         BLACK,
     );
+    // Several products: one marker shape per product (in order of first appearance).
+    let mut products: Vec<&str> = Vec::new();
+    for p in &cube.products {
+        if !products.contains(&p.as_str()) {
+            products.push(p);
+        }
+    }
+    let marker_of: Vec<Marker> = (0..t)
+        .map(|ti| {
+            let k = cube
+                .products
+                .get(ti)
+                .and_then(|p| products.iter().position(|q| q == p))
+                .unwrap_or(0);
+            MARKERS[k % MARKERS.len()]
+        })
+        .collect();
     // Series: lines between valid values, a marker on each.
     for (bi, values) in series.iter().enumerate() {
         let color = PALETTE[bi % PALETTE.len()];
@@ -310,24 +356,31 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
             if let Some(q) = prev {
                 c.line(q, p, color);
             }
-            c.rect(
-                (p.0 - 3).max(0) as usize,
-                (p.1 - 3).max(0) as usize,
-                7,
-                7,
-                color,
-            );
+            c.marker(p, marker_of[ti], color);
             prev = Some(p);
         }
     }
     // Legend, right of the plot.
     let lx = W - RIGHT + 20;
     c.text("legend", lx, TOP, S, BLACK);
-    for (bi, name) in cube.bands.iter().enumerate().take(16) {
+    let shown = cube.bands.len().min(16);
+    for (bi, name) in cube.bands.iter().enumerate().take(shown) {
         let ly = TOP + 28 + bi * 24;
         let color = PALETTE[bi % PALETTE.len()];
         c.rect(lx, ly + 3, 18, 8, color);
         c.text(&fit(name, 11), lx + 26, ly, S, BLACK);
+    }
+    if products.len() > 1 {
+        for (k, product) in products.iter().enumerate().take(8) {
+            let ly = TOP + 40 + (shown + k) * 24;
+            c.marker(
+                (lx as i64 + 4, ly as i64 + 7),
+                MARKERS[k % MARKERS.len()],
+                BLACK,
+            );
+            // Product ids are longer than band names: the marker is narrower than a swatch.
+            c.text(&fit(product, 13), lx + 14, ly, S, BLACK);
+        }
     }
     encode_png(W, H, &c.rgba)
 }
@@ -359,6 +412,30 @@ mod tests {
         let mut empty = sample_cube(1, 1);
         empty.data.fill(f32::NAN);
         assert!(render(&empty, None).unwrap_err().contains("no valid"));
+    }
+
+    #[test]
+    fn several_products_get_their_own_markers() {
+        let one = sample_cube(1, 1);
+        let mut two = one.clone();
+        two.products = vec![
+            "sentinel2_l2a".into(),
+            "landsat8_c2l2".into(),
+            "sentinel2_l2a".into(),
+        ];
+        let (w, _, a) = decode(render(&one, None).unwrap());
+        let (_, _, b) = decode(render(&two, None).unwrap());
+        let count = |buf: &[u8], c: [u8; 3]| buf.chunks_exact(4).filter(|p| p[..3] == c).count();
+        // The second step is a diamond instead of a square (fewer coloured pixels), and the
+        // legend draws one black marker per product.
+        assert!(count(&b, PALETTE[0]) < count(&a, PALETTE[0]));
+        let legend_black = |buf: &[u8]| {
+            (0..H)
+                .flat_map(|y| (W - RIGHT + 15..W - RIGHT + 30).map(move |x| (x, y)))
+                .filter(|&(x, y)| buf[(y * w + x) * 4..][..3] == BLACK)
+                .count()
+        };
+        assert!(legend_black(&b) > legend_black(&a) + 20);
     }
 
     #[test]
