@@ -30,12 +30,19 @@ fn demo_with_landsat_charts_one_series_from_both_sensors() {
         assert_eq!(row.contains("LDEMO_"), from_landsat, "{row}");
     }
     // Each product's clouds are masked by its own rule (SCL; QA_PIXEL).
-    for cloudy in [pixelquery::demo::CLOUDY_DATE, pixelquery::demo::LANDSAT_CLOUDY_DATE] {
+    for cloudy in [
+        pixelquery::demo::CLOUDY_DATE,
+        pixelquery::demo::LANDSAT_CLOUDY_DATE,
+    ] {
         let row = rows.iter().find(|r| r.starts_with(cloudy)).unwrap();
         assert!(row.contains(" - "), "{row}");
     }
     // The other Landsat dates carry NDVI values like the Sentinel-2 ones.
-    let value = |r: &str| r.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok());
+    let value = |r: &str| {
+        r.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+    };
     for row in rows.iter().filter(|r| !r.contains(" - ")) {
         let v = value(row).unwrap_or_else(|| panic!("{row}"));
         assert!((0.2..0.9).contains(&v), "{row}");

@@ -264,8 +264,7 @@ pub fn run(args: Args) -> CliResult {
             dtype,
             stats: args.stats,
             overviews: args.overviews,
-            uncompressed: args.compress == "none",
-            zarr_gzip: args.compress == "deflate",
+            compression: export::OutputCompression::parse(&args.compress).unwrap_or_default(),
             png: Some(png),
             place: place(&args),
         };

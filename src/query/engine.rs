@@ -19,7 +19,11 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// Most fragments an export keeps open from planning to painting (each may map a file).
+const KEPT_FRAGMENTS_MAX: usize = 4096;
 
 /// Errors from running a query.
 #[derive(Debug, thiserror::Error)]
@@ -612,7 +616,10 @@ impl<'w> Query<'w> {
         let open = |e: &FragmentEntry| -> Result<Arc<Fragment>> {
             Ok(match access {
                 Access::Shared => snapshot.fragment(e)?,
-                Access::Transient => Arc::new(snapshot.read_fragment(e)?),
+                Access::Transient => match snapshot.cached_fragment(e) {
+                    Some(f) => f,
+                    None => Arc::new(snapshot.read_fragment(e)?),
+                },
             })
         };
         type Seen = (
@@ -621,6 +628,27 @@ impl<'w> Query<'w> {
             Option<f64>,
             Option<Arc<Fragment>>,
         );
+        // Exports keep what they opened here for painting while it fits a quarter of the
+        // budget (windows get the rest), instead of opening (and decompressing) it again.
+        let budget = self.memory_budget.unwrap_or_else(default_memory_budget);
+        let keep_limit = budget / 4;
+        let kept_bytes = AtomicU64::new(0);
+        let kept_count = AtomicUsize::new(0);
+        let keep = |e: &FragmentEntry, f: &Arc<Fragment>| -> bool {
+            if matches!(access, Access::Shared) {
+                return true;
+            }
+            if kept_count.fetch_add(1, Ordering::Relaxed) >= KEPT_FRAGMENTS_MAX {
+                return false;
+            }
+            let heap = crate::store::heap_bytes(e, f);
+            let before = kept_bytes.fetch_add(heap, Ordering::Relaxed);
+            if before + heap <= keep_limit {
+                return true;
+            }
+            kept_bytes.fetch_sub(heap, Ordering::Relaxed);
+            false
+        };
         let seen: Vec<Seen> = in_region
             .par_iter()
             .map(|e| {
@@ -629,8 +657,8 @@ impl<'w> Query<'w> {
                     .map(|i| (f.times_micros()[i], f.scene_id(i).to_string()))
                     .collect();
                 let (dtype, nodata) = (f.meta().dtype, f.meta().nodata);
-                let keep = matches!(access, Access::Shared).then_some(f);
-                Ok((obs, dtype, nodata, keep))
+                let kept = keep(e, &f).then_some(f);
+                Ok((obs, dtype, nodata, kept))
             })
             .collect::<Result<_>>()?;
 
@@ -811,7 +839,11 @@ impl<'w> Query<'w> {
             epsg: grid.epsg,
             values,
             stored: common_type(&stored_types),
-            budget: self.memory_budget.unwrap_or_else(default_memory_budget),
+            budget,
+            kept_bytes: match access {
+                Access::Shared => 0,
+                Access::Transient => kept_bytes.into_inner(),
+            },
         }))
     }
 }

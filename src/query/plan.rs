@@ -77,7 +77,9 @@ pub(super) struct Parts<'w> {
     pub entries: Vec<FragmentEntry>,
     /// Per entry, the input step of each observation (`None`: not part of the query).
     pub obs_steps: Vec<Vec<Option<usize>>>,
-    /// Per entry, the fragment when the plan keeps them open ([`Access::Shared`]).
+    /// Per entry, the fragment when the plan keeps it open: always with [`Access::Shared`];
+    /// with [`Access::Transient`], those opened while planning that fit a quarter of the
+    /// budget (painting reuses them rather than opening them again).
     pub opened: Vec<Option<Arc<Fragment>>>,
     pub steps: Vec<Step>,
     pub groups: Vec<Group>,
@@ -101,6 +103,9 @@ pub(super) struct Parts<'w> {
     /// Sample type and nodata shared by the input bands (`None` when they differ).
     pub stored: Option<(DataType, Option<f64>)>,
     pub budget: u64,
+    /// Heap bytes of the fragments [`Parts::opened`] keeps for an export (windows are sized
+    /// within the rest of the budget).
+    pub kept_bytes: u64,
 }
 
 /// A part of a cube: output time steps, rows and columns (half-open ranges).
@@ -413,7 +418,11 @@ impl<'w> QueryPlan<'w> {
     /// [`split_windows`](super::budget::split_windows).
     pub fn windows(&self, elem: usize, align: Alignment) -> Vec<CubeWindow> {
         let (t, _, h, w) = self.dim();
-        let budget = self.parts.budget.min(super::budget::FILE_WINDOW_BYTES);
+        let budget = self
+            .parts
+            .budget
+            .saturating_sub(self.parts.kept_bytes)
+            .min(super::budget::FILE_WINDOW_BYTES);
         split_windows(t, h, w, budget, align, |win| self.window_bytes(win, elem))
     }
 
@@ -590,7 +599,10 @@ impl<'w> QueryPlan<'w> {
                         {
                             return Ok(f.clone());
                         }
-                        let f = Arc::new(p.snapshot.read_fragment(&p.entries[i])?);
+                        let f = match p.snapshot.cached_fragment(&p.entries[i]) {
+                            Some(f) => f,
+                            None => Arc::new(p.snapshot.read_fragment(&p.entries[i])?),
+                        };
                         self.pool
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

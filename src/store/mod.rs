@@ -81,6 +81,7 @@ pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use layout::validate_name;
 pub use location::Location;
 pub use merge::merge_catalog_parts;
+pub(crate) use snapshot::heap_bytes;
 pub use snapshot::{FragmentFilter, PartRef, Snapshot};
 pub use storage::{Listed, LocalStorage, ObjectStorage, Storage};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};

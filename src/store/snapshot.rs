@@ -332,21 +332,22 @@ impl Snapshot {
         open_checked(self.storage.as_ref(), entry, false)
     }
 
+    /// The fragment if this snapshot (or a clone) has it open already in its cache; never
+    /// opens or caches anything (exports use it to reuse what queries opened).
+    pub fn cached_fragment(&self, entry: &FragmentEntry) -> Option<Arc<Fragment>> {
+        self.lock_cache().open.get(&entry.path).cloned()
+    }
+
     /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once per
     /// snapshot and reused by later calls (and by clones of the snapshot), so repeated queries
     /// skip mapping and decoding. Up to a few thousand fragments (and 1 GiB of decompressed
     /// ones) are kept; beyond that the cache starts over.
     pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
-        if let Some(f) = self.lock_cache().open.get(&entry.path) {
-            return Ok(f.clone());
+        if let Some(f) = self.cached_fragment(entry) {
+            return Ok(f);
         }
         let f = Arc::new(self.read_fragment(entry)?);
-        let heap = if f.is_zero_copy() {
-            0
-        } else {
-            // Decompressed pixel values.
-            entry.observations * entry.window.pixels() as u64 * entry.dtype.size() as u64
-        };
+        let heap = heap_bytes(entry, &f);
         let mut cache = self.lock_cache();
         if cache.open.len() >= CACHE_MAX_FRAGMENTS || cache.heap_bytes + heap > CACHE_MAX_HEAP_BYTES
         {
@@ -374,6 +375,16 @@ impl Snapshot {
     /// decoding it (one extra pass over the bytes).
     pub fn read_fragment_verified(&self, entry: &FragmentEntry) -> Result<Fragment> {
         open_checked(self.storage.as_ref(), entry, true)
+    }
+}
+
+/// Heap memory an open fragment holds: its decompressed pixel values (none when it maps the
+/// file or a buffer it was read into as is).
+pub(crate) fn heap_bytes(entry: &FragmentEntry, fragment: &Fragment) -> u64 {
+    if fragment.is_zero_copy() {
+        0
+    } else {
+        entry.observations * entry.window.pixels() as u64 * entry.dtype.size() as u64
     }
 }
 

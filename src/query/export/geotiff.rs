@@ -5,7 +5,7 @@
 //! steps writes alone).
 
 use super::source::{CubeInfo, Source};
-use super::{io_error, type_name, ExportOptions, Written};
+use super::{io_error, type_name, ExportOptions, OutputCompression, Written};
 use crate::cog::{CogWriter, Interleave, WriteCompression, WriteOptions};
 use crate::query::budget::Alignment;
 use crate::store::Pixel;
@@ -32,10 +32,9 @@ pub(super) fn time_text(t: &DateTime<Utc>) -> String {
 pub(super) fn base_options(info: &CubeInfo, options: &ExportOptions) -> WriteOptions {
     WriteOptions {
         block_size: block_size(info.width, info.height),
-        compression: if options.uncompressed {
-            WriteCompression::None
-        } else {
-            WriteCompression::Deflate
+        compression: match options.compression {
+            OutputCompression::Auto | OutputCompression::Deflate => WriteCompression::Deflate,
+            OutputCompression::None => WriteCompression::None,
         },
         overviews: options.overviews,
         interleave: Interleave::Band,

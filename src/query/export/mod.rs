@@ -175,15 +175,36 @@ pub struct ExportOptions {
     pub stats: bool,
     /// GeoTIFFs get overviews (2x averages) too.
     pub overviews: bool,
-    /// GeoTIFF and Zarr blocks stay uncompressed (else DEFLATE + predictor for GeoTIFF,
-    /// none for Zarr unless [`ExportOptions::zarr_gzip`]).
-    pub uncompressed: bool,
-    /// Zarr chunks are gzip-compressed.
-    pub zarr_gzip: bool,
+    /// Block compression of GeoTIFFs and Zarr chunks.
+    pub compression: OutputCompression,
     /// What a PNG shows.
     pub png: Option<PngKind>,
     /// Where the query looked, for chart titles (e.g. `lon 127.94, lat 36.45`).
     pub place: Option<String>,
+}
+
+/// Block compression of file outputs (`query --compress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputCompression {
+    /// GeoTIFF: DEFLATE with a predictor (what every reader opens); Zarr: none.
+    #[default]
+    Auto,
+    /// GeoTIFF: DEFLATE with a predictor; Zarr: gzip.
+    Deflate,
+    /// Uncompressed.
+    None,
+}
+
+impl OutputCompression {
+    /// The compression named by `auto`, `deflate` or `none`.
+    pub fn parse(name: &str) -> Option<OutputCompression> {
+        Some(match name {
+            "auto" => OutputCompression::Auto,
+            "deflate" => OutputCompression::Deflate,
+            "none" => OutputCompression::None,
+            _ => return None,
+        })
+    }
 }
 
 /// What was written, for the CLI's "wrote" line.

@@ -20,7 +20,7 @@
 //! draft of Zarr v3: GDAL opens `ZARR:"cube.zarr":/cube:T:B` with its georeferencing.
 
 use super::source::{CubeInfo, Source};
-use super::{io_error, type_name, ExportOptions, Written};
+use super::{io_error, type_name, ExportOptions, OutputCompression, Written};
 use crate::query::budget::Alignment;
 use crate::store::Pixel;
 use crate::DataType;
@@ -33,6 +33,40 @@ use std::path::Path;
 
 /// Largest chunk side in pixels.
 const CHUNK: usize = 512;
+
+/// How chunks are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    None,
+    Gzip,
+}
+
+impl Codec {
+    /// The v3 codec and the v2 compressor describing it (`None`: no entry).
+    fn describe(self) -> Option<(Value, Value)> {
+        match self {
+            Codec::None => None,
+            Codec::Gzip => Some((
+                json!({"name": "gzip", "configuration": {"level": 1}}),
+                json!({"id": "gzip", "level": 1}),
+            )),
+        }
+    }
+
+    fn encode(self, raw: Vec<u8>) -> Vec<u8> {
+        match self {
+            Codec::None => raw,
+            Codec::Gzip => gzip(&raw),
+        }
+    }
+}
+
+/// Chunk side for an axis of `len` pixels: as few chunks as [`CHUNK`] allows, of equal size,
+/// so edge chunks (stored whole, as Zarr's regular grid does) carry almost no padding.
+fn chunk_side(len: usize) -> usize {
+    let n = len.div_ceil(CHUNK).max(1);
+    len.div_ceil(n).max(1)
+}
 /// Marks stores written by PixelQuery (which it may replace).
 const MARK: &str = "pixelquery";
 
@@ -116,11 +150,12 @@ fn numeric_array(
     fill: Value,
     dims: &[&str],
     attrs: Map<String, Value>,
-    gzip: bool,
+    codec: Codec,
 ) -> ArrayDef {
     let mut codecs = vec![json!({"name": "bytes", "configuration": {"endian": "little"}})];
-    if gzip {
-        codecs.push(json!({"name": "gzip", "configuration": {"level": 1}}));
+    let described = codec.describe();
+    if let Some((v3, _)) = &described {
+        codecs.push(v3.clone());
     }
     let v3 = json!({
         "zarr_format": 3,
@@ -139,7 +174,7 @@ fn numeric_array(
         "shape": shape,
         "chunks": chunks,
         "dtype": v2t,
-        "compressor": if gzip { json!({"id": "gzip", "level": 1}) } else { Value::Null },
+        "compressor": described.map_or(Value::Null, |(_, v2)| v2),
         "fill_value": fill,
         "order": "C",
         "filters": null,
@@ -247,9 +282,12 @@ pub(super) fn write<T: Pixel>(
         std::fs::remove_dir_all(&part).map_err(io_error(&part))?;
     }
     std::fs::create_dir_all(&part).map_err(io_error(&part))?;
-    let gzip_on = options.zarr_gzip && !options.uncompressed;
-    let (ch, cw) = (h.clamp(1, CHUNK), w.clamp(1, CHUNK));
-    let defs = definitions(info, (ch, cw), gzip_on);
+    let codec = match options.compression {
+        OutputCompression::Auto | OutputCompression::None => Codec::None,
+        OutputCompression::Deflate => Codec::Gzip,
+    };
+    let (ch, cw) = (chunk_side(h), chunk_side(w));
+    let defs = definitions(info, (ch, cw), codec);
     let result = (|| -> Result<u64, super::Error> {
         // Metadata first: v3 per array, consolidated into the root, and v2 consolidated.
         let mut v3_meta = Map::new();
@@ -281,7 +319,7 @@ pub(super) fn write<T: Pixel>(
         )?;
         let mut bytes = 0u64;
         // Coordinates.
-        let enc = |raw: Vec<u8>| if gzip_on { gzip(&raw) } else { raw };
+        let enc = |raw: Vec<u8>| codec.encode(raw);
         let times: Vec<u8> = info
             .times
             .iter()
@@ -384,7 +422,10 @@ pub(super) fn write<T: Pixel>(
         what: format!(
             "a Zarr v3 store: cube (time {t}, band {b}, y {h}, x {w}) {} in {ch} x {cw} chunks{}, bands {}, EPSG:{}",
             type_name(info.dtype),
-            if gzip_on { " (gzip)" } else { "" },
+            match codec {
+                Codec::None => "",
+                Codec::Gzip => " (gzip)",
+            },
             info.bands.join(","),
             info.epsg
         ),
@@ -408,7 +449,7 @@ fn root_attrs(info: &CubeInfo) -> Map<String, Value> {
 }
 
 /// Every array of the store.
-fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<ArrayDef> {
+fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), codec: Codec) -> Vec<ArrayDef> {
     let (t, b, h, w) = info.dim();
     let geographic = (4000..5000).contains(&info.epsg);
     let (xname, yname, unit) = if geographic {
@@ -438,7 +479,7 @@ fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<Arr
             fill_json(info.nodata, info.dtype),
             &["time", "band", "y", "x"],
             cube_attrs,
-            gzip,
+            codec,
         ),
         numeric_array(
             "time",
@@ -452,7 +493,7 @@ fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<Arr
                 ("calendar", json!("proleptic_gregorian")),
                 ("standard_name", json!("time")),
             ]),
-            gzip,
+            codec,
         ),
         numeric_array(
             "x",
@@ -466,7 +507,7 @@ fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<Arr
                 ("units", json!(unit)),
                 ("axis", json!("X")),
             ]),
-            gzip,
+            codec,
         ),
         numeric_array(
             "y",
@@ -480,7 +521,7 @@ fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<Arr
                 ("units", json!(unit)),
                 ("axis", json!("Y")),
             ]),
-            gzip,
+            codec,
         ),
         numeric_array(
             "spatial_ref",
@@ -501,7 +542,7 @@ fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<Arr
                 ),
                 ("epsg_code", json!(epsg)),
             ]),
-            gzip,
+            codec,
         ),
         string_array("band", b, "band"),
         string_array("stored_band", b, "band"),
@@ -513,6 +554,24 @@ fn definitions(info: &CubeInfo, (ch, cw): (usize, usize), gzip: bool) -> Vec<Arr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_split_an_axis_evenly() {
+        // Edge chunks are stored whole: equal chunks leave next to no padding.
+        for (len, side) in [
+            (1, 1),
+            (384, 384),
+            (512, 512),
+            (513, 257),
+            (768, 384),
+            (1000, 500),
+            (9072, 504),
+        ] {
+            assert_eq!(chunk_side(len), side, "{len}");
+            assert!(side <= CHUNK);
+            assert!(len.div_ceil(side) * side - len < len.div_ceil(CHUNK));
+        }
+    }
 
     #[test]
     fn encodings_match_their_specs() {
