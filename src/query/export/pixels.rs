@@ -482,6 +482,10 @@ pub(super) fn write_parquet<T: Pixel>(
             }
         }
         let n = cx.len();
+        if n == 0 {
+            // No pixel of this window lies in the region: no rows, no row groups.
+            continue;
+        }
         let step = |k: usize| win.steps.start + k;
         let mut products: Vec<&str> = (0..s).map(|k| product_of(info, step(k))).collect();
         products.sort_unstable();
