@@ -11,14 +11,19 @@ use crate::query::plan::CubeWindow;
 use crate::store::Pixel;
 use crate::{DataType, Sample};
 use arrow_array::{
-    ArrayRef, Float32Array, Float64Array, Int16Array, Int32Array, Int8Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt8Array,
+    ArrayRef, Float32Array, Float64Array, Int16Array, Int32Array, Int8Array, UInt16Array,
+    UInt32Array, UInt8Array,
 };
 use arrow_schema::{Field, Schema, TimeUnit};
 use ndarray::{Array4, ArrayView2};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
+use parquet::data_type::ByteArray;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
@@ -93,7 +98,7 @@ impl CsvValue for f64 {
     }
 }
 
-/// Formats one (time, band) slab of a window as CSV lines.
+/// Appends one (time, band) slab of a window to `out` as CSV lines.
 fn csv_slab<T: CsvValue>(
     slab: ArrayView2<'_, T>,
     head: &str,
@@ -101,9 +106,10 @@ fn csv_slab<T: CsvValue>(
     ys: &[String],
     mask: Option<&[bool]>,
     nodata: f64,
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     let (h, w) = slab.dim();
-    let mut out = Vec::with_capacity(h * w * (head.len() + 24));
+    out.reserve(h * w * (head.len() + 24));
     for (y, row) in slab.outer_iter().enumerate() {
         for (x, &v) in row.iter().enumerate() {
             if mask.is_some_and(|m| !m[y * w + x]) {
@@ -115,31 +121,10 @@ fn csv_slab<T: CsvValue>(
             out.extend_from_slice(ys[y].as_bytes());
             out.push(b',');
             if valid(v, nodata) {
-                v.text(&mut out);
+                v.text(out);
             }
             out.push(b'\n');
         }
-    }
-    out
-}
-
-/// CSV text of a sample type, dispatched to [`CsvValue`].
-fn csv_window<T: Pixel>(data: &Array4<T>, info: &CubeInfo, win: &CubeWindow) -> Vec<Vec<u8>> {
-    macro_rules! typed {
-        ($t:ty) => {{
-            let data: &Array4<$t> = same_type(data);
-            csv_blocks(data, info, win)
-        }};
-    }
-    match T::DTYPE {
-        DataType::U8 => typed!(u8),
-        DataType::I8 => typed!(i8),
-        DataType::U16 => typed!(u16),
-        DataType::I16 => typed!(i16),
-        DataType::U32 => typed!(u32),
-        DataType::I32 => typed!(i32),
-        DataType::F32 => typed!(f32),
-        DataType::F64 => typed!(f64),
     }
 }
 
@@ -150,40 +135,81 @@ fn same_type<T: 'static, U: 'static>(a: &Array4<T>) -> &Array4<U> {
         .expect("the sample type matches its DataType")
 }
 
-fn csv_blocks<T: CsvValue>(data: &Array4<T>, info: &CubeInfo, win: &CubeWindow) -> Vec<Vec<u8>> {
-    let (s, b, _, _) = data.dim();
-    let mask = region_mask(info, win);
-    let (xs, ys) = centres(info, win);
-    let fmt = |v: f64| {
-        ryu::Buffer::new()
-            .format_finite(v)
-            .trim_end_matches(".0")
-            .to_string()
-    };
-    let xs: Vec<String> = xs.into_iter().map(fmt).collect();
-    let ys: Vec<String> = ys.into_iter().map(fmt).collect();
-    (0..s * b)
-        .into_par_iter()
-        .map(|i| {
-            let (k, bi) = (i / b, i % b);
-            let t = win.steps.start + k;
-            let head = format!(
-                "{},{},{},",
-                super::geotiff::time_text(&info.times[t]),
-                csv_field(product_of(info, t)),
-                csv_field(&info.bands[bi])
-            );
-            csv_slab(
-                data.index_axis(ndarray::Axis(0), k)
-                    .index_axis(ndarray::Axis(0), bi),
-                &head,
-                &xs,
-                &ys,
-                mask.as_deref(),
-                info.nodata,
-            )
-        })
-        .collect()
+/// The CSV text shared by the slabs of a window: pixel centres and the region mask.
+struct CsvWindow<'a> {
+    info: &'a CubeInfo,
+    win: &'a CubeWindow,
+    xs: Vec<String>,
+    ys: Vec<String>,
+    mask: Option<Vec<bool>>,
+}
+
+impl<'a> CsvWindow<'a> {
+    fn new(info: &'a CubeInfo, win: &'a CubeWindow) -> Self {
+        let (xs, ys) = centres(info, win);
+        let fmt = |v: f64| {
+            ryu::Buffer::new()
+                .format_finite(v)
+                .trim_end_matches(".0")
+                .to_string()
+        };
+        CsvWindow {
+            info,
+            win,
+            xs: xs.into_iter().map(fmt).collect(),
+            ys: ys.into_iter().map(fmt).collect(),
+            mask: region_mask(info, win),
+        }
+    }
+
+    /// Rows per (time, band) slab.
+    fn rows(&self) -> u64 {
+        match &self.mask {
+            Some(m) => m.iter().filter(|&&k| k).count() as u64,
+            None => (self.xs.len() * self.ys.len()) as u64,
+        }
+    }
+
+    /// Appends slab `i` (time step `i / b`, band `i % b` of the window) to `out`.
+    fn slab<T: Pixel>(&self, data: &Array4<T>, i: usize, out: &mut Vec<u8>) {
+        macro_rules! typed {
+            ($t:ty) => {{
+                let data: &Array4<$t> = same_type(data);
+                self.typed_slab(data, i, out)
+            }};
+        }
+        match T::DTYPE {
+            DataType::U8 => typed!(u8),
+            DataType::I8 => typed!(i8),
+            DataType::U16 => typed!(u16),
+            DataType::I16 => typed!(i16),
+            DataType::U32 => typed!(u32),
+            DataType::I32 => typed!(i32),
+            DataType::F32 => typed!(f32),
+            DataType::F64 => typed!(f64),
+        }
+    }
+
+    fn typed_slab<T: CsvValue>(&self, data: &Array4<T>, i: usize, out: &mut Vec<u8>) {
+        let b = data.dim().1;
+        let (k, bi) = (i / b, i % b);
+        let t = self.win.steps.start + k;
+        let head = format!(
+            "{},{},{},",
+            super::geotiff::time_text(&self.info.times[t]),
+            csv_field(product_of(self.info, t)),
+            csv_field(&self.info.bands[bi])
+        );
+        csv_slab(
+            data.slice(ndarray::s![k, bi, .., ..]),
+            &head,
+            &self.xs,
+            &self.ys,
+            self.mask.as_deref(),
+            self.info.nodata,
+            out,
+        )
+    }
 }
 
 /// The product of time step `t` (empty when the cube does not say).
@@ -200,25 +226,68 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Writes the long table as CSV.
+///
+/// Slabs are formatted on all cores a few at a time while a writer thread writes the previous
+/// ones, in order; their buffers go back to be reused, so memory stays at a few slabs' text.
 pub(super) fn write_csv<T: Pixel>(
     src: &dyn Source<T>,
     path: &Path,
 ) -> Result<Written, super::Error> {
     let info = src.info();
     let file = std::fs::File::create(path).map_err(io_error(path))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     const HEADER: &[u8] = b"time,product,band,x,y,value\n";
-    out.write_all(HEADER).map_err(io_error(path))?;
     let (mut rows, mut bytes) = (0u64, HEADER.len() as u64);
-    for win in table_windows(src) {
-        let data = src.read(&win)?;
-        for block in csv_window(&data, info, &win) {
-            rows += block.iter().filter(|&&c| c == b'\n').count() as u64;
-            bytes += block.len() as u64;
-            out.write_all(&block).map_err(io_error(path))?;
-        }
-    }
-    out.flush().map_err(io_error(path))?;
+    let group = rayon::current_num_threads().max(1);
+    let (to_writer, texts) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+    let (to_reuse, spares) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            out.write_all(HEADER)?;
+            for text in texts {
+                for block in text {
+                    out.write_all(&block)?;
+                    // The formatter may have finished: nothing to hand the buffer back to.
+                    let _ = to_reuse.send(block);
+                }
+            }
+            out.flush()
+        });
+        let formatted = (|| -> Result<(), super::Error> {
+            for win in table_windows(src) {
+                let data = src.read(&win)?;
+                let (s, b, _, _) = data.dim();
+                let csv = CsvWindow::new(info, &win);
+                let per_slab = csv.rows();
+                let slabs: Vec<usize> = (0..s * b).collect();
+                for part in slabs.chunks(group) {
+                    let mut blocks: Vec<Vec<u8>> = part
+                        .iter()
+                        .map(|_| {
+                            let mut v = spares.try_recv().unwrap_or_default();
+                            v.clear();
+                            v
+                        })
+                        .collect();
+                    blocks
+                        .par_iter_mut()
+                        .zip(part)
+                        .for_each(|(out, &i)| csv.slab(&data, i, out));
+                    rows += per_slab * part.len() as u64;
+                    bytes += blocks.iter().map(|v| v.len() as u64).sum::<u64>();
+                    if to_writer.send(blocks).is_err() {
+                        // The writer stopped on an error: it says which.
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(to_writer);
+        let written = writer.join().expect("the CSV writer thread does not panic");
+        formatted?;
+        written.map_err(io_error(path))
+    })?;
     Ok(Written {
         path: path.to_path_buf(),
         what: describe(info, rows, "empty"),
@@ -251,10 +320,10 @@ fn value_type(d: DataType) -> arrow_schema::DataType {
 }
 
 /// The value column of one slab: valid values, nulls elsewhere.
-fn value_column<T: Pixel>(values: Vec<Option<f64>>) -> ArrayRef {
+fn value_column<T: Pixel>(values: impl Iterator<Item = Option<f64>>) -> ArrayRef {
     macro_rules! col {
         ($arr:ty, $t:ty) => {
-            Arc::new(<$arr>::from_iter(values.iter().map(|v| v.map(|x| x as $t)))) as ArrayRef
+            Arc::new(<$arr>::from_iter(values.map(|v| v.map(|x| x as $t)))) as ArrayRef
         };
     }
     match T::DTYPE {
@@ -269,13 +338,9 @@ fn value_column<T: Pixel>(values: Vec<Option<f64>>) -> ArrayRef {
     }
 }
 
-/// Writes the long table as Parquet (snappy), one row group per (time, band) slab or more.
-pub(super) fn write_parquet<T: Pixel>(
-    src: &dyn Source<T>,
-    path: &Path,
-) -> Result<Written, super::Error> {
-    let info = src.info();
-    let schema = Arc::new(
+/// The Arrow schema of the long table, with the cube's georeferencing in its metadata.
+fn table_schema(info: &CubeInfo) -> Arc<Schema> {
+    Arc::new(
         Schema::new(vec![
             Field::new(
                 "time",
@@ -302,7 +367,89 @@ pub(super) fn write_parquet<T: Pixel>(
             .into_iter()
             .collect::<std::collections::HashMap<String, String>>(),
         ),
-    );
+    )
+}
+
+/// Column positions in [`table_schema`].
+const TIME: usize = 0;
+const PRODUCT: usize = 1;
+const BAND: usize = 2;
+const X: usize = 3;
+const Y: usize = 4;
+
+/// The values of a column chunk that is the same in several row groups of a window: the
+/// time, product and band of a slab (one value repeated) and the pixel centres.
+enum Repeated<'a> {
+    Time(i64),
+    Text(&'a str),
+    Coords(Vec<f64>),
+}
+
+/// A column chunk encoded once and copied into every row group that holds it.
+struct SharedChunk {
+    bytes: bytes::Bytes,
+    close: ColumnCloseResult,
+}
+
+/// Encodes `values` (`rows` of them) as one column chunk of column `column`.
+fn encode_shared(
+    descr: ColumnDescPtr,
+    props: &WriterPropertiesPtr,
+    values: &Repeated<'_>,
+    rows: usize,
+) -> parquet::errors::Result<SharedChunk> {
+    let mut sink = TrackedWrite::new(Vec::new());
+    let close = {
+        let pages = Box::new(SerializedPageWriter::new(&mut sink));
+        match (get_column_writer(descr, props.clone(), pages), values) {
+            (ColumnWriter::Int64ColumnWriter(mut w), Repeated::Time(t)) => {
+                w.write_batch(&vec![*t; rows], None, None)?;
+                w.close()?
+            }
+            (ColumnWriter::ByteArrayColumnWriter(mut w), Repeated::Text(s)) => {
+                w.write_batch(&vec![ByteArray::from(*s); rows], None, None)?;
+                w.close()?
+            }
+            (ColumnWriter::DoubleColumnWriter(mut w), Repeated::Coords(v)) => {
+                w.write_batch(v, None, None)?;
+                w.close()?
+            }
+            _ => {
+                return Err(parquet::errors::ParquetError::General(
+                    "a long-table column has an unexpected Parquet type".into(),
+                ))
+            }
+        }
+    };
+    Ok(SharedChunk {
+        bytes: bytes::Bytes::from(sink.into_inner()?),
+        close,
+    })
+}
+
+/// One piece of encoding work of a window.
+enum Job<'a> {
+    Shared(usize, Repeated<'a>),
+    /// The value column of slab `i` (time step `i / b`, band `i % b` of the window).
+    Values(usize),
+}
+
+enum Encoded {
+    Shared(SharedChunk),
+    Values(ArrowColumnChunk),
+}
+
+/// Writes the long table as Parquet (snappy), one row group per (time, band) slab.
+///
+/// Only the value column differs between the slabs of a window: its chunks are encoded on all
+/// cores, while the time, product, band, x and y chunks are encoded once per distinct value
+/// and copied into each row group that repeats them.
+pub(super) fn write_parquet<T: Pixel>(
+    src: &dyn Source<T>,
+    path: &Path,
+) -> Result<Written, super::Error> {
+    let info = src.info();
+    let schema = table_schema(info);
     let bad = |e: parquet::errors::ParquetError| super::Error::Unsuitable {
         file: path.display().to_string(),
         reason: e.to_string(),
@@ -311,59 +458,116 @@ pub(super) fn write_parquet<T: Pixel>(
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(bad)?;
-    let mut rows = 0u64;
+    let (mut writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .and_then(ArrowWriter::into_serialized_writer)
+        .map_err(bad)?;
+    let props = writer.properties().clone();
+    let columns: Vec<ColumnDescPtr> = writer.schema_descr().columns().to_vec();
+    let value_field = schema.field(columns.len() - 1);
+    let (mut rows, mut groups) = (0u64, 0usize);
     for win in table_windows(src) {
         let data = src.read(&win)?;
         let (s, b, _, _) = data.dim();
         let mask = region_mask(info, &win);
         let (xs, ys) = centres(info, &win);
         let w = win.cols.len();
-        let batches: Vec<Result<RecordBatch, arrow_schema::ArrowError>> = (0..s * b)
-            .into_par_iter()
-            .map(|i| {
-                let (k, bi) = (i / b, i % b);
-                let step = data.index_axis(ndarray::Axis(0), k);
-                let slab = step.index_axis(ndarray::Axis(0), bi);
-                let keep = |y: usize, x: usize| mask.as_ref().is_none_or(|m| m[y * w + x]);
-                let (mut cx, mut cy, mut vals) = (Vec::new(), Vec::new(), Vec::new());
-                for ((y, x), &v) in slab.indexed_iter() {
-                    if keep(y, x) {
-                        cx.push(xs[x]);
-                        cy.push(ys[y]);
-                        vals.push(valid(v, info.nodata).then(|| v.to_f64()));
-                    }
+        let keep = |y: usize, x: usize| mask.as_ref().is_none_or(|m| m[y * w + x]);
+        let (mut cx, mut cy) = (Vec::new(), Vec::new());
+        for (y, &py) in ys.iter().enumerate() {
+            for (x, &px) in xs.iter().enumerate() {
+                if keep(y, x) {
+                    cx.push(px);
+                    cy.push(py);
                 }
-                let n = cx.len();
-                let step_index = win.steps.start + k;
-                let t = info.times[step_index].timestamp_micros();
-                RecordBatch::try_new(
-                    schema.clone(),
-                    vec![
-                        Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")),
-                        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                            product_of(info, step_index),
-                            n,
-                        ))),
-                        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                            info.bands[bi].as_str(),
-                            n,
-                        ))),
-                        Arc::new(Float64Array::from(cx)),
-                        Arc::new(Float64Array::from(cy)),
-                        value_column::<T>(vals),
-                    ],
-                )
-            })
-            .collect();
-        for batch in batches {
-            let batch = batch.map_err(|e| super::Error::Unsuitable {
-                file: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            rows += batch.num_rows() as u64;
-            writer.write(&batch).map_err(bad)?;
+            }
         }
+        let n = cx.len();
+        if n == 0 {
+            // No pixel of this window lies in the region: no rows, no row groups.
+            continue;
+        }
+        let step = |k: usize| win.steps.start + k;
+        let mut products: Vec<&str> = (0..s).map(|k| product_of(info, step(k))).collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut jobs = vec![
+            Job::Shared(X, Repeated::Coords(cx)),
+            Job::Shared(Y, Repeated::Coords(cy)),
+        ];
+        let first_time = jobs.len();
+        jobs.extend(
+            (0..s)
+                .map(|k| Job::Shared(TIME, Repeated::Time(info.times[step(k)].timestamp_micros()))),
+        );
+        let first_product = jobs.len();
+        jobs.extend(
+            products
+                .iter()
+                .map(|p| Job::Shared(PRODUCT, Repeated::Text(p))),
+        );
+        let first_band = jobs.len();
+        jobs.extend((0..b).map(|bi| Job::Shared(BAND, Repeated::Text(&info.bands[bi]))));
+        let first_values = jobs.len();
+        jobs.extend((0..s * b).map(Job::Values));
+        let encoded: Vec<Encoded> = jobs
+            .par_iter()
+            .map(|job| match job {
+                Job::Shared(c, values) => {
+                    encode_shared(columns[*c].clone(), &props, values, n).map(Encoded::Shared)
+                }
+                Job::Values(i) => {
+                    let (k, bi) = (i / b, i % b);
+                    let slab = data.slice(ndarray::s![k, bi, .., ..]);
+                    let values = value_column::<T>(
+                        slab.indexed_iter()
+                            .filter(|&((y, x), _)| keep(y, x))
+                            .map(|(_, &v)| valid(v, info.nodata).then(|| v.to_f64())),
+                    );
+                    let mut writer = factory
+                        .create_column_writers(groups + i)?
+                        .pop()
+                        .expect("the table has a value column");
+                    for leaf in compute_leaves(value_field, &values)? {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close().map(Encoded::Values)
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map_err(bad)?;
+        let mut encoded = encoded.into_iter();
+        let mut shared: Vec<SharedChunk> = Vec::with_capacity(first_values);
+        for e in encoded.by_ref().take(first_values) {
+            if let Encoded::Shared(c) = e {
+                shared.push(c);
+            }
+        }
+        for (i, e) in encoded.enumerate() {
+            let Encoded::Values(values) = e else {
+                unreachable!("value chunks follow the shared ones")
+            };
+            let (k, bi) = (i / b, i % b);
+            let product = products
+                .binary_search(&product_of(info, step(k)))
+                .expect("every product is listed");
+            let mut group = writer.next_row_group().map_err(bad)?;
+            for c in [
+                first_time + k,
+                first_product + product,
+                first_band + bi,
+                0, // x
+                1, // y
+            ] {
+                let chunk = &shared[c];
+                group
+                    .append_column(&chunk.bytes, chunk.close.clone())
+                    .map_err(bad)?;
+            }
+            values.append_to_row_group(&mut group).map_err(bad)?;
+            group.close().map_err(bad)?;
+            rows += n as u64;
+        }
+        groups += s * b;
     }
     writer.close().map_err(bad)?;
     let bytes = std::fs::metadata(path).map_err(io_error(path))?.len();
