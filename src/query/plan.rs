@@ -509,7 +509,7 @@ impl<'w> QueryPlan<'w> {
     pub fn native_fill<T: Pixel>(&self) -> Result<T> {
         let (dtype, nodata) = self.native_type().map_err(|why| {
             Error::Invalid(format!(
-                "{why}: use run() (f32 with NaN) instead of run_native()"
+                "{why}: ask for float32 values (NaN where invalid) instead of the bands' own type: `--dtype float32` in the CLI, `dtype=\"float32\"` in Python, `Query::run` in Rust"
             ))
         })?;
         if dtype != T::DTYPE {
@@ -521,7 +521,7 @@ impl<'w> QueryPlan<'w> {
         let fill = T::from_f64(nodata);
         if !(fill.to_f64() == nodata || nodata.is_nan() && dtype.is_float()) {
             return Err(Error::Invalid(format!(
-                "the nodata value {nodata} does not fit {dtype}: use run() for a NaN-masked cube"
+                "the nodata value {nodata} does not fit {dtype}: ask for float32 values (NaN where invalid): `--dtype float32` in the CLI, `dtype=\"float32\"` in Python, `Query::run` in Rust"
             )));
         }
         Ok(fill)
