@@ -679,3 +679,68 @@ fn pixel_table_names_the_product_of_every_row() {
         }
     }
 }
+
+#[test]
+fn output_grid_is_the_grid_queries_paint() {
+    let fx = fixture();
+    let wh = Warehouse::open(&fx.wh).unwrap();
+    let b = inner_box(&wh);
+    let (x, y) = s2_centre(100, 120);
+    let (x0, y0, x1, y1) = (b.min_x, b.min_y, b.max_x, b.max_y);
+    let geojson: serde_json::Value = serde_json::from_str(&format!(
+        r#"{{"type": "Polygon", "coordinates": [[[{x0}, {y0}], [{x1}, {y0}], [{x0}, {y1}], [{x0}, {y0}]]]}}"#
+    ))
+    .unwrap();
+    let triangle = Region::from_geojson(&geojson, "triangle").unwrap();
+    type Build = Box<dyn Fn() -> pixelquery::query::Query<'static>>;
+    let wh: &'static Warehouse = Box::leak(Box::new(wh));
+    let cases: Vec<(&str, Build)> = vec![
+        (
+            "box over both products",
+            Box::new(move || wh.query().crs(32652).bbox(b).bands(&["red"])),
+        ),
+        (
+            "box, Landsat only (30 m)",
+            Box::new(move || wh.query().crs(32652).bbox(b).bands(&["red"]).product(L8)),
+        ),
+        (
+            "box at 60 m",
+            Box::new(move || {
+                wh.query()
+                    .crs(32652)
+                    .bbox(b)
+                    .bands(&["red"])
+                    .resolution(60.0)
+            }),
+        ),
+        (
+            "point",
+            Box::new(move || wh.query().crs(32652).point(x, y).bands(&["red", "nir"])),
+        ),
+        (
+            "NDVI over a polygon",
+            Box::new(move || {
+                wh.query()
+                    .crs(32652)
+                    .region(triangle.clone())
+                    .index("ndvi")
+                    .unwrap()
+                    .mask_clouds(true)
+            }),
+        ),
+    ];
+    for (what, build) in cases {
+        let (transform, width, height) = build().output_grid().unwrap();
+        let cube = build().run().unwrap();
+        let (_, _, h, w) = cube.dim();
+        assert_eq!((width, height), (w, h), "{what}");
+        assert_eq!(transform, cube.transform, "{what}");
+    }
+    assert!(wh
+        .query()
+        .crs(32652)
+        .bbox(b)
+        .bands(&["thermal"])
+        .output_grid()
+        .is_err());
+}

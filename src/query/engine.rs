@@ -365,6 +365,16 @@ impl<'w> Query<'w> {
         Ok(cube)
     }
 
+    /// The pixel grid the query paints ([`Query::run`], [`Query::prepare`]) worked out from the
+    /// catalog alone, no fragment opened: the georeferencing of pixel (0, 0) in the warehouse
+    /// grid's CRS, the width and the height. What a caller splits into blocks to run a large
+    /// area as box queries (the Python package's Dask chunks do).
+    pub fn output_grid(&self) -> Result<(GeoTransform, usize, usize)> {
+        let snapshot = self.resolve_snapshot()?;
+        let out = self.select(&snapshot)?.out;
+        Ok((out.transform, out.width, out.height))
+    }
+
     /// Resolves the query against its snapshot (region, bands, time axis, output grid)
     /// without painting any pixel: the plan then paints the cube whole or window by window
     /// (what exports do to stay within the memory budget). Fragments are opened as windows
@@ -376,10 +386,9 @@ impl<'w> Query<'w> {
         self.plan_with(Access::Transient)
     }
 
-    /// Everything up to painting: region, bands, catalog pruning, output grid, time steps and
-    /// which observation belongs to which step.
-    fn plan_with(self, access: Access) -> Result<QueryPlan<'w>> {
-        let snapshot = self.resolve_snapshot()?;
+    /// Region, products, bands, catalog pruning and output grid: everything a query decides
+    /// from the catalog alone, before any fragment is opened.
+    fn select<'s>(&self, snapshot: &'s Snapshot) -> Result<Selection<'s>> {
         let grid = self.warehouse.config().grid;
         let grid_crs = grid.crs().map_err(|e| Error::Invalid(e.to_string()))?;
         let region = self
@@ -607,6 +616,45 @@ impl<'w> Query<'w> {
             return Err(Error::Invalid(format!("invalid resolution {res}")));
         }
         let (transform, width, height) = output_grid(&region, &grid, res)?;
+        Ok(Selection {
+            grid,
+            grid_crs,
+            region,
+            lon_center,
+            products,
+            physical,
+            inputs,
+            cloud,
+            expr,
+            in_region,
+            covering,
+            out: OutGrid {
+                transform,
+                width,
+                height,
+            },
+        })
+    }
+
+    /// Everything up to painting: region, bands, catalog pruning, output grid, time steps and
+    /// which observation belongs to which step.
+    fn plan_with(self, access: Access) -> Result<QueryPlan<'w>> {
+        let snapshot = self.resolve_snapshot()?;
+        let Selection {
+            grid,
+            grid_crs,
+            region,
+            lon_center,
+            products,
+            physical,
+            inputs,
+            cloud,
+            expr,
+            in_region,
+            covering,
+            out,
+        } = self.select(&snapshot)?;
+        let product_index = |id: &str| products.iter().position(|p| p == id);
 
         // Open the fragments once to learn their observations, sample type and nodata.
         let range = self
@@ -831,11 +879,7 @@ impl<'w> Query<'w> {
             resampling: self.resampling,
             crs: grid_crs,
             region,
-            grid: OutGrid {
-                transform,
-                width,
-                height,
-            },
+            grid: out,
             epsg: grid.epsg,
             values,
             stored: common_type(&stored_types),
@@ -846,6 +890,28 @@ impl<'w> Query<'w> {
             },
         }))
     }
+}
+
+/// What a query reads and where it paints, decided from the catalog alone.
+struct Selection<'s> {
+    grid: crate::GridSpec,
+    grid_crs: Crs,
+    /// The region in the grid's CRS.
+    region: Region,
+    /// Longitude of the region's centre (for solar days).
+    lon_center: f64,
+    /// The products read, in the order of [`Chosen`].
+    products: Vec<String>,
+    /// Whether values are physical (asked, or implied by several products).
+    physical: bool,
+    inputs: Vec<BandChoice>,
+    cloud: Option<Vec<(CloudMaskRule, String)>>,
+    expr: Option<(String, String, Expr)>,
+    /// Fragments of the region's tiles that may hold observations in the time range.
+    in_region: Vec<&'s FragmentEntry>,
+    /// (time, product index, scene id) of each scene whose footprint covers the region.
+    covering: Vec<(i64, usize, &'s str)>,
+    out: OutGrid,
 }
 
 /// One product of a query: its bands resolved.
