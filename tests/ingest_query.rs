@@ -185,7 +185,7 @@ fn ingest_then_query_returns_the_source_pixels() {
         .unwrap()
         .run_native::<u16>()
         .unwrap_err();
-    assert!(err.to_string().contains("run()"), "{err}");
+    assert!(err.to_string().contains("Query::run"), "{err}");
 
     // Errors name the problem.
     let err = warehouse
