@@ -783,7 +783,8 @@ pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
             .flatten()
     };
     let (first, last, total) = (num(first)?, num(last)?, num(total)?);
-    (first <= last && last < total).then_some((first, last + 1, total))
+    // `then`, not `then_some`: `last + 1` overflows when `last` is u64::MAX (found by fuzzing).
+    (first <= last && last < total).then(|| (first, last + 1, total))
 }
 
 pub(crate) fn is_loopback(host: &str) -> bool {
@@ -808,6 +809,12 @@ mod tests {
         assert_eq!(parse_content_range("bytes -1-9/100"), None);
         assert_eq!(parse_content_range("bytes 0-99999999999999999999/1"), None);
         assert_eq!(parse_content_range("items 0-9/100"), None);
+        let max = u64::MAX;
+        assert_eq!(parse_content_range(&format!("bytes 0-{max}/{max}")), None);
+        assert_eq!(
+            parse_content_range(&format!("bytes 0-{}/{max}", max - 1)),
+            Some((0, max, max))
+        );
         assert_eq!(parse_content_range(""), None);
     }
 
