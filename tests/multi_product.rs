@@ -692,20 +692,19 @@ fn output_grid_is_the_grid_queries_paint() {
     ))
     .unwrap();
     let triangle = Region::from_geojson(&geojson, "triangle").unwrap();
-    type Build = Box<dyn Fn() -> pixelquery::query::Query<'static>>;
-    let wh: &'static Warehouse = Box::leak(Box::new(wh));
+    type Build<'a> = Box<dyn Fn() -> pixelquery::query::Query<'a> + 'a>;
     let cases: Vec<(&str, Build)> = vec![
         (
             "box over both products",
-            Box::new(move || wh.query().crs(32652).bbox(b).bands(&["red"])),
+            Box::new(|| wh.query().crs(32652).bbox(b).bands(&["red"])),
         ),
         (
             "box, Landsat only (30 m)",
-            Box::new(move || wh.query().crs(32652).bbox(b).bands(&["red"]).product(L8)),
+            Box::new(|| wh.query().crs(32652).bbox(b).bands(&["red"]).product(L8)),
         ),
         (
             "box at 60 m",
-            Box::new(move || {
+            Box::new(|| {
                 wh.query()
                     .crs(32652)
                     .bbox(b)
@@ -715,11 +714,11 @@ fn output_grid_is_the_grid_queries_paint() {
         ),
         (
             "point",
-            Box::new(move || wh.query().crs(32652).point(x, y).bands(&["red", "nir"])),
+            Box::new(|| wh.query().crs(32652).point(x, y).bands(&["red", "nir"])),
         ),
         (
             "NDVI over a polygon",
-            Box::new(move || {
+            Box::new(|| {
                 wh.query()
                     .crs(32652)
                     .region(triangle.clone())

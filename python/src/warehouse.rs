@@ -183,11 +183,13 @@ impl Warehouse {
         spec: &Bound<'_, PyDict>,
     ) -> PyResult<([f64; 6], usize, usize)> {
         let spec = QuerySpec::from_dict(spec)?;
-        let out = py.detach(|| -> Result<_> {
+        let (transform, width, height) = py.detach(|| -> Result<_> {
             let snapshot = self.snapshot(spec.as_of)?;
-            grid::output_grid(&self.inner, &snapshot, &spec)
+            Ok(spec
+                .apply(self.inner.query().on_snapshot(&snapshot))?
+                .output_grid()?)
         })?;
-        Ok((out.transform.to_gdal(), out.width, out.height))
+        Ok((transform.to_gdal(), width, height))
     }
 
     /// Which pixels of a `width` x `height` grid at `transform` (grid CRS) lie inside the

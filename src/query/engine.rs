@@ -615,7 +615,7 @@ impl<'w> Query<'w> {
         if !(res.is_finite() && res > 0.0) {
             return Err(Error::Invalid(format!("invalid resolution {res}")));
         }
-        let (transform, width, height) = output_grid(&region, &grid, res)?;
+        let out = output_grid(&region, &grid, res)?;
         Ok(Selection {
             grid,
             grid_crs,
@@ -628,11 +628,7 @@ impl<'w> Query<'w> {
             expr,
             in_region,
             covering,
-            out: OutGrid {
-                transform,
-                width,
-                height,
-            },
+            out,
         })
     }
 
@@ -978,12 +974,8 @@ fn common_type(types: &[(DataType, Option<f64>)]) -> Option<(DataType, Option<f6
 }
 
 /// The output pixel grid of a region at resolution `res`, aligned to the tile grid.
-fn output_grid(
-    region: &Region,
-    grid: &crate::GridSpec,
-    res: f64,
-) -> Result<(GeoTransform, usize, usize)> {
-    Ok(match *region {
+fn output_grid(region: &Region, grid: &crate::GridSpec, res: f64) -> Result<OutGrid> {
+    let (transform, width, height) = match *region {
         Region::Point(x, y) => {
             let col = ((x - grid.origin_x) / res).floor();
             let row = ((grid.origin_y - y) / res).floor();
@@ -1021,6 +1013,11 @@ fn output_grid(
                 h as usize,
             )
         }
+    };
+    Ok(OutGrid {
+        transform,
+        width,
+        height,
     })
 }
 
