@@ -40,7 +40,7 @@ fn parallel_batch_commit_and_snapshots() {
         0,
         "visible before commit"
     );
-    let v1 = batch.commit().unwrap();
+    let v1 = batch.commit().unwrap().version;
     assert_eq!(v1, 1);
     let snap = wh.snapshot(None).unwrap();
     assert_eq!(snap.fragments().len(), 12);

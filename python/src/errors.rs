@@ -95,7 +95,6 @@ fn store_kind(e: &store::Error) -> Kind {
         E::AlreadyExists { .. }
         | E::GridMismatch { .. }
         | E::ProductConflict { .. }
-        | E::SceneAlreadyCommitted { .. }
         | E::CompactionConflict { .. }
         | E::TooManyConflicts { .. } => Kind::Conflict,
         _ => Kind::Other,

@@ -10,6 +10,7 @@ mod info;
 mod ingest;
 mod inspect;
 mod query;
+mod restore;
 mod vacuum;
 mod verify;
 
@@ -37,6 +38,8 @@ enum Command {
     Compact(compact::Args),
     /// Delete files that no retained snapshot references.
     Vacuum(vacuum::Args),
+    /// Go back to an earlier (by default the newest complete) version in a new commit.
+    Restore(restore::Args),
     /// Check every referenced file's existence, checksum and schema (exit 0 only if healthy).
     Verify(verify::Args),
 }
@@ -61,6 +64,7 @@ pub fn run() -> ExitCode {
         Command::Query(args) => query::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Vacuum(args) => vacuum::run(args),
+        Command::Restore(args) => restore::run(args),
         Command::Verify(args) => verify::run(args),
     };
     match result {

@@ -18,8 +18,8 @@ use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
 use crate::store::{
-    Batch, Error as StoreError, FragmentCompression, OpenOptions, SceneRecord, Snapshot, Warehouse,
-    WarehouseConfig,
+    Batch, Committed, Error as StoreError, FragmentCompression, OpenOptions, SceneRecord,
+    SkippedScene, Snapshot, Warehouse, WarehouseConfig,
 };
 use crate::warp::Resampling;
 use crate::{Bounds, TileId};
@@ -308,6 +308,8 @@ fn run(
     };
     progress.begin(scenes.len());
     let warehouse = open_warehouse(path, &scenes, profile.as_ref(), &scene_options, options)?;
+    // Never build on a version that lost files: new commits would bury the damage.
+    crate::store::check_latest_complete(&warehouse)?;
     let grid = warehouse.config().grid;
     if options.crs.is_some_and(|c| c != grid.epsg)
         || options.tile_size.is_some_and(|t| t != grid.tile_size)
@@ -335,7 +337,7 @@ fn run(
     for group in scenes.chunks(chunk) {
         let main = warehouse.begin_batch();
         // Taken after the batch began, so a scene another process commits meanwhile is
-        // caught by the commit (SceneAlreadyCommitted) rather than duplicated.
+        // caught by the commit (and dropped from the batch) rather than duplicated.
         let committed = warehouse.snapshot(None)?;
         let run = Run {
             warehouse: &warehouse,
@@ -408,8 +410,14 @@ fn run(
             if let (Some(p), Some(json)) = (&profile, &run.product_json) {
                 run.main.register_product(&p.id, json.clone())?;
             }
-            let version = run.main.commit()?;
-            report.versions.push(version);
+            let committed = run.main.commit()?;
+            if committed.created {
+                report.versions.push(committed.version);
+            }
+            for scene in committed.skipped {
+                report.scenes_ingested = report.scenes_ingested.saturating_sub(1);
+                report.skipped.push(committed_elsewhere(scene));
+            }
         }
     }
     report.versions.sort_unstable();
@@ -599,11 +607,14 @@ impl<'a> Run<'a> {
                     .and_then(|_| self.commit_own(own, record));
                 self.ledger.release(grant);
                 match committed {
-                    Ok(version) => SceneResult::Ingested {
+                    Ok(mut c) if !c.skipped.is_empty() => {
+                        SceneResult::Skipped(committed_elsewhere(c.skipped.remove(0)))
+                    }
+                    Ok(c) => SceneResult::Ingested {
                         bytes: prepared.bytes,
                         observations,
                         cuts: tiles,
-                        version: Some(version),
+                        version: c.created.then_some(c.version),
                         in_main: false,
                     },
                     Err(e) => failed(e),
@@ -745,7 +756,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn commit_own(&self, own: Batch<'_>, record: SceneRecord) -> Result<u64, String> {
+    fn commit_own(&self, own: Batch<'_>, record: SceneRecord) -> Result<Committed, String> {
         own.add_scene(record).map_err(|e| e.to_string())?;
         if let (Some(p), Some(json)) = (self.profile, &self.product_json) {
             own.register_product(&p.id, json.clone())
@@ -778,6 +789,17 @@ impl<'a> Run<'a> {
         )?;
         self.count(written);
         Ok(())
+    }
+}
+
+/// The report of a scene another writer committed while this run was writing it.
+fn committed_elsewhere(scene: SkippedScene) -> SceneOutcome {
+    SceneOutcome {
+        scene: scene.scene_id,
+        reason: format!(
+            "already ingested (committed by another writer as version {})",
+            scene.version
+        ),
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) mod http;
 mod local;
 mod memory;
 pub mod resolve;
+mod retry;
 pub mod s3;
 pub mod s3_xml;
 
@@ -144,7 +145,7 @@ pub enum Error {
         problem: &'static str,
     },
     /// The server answered with an HTTP error status (after retries, for 5xx).
-    #[error("{url}: HTTP {status}{}{}", reason_suffix(*.status), hint_suffix(.hint))]
+    #[error("{url}: HTTP {status}{}{}{}", reason_suffix(*.status), hint_suffix(.hint), attempts_suffix(*.attempts))]
     HttpStatus {
         /// The URL.
         url: String,
@@ -268,6 +269,14 @@ fn reason_suffix(status: u16) -> String {
 
 fn hint_suffix(hint: &Option<String>) -> String {
     hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+fn attempts_suffix(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(", after {attempts} attempts")
+    } else {
+        String::new()
+    }
 }
 
 fn size_suffix(size: Option<u64>) -> String {

@@ -289,6 +289,34 @@ pub struct FragmentData {
     pub observations: Vec<Observation>,
 }
 
+impl FragmentData {
+    /// New fragment contents with the tile, band and georeferencing of an existing
+    /// fragment (`meta`), its catalog row's footprint and resolution, and `observations`
+    /// (compaction and rewrites).
+    pub fn refill(
+        meta: &FragmentMeta,
+        footprint_lonlat: Vec<(f64, f64)>,
+        resolution: f64,
+        observations: Vec<Observation>,
+    ) -> FragmentData {
+        FragmentData {
+            tile: meta.tile,
+            band: meta.band.clone(),
+            product: meta.product.clone(),
+            dtype: meta.dtype,
+            nodata: meta.nodata,
+            scale: meta.scale,
+            offset: meta.offset,
+            tile_transform: meta.transform,
+            width: meta.width,
+            height: meta.height,
+            footprint_lonlat,
+            resolution,
+            observations,
+        }
+    }
+}
+
 /// Metadata of a fragment as stored in its schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FragmentMeta {

@@ -36,7 +36,7 @@
 //!     observations: vec![Observation {
 //!         time, scene_id: "scene-1".into(), pixels: vec![7u16; 16].into(), valid: None }],
 //! }).unwrap();
-//! let version = batch.commit().unwrap();
+//! let version = batch.commit().unwrap().version;
 //! let snap = wh.snapshot(None).unwrap();
 //! assert_eq!(snap.version(), version);
 //! let fragment = snap.read_fragment(&snap.fragments()[0]).unwrap();
@@ -50,12 +50,14 @@ mod codec;
 mod compact;
 mod delta;
 mod fragment;
+mod health;
 mod history;
 mod info;
 mod ipc;
 mod layout;
 mod location;
 mod merge;
+mod published;
 mod snapshot;
 mod storage;
 mod syncer;
@@ -65,7 +67,7 @@ mod zstd_decode;
 mod zstd_encode;
 
 pub use arrow_buffer::BooleanBuffer;
-pub use batch::Batch;
+pub use batch::{Batch, Committed, SkippedScene};
 pub use bitmap::{pack_mask, pack_where};
 pub use catalog::{
     parse_wkb_polygon, wkb_polygon, FragmentEntry, PartKind, SceneEntry, SceneRecord,
@@ -76,6 +78,7 @@ pub use fragment::{
     Fragment, FragmentData, FragmentMeta, Observation, Pixel, PixelBuffer, PixelStats, PixelWindow,
     FRAGMENT_FORMAT_VERSION,
 };
+pub use health::{check_latest_complete, completeness, restore, Completeness, RestoreReport};
 pub use history::{CommitSummary, Operation};
 pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use layout::validate_name;
@@ -281,18 +284,35 @@ pub enum Error {
         /// The product.
         product: String,
     },
-    /// A batch's scene was committed by another writer since the batch began (or before:
-    /// ingest should have skipped it). Nothing of the batch was committed.
-    #[error(
-        "scene {scene_id:?} (fingerprint {fingerprint:?}) is already committed (version {version})"
-    )]
-    SceneAlreadyCommitted {
-        /// The scene.
-        scene_id: String,
-        /// Its fingerprint.
-        fingerprint: String,
-        /// The version that committed it.
+    /// A commit whose outcome could not be learnt: its request may have landed (a lost
+    /// answer) and its log entry could not be read back. Nothing it names was deleted.
+    #[error("{path}: the outcome of this commit is unknown ({reason}); nothing it names was deleted: run the same command again (it finds out what landed and finishes), then `pixelquery verify`")]
+    CommitUnknown {
+        /// The log entry.
+        path: PathBuf,
+        /// What the store answered.
+        reason: String,
+    },
+    /// The warehouse's latest version names files that are gone: data was lost (by a bug,
+    /// a hand edit or a foreign tool), and writing on top of it would bury the damage.
+    #[error("{path}: version {version} references {missing} missing file(s), e.g. {example} (data loss); run `pixelquery verify` to list them and `pixelquery restore` to go back to the newest complete version, then re-run the ingest")]
+    DataLoss {
+        /// The warehouse.
+        path: PathBuf,
+        /// The damaged version.
         version: Version,
+        /// How many referenced files are missing.
+        missing: usize,
+        /// One of them.
+        example: String,
+    },
+    /// `restore` cannot go back to the version asked for.
+    #[error("{path}: cannot restore: {reason}")]
+    Restore {
+        /// The warehouse.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// A compaction lost a race with another compaction (nothing was changed).
     #[error("{path}: catalog part was removed by a concurrent commit; compaction abandoned")]
@@ -504,6 +524,8 @@ pub(crate) struct Commit {
     pub operation: Operation,
     /// The actions (adds, removes, metadata); commit info is added.
     pub actions: Vec<Action>,
+    /// Fields added to the commit info.
+    pub info: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How a warehouse is opened: settings that are not part of the warehouse itself.
@@ -817,6 +839,7 @@ impl Warehouse {
                     .iter()
                     .all(|a| matches!(a, Action::Add(_) | Action::Metadata(_)));
             other.insert("isBlindAppend".into(), blind_append.into());
+            other.extend(commit.info);
             let mut actions = vec![Action::CommitInfo(CommitInfo {
                 timestamp: Some(now),
                 operation: Some(commit.operation.delta_name().into()),
@@ -825,7 +848,7 @@ impl Warehouse {
                 other,
             })];
             actions.extend(commit.actions);
-            if log.try_commit(version, &actions)? {
+            if log.try_commit(version, &actions)? == delta::CommitOutcome::Landed {
                 let mut after = state;
                 if let Err(reason) = after.apply_commit(version, &actions) {
                     return Err(Error::UnsupportedTable {
