@@ -3,7 +3,7 @@
 use super::{parse_epsg, CliResult, Outcome};
 use indicatif::{ProgressBar, ProgressStyle};
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, IngestReport, Progress};
-use pixelquery::store::FragmentCompression;
+use pixelquery::store::{ChunkShape, FragmentCompression};
 use pixelquery::warp::Resampling;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -56,6 +56,10 @@ pub struct Args {
     /// Store whole tiles in a new warehouse instead of cropping fragments to their data.
     #[arg(long)]
     pub no_crop: bool,
+    /// Chunks of a new warehouse's fragments: ROWSxCOLSxOBSERVATIONS (pixels of the tile by
+    /// observations per block), e.g. 32x32x16 (the default).
+    #[arg(long, value_parser = parse_chunk_shape)]
+    pub chunk_shape: Option<ChunkShape>,
     /// Ingest only the K-th of N deterministic shards of the scenes found (K from 0), so N
     /// workers given the same inputs share them (e.g. `--shard $JOB_COMPLETION_INDEX/8`).
     #[arg(long)]
@@ -125,6 +129,27 @@ fn print_summary(r: &IngestReport) {
     }
 }
 
+/// Parses `ROWSxCOLSxOBSERVATIONS`.
+fn parse_chunk_shape(text: &str) -> Result<ChunkShape, String> {
+    let parts: Vec<u32> = text
+        .split(['x', 'X'])
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected ROWSxCOLSxOBSERVATIONS, e.g. 32x32x16, not {text:?}"))?;
+    let [rows, cols, observations] = parts[..] else {
+        return Err(format!(
+            "expected ROWSxCOLSxOBSERVATIONS, e.g. 32x32x16, not {text:?}"
+        ));
+    };
+    let shape = ChunkShape {
+        rows,
+        cols,
+        observations,
+    };
+    shape.check()?;
+    Ok(shape)
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> CliResult {
     let compression = FragmentCompression::parse(&args.compression).ok_or_else(|| {
@@ -145,6 +170,7 @@ pub fn run(args: Args) -> CliResult {
         memory_budget: args.memory_budget.saturating_mul(1 << 20),
         compression,
         crop: !args.no_crop,
+        chunk: args.chunk_shape.unwrap_or_default(),
         shard: args.shard,
         unsafe_single_writer: args.unsafe_single_writer,
         ..Default::default()

@@ -18,8 +18,8 @@ use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
 use crate::store::{
-    Batch, Committed, Error as StoreError, FragmentCompression, OpenOptions, SceneRecord,
-    SkippedScene, Snapshot, Warehouse, WarehouseConfig,
+    Batch, ChunkShape, Committed, Error as StoreError, FragmentCompression, OpenOptions,
+    SceneRecord, SkippedScene, Snapshot, Warehouse, WarehouseConfig,
 };
 use crate::warp::Resampling;
 use crate::{Bounds, TileId};
@@ -94,6 +94,8 @@ pub struct IngestOptions {
     pub compression: FragmentCompression,
     /// Whether a new warehouse crops fragments to their valid pixels (default `true`).
     pub crop: bool,
+    /// How a new warehouse cuts fragments into chunks.
+    pub chunk: ChunkShape,
     /// Remote settings, for sources and for an `s3://` warehouse.
     pub remote: RemoteOptions,
     /// Only this shard of the scenes found (`--shard K/N`).
@@ -117,6 +119,7 @@ impl Default for IngestOptions {
             memory_budget: 256 << 20,
             compression: FragmentCompression::default(),
             crop: true,
+            chunk: ChunkShape::DEFAULT,
             remote: RemoteOptions::default(),
             shard: None,
             unsafe_single_writer: false,
@@ -460,6 +463,7 @@ fn open_warehouse(
                 let mut config = WarehouseConfig::new(grid);
                 config.compression = options.compression;
                 config.crop = options.crop;
+                config.chunk = options.chunk;
                 return Ok(Warehouse::open_or_create_with(path, config, &open_options)?);
             }
             Err(e) => last_err = e.to_string(),

@@ -14,7 +14,7 @@ use super::paint::{default_kernel, AsF32, Native, OutGrid, Painter, Placement};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::profile::CloudMaskRule;
-use crate::store::{Fragment, FragmentEntry, Pixel, Snapshot};
+use crate::store::{Fragment, FragmentEntry, Pixel, PixelWindow, Snapshot};
 use crate::warp::Resampling;
 use crate::{DataType, GeoTransform, GridSpec};
 use chrono::{DateTime, Utc};
@@ -77,9 +77,9 @@ pub(super) struct Parts<'w> {
     pub entries: Vec<FragmentEntry>,
     /// Per entry, the input step of each observation (`None`: not part of the query).
     pub obs_steps: Vec<Vec<Option<usize>>>,
-    /// Per entry, the fragment when the plan keeps it open: always with [`Access::Shared`];
-    /// with [`Access::Transient`], those opened while planning that fit a quarter of the
-    /// budget (painting reuses them rather than opening them again).
+    /// Per entry, the view the plan keeps open for painting (with [`Access::Shared`]: the
+    /// part of the fragment the cube needs); `None` for exports, which read each window's
+    /// part when they paint it.
     pub opened: Vec<Option<Arc<Fragment>>>,
     pub steps: Vec<Step>,
     pub groups: Vec<Group>,
@@ -103,9 +103,8 @@ pub(super) struct Parts<'w> {
     /// Sample type and nodata shared by the input bands (`None` when they differ).
     pub stored: Option<(DataType, Option<f64>)>,
     pub budget: u64,
-    /// Heap bytes of the fragments [`Parts::opened`] keeps for an export (windows are sized
-    /// within the rest of the budget).
-    pub kept_bytes: u64,
+    /// The query's time range (microseconds, inclusive): views hold its observations.
+    pub times: Option<(i64, i64)>,
 }
 
 /// A part of a cube: output time steps, rows and columns (half-open ranges).
@@ -136,8 +135,8 @@ pub struct QueryPlan<'w> {
     keep: Vec<usize>,
     /// Pixel rectangle of each entry's tile on the output grid: (rows, cols).
     rects: Vec<(Range<usize>, Range<usize>)>,
-    /// Fragments opened for windows ([`Access::Transient`]).
-    pool: Mutex<HashMap<usize, Arc<Fragment>>>,
+    /// Views read for windows ([`Access::Transient`]), by entry and window of its tile.
+    pool: Mutex<HashMap<(usize, Option<PixelWindow>), Arc<Fragment>>>,
 }
 
 impl std::fmt::Debug for QueryPlan<'_> {
@@ -418,11 +417,7 @@ impl<'w> QueryPlan<'w> {
     /// [`split_windows`](super::budget::split_windows).
     pub fn windows(&self, elem: usize, align: Alignment) -> Vec<CubeWindow> {
         let (t, _, h, w) = self.dim();
-        let budget = self
-            .parts
-            .budget
-            .saturating_sub(self.parts.kept_bytes)
-            .min(super::budget::FILE_WINDOW_BYTES);
+        let budget = self.parts.budget.min(super::budget::FILE_WINDOW_BYTES);
         split_windows(t, h, w, budget, align, |win| self.window_bytes(win, elem))
     }
 
@@ -560,9 +555,10 @@ impl<'w> QueryPlan<'w> {
             pool.clear();
             return;
         }
-        pool.retain(|&i, _| {
+        // Views belong to their window: the next window reads its own.
+        pool.retain(|&(i, window), _| {
             let (rows, cols) = &self.rects[i];
-            rows.end > win.rows.end || cols.end > win.cols.end
+            window.is_none() && (rows.end > win.rows.end || cols.end > win.cols.end)
         });
     }
 
@@ -586,33 +582,34 @@ impl<'w> QueryPlan<'w> {
                         .any(|s| s.is_some_and(|s| inputs.contains(&s)))
             })
             .collect();
+        let out = self.window_grid(win);
         let fragments: Vec<Arc<Fragment>> = chosen
             .par_iter()
             .map(|&i| -> Result<Arc<Fragment>> {
                 if let Some(f) = &p.opened[i] {
                     return Ok(f.clone());
                 }
-                match access {
-                    Access::Shared => Ok(p.snapshot.fragment(&p.entries[i])?),
-                    Access::Transient => {
-                        if let Some(f) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get(&i)
-                        {
-                            return Ok(f.clone());
-                        }
-                        let f = match p.snapshot.cached_fragment(&p.entries[i]) {
-                            Some(f) => f,
-                            None => Arc::new(p.snapshot.read_fragment(&p.entries[i])?),
-                        };
-                        self.pool
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(i, f.clone());
-                        Ok(f)
-                    }
+                let entry = &p.entries[i];
+                let window = match access {
+                    Access::Shared => None,
+                    Access::Transient => read_window(entry, &out),
+                };
+                if let Some(f) = self
+                    .pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(i, window))
+                {
+                    return Ok(f.clone());
                 }
+                let f = Arc::new(p.snapshot.fragment_window(entry, window, p.times)?);
+                self.pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((i, window), f.clone());
+                Ok(f)
             })
             .collect::<Result<_>>()?;
-        let out = self.window_grid(win);
         let fragments: Vec<(&FragmentEntry, Arc<Fragment>)> = chosen
             .iter()
             .zip(fragments)
@@ -869,4 +866,30 @@ fn apply_expression(
     let mut out = result.insert_axis(Axis(1));
     out.mapv_inplace(|v| if v.is_finite() { v } else { f32::NAN });
     Ok(out)
+}
+
+/// The pixels of `entry`'s tile that painting `out` may sample: the tile pixels under the
+/// output grid, widened by a margin for interpolation kernels and for averaging when the
+/// output is coarser, clipped to the tile. `None` when the tile does not reach the grid.
+pub(super) fn read_window(entry: &FragmentEntry, out: &OutGrid) -> Option<PixelWindow> {
+    let t = &entry.index.transform;
+    let res = entry.resolution;
+    if !(res.is_finite() && res > 0.0) {
+        return None;
+    }
+    let ot = &out.transform;
+    let (x0, x1) = (ot.origin_x, ot.origin_x + out.width as f64 * ot.pixel_width);
+    let (y1, y0) = (
+        ot.origin_y,
+        ot.origin_y + out.height as f64 * ot.pixel_height,
+    );
+    let ratio = (ot.pixel_width.abs() / res).max(1.0);
+    let margin = 3.0 + (2.0 * ratio).ceil();
+    let (w, h) = (entry.width as f64, entry.height as f64);
+    let c0 = (((x0.min(x1) - t.origin_x) / res).floor() - margin).clamp(0.0, w);
+    let c1 = (((x0.max(x1) - t.origin_x) / res).ceil() + margin).clamp(0.0, w);
+    let r0 = (((t.origin_y - y1.max(y0)) / res).floor() - margin).clamp(0.0, h);
+    let r1 = (((t.origin_y - y1.min(y0)) / res).ceil() + margin).clamp(0.0, h);
+    (c1 > c0 && r1 > r0)
+        .then(|| PixelWindow::new(c0 as u32, r0 as u32, (c1 - c0) as u32, (r1 - r0) as u32))
 }

@@ -5,7 +5,8 @@
 use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
 use super::delta::action::{Action, Add};
 use super::delta::{TableState, Version, TABLE_DIR};
-use super::fragment::{write_fragment_bytes, write_fragment_file, FragmentData};
+use super::fragment::write::{write_fragment_bytes, write_fragment_file};
+use super::fragment::FragmentData;
 use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
 use super::published;
 use super::snapshot::{open_checked, read_scene_part, PartRef, CHECKSUM_TAG};
@@ -446,23 +447,20 @@ pub(crate) fn write_new_fragment(
         layout::unique_id()
     );
     let key = format!("{FRAGMENTS_DIR}/{tile}/{}/{name}", data.band);
-    let config = wh.config();
-    let (epsg, compression, crop) = (config.grid.epsg, config.compression, config.crop);
+    let settings = wh.fragment_settings();
     let (written, placed) = match wh.local_root() {
         Some(root) => {
             let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
             let dir = tile_dir.join(&data.band);
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let path = dir.join(&name);
-            let (written, file) =
-                write_fragment_file(&path, &mut data, epsg, compression, crop)?.with_out(());
+            let (written, file) = write_fragment_file(&path, &mut data, &settings)?.with_out(());
             let dirs = [root.join(FRAGMENTS_DIR), tile_dir, dir];
             (written, Placed::Local { dirs, file })
         }
         None => {
             let path = wh.storage().locate(&key);
-            let (written, bytes) =
-                write_fragment_bytes(&path, &mut data, epsg, compression, crop)?.with_out(());
+            let (written, bytes) = write_fragment_bytes(&path, &mut data, &settings)?.with_out(());
             wh.storage().put(&key, &bytes)?;
             (written, Placed::Uploaded)
         }
@@ -494,6 +492,7 @@ pub(crate) fn write_new_fragment(
         valid_max: written.stats.max,
         valid_mean: written.stats.mean,
         window: written.window,
+        index: written.index,
     };
     Ok((entry, placed))
 }

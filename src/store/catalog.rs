@@ -8,7 +8,7 @@
 //! metadata, so GeoPandas and DuckDB's spatial extension also open a single part unaided.
 //! Which parts form a version is decided by the Delta log (`super::delta`).
 
-use super::fragment::PixelWindow;
+use super::fragment::{ChunkIndex, PixelWindow};
 use super::layout::validate_rel_path;
 use super::{Error, Result};
 use crate::dtype::DataType;
@@ -78,6 +78,9 @@ pub struct FragmentEntry {
     pub valid_mean: Option<f64>,
     /// The window of the tile the fragment stores (the whole tile unless cropped).
     pub window: PixelWindow,
+    /// Where the fragment's chunks are, and its scalar metadata: a reader goes straight to
+    /// the bytes it needs.
+    pub index: ChunkIndex,
 }
 
 /// A scene as recorded when ingested.
@@ -244,6 +247,7 @@ const FRAGMENT_ONLY: &[&str] = &[
     "window_row",
     "window_width",
     "window_height",
+    "chunk_index",
 ];
 const SCENE_ONLY: &[&str] = &[
     "scene_id",
@@ -264,7 +268,7 @@ const OPTIONAL: &[&str] = &[
 
 fn column_type(name: &str) -> ArrowType {
     match name {
-        "geometry" => ArrowType::Binary,
+        "geometry" | "chunk_index" => ArrowType::Binary,
         "bbox" => ArrowType::Struct(bbox_fields()),
         "time_min" | "time_max" | "acquired" | "ingested" => ts_type(),
         "observations" | "bytes" | "valid_count" => ArrowType::Int64,
@@ -475,6 +479,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
     let mut vmax = Float64Builder::new();
     let mut vmean = Float64Builder::new();
     let mut window = [(); 4].map(|_| Int32Builder::new());
+    let mut index = BinaryBuilder::new();
     let mut boxes = Vec::with_capacity(rows.len());
     for r in rows {
         tile.append_value(r.tile.to_string());
@@ -500,6 +505,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
         for (b, v) in window.iter_mut().zip([w.col, w.row, w.width, w.height]) {
             b.append_value(v as i32);
         }
+        index.append_value(r.index.encode());
     }
     let own: HashMap<&'static str, ArrayRef> = HashMap::from([
         ("tile", Arc::new(tile.finish()) as ArrayRef),
@@ -521,6 +527,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
         ("valid_min", Arc::new(vmin.finish())),
         ("valid_max", Arc::new(vmax.finish())),
         ("valid_mean", Arc::new(vmean.finish())),
+        ("chunk_index", Arc::new(index.finish())),
     ]);
     let mut own = own;
     for (name, b) in ["window_col", "window_row", "window_width", "window_height"]
@@ -708,6 +715,7 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
         let wr = col::<Int32Array>(b, "window_row")?;
         let ww = col::<Int32Array>(b, "window_width")?;
         let wh = col::<Int32Array>(b, "window_height")?;
+        let chunk_index = col::<BinaryArray>(b, "chunk_index")?;
         for i in 0..b.num_rows() {
             let footprint = parse_wkb_polygon(geom.value(i))
                 .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?;
@@ -729,6 +737,12 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                     "row {i}: window {window:?} is not inside the {w}x{h} tile"
                 ));
             }
+            let index = ChunkIndex::decode(chunk_index.value(i))
+                .map_err(|e| format!("row {i}: chunk index: {e}"))?;
+            let observations = non_negative(obs.value(i), "observation count")?;
+            let file_bytes = non_negative(bytes.value(i), "byte size")?;
+            check_index(&index, observations, file_bytes, w, h)
+                .map_err(|e| format!("row {i}: chunk index: {e}"))?;
             out.push(FragmentEntry {
                 tile: tile
                     .value(i)
@@ -738,12 +752,12 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 product: product.value(i).to_string(),
                 time_min: ts(tmin.value(i))?,
                 time_max: ts(tmax.value(i))?,
-                observations: non_negative(obs.value(i), "observation count")?,
+                observations,
                 bbox: ring_bounds(&footprint).unwrap_or(Bounds::new(0.0, 0.0, 0.0, 0.0)),
                 footprint_lonlat: footprint,
                 resolution: res.value(i),
                 path,
-                bytes: non_negative(bytes.value(i), "byte size")?,
+                bytes: file_bytes,
                 checksum: sum.value(i).to_string(),
                 dtype: DataType::parse(dt).ok_or_else(|| format!("row {i}: bad dtype {dt:?}"))?,
                 width: w,
@@ -753,6 +767,7 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 valid_max: opt_f64(vmax, i),
                 valid_mean: opt_f64(vmean, i),
                 window,
+                index,
             });
         }
         Ok(())
@@ -764,6 +779,34 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
         })?;
     }
     Ok(out)
+}
+
+/// A chunk index agrees with its row: its blocks hold the row's observations, its chunks lie
+/// in the tile, its runs and footer in the file.
+fn check_index(
+    index: &ChunkIndex,
+    observations: u64,
+    bytes: u64,
+    width: u32,
+    height: u32,
+) -> std::result::Result<(), String> {
+    if index.observations() != observations {
+        return Err(format!(
+            "blocks hold {} observations, the row {observations}",
+            index.observations()
+        ));
+    }
+    if index.shape.rows > height || index.shape.cols > width {
+        return Err("chunks larger than the tile".into());
+    }
+    let count = index.shape.count(width, height);
+    if index.runs.is_empty() || index.runs.iter().any(|r| r.chunk >= count) {
+        return Err(format!("chunks outside the tile's {count}"));
+    }
+    if index.footer >= bytes || index.runs.iter().any(|r| r.end > index.footer) {
+        return Err("runs or footer past the end of the file".into());
+    }
+    Ok(())
 }
 
 /// Decodes a scenes part.
@@ -845,6 +888,21 @@ mod tests {
             valid_max: if i == 0 { None } else { Some(9.0) },
             valid_mean: Some(4.5),
             window: PixelWindow::new(i as u32, 0, 256 - i as u32, 200),
+            index: ChunkIndex {
+                shape: crate::store::ChunkShape::DEFAULT,
+                blocks: vec![3],
+                runs: vec![crate::store::ChunkRun {
+                    chunk: 1,
+                    start: 200,
+                    end: 900,
+                }],
+                footer: 908,
+                epsg: 32633,
+                transform: crate::geo::GeoTransform::north_up(0.0, 2560.0, 10.0, 10.0),
+                nodata: Some(0.0),
+                scale: 1e-4,
+                offset: 0.0,
+            },
         }
     }
 

@@ -1,15 +1,15 @@
 //! The Arrow IPC file layout of a fragment, written and read by the store itself.
 //!
-//! Writing streams the record batch's body buffer by buffer from the observations' own pixel
-//! rows, so the pixels are never concatenated into one array first (Arrow's writer needs a
-//! contiguous values buffer for the fixed-size list, which cost a full copy of every
-//! fragment), and a cropped window is written row slice by row slice. With a codec, each
-//! buffer is compressed on its own (see [`super::codec`]) before the message that lists the
-//! buffers' sizes is written.
+//! Encoding takes a batch's pixels as row slices of the observations' own buffers, so they
+//! are never concatenated into an Arrow array first. With a codec, each buffer is compressed
+//! on its own (see [`super::codec`]) before the message that lists the buffers' sizes is
+//! built.
 //!
 //! The file is the standard IPC file format, as Arrow's `FileWriter` lays it out: magic,
-//! schema message, one record-batch message (metadata then body, every buffer aligned to
-//! 64 bytes), end-of-stream marker, footer, footer length, magic.
+//! schema message, record-batch messages (metadata then body, every buffer aligned to 64
+//! bytes), end-of-stream marker, footer, footer length, magic. Batches are encoded apart from
+//! writing ([`encode_batch`] is CPU only, [`IpcFileWriter`] only writes), so they can be
+//! compressed in parallel, and a batch of another file can be copied as it is.
 //!
 //! Reading checks that structure against the file's size before touching a buffer, and
 //! hands back the batch's buffers: slices of the file where they are stored as they are
@@ -17,7 +17,7 @@
 //! they are compressed.
 
 use super::codec::Codec;
-use arrow_buffer::{BooleanBuffer, Buffer};
+use arrow_buffer::Buffer;
 use arrow_ipc::writer::{write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
 use arrow_schema::{ArrowError, Schema};
 use flatbuffers::FlatBufferBuilder;
@@ -33,70 +33,51 @@ const BUFFERS: usize = 8;
 /// Most bytes of scene ids one fragment may hold.
 const MAX_SCENE_ID_BYTES: usize = 64 << 20;
 
-/// The columns of one fragment, borrowed from its observations (already sorted by time).
-pub(crate) struct FragmentColumns<'a> {
+/// The columns of one record batch of a fragment: a chunk's pixels for a run of
+/// observations (already sorted by time).
+pub(crate) struct BatchColumns<'a> {
     /// `time` values (microseconds since the epoch, UTC).
     pub times: &'a [i64],
     /// `scene_id` values.
     pub scene_ids: &'a [&'a str],
-    /// The pixel values as little-endian bytes: these slices concatenated, in row order
-    /// (one per observation, or one per window row of each observation when cropped).
+    /// The pixel values as little-endian bytes: these slices concatenated, in row order.
     pub pixels: &'a [&'a [u8]],
-    /// Samples per observation.
+    /// Samples per row (the fixed-size list's size).
     pub pixels_per_row: usize,
-    /// Validity of every pixel of every observation, and how many are null.
-    pub validity: Option<(&'a BooleanBuffer, usize)>,
+    /// Validity of every pixel of every row (packed at offset 0), and how many are null.
+    pub validity: Option<(&'a [u8], usize)>,
 }
 
 fn padding(len: usize) -> usize {
     len.next_multiple_of(ALIGN) - len
 }
 
-/// A `Write` that counts bytes, for the footer's block offsets.
-struct Counting<W> {
-    inner: W,
-    written: usize,
+/// A record-batch message ready to be written: its metadata (continuation marker, length,
+/// flatbuffer, padding) and its body (buffers, each padded to the alignment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EncodedBatch {
+    /// Observations in the batch.
+    pub rows: usize,
+    /// Continuation marker, metadata length, flatbuffer message, padding.
+    pub metadata: Vec<u8>,
+    /// The body: every buffer, padded.
+    pub body: Vec<u8>,
 }
 
-impl<W: Write> Counting<W> {
-    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.inner.write_all(bytes)?;
-        self.written += bytes.len();
-        Ok(())
-    }
-
-    fn pad(&mut self, len: usize) -> std::io::Result<()> {
-        self.put(&ZEROS[..padding(len)])
+impl EncodedBatch {
+    /// Bytes the message takes in the file.
+    pub fn len(&self) -> usize {
+        self.metadata.len() + self.body.len()
     }
 }
 
-/// Writes `columns` with `schema` (the fragment schema: time, scene_id, pixels) to `sink`,
-/// each body buffer compressed with `codec` when there is one.
-pub(crate) fn write_fragment_ipc<W: Write>(
-    sink: W,
-    schema: &Schema,
-    columns: &FragmentColumns<'_>,
+/// Encodes one batch of `columns` (CPU only: compression, flatbuffers), each body buffer
+/// compressed with `codec` when there is one.
+pub(crate) fn encode_batch(
+    columns: &BatchColumns<'_>,
     codec: Option<Codec>,
-) -> Result<(), ArrowError> {
+) -> Result<EncodedBatch, ArrowError> {
     let rows = columns.times.len();
-    let mut w = Counting {
-        inner: sink,
-        written: 0,
-    };
-    w.put(MAGIC)?;
-    w.pad(MAGIC.len())?;
-
-    let options = IpcWriteOptions::try_new(ALIGN, false, arrow_ipc::MetadataVersion::V5)?;
-    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
-        schema,
-        &mut DictionaryTracker::new(false),
-        &options,
-    );
-    let (schema_len, _) = write_message(&mut w.inner, encoded, &options)?;
-    w.written += schema_len;
-
-    // The body buffers in field order, each as the slices it is made of; absent validity
-    // buffers are empty.
     let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
     offsets.push(0);
     let mut text_len = 0usize;
@@ -110,15 +91,13 @@ pub(crate) fn write_fragment_ipc<W: Write>(
     let times: &[u8] = bytemuck::cast_slice(columns.times);
     let offset_bytes: &[u8] = bytemuck::cast_slice(&offsets);
     let text: Vec<&[u8]> = columns.scene_ids.iter().map(|s| s.as_bytes()).collect();
-    let (item_nulls, packed) = match columns.validity {
-        // Built by this crate at offset 0; `sliced` re-packs anything else.
-        Some((bits, nulls)) => (nulls, Some(bits.sliced())),
-        None => (0, None),
+    let pixels = rows * columns.pixels_per_row;
+    let (item_nulls, validity): (usize, Vec<&[u8]>) = match columns.validity {
+        Some((bits, nulls)) => (nulls, vec![&bits[..pixels.div_ceil(8)]]),
+        None => (0, vec![]),
     };
-    let validity: Vec<&[u8]> = match (&packed, columns.validity) {
-        (Some(p), Some((bits, _))) => vec![&p.as_slice()[..bits.len().div_ceil(8)]],
-        _ => vec![],
-    };
+    // The body buffers in field order, each as the slices it is made of; absent validity
+    // buffers are empty.
     let parts: [&[&[u8]]; BUFFERS] = [
         &[],
         &[times],
@@ -130,7 +109,6 @@ pub(crate) fn write_fragment_ipc<W: Write>(
         columns.pixels,
     ];
     let lengths = parts.map(|p| p.iter().map(|s| s.len()).sum::<usize>());
-    // Compressed buffers are made before the message, which records their sizes.
     let compressed: Option<Vec<Vec<u8>>> = codec.map(|c| {
         parts
             .iter()
@@ -148,11 +126,24 @@ pub(crate) fn write_fragment_ipc<W: Write>(
         buffers.push(arrow_ipc::Buffer::new(body_len as i64, len as i64));
         body_len += len + padding(len);
     }
+    let mut body = Vec::with_capacity(body_len);
+    for (i, len) in stored.into_iter().enumerate() {
+        match &compressed {
+            Some(c) => body.extend_from_slice(&c[i]),
+            None => {
+                for p in parts[i] {
+                    body.extend_from_slice(p);
+                }
+            }
+        }
+        body.extend_from_slice(&ZEROS[..padding(len)]);
+    }
+    debug_assert_eq!(body.len(), body_len);
     let nodes = [
         arrow_ipc::FieldNode::new(rows as i64, 0),
         arrow_ipc::FieldNode::new(rows as i64, 0),
         arrow_ipc::FieldNode::new(rows as i64, 0),
-        arrow_ipc::FieldNode::new((rows * columns.pixels_per_row) as i64, item_nulls as i64),
+        arrow_ipc::FieldNode::new(pixels as i64, item_nulls as i64),
     ];
     let mut fbb = FlatBufferBuilder::new();
     let fb_nodes = fbb.create_vector(&nodes);
@@ -182,73 +173,161 @@ pub(crate) fn write_fragment_ipc<W: Write>(
         m.finish()
     };
     fbb.finish(message, None);
-    let metadata = fbb.finished_data();
+    let fb = fbb.finished_data();
     // Continuation marker, metadata length (padded so the body starts aligned), metadata.
-    let batch_offset = w.written;
-    let padded_meta = (8 + metadata.len()).next_multiple_of(ALIGN) - 8;
-    w.put(&CONTINUATION)?;
-    w.put(&(padded_meta as i32).to_le_bytes())?;
-    w.put(metadata)?;
-    w.put(&ZEROS[..padded_meta - metadata.len()])?;
-    let meta_len = w.written - batch_offset;
+    let padded_meta = (8 + fb.len()).next_multiple_of(ALIGN) - 8;
+    let mut metadata = Vec::with_capacity(8 + padded_meta);
+    metadata.extend_from_slice(&CONTINUATION);
+    metadata.extend_from_slice(&(padded_meta as i32).to_le_bytes());
+    metadata.extend_from_slice(fb);
+    metadata.resize(8 + padded_meta, 0);
+    Ok(EncodedBatch {
+        rows,
+        metadata,
+        body,
+    })
+}
 
-    let body_start = w.written;
-    for (i, len) in stored.into_iter().enumerate() {
-        match &compressed {
-            Some(c) => w.put(&c[i])?,
-            None => {
-                for p in parts[i] {
-                    w.put(p)?;
-                }
-            }
-        }
-        w.pad(len)?;
+/// Where one record batch lies in an IPC file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchBlock {
+    /// Offset of its message (the continuation marker).
+    pub offset: usize,
+    /// Bytes of the message's metadata, prefix and padding included.
+    pub meta_len: usize,
+    /// Bytes of its body.
+    pub body_len: usize,
+}
+
+impl BatchBlock {
+    /// The offset just past the batch.
+    pub fn end(&self) -> usize {
+        self.offset + self.meta_len + self.body_len
     }
-    debug_assert_eq!(w.written - body_start, body_len);
 
-    // End-of-stream marker, then the footer naming the schema and the one batch.
-    w.put(&CONTINUATION)?;
-    w.put(&0i32.to_le_bytes())?;
-    let mut fbb = FlatBufferBuilder::new();
-    let fb_schema = arrow_ipc::convert::schema_to_fb_offset(&mut fbb, schema);
-    let blocks = fbb.create_vector(&[arrow_ipc::Block::new(
-        batch_offset as i64,
-        meta_len as i32,
-        body_len as i64,
-    )]);
-    let dictionaries = fbb.create_vector::<arrow_ipc::Block>(&[]);
-    let footer = {
-        let mut f = arrow_ipc::FooterBuilder::new(&mut fbb);
-        f.add_version(arrow_ipc::MetadataVersion::V5);
-        f.add_schema(fb_schema);
-        f.add_dictionaries(dictionaries);
-        f.add_recordBatches(blocks);
-        f.finish()
-    };
-    fbb.finish(footer, None);
-    let footer = fbb.finished_data();
-    w.put(footer)?;
-    w.put(&(footer.len() as i32).to_le_bytes())?;
-    w.put(MAGIC)?;
-    w.inner.flush()?;
-    Ok(())
+    /// The same block `by` bytes earlier (for a buffer holding part of the file).
+    pub fn shifted_back(&self, by: usize) -> BatchBlock {
+        BatchBlock {
+            offset: self.offset - by,
+            ..*self
+        }
+    }
+}
+
+/// Writes an IPC file batch by batch: magic and schema first, batches as they come, footer
+/// and magic at the end. Counts bytes, so the footer's blocks (and callers) know where each
+/// batch went.
+pub(crate) struct IpcFileWriter<W: Write> {
+    inner: W,
+    written: usize,
+    schema: Schema,
+    blocks: Vec<BatchBlock>,
+}
+
+impl<W: Write> IpcFileWriter<W> {
+    /// Starts the file: magic, padding, schema message.
+    pub fn new(sink: W, schema: &Schema) -> Result<IpcFileWriter<W>, ArrowError> {
+        let mut w = IpcFileWriter {
+            inner: sink,
+            written: 0,
+            schema: schema.clone(),
+            blocks: Vec::new(),
+        };
+        w.put(MAGIC)?;
+        w.put(&ZEROS[..padding(MAGIC.len())])?;
+        let options = IpcWriteOptions::try_new(ALIGN, false, arrow_ipc::MetadataVersion::V5)?;
+        let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+            schema,
+            &mut DictionaryTracker::new(false),
+            &options,
+        );
+        let (schema_len, _) = write_message(&mut w.inner, encoded, &options)?;
+        w.written += schema_len;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(bytes)?;
+        self.written += bytes.len();
+        Ok(())
+    }
+
+    /// Bytes written so far (the offset of the next batch).
+    pub fn position(&self) -> usize {
+        self.written
+    }
+
+    /// Appends an encoded batch; returns where it went.
+    pub fn append(&mut self, batch: &EncodedBatch) -> Result<BatchBlock, ArrowError> {
+        let block = BatchBlock {
+            offset: self.written,
+            meta_len: batch.metadata.len(),
+            body_len: batch.body.len(),
+        };
+        self.put(&batch.metadata)?;
+        self.put(&batch.body)?;
+        self.blocks.push(block);
+        Ok(block)
+    }
+
+    /// Appends a batch copied as it is from another file (`metadata` and `body` are its
+    /// message bytes, as [`BatchBlock`] delimits them).
+    pub fn append_raw(
+        &mut self,
+        message: &[u8],
+        meta_len: usize,
+    ) -> Result<BatchBlock, ArrowError> {
+        let block = BatchBlock {
+            offset: self.written,
+            meta_len,
+            body_len: message.len() - meta_len,
+        };
+        self.put(message)?;
+        self.blocks.push(block);
+        Ok(block)
+    }
+
+    /// Ends the file (end-of-stream marker, footer, magic); returns the sink and the offset
+    /// of the footer.
+    pub fn finish(mut self) -> Result<(W, usize), ArrowError> {
+        self.put(&CONTINUATION)?;
+        self.put(&0i32.to_le_bytes())?;
+        let mut fbb = FlatBufferBuilder::new();
+        let fb_schema = arrow_ipc::convert::schema_to_fb_offset(&mut fbb, &self.schema);
+        let blocks: Vec<arrow_ipc::Block> = self
+            .blocks
+            .iter()
+            .map(|b| arrow_ipc::Block::new(b.offset as i64, b.meta_len as i32, b.body_len as i64))
+            .collect();
+        let blocks = fbb.create_vector(&blocks);
+        let dictionaries = fbb.create_vector::<arrow_ipc::Block>(&[]);
+        let footer = {
+            let mut f = arrow_ipc::FooterBuilder::new(&mut fbb);
+            f.add_version(arrow_ipc::MetadataVersion::V5);
+            f.add_schema(fb_schema);
+            f.add_dictionaries(dictionaries);
+            f.add_recordBatches(blocks);
+            f.finish()
+        };
+        fbb.finish(footer, None);
+        let footer = fbb.finished_data();
+        let footer_offset = self.written;
+        let footer = footer.to_vec();
+        self.put(&footer)?;
+        self.put(&(footer.len() as i32).to_le_bytes())?;
+        self.put(MAGIC)?;
+        self.inner.flush()?;
+        Ok((self.inner, footer_offset))
+    }
 }
 
 fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// Where a file's one record batch lies, from its footer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchBlock {
-    offset: usize,
-    meta_len: usize,
-    body_len: usize,
-}
-
-/// Checks the file's magic and footer and returns its schema and its one record batch's
-/// block (inside the file, before the footer).
-pub(crate) fn read_footer(bytes: &[u8]) -> Result<(Schema, BatchBlock), String> {
+/// Checks the file's magic and footer and returns its schema and its record batches'
+/// blocks (each inside the file, before the footer, in file order).
+pub(crate) fn read_footer(bytes: &[u8]) -> Result<(Schema, Vec<BatchBlock>), String> {
     let len = bytes.len();
     if len < 32 {
         return Err(format!("only {len} bytes: truncated"));
@@ -266,41 +345,83 @@ pub(crate) fn read_footer(bytes: &[u8]) -> Result<(Schema, BatchBlock), String> 
     let schema = footer.schema().ok_or("footer has no schema")?;
     let schema =
         arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| format!("bad schema: {e}"))?;
-    let blocks = footer
+    let list = footer
         .recordBatches()
         .ok_or("footer lists no record batch")?;
-    if blocks.len() != 1 {
-        return Err(format!("{} record batches, expected 1", blocks.len()));
-    }
     if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
         return Err("unexpected dictionary batches".into());
     }
-    let block = blocks.get(0);
+    let mut blocks = Vec::with_capacity(list.len());
+    let mut previous_end = 8;
+    for block in list.iter() {
+        let block = BatchBlock {
+            offset: usize::try_from(block.offset()).map_err(|_| "negative block offset")?,
+            meta_len: usize::try_from(block.metaDataLength())
+                .map_err(|_| "negative metadata length")?,
+            body_len: usize::try_from(block.bodyLength()).map_err(|_| "negative body length")?,
+        };
+        block
+            .offset
+            .checked_add(block.meta_len)
+            .and_then(|e| e.checked_add(block.body_len))
+            .filter(|&e| e <= footer_start && block.meta_len >= 8 && block.offset >= previous_end)
+            .ok_or("record batch blocks overlap or lie outside the file")?;
+        if !(block.offset + block.meta_len).is_multiple_of(8) {
+            return Err("record batch body is not 8-byte aligned".into());
+        }
+        previous_end = block.end();
+        blocks.push(block);
+    }
+    Ok((schema, blocks))
+}
+
+/// The block of the record-batch message at `offset` of `bytes` (found without a footer:
+/// from the message's own length prefix and body length), checked to lie inside `bytes`.
+pub(crate) fn block_at(bytes: &[u8], offset: usize) -> Result<BatchBlock, String> {
+    let prefix = bytes
+        .get(offset..offset + 8)
+        .ok_or_else(|| format!("record batch at {offset} is cut short"))?;
+    if prefix[..4] != CONTINUATION {
+        return Err(format!("no message at offset {offset}"));
+    }
+    let len = i32::from_le_bytes(prefix[4..8].try_into().unwrap_or_default());
+    let meta = usize::try_from(len)
+        .ok()
+        .filter(|&l| l > 0)
+        .ok_or_else(|| format!("bad message length {len} at offset {offset}"))?;
+    let fb = bytes
+        .get(offset + 8..offset + 8 + meta)
+        .ok_or_else(|| format!("record batch at {offset} is cut short"))?;
+    let message = arrow_ipc::root_as_message(fb).map_err(|e| format!("bad message: {e}"))?;
+    let body_len = usize::try_from(message.bodyLength()).map_err(|_| "negative body length")?;
     let block = BatchBlock {
-        offset: usize::try_from(block.offset()).map_err(|_| "negative block offset")?,
-        meta_len: usize::try_from(block.metaDataLength())
-            .map_err(|_| "negative metadata length")?,
-        body_len: usize::try_from(block.bodyLength()).map_err(|_| "negative body length")?,
+        offset,
+        meta_len: 8 + meta,
+        body_len,
     };
-    block
+    if block
         .offset
         .checked_add(block.meta_len)
-        .and_then(|e| e.checked_add(block.body_len))
-        .filter(|&e| e <= footer_start && block.meta_len >= 8)
-        .ok_or("record batch block lies outside the file")?;
+        .and_then(|e| e.checked_add(body_len))
+        .is_none_or(|e| e > bytes.len())
+    {
+        return Err(format!("record batch at {offset} is cut short"));
+    }
     if !(block.offset + block.meta_len).is_multiple_of(8) {
         return Err("record batch body is not 8-byte aligned".into());
     }
-    Ok((schema, block))
+    Ok(block)
 }
 
 /// The shape a fragment's batch must have: samples per row and bytes per sample.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchShape {
-    /// Samples of one observation (the stored window).
+    /// Samples of one observation (a chunk's pixels).
     pub pixels_per_row: usize,
     /// Bytes of one sample.
     pub sample_size: usize,
+    /// Decode the pixel values and validity too (else only times and scene ids).
+    pub pixels: bool,
 }
 
 /// A fragment batch's buffers, checked against its row count and shape.
@@ -314,17 +435,19 @@ pub(crate) struct BatchBuffers {
     pub offsets: Buffer,
     /// Scene id bytes.
     pub text: Buffer,
-    /// Pixel validity bits (at least `rows * pixels_per_row`), `None` when none is null.
+    /// Pixel validity bits (at least `rows * pixels_per_row`), `None` when none is null (or
+    /// pixels were not asked for).
     pub validity: Option<Buffer>,
-    /// Pixel values (at least `rows * pixels_per_row * sample_size` bytes).
+    /// Pixel values (at least `rows * pixels_per_row * sample_size` bytes; empty when
+    /// pixels were not asked for).
     pub values: Buffer,
     /// The codec the body was compressed with.
     pub codec: Option<Codec>,
 }
 
-/// Reads the record batch at `block` of the IPC file `file` (already checked by
-/// [`read_footer`]): its message, field nodes and buffers, decompressing compressed buffers.
-/// Stored buffers are zero-copy slices of `file`.
+/// Reads the record batch at `block` of `file` (the IPC file or a part of it holding the
+/// block, checked by [`read_footer`] or [`block_at`]): its message, field nodes and
+/// buffers, decompressing compressed buffers. Stored buffers are zero-copy slices of `file`.
 pub(crate) fn read_batch(
     file: &Buffer,
     block: BatchBlock,
@@ -436,12 +559,16 @@ pub(crate) fn read_batch(
         times: take(1, times_len, slack(times_len))?,
         offsets: take(3, offsets_len, slack(offsets_len))?,
         text: take(4, 0, MAX_SCENE_ID_BYTES)?,
-        validity: if item_nulls {
+        validity: if item_nulls && shape.pixels {
             Some(take(6, validity_len, slack(validity_len))?)
         } else {
             None
         },
-        values: take(7, value_bytes, slack(value_bytes))?,
+        values: if shape.pixels {
+            take(7, value_bytes, slack(value_bytes))?
+        } else {
+            Buffer::from_vec(Vec::<u8>::new())
+        },
         codec,
     })
 }

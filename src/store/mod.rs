@@ -58,6 +58,7 @@ mod layout;
 mod location;
 mod merge;
 mod published;
+mod reader;
 mod snapshot;
 mod storage;
 mod syncer;
@@ -75,8 +76,8 @@ pub use catalog::{
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use delta::{Version, CHECKPOINT_INTERVAL};
 pub use fragment::{
-    Fragment, FragmentData, FragmentMeta, Observation, Pixel, PixelBuffer, PixelStats, PixelWindow,
-    FRAGMENT_FORMAT_VERSION,
+    ChunkIndex, ChunkRun, ChunkShape, Fragment, FragmentData, FragmentMeta, Observation, Pixel,
+    PixelBuffer, PixelStats, PixelWindow, FRAGMENT_FORMAT_VERSION,
 };
 pub use health::{check_latest_complete, completeness, restore, Completeness, RestoreReport};
 pub use history::{CommitSummary, Operation};
@@ -84,7 +85,6 @@ pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use layout::validate_name;
 pub use location::Location;
 pub use merge::merge_catalog_parts;
-pub(crate) use snapshot::heap_bytes;
 pub use snapshot::{FragmentFilter, PartRef, Snapshot};
 pub use storage::{Listed, LocalStorage, ObjectStorage, Storage};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};
@@ -101,9 +101,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Version of the warehouse layout written by this code: 2 keeps the catalog as a Delta Lake
+/// Version of the warehouse layout written by this code: 3 cuts fragments into chunks and
+/// keeps each fragment's chunk index in its catalog row; 2 kept the catalog as a Delta Lake
 /// table (version 1 had its own `_log/`).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Errors of the warehouse. Every variant about a file names it.
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +225,7 @@ pub enum Error {
         reason: String,
     },
     /// The warehouse was written in an older layout this version cannot read.
-    #[error("{path}: warehouse format version {version} ({layout}) is not readable by this version of PixelQuery, which reads format {FORMAT_VERSION} (catalog as a Delta Lake table, cropped and compressed fragments); ingest the scenes again into a new warehouse")]
+    #[error("{path}: warehouse format version {version} ({layout}) is not readable by this version of PixelQuery, which reads format {FORMAT_VERSION} (fragments cut into chunks, indexed by a Delta Lake catalog); ingest the scenes again into a new warehouse")]
     OldFormat {
         /// The configuration file.
         path: PathBuf,
@@ -434,6 +435,9 @@ pub struct WarehouseConfig {
     /// whole tiles, so every fragment of a band has the same shape.
     #[serde(default = "crop_by_default")]
     pub crop: bool,
+    /// How fragments are cut into chunks (pixels per side, observations per block).
+    #[serde(default)]
+    pub chunk: ChunkShape,
     /// Product profiles registered when the warehouse is created (more can be registered by
     /// commits). They live in the catalog table's metadata, so every version has its own;
     /// [`Snapshot::products`] gives them. Empty on an opened warehouse.
@@ -448,6 +452,7 @@ impl WarehouseConfig {
             grid,
             compression: FragmentCompression::default(),
             crop: true,
+            chunk: ChunkShape::DEFAULT,
             products: BTreeMap::new(),
         }
     }
@@ -626,6 +631,13 @@ impl Warehouse {
                     layout: "catalog replayed from its own _log/ folder",
                 })
             }
+            2 => {
+                return Err(Error::OldFormat {
+                    path: cfg_path,
+                    version: 2,
+                    layout: "fragments compressed whole, one record batch each",
+                })
+            }
             v => {
                 return Err(Error::Config {
                     path: cfg_path,
@@ -769,6 +781,16 @@ impl Warehouse {
     /// The configuration from `pixelquery.json`.
     pub fn config(&self) -> &WarehouseConfig {
         &self.config
+    }
+
+    /// How this warehouse writes fragments.
+    pub(crate) fn fragment_settings(&self) -> fragment::write::FragmentSettings {
+        fragment::write::FragmentSettings {
+            epsg: self.config.grid.epsg,
+            compression: self.config.compression,
+            crop: self.config.crop,
+            chunk: self.config.chunk,
+        }
     }
 
     /// Where the warehouse's files are.

@@ -3,22 +3,18 @@
 use super::catalog::{self, FragmentEntry, PartKind, SceneEntry};
 use super::delta::action::Add;
 use super::delta::{TableState, Version, TABLE_DIR};
-use super::fragment::Fragment;
+use super::fragment::{Fragment, PixelWindow};
 use super::layout;
+use super::reader::FragmentReader;
 use super::storage::Storage;
 use super::{Error, Result, Warehouse};
 use crate::geo::Bounds;
 use crate::grid::TileId;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-/// Most fragments a snapshot keeps open for reuse (each is one memory mapping).
-const CACHE_MAX_FRAGMENTS: usize = 4096;
-/// Most heap bytes (decompressed fragments) the snapshot's cache may hold.
-const CACHE_MAX_HEAP_BYTES: u64 = 1 << 30;
+use std::sync::Arc;
 
 /// Which fragments to select from a snapshot; `None` fields match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,17 +60,9 @@ pub struct Snapshot {
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneEntry>,
     fingerprints: HashSet<String>,
-    /// Fragments opened through [`Snapshot::fragment`], shared by clones of the snapshot.
-    cache: Arc<Mutex<FragmentCache>>,
-}
-
-/// Opened fragments by catalog path. Files are immutable, so an opened fragment stays right
-/// for as long as any snapshot names it.
-#[derive(Debug, Default)]
-struct FragmentCache {
-    open: HashMap<String, Arc<Fragment>>,
-    /// Bytes held on the heap (fragments that are not zero-copy views of their mapping).
-    heap_bytes: u64,
+    /// Opens and decodes fragments, shared by clones of the snapshot. Files are immutable,
+    /// so what it caches stays right for as long as any snapshot names it.
+    reader: Arc<FragmentReader>,
 }
 
 /// A catalog part (a data file of the catalog table) as the Delta log describes it.
@@ -267,7 +255,10 @@ impl Snapshot {
             fragments,
             scenes,
             fingerprints,
-            cache: Arc::default(),
+            reader: Arc::new(FragmentReader::new(
+                wh.storage_arc(),
+                wh.config().compression,
+            )),
         })
     }
 
@@ -325,50 +316,47 @@ impl Snapshot {
         self.storage.transfer_stats()
     }
 
-    /// Reads and decodes a fragment (memory-mapped from a local warehouse, one ranged read
-    /// from object storage), checking that it is the file the catalog describes (size, tile,
-    /// band, product, dtype, size, observation count).
+    /// Reads and decodes a whole fragment (memory-mapped from a local warehouse, one ranged
+    /// read from object storage), checking that it is the file the catalog describes (size,
+    /// tile, band, product, dtype, window, chunk index). Not cached.
     pub fn read_fragment(&self, entry: &FragmentEntry) -> Result<Fragment> {
         open_checked(self.storage.as_ref(), entry, false)
     }
 
-    /// The fragment if this snapshot (or a clone) has it open already in its cache; never
-    /// opens or caches anything (exports use it to reuse what queries opened).
+    /// The whole fragment if this snapshot (or a clone) has it open already; never opens
+    /// or caches anything (exports use it to reuse what queries opened).
     pub fn cached_fragment(&self, entry: &FragmentEntry) -> Option<Arc<Fragment>> {
-        self.lock_cache().open.get(&entry.path).cloned()
+        self.reader.cached_whole(entry)
     }
 
-    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once per
-    /// snapshot and reused by later calls (and by clones of the snapshot), so repeated queries
-    /// skip mapping and decoding. Up to a few thousand fragments (and 1 GiB of decompressed
-    /// ones) are kept; beyond that the cache starts over.
+    /// Every observation of a fragment over its stored window, shared: decoded once per
+    /// snapshot and reused by later calls (and by clones of the snapshot). Up to 1 GiB of
+    /// decoded pixels are kept; beyond that the cache starts over.
     pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
-        if let Some(f) = self.cached_fragment(entry) {
-            return Ok(f);
-        }
-        let f = Arc::new(self.read_fragment(entry)?);
-        let heap = heap_bytes(entry, &f);
-        let mut cache = self.lock_cache();
-        if cache.open.len() >= CACHE_MAX_FRAGMENTS || cache.heap_bytes + heap > CACHE_MAX_HEAP_BYTES
-        {
-            cache.open.clear();
-            cache.heap_bytes = 0;
-        }
-        if heap <= CACHE_MAX_HEAP_BYTES {
-            let cached = cache.open.entry(entry.path.clone()).or_insert_with(|| {
-                // Another thread may have inserted it meanwhile; count only our insert.
-                f.clone()
-            });
-            if Arc::ptr_eq(cached, &f) {
-                cache.heap_bytes += heap;
-            }
-        }
-        Ok(f)
+        self.reader.whole(entry)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, FragmentCache> {
-        // The cache holds no invariant a panicking holder could break: use it anyway.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// The observations of a fragment whose times fall in `times` (microseconds since the
+    /// epoch, inclusive), over `window` of its tile (clipped to the stored window; the
+    /// stored window when `None`). Only the chunks the window meets are read and decoded
+    /// (once per snapshot); on object storage only their byte ranges are fetched.
+    pub fn fragment_window(
+        &self,
+        entry: &FragmentEntry,
+        window: Option<PixelWindow>,
+        times: Option<(i64, i64)>,
+    ) -> Result<Fragment> {
+        self.reader.view(entry, window, times)
+    }
+
+    /// The times (microseconds) and scene ids of a fragment's observations in `times`, in
+    /// the order [`Snapshot::fragment_window`] gives them, without decoding pixels.
+    pub fn fragment_observations(
+        &self,
+        entry: &FragmentEntry,
+        times: Option<(i64, i64)>,
+    ) -> Result<Vec<(i64, String)>> {
+        Ok(self.reader.observations(entry, times)?.1)
     }
 
     /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before
@@ -378,47 +366,15 @@ impl Snapshot {
     }
 }
 
-/// Heap memory an open fragment holds: its decompressed pixel values (none when it maps the
-/// file or a buffer it was read into as is).
-pub(crate) fn heap_bytes(entry: &FragmentEntry, fragment: &Fragment) -> u64 {
-    if fragment.is_zero_copy() {
-        0
-    } else {
-        entry.observations * entry.window.pixels() as u64 * entry.dtype.size() as u64
-    }
-}
-
-/// Opens a fragment and checks it against its catalog row.
+/// Opens a whole fragment and checks it against its catalog row (and its checksum when
+/// `verify`).
 pub(crate) fn open_checked(
     storage: &dyn Storage,
     entry: &FragmentEntry,
     verify: bool,
 ) -> Result<Fragment> {
-    let path = storage.locate(&entry.path);
-    let checksum = verify.then_some(entry.checksum.as_str());
-    let f = match storage.local_root() {
-        Some(_) => Fragment::open_expecting(&path, entry.bytes, checksum)?,
-        None => {
-            let bytes = storage.read_range(&entry.path, 0..entry.bytes)?;
-            Fragment::from_buffer_checked(&path, arrow_buffer::Buffer::from_vec(bytes), checksum)?
-        }
-    };
-    let m = f.meta();
-    if m.tile != entry.tile
-        || m.band != entry.band
-        || m.product != entry.product
-        || m.dtype != entry.dtype
-        || m.width != entry.width
-        || m.height != entry.height
-        || m.window != entry.window
-        || f.len() as u64 != entry.observations
-    {
-        return Err(Error::CorruptFragment {
-            path,
-            reason: "contents do not match the catalog row".into(),
-        });
-    }
-    Ok(f)
+    let file = super::reader::open_whole(storage, entry, verify, None)?;
+    super::fragment::whole_view(&file)
 }
 
 #[cfg(test)]
@@ -449,6 +405,21 @@ mod tests {
             valid_max: None,
             valid_mean: None,
             window: crate::store::PixelWindow::full(1, 1),
+            index: crate::store::ChunkIndex {
+                shape: crate::store::ChunkShape::DEFAULT.for_tile(1, 1),
+                blocks: vec![1],
+                runs: vec![crate::store::ChunkRun {
+                    chunk: 0,
+                    start: 8,
+                    end: 9,
+                }],
+                footer: 10,
+                epsg: 4326,
+                transform: crate::geo::GeoTransform::north_up(0.0, 1.0, 1.0, 1.0),
+                nodata: None,
+                scale: 1.0,
+                offset: 0.0,
+            },
         }
     }
 
