@@ -25,7 +25,7 @@ fn s3() -> Option<OpenOptions> {
             }),
             ..RemoteOptions::default()
         },
-        unsafe_single_writer: false,
+        ..OpenOptions::default()
     })
 }
 
@@ -235,7 +235,7 @@ fn a_store_without_conditional_writes_is_refused_unless_single_writer() {
             }),
             ..RemoteOptions::default()
         },
-        unsafe_single_writer: false,
+        ..OpenOptions::default()
     };
     let e = Warehouse::create_with("s3://careless/wh", WarehouseConfig::new(grid()), &options)
         .unwrap_err();

@@ -68,6 +68,10 @@ pub struct Args {
     /// the only process that ever writes to the warehouse.
     #[arg(long)]
     pub unsafe_single_writer: bool,
+    /// Do not merge fragments after commits (they pile up one per commit and tile-band until
+    /// `pixelquery compact`).
+    #[arg(long)]
+    pub no_auto_compact: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -121,6 +125,16 @@ fn print_summary(r: &IngestReport) {
         r.bytes_out as f64 / 1e6,
         r.versions
     );
+    if r.compaction_merges > 0 {
+        println!(
+            "compaction: {} merges wrote {:.1} MB",
+            r.compaction_merges,
+            r.compaction_bytes as f64 / 1e6
+        );
+    }
+    for e in &r.compaction_errors {
+        eprintln!("compaction stopped (the commits stand): {e}");
+    }
     for s in &r.skipped {
         println!("skipped {}: {}", s.scene, s.reason);
     }
@@ -173,6 +187,7 @@ pub fn run(args: Args) -> CliResult {
         chunk: args.chunk_shape.unwrap_or_default(),
         shard: args.shard,
         unsafe_single_writer: args.unsafe_single_writer,
+        no_auto_compact: args.no_auto_compact,
         ..Default::default()
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {

@@ -103,6 +103,8 @@ pub struct IngestOptions {
     /// Write to an object store even if it ignores conditional creates
     /// (`--unsafe-single-writer`; safe only with one writer).
     pub unsafe_single_writer: bool,
+    /// Do not merge fragments automatically after commits (`--no-auto-compact`).
+    pub no_auto_compact: bool,
 }
 
 impl Default for IngestOptions {
@@ -123,6 +125,7 @@ impl Default for IngestOptions {
             remote: RemoteOptions::default(),
             shard: None,
             unsafe_single_writer: false,
+            no_auto_compact: false,
         }
     }
 }
@@ -177,6 +180,12 @@ pub struct IngestReport {
     pub versions: Vec<u64>,
     /// Requests and bytes exchanged with an `s3://` warehouse (zero for a local one).
     pub warehouse_transfer: crate::source::TransferStats,
+    /// Automatic compaction after the commits: merges made and bytes they wrote.
+    pub compaction_merges: usize,
+    /// Bytes of fragments automatic compaction wrote.
+    pub compaction_bytes: u64,
+    /// Why automatic compaction did not finish, when it failed (the commits stand).
+    pub compaction_errors: Vec<String>,
 }
 
 /// Bytes the block cache of a remote file may hold during ingest: each block is read once,
@@ -208,6 +217,8 @@ struct Run<'a> {
     committed: Snapshot,
     fragments: AtomicUsize,
     bytes_out: AtomicU64,
+    /// Automatic compaction after this group's commits: merges, bytes, errors.
+    compaction: std::sync::Mutex<(usize, u64, Vec<String>)>,
 }
 
 enum SceneResult {
@@ -364,6 +375,7 @@ fn run(
             committed,
             fragments: AtomicUsize::new(0),
             bytes_out: AtomicU64::new(0),
+            compaction: Default::default(),
         };
         let mut outcomes: Vec<(usize, SceneResult)> = group
             .par_iter()
@@ -409,6 +421,10 @@ fn run(
         run.flush_shared()?;
         report.fragments += run.fragments.load(Ordering::Relaxed);
         report.bytes_out += run.bytes_out.load(Ordering::Relaxed);
+        let totals = std::mem::take(&mut *run.compaction.lock().unwrap_or_else(|e| e.into_inner()));
+        report.compaction_merges += totals.0;
+        report.compaction_bytes += totals.1;
+        report.compaction_errors.extend(totals.2);
         if main_has_scenes {
             if let (Some(p), Some(json)) = (&profile, &run.product_json) {
                 run.main.register_product(&p.id, json.clone())?;
@@ -416,6 +432,14 @@ fn run(
             let committed = run.main.commit()?;
             if committed.created {
                 report.versions.push(committed.version);
+            }
+            match &committed.compaction {
+                Some(Ok(c)) => {
+                    report.compaction_merges += c.merges;
+                    report.compaction_bytes += c.bytes_written;
+                }
+                Some(Err(e)) => report.compaction_errors.push(e.clone()),
+                None => {}
             }
             for scene in committed.skipped {
                 report.scenes_ingested = report.scenes_ingested.saturating_sub(1);
@@ -441,6 +465,8 @@ fn open_warehouse(
     let open_options = OpenOptions {
         remote: options.remote.clone(),
         unsafe_single_writer: options.unsafe_single_writer,
+        no_auto_compact: options.no_auto_compact,
+        compaction_memory: options.memory_budget,
     };
     match Warehouse::open_with(path, &open_options) {
         Ok(wh) => return Ok(wh),
@@ -766,7 +792,22 @@ impl<'a> Run<'a> {
             own.register_product(&p.id, json.clone())
                 .map_err(|e| e.to_string())?;
         }
-        own.commit().map_err(|e| e.to_string())
+        let committed = own.commit().map_err(|e| e.to_string())?;
+        self.count_compaction(&committed.compaction);
+        Ok(committed)
+    }
+
+    /// Adds what automatic compaction did after a commit to the run's totals.
+    fn count_compaction(&self, compaction: &Option<Result<crate::store::AutoCompaction, String>>) {
+        let mut totals = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        match compaction {
+            Some(Ok(c)) => {
+                totals.0 += c.merges;
+                totals.1 += c.bytes_written;
+            }
+            Some(Err(e)) => totals.2.push(e.clone()),
+            None => {}
+        }
     }
 
     fn count(&self, written: Written) {

@@ -11,7 +11,8 @@ use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
 use super::published;
 use super::snapshot::{open_checked, read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
-use super::{check_products, Commit, Error, Operation, Result, Warehouse};
+use super::compact::auto::{self, AutoCompaction, Group};
+use super::{check_products, Commit, Error, Operation, Result, Snapshot, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -126,15 +127,17 @@ impl<'w> Batch<'w> {
                         version: state.version,
                         created: false,
                         skipped,
+                        compaction: None,
                     });
                 }
             }
             match self.try_commit(&mut st)? {
-                Attempt::Done(version) => {
+                Attempt::Done(version, compaction) => {
                     return Ok(Committed {
                         version,
                         created: true,
                         skipped,
+                        compaction,
                     })
                 }
                 Attempt::Conflicts { scenes, seen } => {
@@ -206,9 +209,27 @@ impl<'w> Batch<'w> {
         match committed {
             Ok(Some((version, state))) => {
                 self.committed = true;
-                // Keep the number of catalog parts bounded (best effort, like checkpoints).
-                let _ = super::merge::merge_if_needed(wh, &state);
-                Ok(Attempt::Done(version))
+                // Upkeep, best effort (the commit stands either way): merge the touched
+                // tile-bands' fragments size-tiered, then keep the catalog parts few.
+                let groups: BTreeSet<Group> = st
+                    .fragments
+                    .iter()
+                    .map(|f| (f.tile, f.band.clone(), f.product.clone()))
+                    .collect();
+                let mut compaction = None;
+                let mut latest = state;
+                if !wh.options().no_auto_compact && !groups.is_empty() {
+                    let merged = Snapshot::load(wh, &latest)
+                        .and_then(|snap| auto::after_commit(wh, &snap, &groups));
+                    compaction = Some(merged.map_err(|e| e.to_string()));
+                    if let Some(Ok(AutoCompaction { version: Some(_), .. })) = &compaction {
+                        if let Ok(s) = wh.log().state(None, false) {
+                            latest = s;
+                        }
+                    }
+                }
+                let _ = super::merge::merge_if_needed(wh, &latest);
+                Ok(Attempt::Done(version, compaction))
             }
             Ok(None) => {
                 // Nothing was committed with these parts: another writer's scenes conflict.
@@ -282,8 +303,8 @@ impl<'w> Batch<'w> {
 
 /// What one commit attempt of a batch came to.
 enum Attempt {
-    /// Committed as this version.
-    Done(Version),
+    /// Committed as this version (and what automatic compaction did after it).
+    Done(Version, Option<std::result::Result<AutoCompaction, String>>),
     /// Scenes another writer committed first (seen up to version `seen`).
     Conflicts {
         scenes: Vec<SkippedScene>,
@@ -300,6 +321,9 @@ pub struct Committed {
     pub created: bool,
     /// Scenes dropped from the batch because another writer committed them first.
     pub skipped: Vec<SkippedScene>,
+    /// What automatic compaction did after the commit (`None` when it did not run; an
+    /// error leaves the commit standing and the fragments as they were).
+    pub compaction: Option<std::result::Result<AutoCompaction, String>>,
 }
 
 /// A scene another writer committed while this batch was being written.
@@ -425,37 +449,63 @@ pub(crate) enum Placed {
     Uploaded,
 }
 
+/// Where a new fragment goes: its key, and in a local warehouse its file and the folders
+/// whose entries must be made durable (created here).
+pub(crate) struct NewFragment {
+    /// The warehouse key (`fragments/{tile}/{band}/{product}_{start}_{id}.arrow`).
+    pub key: String,
+    /// The file and its folders (fragments/, the tile's, the band's), when local.
+    pub local: Option<(PathBuf, [PathBuf; 3])>,
+}
+
+/// A fresh, unique location for a fragment of `tile`, `band` and `product` whose first
+/// observation is at `start`.
+pub(crate) fn new_fragment_location(
+    wh: &Warehouse,
+    tile: crate::grid::TileId,
+    band: &str,
+    product: &str,
+    start: chrono::DateTime<Utc>,
+) -> Result<NewFragment> {
+    validate_name("band", band)?;
+    validate_name("product", product)?;
+    let tile = tile.to_string();
+    let name = format!(
+        "{product}_{}_{}.arrow",
+        start.format("%Y%m%dT%H%M%SZ"),
+        layout::unique_id()
+    );
+    let key = format!("{FRAGMENTS_DIR}/{tile}/{band}/{name}");
+    let local = match wh.local_root() {
+        Some(root) => {
+            let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
+            let dir = tile_dir.join(band);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            Some((dir.join(&name), [root.join(FRAGMENTS_DIR), tile_dir, dir]))
+        }
+        None => None,
+    };
+    Ok(NewFragment { key, local })
+}
+
 /// Writes a fragment under a fresh unique name and returns its catalog row and where it
 /// went.
 pub(crate) fn write_new_fragment(
     wh: &Warehouse,
     mut data: FragmentData,
 ) -> Result<(FragmentEntry, Placed)> {
-    validate_name("band", &data.band)?;
-    validate_name("product", &data.product)?;
-    let tile = data.tile.to_string();
     let start = data
         .observations
         .iter()
         .map(|o| o.time)
         .min()
         .unwrap_or_default();
-    let name = format!(
-        "{}_{}_{}.arrow",
-        data.product,
-        start.format("%Y%m%dT%H%M%SZ"),
-        layout::unique_id()
-    );
-    let key = format!("{FRAGMENTS_DIR}/{tile}/{}/{name}", data.band);
+    let at = new_fragment_location(wh, data.tile, &data.band, &data.product, start)?;
+    let key = at.key.clone();
     let settings = wh.fragment_settings();
-    let (written, placed) = match wh.local_root() {
-        Some(root) => {
-            let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
-            let dir = tile_dir.join(&data.band);
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            let path = dir.join(&name);
+    let (written, placed) = match at.local {
+        Some((path, dirs)) => {
             let (written, file) = write_fragment_file(&path, &mut data, &settings)?.with_out(());
-            let dirs = [root.join(FRAGMENTS_DIR), tile_dir, dir];
             (written, Placed::Local { dirs, file })
         }
         None => {

@@ -891,6 +891,7 @@ mod tests {
             index: ChunkIndex {
                 shape: crate::store::ChunkShape::DEFAULT,
                 blocks: vec![3],
+                dictionary: 100..200,
                 runs: vec![crate::store::ChunkRun {
                     chunk: 1,
                     start: 200,

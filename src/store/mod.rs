@@ -73,6 +73,7 @@ pub use bitmap::{pack_mask, pack_where};
 pub use catalog::{
     parse_wkb_polygon, wkb_polygon, FragmentEntry, PartKind, SceneEntry, SceneRecord,
 };
+pub use compact::auto::AutoCompaction;
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use delta::{Version, CHECKPOINT_INTERVAL};
 pub use fragment::{
@@ -541,6 +542,11 @@ pub struct OpenOptions {
     /// Write even to an object store that ignores conditional creates. Safe only when a
     /// single process ever writes to the warehouse (`--unsafe-single-writer`).
     pub unsafe_single_writer: bool,
+    /// Do not merge fragments automatically after commits (`ingest --no-auto-compact`).
+    pub no_auto_compact: bool,
+    /// Memory automatic compaction may use, in bytes (0: 256 MiB). Ingest passes its
+    /// `--memory-budget`.
+    pub compaction_memory: u64,
 }
 
 /// An open warehouse. Cheap to clone; safe to share between threads.
@@ -781,6 +787,11 @@ impl Warehouse {
     /// The configuration from `pixelquery.json`.
     pub fn config(&self) -> &WarehouseConfig {
         &self.config
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &OpenOptions {
+        &self.options
     }
 
     /// How this warehouse writes fragments.

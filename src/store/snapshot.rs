@@ -408,6 +408,7 @@ mod tests {
             index: crate::store::ChunkIndex {
                 shape: crate::store::ChunkShape::DEFAULT.for_tile(1, 1),
                 blocks: vec![1],
+                dictionary: 7..8,
                 runs: vec![crate::store::ChunkRun {
                     chunk: 0,
                     start: 8,

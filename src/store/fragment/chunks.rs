@@ -146,6 +146,8 @@ pub struct ChunkIndex {
     pub shape: ChunkShape,
     /// Observations of each time block (the batches of every run, in order).
     pub blocks: Vec<u32>,
+    /// Where the scene dictionary (the `scene_id` column's values) is in the file.
+    pub dictionary: std::ops::Range<u64>,
     /// Present chunks in file order (ascending chunk index), with their byte ranges.
     pub runs: Vec<ChunkRun>,
     /// Offset of the file's footer.
@@ -222,9 +224,11 @@ impl ChunkIndex {
         for &b in &self.blocks {
             put_varint(&mut out, b as u64);
         }
+        put_varint(&mut out, self.dictionary.start);
+        put_varint(&mut out, self.dictionary.end - self.dictionary.start);
         put_varint(&mut out, self.runs.len() as u64);
         let mut previous_chunk = 0u64;
-        let mut position = 0u64;
+        let mut position = self.dictionary.end;
         for (i, run) in self.runs.iter().enumerate() {
             let chunk = run.chunk as u64;
             put_varint(
@@ -280,9 +284,16 @@ impl ChunkIndex {
             }
             blocks.push(b);
         }
+        let dict_start = r.varint()?;
+        let dict_end = dict_start
+            .checked_add(r.varint()?)
+            .ok_or("dictionary range overflows")?;
+        if dict_end == dict_start {
+            return Err("an empty scene dictionary".into());
+        }
         let nruns = r.count()?;
         let mut runs = Vec::with_capacity(nruns.min(bytes.len()));
-        let mut position = 0u64;
+        let mut position = dict_end;
         let mut chunk = 0u64;
         for i in 0..nruns {
             let delta = r.varint()?;
@@ -321,6 +332,7 @@ impl ChunkIndex {
         Ok(ChunkIndex {
             shape,
             blocks,
+            dictionary: dict_start..dict_end,
             runs,
             footer,
             epsg,
@@ -417,6 +429,7 @@ mod tests {
         let index = ChunkIndex {
             shape: ChunkShape::DEFAULT,
             blocks: vec![16, 16, 3],
+            dictionary: 300..512,
             runs: vec![
                 ChunkRun {
                     chunk: 0,

@@ -521,26 +521,28 @@ pub(crate) fn format_version(md: &arrow_schema::Metadata) -> std::result::Result
         .map_err(|_| format!("bad {META_PREFIX}format_version {v:?}"))
 }
 
-/// The Arrow schema of a fragment file with this metadata (one chunk's pixels per row).
+/// The Arrow schema of a fragment file with this metadata: one chunk's pixels per row, the
+/// scene ids dictionary-encoded (the dictionary holds each observation's scene once).
 pub fn fragment_schema(meta: &FragmentMeta) -> Schema {
-    let fields = base_fields(meta.dtype, meta.chunk.samples() as i32);
+    let scene = ArrowType::Dictionary(Box::new(ArrowType::Int32), Box::new(ArrowType::Utf8));
+    let fields = base_fields(meta.dtype, meta.chunk.samples() as i32, scene);
     Schema::new_with_metadata(fields, meta.to_metadata())
 }
 
 /// The Arrow schema of a view's record batch (its window's pixels per row).
 pub(crate) fn view_schema(meta: &FragmentMeta) -> Schema {
-    let fields = base_fields(meta.dtype, meta.window.pixels() as i32);
+    let fields = base_fields(meta.dtype, meta.window.pixels() as i32, ArrowType::Utf8);
     Schema::new_with_metadata(fields, meta.to_metadata())
 }
 
-fn base_fields(dtype: DataType, pixels: i32) -> Vec<Field> {
+fn base_fields(dtype: DataType, pixels: i32, scene: ArrowType) -> Vec<Field> {
     vec![
         Field::new(
             "time",
             ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
         ),
-        Field::new("scene_id", ArrowType::Utf8, false),
+        Field::new("scene_id", scene, false),
         Field::new(
             "pixels",
             ArrowType::FixedSizeList(

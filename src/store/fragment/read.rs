@@ -21,8 +21,6 @@ use std::sync::{Arc, OnceLock};
 /// One decoded batch: a chunk's pixels for a block of observations.
 #[derive(Debug, Clone)]
 pub(crate) struct DecodedBatch {
-    /// Observations.
-    pub rows: usize,
     /// Pixel values, `rows * chunk samples`.
     pub values: Buffer,
     /// Validity bits (`None`: all valid).
@@ -80,6 +78,8 @@ pub(crate) struct ChunkedFile {
     runs: Vec<ChunkRun>,
     /// Every batch's block, run by run (from the footer), when the whole file is at hand.
     blocks: Option<Vec<BatchBlock>>,
+    /// Where the scene dictionary is.
+    dictionary: Range<u64>,
     bytes: FileBytes,
     codec: Option<Codec>,
     /// Times and scene ids of every observation, read once.
@@ -168,8 +168,12 @@ impl ChunkedFile {
                 path: path.to_path_buf(),
                 reason,
             };
-            let (schema, blocks) = ipc::read_footer(bytes.as_slice()).map_err(corrupt)?;
+            let footer = ipc::read_footer(bytes.as_slice()).map_err(corrupt)?;
+            let (schema, blocks) = (footer.schema, footer.blocks);
             let meta = checked_meta(path, &schema)?;
+            let dictionary = footer
+                .dictionary
+                .ok_or_else(|| corrupt("no scene dictionary".into()))?;
             let per_run = meta.blocks.len();
             if blocks.len() != per_run * meta.chunks.len() {
                 return Err(corrupt(format!(
@@ -194,6 +198,7 @@ impl ChunkedFile {
                 meta,
                 runs,
                 blocks: Some(blocks),
+                dictionary: dictionary.offset as u64..dictionary.end() as u64,
                 bytes: FileBytes::Whole(bytes.clone()),
                 codec,
                 observations: OnceLock::new(),
@@ -230,7 +235,10 @@ impl ChunkedFile {
         let blocks = match &bytes {
             FileBytes::Whole(b) => {
                 let whole = ChunkedFile::from_whole(path, b.clone())?;
-                if whole.runs != index.runs || whole.meta.blocks != index.blocks {
+                if whole.runs != index.runs
+                    || whole.meta.blocks != index.blocks
+                    || whole.dictionary != index.dictionary
+                {
                     return Err(corrupt(
                         "chunk runs differ from the catalog's chunk index".into(),
                     ));
@@ -251,6 +259,7 @@ impl ChunkedFile {
             meta,
             runs: index.runs.clone(),
             blocks,
+            dictionary: index.dictionary.clone(),
             bytes,
             codec,
             observations: OnceLock::new(),
@@ -260,11 +269,6 @@ impl ChunkedFile {
     /// The fragment's metadata (its stored window, chunk shape, blocks).
     pub(crate) fn meta(&self) -> &FragmentMeta {
         &self.meta
-    }
-
-    /// Where each present chunk's batches are.
-    pub(crate) fn runs(&self) -> &[ChunkRun] {
-        &self.runs
     }
 
     /// The bytes at hand.
@@ -356,7 +360,6 @@ impl ChunkedFile {
         let decompressed =
             !buffers.values.is_empty() && !file.contains(&(buffers.values.as_ptr() as usize));
         Ok(DecodedBatch {
-            rows: buffers.rows,
             values: buffers
                 .values
                 .slice_with_length(0, n * self.meta.dtype.size()),
@@ -365,45 +368,53 @@ impl ChunkedFile {
         })
     }
 
-    /// Times and scene ids of every observation (from the first run's batches; every run
-    /// holds the same observations).
+    /// Times and scene ids of every observation: times from the first run's batches (every
+    /// run holds the same observations), scene ids from the dictionary they refer to.
     pub(crate) fn observations(&self) -> Result<&(ScalarBuffer<i64>, StringArray)> {
         if let Some(o) = self.observations.get() {
             return Ok(o);
         }
+        let range = self.dictionary.clone();
+        let (buffer, base) = self.bytes.holding(&range).ok_or_else(|| {
+            self.corrupt(format!("bytes {}..{} were not read", range.start, range.end))
+        })?;
+        let block = ipc::block_at(buffer.as_slice(), (range.start - base) as usize)
+            .map_err(|e| self.corrupt(e))?;
+        let (offsets, text) = guarded(&self.path, || {
+            ipc::read_dictionary(buffer, block).map_err(|e| self.corrupt(e))
+        })?;
+        let scenes = offsets.len() - 1;
         let total: usize = self.meta.blocks.iter().map(|&b| b as usize).sum();
         let mut times = Vec::with_capacity(total);
-        let mut offsets: Vec<i32> = Vec::with_capacity(total + 1);
-        offsets.push(0);
-        let mut text = Vec::new();
+        let mut ids: Vec<i32> = Vec::with_capacity(total + 1);
+        let mut text_out = Vec::new();
+        ids.push(0);
         for b in 0..self.meta.blocks.len() {
             let buffers = self.read(0, b, false)?;
             let rows = buffers.rows;
-            let t = ScalarBuffer::<i64>::new(buffers.times, 0, rows);
-            let o = ScalarBuffer::<i32>::new(buffers.offsets, 0, rows + 1);
-            if o[0] < 0
-                || o.windows(2).any(|w| w[1] < w[0])
-                || o[rows] as usize > buffers.text.len()
-            {
-                return Err(
-                    self.corrupt("scene id offsets are out of order or out of range".into())
+            times.extend_from_slice(&ScalarBuffer::<i64>::new(buffers.times, 0, rows));
+            for &key in ScalarBuffer::<i32>::new(buffers.keys, 0, rows).iter() {
+                let k = usize::try_from(key)
+                    .ok()
+                    .filter(|&k| k < scenes)
+                    .ok_or_else(|| self.corrupt(format!("scene key {key} outside the dictionary")))?;
+                text_out.extend_from_slice(
+                    &text.as_slice()[offsets[k] as usize..offsets[k + 1] as usize],
                 );
-            }
-            times.extend_from_slice(&t);
-            let base = text.len() as i64 - o[0] as i64;
-            for &end in o.iter().skip(1) {
-                let v = i32::try_from(base + end as i64)
+                let end = i32::try_from(text_out.len())
                     .map_err(|_| self.corrupt("scene ids exceed 2 GiB".into()))?;
-                offsets.push(v);
+                ids.push(end);
             }
-            text.extend_from_slice(&buffers.text.as_slice()[o[0] as usize..o[rows] as usize]);
+        }
+        if times.len() != total {
+            return Err(self.corrupt("blocks and batches disagree".into()));
         }
         if times.windows(2).any(|w| w[1] < w[0]) {
             return Err(self.corrupt("observations are not sorted by time".into()));
         }
         let ids = StringArray::try_new(
-            OffsetBuffer::new(ScalarBuffer::from(offsets)),
-            Buffer::from_vec(text),
+            OffsetBuffer::new(ScalarBuffer::from(ids)),
+            Buffer::from_vec(text_out),
             None,
         )
         .map_err(|e| self.corrupt(format!("scene ids: {e}")))?;

@@ -324,7 +324,7 @@ fn other_format_versions_are_a_clear_error() {
     .map(|(k, v)| (format!("{META_PREFIX}{k}"), v.to_string()))
     .collect();
     let schema = Arc::new(Schema::new_with_metadata(
-        base_fields(DataType::U16, 8),
+        base_fields(DataType::U16, 8, ArrowType::Utf8),
         md.clone(),
     ));
     let item = Arc::new(Field::new("item", ArrowType::UInt16, true));
@@ -364,7 +364,7 @@ fn other_format_versions_are_a_clear_error() {
     );
     // A newer one.
     md.insert(format!("{META_PREFIX}format_version"), "4".into());
-    let schema = Arc::new(Schema::new_with_metadata(base_fields(DataType::U16, 8), md));
+    let schema = Arc::new(Schema::new_with_metadata(base_fields(DataType::U16, 8, ArrowType::Utf8), md));
     let q = d.path().join("v4.arrow");
     let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap();
     write(&q, &schema, &batch);

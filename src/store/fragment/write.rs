@@ -115,14 +115,18 @@ pub(crate) struct ChunkedWriter<W: Write> {
 }
 
 impl<W: Write> ChunkedWriter<W> {
-    /// Starts the file of a fragment described by `meta`.
+    /// Starts the file of a fragment described by `meta`, whose observations are of
+    /// `scene_ids` (one per observation, in order: the `scene_id` dictionary; batches refer
+    /// to observation `i`'s scene as key `i`).
     pub(crate) fn new(
         out: W,
         meta: FragmentMeta,
+        scene_ids: &[&str],
+        codec: Option<Codec>,
     ) -> std::result::Result<Self, arrow_schema::ArrowError> {
         let schema = fragment_schema(&meta);
         Ok(ChunkedWriter {
-            ipc: IpcFileWriter::new(HashingWriter::new(out), &schema)?,
+            ipc: IpcFileWriter::new(HashingWriter::new(out), &schema, scene_ids, codec)?,
             meta,
             runs: Vec::new(),
             open: None,
@@ -187,11 +191,13 @@ impl<W: Write> ChunkedWriter<W> {
                 "chunk runs {written:?} differ from the present chunks {expected:?}"
             ));
         }
+        let dictionary = self.ipc.dictionary();
         let (sink, footer) = self.ipc.finish().map_err(|e| e.to_string())?;
         let m = &self.meta;
         let index = ChunkIndex {
             shape: m.chunk,
             blocks: m.blocks.clone(),
+            dictionary: dictionary.offset as u64..dictionary.end() as u64,
             runs: self.runs,
             footer: footer as u64,
             epsg: m.epsg,
@@ -328,12 +334,13 @@ fn encode_fragment<W: Write>(
         .iter()
         .map(|o| o.pixels.as_bytes())
         .collect();
+    let keys: Vec<i32> = (0..n as i32).collect();
     let source = TileSource {
         width: w,
         height: h,
         size: data.dtype.size(),
         times: &times,
-        scene_ids: &scene_ids,
+        scene_keys: &keys,
         pixels: &pixels,
         validity: &parts,
     };
@@ -345,8 +352,8 @@ fn encode_fragment<W: Write>(
         path: path.to_path_buf(),
         reason,
     };
-    let mut writer = ChunkedWriter::new(out, meta).map_err(arrow_err)?;
     let codec = settings.codec();
+    let mut writer = ChunkedWriter::new(out, meta, &scene_ids, codec).map_err(arrow_err)?;
     let ranges: Vec<std::ops::Range<usize>> = {
         let mut start = 0;
         blocks
@@ -444,7 +451,8 @@ pub(crate) struct TileSource<'a> {
     /// Bytes per sample.
     pub size: usize,
     pub times: &'a [i64],
-    pub scene_ids: &'a [&'a str],
+    /// Each observation's key in the scene dictionary.
+    pub scene_keys: &'a [i32],
     /// Each observation's whole-tile pixel bytes.
     pub pixels: &'a [&'a [u8]],
     /// Each observation's validity (`None`: all valid).
@@ -500,7 +508,7 @@ impl TileSource<'_> {
         let packed = (nulls > 0).then(|| bits.sliced());
         let columns = BatchColumns {
             times: &self.times[obs.clone()],
-            scene_ids: &self.scene_ids[obs],
+            scene_keys: &self.scene_keys[obs],
             pixels: &slices,
             pixels_per_row: shape.samples(),
             validity: packed.as_ref().map(|b| (b.as_slice(), nulls)),

@@ -3,6 +3,9 @@
 //! atomic commit, then checkpoints the log. The replaced files stay readable by older
 //! snapshots until vacuumed.
 
+pub mod auto;
+mod rewrite;
+
 use super::batch::{part_key, write_new_fragment, write_part, Placed};
 use super::catalog::{self, FragmentEntry, PartKind};
 use super::delta::action::{Action, Remove};
