@@ -9,7 +9,7 @@ use super::fragment::{write_fragment_bytes, write_fragment_file, FragmentData};
 use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
 use super::snapshot::{read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
-use super::{check_products, Commit, Error, Operation, Result, Warehouse};
+use super::{check_metadata, Commit, Error, Operation, Result, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -21,6 +21,7 @@ struct BatchState {
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneRecord>,
     products: BTreeMap<String, serde_json::Value>,
+    searches: BTreeMap<String, serde_json::Value>,
     dirs: BTreeSet<PathBuf>,
 }
 
@@ -91,6 +92,15 @@ impl<'w> Batch<'w> {
         Ok(())
     }
 
+    /// Records a search (by id) in the table's metadata as part of this commit, so the
+    /// warehouse keeps it (`ingest --update` runs it again). A search already recorded under
+    /// the id is kept as it is.
+    pub fn register_search(&self, id: &str, search: serde_json::Value) -> Result<()> {
+        validate_name("search id", id)?;
+        self.state().searches.insert(id.to_string(), search);
+        Ok(())
+    }
+
     /// Number of fragments written so far.
     pub fn fragment_count(&self) -> usize {
         self.state().fragments.len()
@@ -104,9 +114,9 @@ impl<'w> Batch<'w> {
         let st = std::mem::take(&mut *self.state());
         let wh = self.warehouse;
         if st.fragments.is_empty() && st.scenes.is_empty() {
-            // Products alone are only worth a version when they are new.
+            // Products and searches alone are only worth a version when they are new.
             let state = wh.log().state(None, false)?;
-            if check_products(&state, &st.products)?.is_none() {
+            if check_metadata(&state, &st.products, &st.searches)?.is_none() {
                 self.committed = true;
                 return Ok(state.version);
             }
@@ -148,9 +158,10 @@ impl<'w> Batch<'w> {
         let part_keys: Vec<String> = adds.iter().map(part_key).collect();
         wh.storage().persist(&part_keys)?;
         let products = st.products;
+        let searches = st.searches;
         let base = self.base.unwrap_or(0);
         let committed = wh.commit(|state| {
-            let metadata = check_products(state, &products)?;
+            let metadata = check_metadata(state, &products, &searches)?;
             check_new_scenes(wh, state, base, &fingerprints)?;
             let mut actions: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
             actions.extend(adds.iter().cloned().map(Action::Add));
