@@ -33,8 +33,13 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', requires = "stac_api")]
     pub collections: Option<Vec<String>>,
     /// Search area W,S,E,N in degrees (with --stac-api).
-    #[arg(long, value_name = "W,S,E,N", requires = "stac_api", value_parser = stac::search::parse_bbox)]
-    pub bbox: Option<[f64; 4]>,
+    #[arg(
+        long,
+        value_name = "W,S,E,N",
+        requires = "stac_api",
+        allow_hyphen_values = true
+    )]
+    pub bbox: Option<String>,
     /// Search area as a GeoJSON file (a geometry, a feature, or one feature of a collection).
     #[arg(
         long,
@@ -242,7 +247,11 @@ pub fn run(args: Args) -> CliResult {
         Some(api) => {
             let mut spec = SearchSpec::new(api, &[]);
             spec.collections = args.collections.clone().unwrap_or_default();
-            spec.bbox = args.bbox;
+            spec.bbox = args
+                .bbox
+                .as_deref()
+                .map(stac::search::parse_bbox)
+                .transpose()?;
             spec.intersects = args
                 .intersects
                 .as_deref()

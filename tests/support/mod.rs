@@ -1,2 +1,4 @@
 //! Helpers shared by integration tests.
 pub mod server;
+pub mod stac_api;
+pub mod stac_data;

@@ -231,16 +231,15 @@ pub fn discover(
             rules.insert(product.clone(), rules_for(profile));
         }
         let r = &rules[&product];
-        if let Err(reason) = r.check() {
-            out.failed.push(SceneOutcome {
-                scene: item.id.clone(),
-                reason: format!(
-                    "{reason} (its product is {}; set --product, or --bands by that product's names)",
-                    product.as_deref().unwrap_or("generic")
-                ),
-            });
-            continue;
-        }
+        // Bands the item's product does not have fail every item of it: say so once.
+        r.check().map_err(|reason| {
+            Error::Option(format!(
+                "{reason}; item {} of collection {} is {} (set --product, or --bands by that product's names)",
+                item.id,
+                item.collection.as_deref().unwrap_or("?"),
+                product.as_deref().unwrap_or("generic")
+            ))
+        })?;
         let scene = scene_of(item, r).and_then(|mut scene| {
             signer.sign(&mut scene, item.collection.as_deref(), &client)?;
             scene.fingerprint = Some(fingerprint(item, &scene));
