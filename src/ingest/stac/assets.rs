@@ -145,40 +145,57 @@ fn band_names_of(b: &ItemBand) -> Vec<&str> {
         .collect()
 }
 
-/// Matches a band name against what the asset or band is called: through the profile (to its
-/// canonical name), or as is (case-insensitive).
-fn resolves_to(name: &str, wanted: &str, profile: Option<&ProductProfile>) -> bool {
+/// How well a name an asset or band goes by matches a wanted band: `Some(0)` it is the
+/// band's own name, `Some(1)` one of the profile's aliases, `Some(2)` a provider's name for it
+/// (`OLI_B4`); `None` another band. Without a profile, names compare as they are.
+fn match_quality(name: &str, wanted: &str, profile: Option<&ProductProfile>) -> Option<u8> {
+    let stem = name
+        .rsplit_once('.')
+        .filter(|(_, e)| {
+            ["tif", "tiff", "jp2"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+        })
+        .map_or(name, |(s, _)| s);
     match profile {
-        Some(p) => p
-            .provider_band(name)
-            .is_some_and(|b| b.name.eq_ignore_ascii_case(wanted)),
-        None => {
-            let stem = name
-                .rsplit_once('.')
-                .filter(|(_, e)| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"))
-                .map_or(name, |(s, _)| s);
-            stem.eq_ignore_ascii_case(wanted)
+        Some(p) => {
+            let band = p.provider_band(name)?;
+            if !band.name.eq_ignore_ascii_case(wanted) {
+                return None;
+            }
+            Some(if band.name.eq_ignore_ascii_case(stem) {
+                0
+            } else if p.band(stem).is_some() {
+                1
+            } else {
+                2
+            })
         }
+        None => stem.eq_ignore_ascii_case(wanted).then_some(0),
     }
 }
 
 /// Where a wanted band is in an item: the asset and the band's index in it. Single-band
-/// assets are preferred (by asset key, then band name, then common name) over a band of a
-/// multi-band asset (a true-colour composite also lists `red`).
+/// assets come first, best match first (the band's own name over an alias over a provider's
+/// name, then asset key over band name over common name: Earth Search's Landsat `qa_pixel`
+/// over `qa`, which is the surface-temperature QA); then a band of a multi-band asset (a
+/// true-colour composite also lists `red`).
 fn find(
     data: &[&ItemAsset],
     wanted: &str,
     profile: Option<&ProductProfile>,
 ) -> Option<(usize, usize)> {
-    let mut best: Option<(usize, usize)> = None;
+    let mut best: Option<(usize, (u8, usize))> = None;
     for (i, a) in data.iter().enumerate() {
         if a.bands.len() > 1 {
             continue;
         }
-        if let Some(rank) = single_names(a)
+        let rank = single_names(a)
             .iter()
-            .position(|n| resolves_to(n, wanted, profile))
-        {
+            .enumerate()
+            .filter_map(|(pos, n)| Some((match_quality(n, wanted, profile)?, pos)))
+            .min();
+        if let Some(rank) = rank {
             if best.is_none_or(|(_, r)| rank < r) {
                 best = Some((i, rank));
             }
@@ -194,7 +211,7 @@ fn find(
         let k = a.bands.iter().position(|b| {
             band_names_of(b)
                 .iter()
-                .any(|n| resolves_to(n, wanted, profile))
+                .any(|n| match_quality(n, wanted, profile).is_some())
         })?;
         Some((i, k))
     })
@@ -549,6 +566,7 @@ mod tests {
                     "nir08": {"href": "s3://usgs-landsat/x_SR_B5.TIF", "type": "image/tiff",
                               "eo:bands": [{"name": "OLI_B5", "common_name": "nir08"}],
                               "raster:bands": [{"scale": 2.75e-05, "offset": -0.2}], "storage:requester_pays": true},
+                    "qa": {"href": "s3://usgs-landsat/x_ST_QA.TIF", "type": "image/tiff", "roles": ["data"]},
                     "qa_pixel": {"href": "s3://usgs-landsat/x_QA_PIXEL.TIF", "type": "image/tiff", "roles": ["cloud"]},
                     "qa_aerosol": {"href": "s3://usgs-landsat/x_QA_AEROSOL.TIF", "type": "image/tiff"}
                 }
@@ -557,6 +575,7 @@ mod tests {
         )
         .unwrap();
         let s = scene_of(&item, &rules("landsat8_c2l2", Some(&["red", "nir"]))).unwrap();
+        // `qa` is an alias of QA_PIXEL too, but Earth Search's `qa` asset is ST_QA.
         let names: Vec<Vec<String>> = s
             .assets
             .iter()
