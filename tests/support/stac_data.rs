@@ -77,7 +77,7 @@ pub fn write_scene(dir: &Path, t: usize, offset_dn: u16, side: usize) {
             true_dn(b, t, y * SIZE / side, x * SIZE / side) + offset_dn
         });
         write_cog(
-            &dir.join(format!("{name}.tif")),
+            dir.join(format!("{name}.tif")),
             px.view(),
             &options(res, name, t),
         )
@@ -93,7 +93,7 @@ pub fn write_scene(dir: &Path, t: usize, offset_dn: u16, side: usize) {
         }
     });
     write_cog(
-        &dir.join("SCL.tif"),
+        dir.join("SCL.tif"),
         scl.view(),
         &options(res * 2.0, "SCL", t),
     )

@@ -281,7 +281,7 @@ fn item_bounds(item: &Value) -> Option<Bounds> {
     let b = from_bbox.or_else(|| {
         let mut points = Vec::new();
         collect_points(item.get("geometry")?.get("coordinates")?, &mut points, 0);
-        (!points.is_empty()).then(|| Bounds::from_points(points.into_iter()))
+        (!points.is_empty()).then(|| Bounds::from_points(points))
     })?;
     let ok = b.min_x <= b.max_x
         && b.min_y <= b.max_y

@@ -62,13 +62,13 @@ pub fn features(value: &Value) -> Result<Vec<&Value>, String> {
     }
 }
 
+/// Items that cannot be ingested: (item id, reason naming it).
+pub type Unusable = Vec<(String, String)>;
+
 /// Reads a STAC Item, ItemCollection or FeatureCollection of Items from a file; each item
 /// becomes a scene of the assets `rules` choose. An item that cannot be used (no asset for a
 /// band asked for) is reported in the second list, `(item id, reason)`; the others go on.
-pub fn read_items(
-    path: &Path,
-    rules: &AssetRules,
-) -> Result<(Vec<SceneSource>, Vec<(String, String)>), Error> {
+pub fn read_items(path: &Path, rules: &AssetRules) -> Result<(Vec<SceneSource>, Unusable), Error> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         file: file.clone(),
