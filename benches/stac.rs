@@ -20,7 +20,6 @@
 #[path = "../tests/support/stac_api.rs"]
 mod stac_api;
 #[path = "../tests/support/stac_data.rs"]
-#[allow(dead_code)]
 mod stac_data;
 mod support;
 
@@ -68,20 +67,20 @@ fn write_scene(dir: &Path, t: usize, side: usize) {
             (800 + (x / 16 + y / 16 + t * 13 + b * 400) % 1500 + noise * 4) as u16
         });
         write_cog(
-            &dir.join(format!("{name}.tif")),
+            dir.join(format!("{name}.tif")),
             px.view(),
             &opts(10.0, name),
         )
         .unwrap();
     }
     let scl = Array3::from_shape_fn((1, side / 2, side / 2), |(_, y, x)| {
-        if (x / 64 + y / 64 + t) % 9 == 0 {
+        if (x / 64 + y / 64 + t).is_multiple_of(9) {
             9u8
         } else {
             4u8
         }
     });
-    write_cog(&dir.join("SCL.tif"), scl.view(), &opts(20.0, "SCL")).unwrap();
+    write_cog(dir.join("SCL.tif"), scl.view(), &opts(20.0, "SCL")).unwrap();
 }
 
 fn main() {

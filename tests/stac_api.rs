@@ -701,3 +701,36 @@ fn requester_pays_landsat_needs_credentials_and_says_so() {
     let raw = true_dn(0, 8, 3, 3) as f32;
     assert!((cube.data[[0, 0, 0, 0]] - (raw * 2.75e-5 - 0.2)).abs() < 1e-5);
 }
+
+#[test]
+fn sharded_workers_share_the_items_of_one_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    let server = HttpServer::start(files(root.clone(), Require::default()));
+    let api = MockApi::start(
+        &["sentinel-2-l2a"],
+        series(&root, &server.base(), 0..8, &[]),
+        MockSettings {
+            page_size: 3,
+            ..Default::default()
+        },
+    );
+    let mut spec = SearchSpec::new(&api.url(), &["sentinel-2-l2a"]);
+    spec.bands = Some(vec!["red".into()]);
+    let wh = dir.path().join("wh");
+    let mut ingested = 0;
+    for k in 0..3 {
+        let options = IngestOptions {
+            shard: Some(format!("{k}/3").parse().unwrap()),
+            ..options()
+        };
+        let r =
+            stac::ingest_search(&wh, &spec, &options, &SigningOptions::default(), &Quiet).unwrap();
+        assert!(r.failed.is_empty() && r.skipped.is_empty(), "{r:?}");
+        ingested += r.scenes_ingested;
+    }
+    assert_eq!(ingested, 8);
+    let snap = Warehouse::open(&wh).unwrap().snapshot(None).unwrap();
+    assert_eq!(snap.scenes().len(), 8);
+    assert_eq!(snap.searches().len(), 1, "one search, recorded once");
+}

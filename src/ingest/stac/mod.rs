@@ -4,10 +4,10 @@
 //!
 //! `item` parses an Item; `assets` chooses the assets of the bands asked for, names them by
 //! the product profile and works out each band's scale, offset and nodata by the item's own
-//! rules; `cql2` parses filters; `http` speaks JSON to an API; `search` runs an Item Search
-//! page by page; `provider` knows what Earth Search and Planetary Computer need (requester
-//! pays, SAS tokens); `dedup` keeps one item per acquisition; `run` ties a search to the
-//! ingest pipeline and keeps searches in the warehouse for `ingest --update`.
+//! rules; `cql2` parses filters; `search` runs an Item Search page by page (over
+//! [`crate::source::api`]); `provider` knows what Earth Search and Planetary Computer need
+//! (requester pays, SAS tokens); `dedup` keeps one item per acquisition; `run` ties a search
+//! to the ingest pipeline and keeps searches in the warehouse for `ingest --update`.
 
 pub mod assets;
 pub mod cql2;
