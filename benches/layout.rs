@@ -231,10 +231,14 @@ fn s3_remote() -> Option<(RemoteOptions, Vec<(&'static str, String)>, String)> {
 /// the box stays inside that one tile).
 fn in_grid(wh: &Warehouse) -> ((f64, f64), pixelquery::Bounds) {
     let grid = wh.config().grid;
-    let to_grid = pixelquery::crs::Transformer::new(&pixelquery::crs::Crs::wgs84(), &grid.crs().unwrap());
+    let to_grid =
+        pixelquery::crs::Transformer::new(&pixelquery::crs::Crs::wgs84(), &grid.crs().unwrap());
     let (x, y) = to_grid.transform_point(POINT.0, POINT.1).unwrap();
     let b = grid.tile_bounds(grid.tile_at(x, y));
-    ((x, y), pixelquery::Bounds::new(b.min_x + 5.0, b.min_y + 5.0, b.max_x - 5.0, b.max_y - 5.0))
+    (
+        (x, y),
+        pixelquery::Bounds::new(b.min_x + 5.0, b.min_y + 5.0, b.max_x - 5.0, b.max_y - 5.0),
+    )
 }
 
 fn main() {
@@ -274,13 +278,20 @@ fn main() {
     for &n in &dates {
         let dir = root.path().join(format!("n{n}"));
         let (items, cog_bytes) = write_archive(&dir, &scenes, n);
-        println!("\n== {n} dates, one commit per scene ({:.0} MB of COGs) ==", cog_bytes as f64 / 1e6);
+        println!(
+            "\n== {n} dates, one commit per scene ({:.0} MB of COGs) ==",
+            cog_bytes as f64 / 1e6
+        );
         let point = format!("{},{}", POINT.0, POINT.1);
         for (k, &shape) in shapes.iter().enumerate() {
             let label = format!("{}x{}x{}", shape.rows, shape.cols, shape.observations);
             let wh_path = dir.join(format!("wh-{label}"));
             let loc = wh_path.display().to_string();
-            let fed = feed(&loc, &items, ingest_options(true, shape, RemoteOptions::default()));
+            let fed = feed(
+                &loc,
+                &items,
+                ingest_options(true, shape, RemoteOptions::default()),
+            );
             let wh = Warehouse::open(&wh_path).unwrap();
             let (max_frags, mean_frags, kept) = layout_of(&wh);
             let written = fed.report.bytes_out + fed.report.compaction_bytes;
@@ -316,13 +327,22 @@ fn main() {
             }) * 1e3;
             let cli_point = median(
                 (0..9)
-                    .map(|_| cli(&["query", &loc, "--point", &point, "--bands", "red,nir"], &[]).0)
+                    .map(|_| {
+                        cli(
+                            &["query", &loc, "--point", &point, "--bands", "red,nir"],
+                            &[],
+                        )
+                        .0
+                    })
                     .collect(),
             );
             let (_, bbox) = in_grid(&wh);
             let epsg = wh.config().grid.epsg;
             let epsg_arg = epsg.to_string();
-            let bbox_arg = format!("{},{},{},{}", bbox.min_x, bbox.min_y, bbox.max_x, bbox.max_y);
+            let bbox_arg = format!(
+                "{},{},{},{}",
+                bbox.min_x, bbox.min_y, bbox.max_x, bbox.max_y
+            );
             let day = chrono::NaiveDate::from_ymd_opt(2019, 1, 1).unwrap()
                 + chrono::Duration::days(n as i64 / 2);
             let from = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
@@ -344,7 +364,10 @@ fn main() {
                 (0..5)
                     .map(|_| {
                         cli(
-                            &["query", &loc, "--bbox", &bbox_arg, "--crs", &epsg_arg, "--bands", "red,nir", "--time", &one_date],
+                            &[
+                                "query", &loc, "--bbox", &bbox_arg, "--crs", &epsg_arg, "--bands",
+                                "red,nir", "--time", &one_date,
+                            ],
                             &[],
                         )
                         .0
@@ -394,7 +417,20 @@ fn main() {
         let last = median(per.iter().rev().take(100).copied().collect());
         let cli_point = median(
             (0..5)
-                .map(|_| cli(&["query", &plain.display().to_string(), "--point", &point, "--bands", "red,nir"], &[]).0)
+                .map(|_| {
+                    cli(
+                        &[
+                            "query",
+                            &plain.display().to_string(),
+                            "--point",
+                            &point,
+                            "--bands",
+                            "red,nir",
+                        ],
+                        &[],
+                    )
+                    .0
+                })
                 .collect(),
         );
         println!(
@@ -409,11 +445,30 @@ fn main() {
                 .unwrap()
                 .as_nanos();
             let url = format!("s3://{bucket}/layout-{n}-{nanos}");
-            let fed = feed(&url, &items, ingest_options(true, shapes[0], remote.clone()));
+            let fed = feed(
+                &url,
+                &items,
+                ingest_options(true, shapes[0], remote.clone()),
+            );
             let runs: Vec<(f64, serde_json::Value)> = (0..5)
                 .map(|_| {
-                    let (ms, err) = cli(&["query", &url, "--point", &point, "--bands", "red,nir", "--io-stats"], env);
-                    (ms, serde_json::from_str(err.lines().last().unwrap_or("{}")).unwrap_or_default())
+                    let (ms, err) = cli(
+                        &[
+                            "query",
+                            &url,
+                            "--point",
+                            &point,
+                            "--bands",
+                            "red,nir",
+                            "--io-stats",
+                        ],
+                        env,
+                    );
+                    (
+                        ms,
+                        serde_json::from_str(err.lines().last().unwrap_or("{}"))
+                            .unwrap_or_default(),
+                    )
                 })
                 .collect();
             let ms = median(runs.iter().map(|r| r.0).collect());

@@ -58,6 +58,7 @@ fn scene(prefix: &str, i: u32) -> SceneRecord {
         footprint_lonlat: vec![(15.0, 36.0), (15.1, 36.0), (15.1, 36.1), (15.0, 36.1)],
         cloud_cover: Some(f64::from(i)),
         fingerprint: format!("fp-{prefix}-{i}"),
+        ..Default::default()
     }
 }
 

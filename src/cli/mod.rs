@@ -28,7 +28,7 @@ enum Command {
     Demo(demo::Args),
     /// Describe a GeoTIFF/COG: CRS, size, bands, codec, layout, overviews, bounds, time.
     Inspect(inspect::Args),
-    /// Ingest COGs (files, folders, URLs, STAC items) into a warehouse.
+    /// Ingest COGs (files, folders, URLs, STAC items, a STAC API search) into a warehouse.
     Ingest(ingest::Args),
     /// Summarise a warehouse: grid, products, bands, scenes, time span, storage, snapshots.
     Info(info::Args),

@@ -10,9 +10,10 @@
 use super::budget::{mib_ceil, Ledger, Reservation};
 use super::buffer::{add_cuts, write_entries, Entries, Shared, Written};
 use super::cut::{plan_file, CutOptions, TileCut, Unit};
-use super::discover::{discover, SceneSource};
-use super::scene::{prepare, PreparedScene, SceneOptions};
+use super::discover::{discover_with, SceneSource};
+use super::scene::{prepare, Mismatch, PreparedScene, SceneOptions};
 use super::shard::Shard;
+use super::stac::AssetRules;
 use crate::crs::Crs;
 use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
@@ -105,6 +106,13 @@ pub struct IngestOptions {
     pub unsafe_single_writer: bool,
     /// Do not merge fragments automatically after commits (`--no-auto-compact`).
     pub no_auto_compact: bool,
+    /// With `bands` given, STAC items also bring the product's cloud band (default `true`).
+    pub cloud_band: bool,
+    /// When a STAC item's projection or footprint disagrees with its files (`--allow-mismatch`
+    /// warns instead of failing the scene).
+    pub mismatch: Mismatch,
+    /// A search to record in the warehouse with this run's commits: (id, search as JSON).
+    pub search: Option<(String, serde_json::Value)>,
 }
 
 impl Default for IngestOptions {
@@ -126,6 +134,9 @@ impl Default for IngestOptions {
             shard: None,
             unsafe_single_writer: false,
             no_auto_compact: false,
+            cloud_band: true,
+            mismatch: Mismatch::Error,
+            search: None,
         }
     }
 }
@@ -138,6 +149,8 @@ pub trait Progress: Sync {
     fn scene_done(&self, _scene: &str, _bytes: u64, _tiles: usize) {}
     /// Buffered fragments are being written.
     fn flushing(&self, _fragments: usize) {}
+    /// A STAC API search has found `items` so far, of `matched` when the API counts them.
+    fn searching(&self, _items: usize, _matched: Option<u64>) {}
 }
 
 /// A [`Progress`] that reports nothing.
@@ -164,6 +177,9 @@ pub struct IngestReport {
     pub skipped: Vec<SceneOutcome>,
     /// Scenes that failed.
     pub failed: Vec<SceneOutcome>,
+    /// Scenes ingested with a warning (a STAC item that disagrees with its files, with
+    /// `--allow-mismatch`; a nodata value the item and the file disagree on).
+    pub warnings: Vec<SceneOutcome>,
     /// (tile, band) observations written.
     pub tile_observations: usize,
     /// Distinct tiles touched.
@@ -186,6 +202,9 @@ pub struct IngestReport {
     pub compaction_bytes: u64,
     /// Why automatic compaction did not finish, when it failed (the commits stand).
     pub compaction_errors: Vec<String>,
+    /// What each STAC API search did, when the scenes came from searches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stac: Vec<super::stac::StacReport>,
 }
 
 /// Bytes the block cache of a remote file may hold during ingest: each block is read once,
@@ -224,6 +243,8 @@ struct Run<'a> {
 enum SceneResult {
     Ingested {
         bytes: u64,
+        /// What was not right but did not stop it.
+        warnings: Vec<String>,
         /// (tile, band) observations cut.
         observations: usize,
         /// Distinct tiles they are on.
@@ -309,10 +330,20 @@ fn run(
         bands: options.bands.clone(),
         date_pattern,
         remote,
+        mismatch: options.mismatch,
     };
+    let mut unusable = Vec::new();
     let scenes = match sources {
         Sources::Inputs(inputs) => {
-            std::borrow::Cow::Owned(discover(inputs, options.glob.as_deref())?)
+            let rules = AssetRules {
+                profile: profile.clone(),
+                bands: options.bands.clone(),
+                cloud_band: options.cloud_band,
+            };
+            rules.check().map_err(Error::Option)?;
+            let found = discover_with(inputs, options.glob.as_deref(), &rules)?;
+            unusable = found.failed;
+            std::borrow::Cow::Owned(found.scenes)
         }
         Sources::Scenes(scenes) => std::borrow::Cow::Borrowed(scenes),
     };
@@ -343,13 +374,20 @@ fn run(
     let compressed = warehouse.config().compression != FragmentCompression::None;
     let ledger = Ledger::new(options.memory_budget, threads, compressed);
     let mut report = IngestReport {
-        scenes_found: scenes.len(),
+        scenes_found: scenes.len() + unusable.len(),
+        failed: unusable
+            .into_iter()
+            .map(|(scene, reason)| SceneOutcome { scene, reason })
+            .collect(),
         ..Default::default()
     };
     let mut tiles_seen = std::collections::BTreeSet::new();
     let chunk = options.commit_every.unwrap_or(scenes.len().max(1));
     for group in scenes.chunks(chunk) {
         let main = warehouse.begin_batch();
+        if let Some((id, search)) = &options.search {
+            main.register_search(id, search.clone())?;
+        }
         // Taken after the batch began, so a scene another process commits meanwhile is
         // caught by the commit (and dropped from the batch) rather than duplicated.
         let committed = warehouse.snapshot(None)?;
@@ -393,12 +431,19 @@ fn run(
             match outcome {
                 SceneResult::Ingested {
                     bytes,
+                    warnings,
                     observations,
                     cuts,
                     version,
                     in_main,
                 } => {
                     report.scenes_ingested += 1;
+                    report
+                        .warnings
+                        .extend(warnings.into_iter().map(|reason| SceneOutcome {
+                            scene: group[i].id.clone(),
+                            reason,
+                        }));
                     report.bytes_in += bytes;
                     report.tile_observations += observations;
                     tiles_seen.extend(cuts.into_iter().map(|t| t.to_string()));
@@ -446,6 +491,12 @@ fn run(
                 report.skipped.push(committed_elsewhere(scene));
             }
         }
+    }
+    // The search is kept even when it found nothing new (a no-op when already recorded).
+    if let Some((id, search)) = &options.search {
+        let batch = warehouse.begin_batch();
+        batch.register_search(id, search.clone())?;
+        batch.commit()?;
     }
     report.versions.sort_unstable();
     report.versions.dedup();
@@ -540,6 +591,25 @@ impl<'a> Run<'a> {
         };
         if self.stop.load(Ordering::Relaxed) {
             return failed("not cut: the run stopped (memory budget too small)".into());
+        }
+        // An identity known without the files (a STAC item from an API): skip before reading.
+        if let Some(fingerprint) = &scene.fingerprint {
+            if self.committed.has_scene_fingerprint(fingerprint) {
+                return SceneResult::Skipped(SceneOutcome {
+                    scene: scene.id.clone(),
+                    reason: format!("already ingested (snapshot {})", self.committed.version()),
+                });
+            }
+            if let Some(earlier) = self.committed.scene(&self.product, &scene.id) {
+                return SceneResult::Skipped(SceneOutcome {
+                    scene: scene.id.clone(),
+                    reason: format!(
+                        "already ingested on {} from another version of the item (it changed since: fingerprint {} now {fingerprint}); committed scenes are not replaced",
+                        earlier.ingested.format("%Y-%m-%d"),
+                        earlier.scene.fingerprint
+                    ),
+                });
+            }
         }
         let prepared: PreparedScene = match prepare(scene, self.profile, &self.scene_options) {
             Ok(p) => p,
@@ -642,6 +712,7 @@ impl<'a> Run<'a> {
                     }
                     Ok(c) => SceneResult::Ingested {
                         bytes: prepared.bytes,
+                        warnings: prepared.warnings.clone(),
                         observations,
                         cuts: tiles,
                         version: c.created.then_some(c.version),
@@ -665,6 +736,7 @@ impl<'a> Run<'a> {
                 }
                 SceneResult::Ingested {
                     bytes: prepared.bytes,
+                    warnings: prepared.warnings.clone(),
                     observations,
                     cuts: tiles,
                     version: None,
@@ -693,6 +765,7 @@ impl<'a> Run<'a> {
             footprint_lonlat: footprint,
             cloud_cover: prepared.cloud_cover,
             fingerprint: prepared.fingerprint.clone(),
+            scaling: prepared.scaling.clone(),
         }
     }
 

@@ -748,6 +748,7 @@ impl<'w> Query<'w> {
         // Fragments with observations on these steps, and the step of each observation.
         let mut entries = Vec::new();
         let mut obs_steps = Vec::new();
+        let mut obs_scaling = Vec::new();
         let mut opened = Vec::new();
         let mut stored_types: Vec<(DataType, Option<f64>)> = Vec::new();
         for (e, (obs, dtype, nodata, f)) in in_region.iter().zip(seen) {
@@ -766,8 +767,25 @@ impl<'w> Query<'w> {
                 stored_types.push((dtype, nodata));
             }
             if s.iter().any(Option::is_some) {
+                // Scenes that declare their own scale and offset (STAC raster:bands, a
+                // Sentinel-2 baseline) override the fragment's, per observation.
+                let scaling: Vec<Option<(f32, f32)>> = if physical {
+                    obs.iter()
+                        .map(|(_, scene)| {
+                            let b = snapshot
+                                .scene(&e.product, scene)?
+                                .scene
+                                .scaling
+                                .get(&e.band)?;
+                            Some((b.scale as f32, b.offset as f32))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 entries.push((*e).clone());
                 obs_steps.push(s);
+                obs_scaling.push(scaling);
                 opened.push(f);
             }
         }
@@ -850,6 +868,7 @@ impl<'w> Query<'w> {
             grid_spec: grid,
             entries,
             obs_steps,
+            obs_scaling,
             opened,
             steps,
             groups,
@@ -1057,6 +1076,7 @@ pub(super) fn paint_cube<P: Painter>(
     work: &mut [Vec<(i64, usize, usize)>],
     fragments: &[(&FragmentEntry, Arc<Fragment>)],
     placements: &[Option<Placement>],
+    scaling: &(dyn Fn(usize, usize) -> Option<(f32, f32)> + Sync),
     (width, height): (usize, usize),
     clip: Option<&[bool]>,
     painter: &P,
@@ -1080,6 +1100,7 @@ pub(super) fn paint_cube<P: Painter>(
                         fragment: &fragments[fi].1,
                         obs,
                         placement,
+                        scaling: scaling(fi, obs),
                     })
                 })
                 .collect();

@@ -77,6 +77,9 @@ pub(super) struct Parts<'w> {
     pub entries: Vec<FragmentEntry>,
     /// Per entry, the input step of each observation (`None`: not part of the query).
     pub obs_steps: Vec<Vec<Option<usize>>>,
+    /// Per entry, the scale and offset of each observation's scene when it declares its own
+    /// (empty: the fragment's for all; only filled for physical values).
+    pub obs_scaling: Vec<Vec<Option<(f32, f32)>>>,
     /// Per entry, the view the plan keeps open for painting (with [`Access::Shared`]: the
     /// part of the fragment the cube needs); `None` for exports, which read each window's
     /// part when they paint it.
@@ -724,10 +727,16 @@ impl<'w> QueryPlan<'w> {
             limit: "the memory available to this process".into(),
         };
         let elem = std::mem::size_of::<P::Elem>() as u64;
+        let scaling = |fi: usize, obs: usize| {
+            p.obs_scaling
+                .get(layers.index[fi])
+                .and_then(|s| s.get(obs).copied().flatten())
+        };
         let mut data = paint_cube(
             &mut work,
             &layers.fragments,
             &layers.placements,
+            &scaling,
             (w, h),
             clip.as_deref(),
             painter,
@@ -746,6 +755,7 @@ impl<'w> QueryPlan<'w> {
                 &mut qa_work,
                 &layers.fragments,
                 &layers.placements,
+                &|_, _| None,
                 (w, h),
                 None,
                 &AsF32 { physical: false },

@@ -66,6 +66,11 @@ pub struct RemoteOptions {
     /// Credentials for `s3://` URLs; else `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
     /// (anonymous without them).
     pub s3_credentials: Option<super::s3::Credentials>,
+    /// `s3://` objects are in a requester-pays bucket (`usgs-landsat`): requests carry
+    /// `x-amz-request-payer: requester` and must be signed (the transfer is billed to the
+    /// credentials' account); without credentials opening fails with
+    /// [`Error::RequesterPays`](super::Error::RequesterPays). Default `false`.
+    pub s3_requester_pays: bool,
 }
 
 impl Default for RemoteOptions {
@@ -87,6 +92,7 @@ impl Default for RemoteOptions {
             s3_region: None,
             s3_endpoint: None,
             s3_credentials: None,
+            s3_requester_pays: false,
             ca_file: None,
         }
     }

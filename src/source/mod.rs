@@ -14,6 +14,7 @@ use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
 
+pub mod api;
 pub mod bucket;
 mod cache;
 mod client;
@@ -155,6 +156,12 @@ pub enum Error {
         attempts: u32,
         /// What the user may do about it, if we know.
         hint: Option<String>,
+    },
+    /// An object of a requester-pays bucket, and no AWS credentials to pay with.
+    #[error("{url}: the bucket is requester-pays: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the transfer is billed to that account)")]
+    RequesterPays {
+        /// The `s3://` URL.
+        url: String,
     },
     /// The server does not honour `Range` requests, so the file would have to be downloaded whole.
     #[error("{url}: the server ignores HTTP Range requests (answered {status} with the whole file{}); remote COGs are read by range and are not downloaded whole", size_suffix(*.size))]

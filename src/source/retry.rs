@@ -99,7 +99,7 @@ impl Backoff {
 }
 
 /// A uniform draw in `[0, ceiling]`.
-fn full_jitter(ceiling: Duration) -> Duration {
+pub(crate) fn full_jitter(ceiling: Duration) -> Duration {
     ceiling.mul_f64(unit_random())
 }
 

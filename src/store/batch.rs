@@ -3,6 +3,7 @@
 //! the next version of the catalog table.
 
 use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
+use super::compact::auto::{self, AutoCompaction, Group};
 use super::delta::action::{Action, Add};
 use super::delta::{TableState, Version, TABLE_DIR};
 use super::fragment::write::{write_fragment_bytes, write_fragment_file};
@@ -11,8 +12,7 @@ use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
 use super::published;
 use super::snapshot::{open_checked, read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
-use super::compact::auto::{self, AutoCompaction, Group};
-use super::{check_products, Commit, Error, Operation, Result, Snapshot, Warehouse};
+use super::{check_metadata, Commit, Error, Operation, Result, Snapshot, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -24,6 +24,7 @@ struct BatchState {
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneRecord>,
     products: BTreeMap<String, serde_json::Value>,
+    searches: BTreeMap<String, serde_json::Value>,
     dirs: BTreeSet<PathBuf>,
 }
 
@@ -100,6 +101,15 @@ impl<'w> Batch<'w> {
         Ok(())
     }
 
+    /// Records a search (by id) in the table's metadata as part of this commit, so the
+    /// warehouse keeps it (`ingest --update` runs it again). A search already recorded under
+    /// the id is kept as it is.
+    pub fn register_search(&self, id: &str, search: serde_json::Value) -> Result<()> {
+        validate_name("search id", id)?;
+        self.state().searches.insert(id.to_string(), search);
+        Ok(())
+    }
+
     /// Number of fragments written so far.
     pub fn fragment_count(&self) -> usize {
         self.state().fragments.len()
@@ -119,9 +129,11 @@ impl<'w> Batch<'w> {
         let mut skipped = Vec::new();
         loop {
             if st.fragments.is_empty() && st.scenes.is_empty() {
-                // Products alone are only worth a version when they are new.
+                // Products and searches alone are only worth a version when they are new.
                 let state = wh.log().state(None, false)?;
-                if !skipped.is_empty() || check_products(&state, &st.products)?.is_none() {
+                if !skipped.is_empty()
+                    || check_metadata(&state, &st.products, &st.searches)?.is_none()
+                {
                     self.committed = true;
                     return Ok(Committed {
                         version: state.version,
@@ -192,7 +204,7 @@ impl<'w> Batch<'w> {
         let base = self.base.unwrap_or(0);
         let mut conflicts: Option<(Vec<SkippedScene>, Version)> = None;
         let committed = wh.commit(|state| {
-            let metadata = check_products(state, &st.products)?;
+            let metadata = check_metadata(state, &st.products, &st.searches)?;
             let found = scenes_committed_since(wh, state, base, &fingerprints)?;
             if !found.is_empty() {
                 conflicts = Some((found, state.version));
@@ -222,7 +234,10 @@ impl<'w> Batch<'w> {
                     let merged = Snapshot::load(wh, &latest)
                         .and_then(|snap| auto::after_commit(wh, &snap, &groups));
                     compaction = Some(merged.map_err(|e| e.to_string()));
-                    if let Some(Ok(AutoCompaction { version: Some(_), .. })) = &compaction {
+                    if let Some(Ok(AutoCompaction {
+                        version: Some(_), ..
+                    })) = &compaction
+                    {
                         if let Ok(s) = wh.log().state(None, false) {
                             latest = s;
                         }

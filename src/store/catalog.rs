@@ -31,7 +31,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -83,8 +83,17 @@ pub struct FragmentEntry {
     pub index: ChunkIndex,
 }
 
+/// The scale and offset that make one band of one scene physical: `raw * scale + offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BandScaling {
+    /// Multiplier.
+    pub scale: f64,
+    /// Added after scaling.
+    pub offset: f64,
+}
+
 /// A scene as recorded when ingested.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SceneRecord {
     /// Scene identifier (unique per product).
     pub scene_id: String,
@@ -100,6 +109,12 @@ pub struct SceneRecord {
     pub cloud_cover: Option<f64>,
     /// Content fingerprint: re-ingesting a scene with a committed fingerprint is a no-op.
     pub fingerprint: String,
+    /// Per warehouse band, the scale and offset of this scene when its source declares its
+    /// own (a STAC item's `raster:bands`, a Sentinel-2 processing baseline); bands not listed
+    /// take the fragment's, the product profile's. Kept per scene because fragments hold many
+    /// scenes and compaction merges them. Column `scaling` (JSON), null when empty; parts
+    /// written before it existed read as empty.
+    pub scaling: BTreeMap<String, BandScaling>,
 }
 
 /// A committed scene: the record plus when it was ingested.
@@ -256,6 +271,7 @@ const SCENE_ONLY: &[&str] = &[
     "cloud_cover",
     "ingested",
     "fingerprint",
+    "scaling",
 ];
 /// Columns that may be null even in their own kind's rows.
 const OPTIONAL: &[&str] = &[
@@ -264,7 +280,10 @@ const OPTIONAL: &[&str] = &[
     "valid_max",
     "valid_mean",
     "cloud_cover",
+    "scaling",
 ];
+/// Columns added after the first format: parts written before them lack them (read as null).
+const ADDED_LATER: &[&str] = &["scaling"];
 
 fn column_type(name: &str) -> ArrowType {
     match name {
@@ -563,9 +582,20 @@ pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<EncodedP
     let mut cloud = Float64Builder::new();
     let mut ingested = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut fp = StringBuilder::new();
+    let mut scaling = StringBuilder::new();
     let mut boxes = Vec::with_capacity(rows.len());
     for r in rows {
         let s = &r.scene;
+        if s.scaling.is_empty() {
+            scaling.append_null();
+        } else {
+            scaling.append_value(serde_json::to_string(&s.scaling).map_err(|e| {
+                Error::CorruptCatalog {
+                    path: path.to_path_buf(),
+                    reason: format!("scene {}: scaling: {e}", s.scene_id),
+                }
+            })?);
+        }
         id.append_value(&s.scene_id);
         source.append_value(&s.source);
         acquired.append_value(s.acquired.timestamp_micros());
@@ -586,6 +616,7 @@ pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<EncodedP
         ("cloud_cover", Arc::new(cloud.finish())),
         ("ingested", Arc::new(ingested.finish())),
         ("fingerprint", Arc::new(fp.finish())),
+        ("scaling", Arc::new(scaling.finish())),
     ]);
     let stats = delta_stats(
         rows.len(),
@@ -628,9 +659,11 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
         let schema = builder.schema().clone();
         let mut indices = Vec::with_capacity(wanted.len());
         for name in &wanted {
-            let (i, field) = schema
-                .column_with_name(name)
-                .ok_or_else(|| format!("no column {name:?}"))?;
+            let found = schema.column_with_name(name);
+            if found.is_none() && ADDED_LATER.contains(name) {
+                continue;
+            }
+            let (i, field) = found.ok_or_else(|| format!("no column {name:?}"))?;
             if *field.data_type() != column_type(name) {
                 return Err(format!(
                     "column {name:?} is {}, not {}",
@@ -822,7 +855,16 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
         let cloud = col::<Float64Array>(b, "cloud_cover")?;
         let ingested = col::<TimestampMicrosecondArray>(b, "ingested")?;
         let fp = col::<StringArray>(b, "fingerprint")?;
+        let scaling = match b.column_by_name("scaling") {
+            Some(_) => Some(col::<StringArray>(b, "scaling")?),
+            None => None,
+        };
         for i in 0..b.num_rows() {
+            let scaling = match scaling.filter(|a| a.is_valid(i)) {
+                Some(a) => serde_json::from_str(a.value(i))
+                    .map_err(|e| format!("row {i}: scaling {:?}: {e}", a.value(i)))?,
+                None => BTreeMap::new(),
+            };
             out.push(SceneEntry {
                 scene: SceneRecord {
                     scene_id: id.value(i).to_string(),
@@ -833,6 +875,7 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
                         .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?,
                     cloud_cover: opt_f64(cloud, i),
                     fingerprint: fp.value(i).to_string(),
+                    scaling,
                 },
                 ingested: ts(ingested.value(i))?,
             });
@@ -969,15 +1012,61 @@ mod tests {
                 footprint_lonlat: vec![],
                 cloud_cover: None,
                 fingerprint: "fp1".into(),
+                scaling: BTreeMap::new(),
             },
             ingested: when(1_700_000_000),
         }];
+        let mut rows = rows;
+        let mut scaled = rows[0].clone();
+        scaled.scene.scene_id = "S2A_2".into();
+        scaled.scene.scaling = BTreeMap::from([(
+            "B04".to_string(),
+            BandScaling {
+                scale: 1e-4,
+                offset: -0.1,
+            },
+        )]);
+        rows.push(scaled);
         let p = Path::new("s.parquet");
         let back = decode_scenes(p, encode_scenes(p, &rows).unwrap().bytes).unwrap();
         assert_eq!(back, rows);
         // A scenes part is not a fragments part: its fragment columns are null.
         let e = decode_fragments(p, encode_scenes(p, &rows).unwrap().bytes).unwrap_err();
         assert!(e.to_string().contains("has nulls"), "{e}");
+    }
+
+    #[test]
+    fn scene_parts_written_before_the_scaling_column_read_as_unscaled() {
+        let row = SceneEntry {
+            scene: SceneRecord {
+                scene_id: "old".into(),
+                source: "a.tif".into(),
+                acquired: when(1_650_000_000),
+                product: "S2".into(),
+                fingerprint: "fp".into(),
+                ..Default::default()
+            },
+            ingested: when(1_700_000_000),
+        };
+        let p = Path::new("old.parquet");
+        let bytes = encode_scenes(p, std::slice::from_ref(&row)).unwrap().bytes;
+        // Drop the column, as a part of an older warehouse lacks it.
+        let batch = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| batch.schema().field(i).name() != "scaling")
+            .collect();
+        let old = batch.project(&keep).unwrap();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, old.schema(), None).unwrap();
+        w.write(&old).unwrap();
+        w.close().unwrap();
+        assert_eq!(decode_scenes(p, out).unwrap(), vec![row]);
     }
 
     #[test]

@@ -147,7 +147,10 @@ fn framed(fbb: FlatBufferBuilder<'_>) -> Vec<u8> {
 
 /// Encodes one batch of `columns` (CPU only: compression, flatbuffers), each body buffer
 /// compressed with `codec` when there is one.
-pub(crate) fn encode_batch(columns: &BatchColumns<'_>, codec: Option<Codec>) -> Result<EncodedBatch, ArrowError> {
+pub(crate) fn encode_batch(
+    columns: &BatchColumns<'_>,
+    codec: Option<Codec>,
+) -> Result<EncodedBatch, ArrowError> {
     let rows = columns.times.len();
     if columns.scene_keys.len() != rows {
         return Err(ArrowError::InvalidArgumentError(
@@ -403,7 +406,8 @@ pub(crate) struct Footer {
 fn checked_block(block: &arrow_ipc::Block, footer_start: usize) -> Result<BatchBlock, String> {
     let block = BatchBlock {
         offset: usize::try_from(block.offset()).map_err(|_| "negative block offset")?,
-        meta_len: usize::try_from(block.metaDataLength()).map_err(|_| "negative metadata length")?,
+        meta_len: usize::try_from(block.metaDataLength())
+            .map_err(|_| "negative metadata length")?,
         body_len: usize::try_from(block.bodyLength()).map_err(|_| "negative body length")?,
     };
     block
@@ -441,7 +445,9 @@ pub(crate) fn read_footer(bytes: &[u8]) -> Result<Footer, String> {
         arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| format!("bad schema: {e}"))?;
     let dictionary = match footer.dictionaries() {
         Some(d) if d.len() == 1 => Some(checked_block(d.get(0), footer_start)?),
-        Some(d) if d.len() > 1 => return Err(format!("{} dictionary batches, expected 1", d.len())),
+        Some(d) if d.len() > 1 => {
+            return Err(format!("{} dictionary batches, expected 1", d.len()))
+        }
         _ => None,
     };
     let list = footer
@@ -707,8 +713,7 @@ pub(crate) fn read_dictionary(
         return Err(format!("{rows} scene ids cannot fit in the dictionary"));
     }
     let nodes = rb.nodes().ok_or("dictionary has no field nodes")?;
-    if nodes.len() != 1 || nodes.get(0).length() != rows as i64 || nodes.get(0).null_count() != 0
-    {
+    if nodes.len() != 1 || nodes.get(0).length() != rows as i64 || nodes.get(0).null_count() != 0 {
         return Err("dictionary node does not match its row count".into());
     }
     let list = rb.buffers().ok_or("dictionary lists no buffers")?;
@@ -740,7 +745,11 @@ pub(crate) fn read_dictionary(
 
 /// A record batch of another file with its scene keys shifted by `shift` (its scene ids moved
 /// in the new file's dictionary): every other buffer is copied as it is, compressed or not.
-pub(crate) fn rekey_batch(file: &Buffer, block: BatchBlock, shift: i32) -> Result<EncodedBatch, String> {
+pub(crate) fn rekey_batch(
+    file: &Buffer,
+    block: BatchBlock,
+    shift: i32,
+) -> Result<EncodedBatch, String> {
     let message = message_at(file, block)?;
     let rb = message
         .header_as_record_batch()

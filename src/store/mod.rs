@@ -71,7 +71,7 @@ pub use arrow_buffer::BooleanBuffer;
 pub use batch::{Batch, Committed, SkippedScene};
 pub use bitmap::{pack_mask, pack_where};
 pub use catalog::{
-    parse_wkb_polygon, wkb_polygon, FragmentEntry, PartKind, SceneEntry, SceneRecord,
+    parse_wkb_polygon, wkb_polygon, BandScaling, FragmentEntry, PartKind, SceneEntry, SceneRecord,
 };
 pub use compact::auto::AutoCompaction;
 pub use compact::{compact, CompactPeriod, CompactReport};
@@ -473,11 +473,24 @@ struct ConfigFile {
 /// Table property holding the product profiles (a JSON object, name → profile).
 const PRODUCTS_PROPERTY: &str = "pixelquery.products";
 
+/// Table property holding the searches whose results the warehouse keeps (a JSON object,
+/// search id → search), re-run by `ingest --update`.
+const SEARCHES_PROPERTY: &str = "pixelquery.searches";
+
 /// The product profiles recorded in the catalog table's metadata.
 pub(crate) fn products_of(metadata: &Metadata) -> BTreeMap<String, serde_json::Value> {
     metadata
         .configuration
         .get(PRODUCTS_PROPERTY)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+/// The stored searches recorded in the catalog table's metadata.
+pub(crate) fn searches_of(metadata: &Metadata) -> BTreeMap<String, serde_json::Value> {
+    metadata
+        .configuration
+        .get(SEARCHES_PROPERTY)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default()
 }
@@ -855,9 +868,25 @@ impl Warehouse {
                 path: self.storage.locate(delta::LOG_DIR),
                 reason,
             })?;
-            let Some(commit) = make(&state)? else {
+            let Some(mut commit) = make(&state)? else {
                 return Ok(None);
             };
+            // Parts this version writes may hold columns an older table lacks: declare them.
+            if commit.actions.iter().any(|a| matches!(a, Action::Add(_))) {
+                if let Some(schema) = upgraded_schema(&state.metadata.schema_string) {
+                    match commit.actions.iter_mut().find_map(|a| match a {
+                        Action::Metadata(m) => Some(m),
+                        _ => None,
+                    }) {
+                        Some(m) => m.schema_string = schema,
+                        None => {
+                            let mut m = state.metadata.clone();
+                            m.schema_string = schema;
+                            commit.actions.insert(0, Action::Metadata(m));
+                        }
+                    }
+                }
+            }
             let version = state.version + 1;
             let now = chrono::Utc::now().timestamp_millis();
             let mut other = serde_json::Map::new();
@@ -930,6 +959,58 @@ fn root_of(location: &Location) -> PathBuf {
         Location::Local(p) => p.clone(),
         Location::S3(url) => PathBuf::from(url),
     }
+}
+
+/// The metadata a commit must carry for the products and searches it registers, or `None`
+/// when the table already holds them. Products must agree with what the table holds
+/// ([`check_products`]); searches are added by id (the same id is the same search).
+pub(crate) fn check_metadata(
+    state: &TableState,
+    products: &BTreeMap<String, serde_json::Value>,
+    searches: &BTreeMap<String, serde_json::Value>,
+) -> Result<Option<Metadata>> {
+    let mut metadata = check_products(state, products)?;
+    let base = metadata.as_ref().unwrap_or(&state.metadata);
+    let mut all = searches_of(base);
+    let before = all.len();
+    for (id, search) in searches {
+        all.entry(id.clone()).or_insert_with(|| search.clone());
+    }
+    if all.len() != before {
+        let mut m = metadata.unwrap_or_else(|| state.metadata.clone());
+        m.configuration.insert(
+            SEARCHES_PROPERTY.to_string(),
+            serde_json::to_string(&all).expect("JSON values serialise"),
+        );
+        metadata = Some(m);
+    }
+    Ok(metadata)
+}
+
+/// The table schema a commit that adds catalog parts must declare: the table's own when it
+/// has every column this version writes, else the table's columns followed by the missing
+/// ones (a table created by an older version; adding nullable columns is a plain Delta
+/// schema change that readers apply to older files as nulls).
+fn upgraded_schema(current: &str) -> Option<String> {
+    let ours: serde_json::Value =
+        serde_json::from_str(&delta::schema::schema_string(&catalog::table_schema())).ok()?;
+    let mut theirs: serde_json::Value = serde_json::from_str(current).ok()?;
+    let names: std::collections::HashSet<String> = theirs["fields"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<serde_json::Value> = ours["fields"]
+        .as_array()?
+        .iter()
+        .filter(|f| f["name"].as_str().is_some_and(|n| !names.contains(n)))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    theirs["fields"].as_array_mut()?.extend(missing);
+    Some(theirs.to_string())
 }
 
 /// Products registered by a commit must agree with what the table already holds.

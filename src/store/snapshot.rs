@@ -12,7 +12,7 @@ use crate::geo::Bounds;
 use crate::grid::TileId;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,9 +57,12 @@ pub struct Snapshot {
     timestamp: Option<DateTime<Utc>>,
     parts: Vec<PartRef>,
     products: BTreeMap<String, serde_json::Value>,
+    searches: BTreeMap<String, serde_json::Value>,
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneEntry>,
     fingerprints: HashSet<String>,
+    /// (product, scene id) → index into `scenes`.
+    scene_index: HashMap<(String, String), usize>,
     /// Opens and decodes fragments, shared by clones of the snapshot. Files are immutable,
     /// so what it caches stays right for as long as any snapshot names it.
     reader: Arc<FragmentReader>,
@@ -246,15 +249,22 @@ impl Snapshot {
             (a.scene.acquired, &a.scene.scene_id).cmp(&(b.scene.acquired, &b.scene.scene_id))
         });
         let fingerprints = scenes.iter().map(|s| s.scene.fingerprint.clone()).collect();
+        let scene_index = scenes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.scene.product.clone(), s.scene.scene_id.clone()), i))
+            .collect();
         Ok(Snapshot {
             storage: wh.storage_arc(),
             version: state.version,
             timestamp: state.timestamp,
             parts,
             products: super::products_of(&state.metadata),
+            searches: super::searches_of(&state.metadata),
             fragments,
             scenes,
             fingerprints,
+            scene_index,
             reader: Arc::new(FragmentReader::new(
                 wh.storage_arc(),
                 wh.config().compression,
@@ -280,6 +290,18 @@ impl Snapshot {
     /// Product profiles registered up to this version (the catalog table's metadata).
     pub fn products(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.products
+    }
+
+    /// Searches the warehouse keeps up to date (`ingest --update`), by id, as recorded.
+    pub fn searches(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.searches
+    }
+
+    /// The committed scene of `product` with this id, if any.
+    pub fn scene(&self, product: &str, scene_id: &str) -> Option<&SceneEntry> {
+        self.scene_index
+            .get(&(product.to_string(), scene_id.to_string()))
+            .map(|&i| &self.scenes[i])
     }
 
     /// Every fragment row, ordered by tile, band, product and time.

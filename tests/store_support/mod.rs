@@ -78,6 +78,7 @@ pub fn scene(prefix: &str, scene: u32) -> SceneRecord {
         footprint_lonlat: vec![(15.0, 36.0), (15.03, 36.0), (15.03, 36.03), (15.0, 36.03)],
         cloud_cover: Some(scene as f64 % 100.0),
         fingerprint: format!("fp-{prefix}-{scene}"),
+        ..Default::default()
     }
 }
 

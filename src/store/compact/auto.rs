@@ -139,9 +139,12 @@ pub(crate) fn after_commit(
         Ok(())
     })();
     // Intermediate results of a cascade are not committed: only what survives.
-    let (kept, dropped): (Vec<MergedFragment>, Vec<MergedFragment>) = written
-        .into_iter()
-        .partition(|m| by_group.values().any(|l| l.iter().any(|e| e.path == m.entry.path)));
+    let (kept, dropped): (Vec<MergedFragment>, Vec<MergedFragment>) =
+        written.into_iter().partition(|m| {
+            by_group
+                .values()
+                .any(|l| l.iter().any(|e| e.path == m.entry.path))
+        });
     for m in &dropped {
         let _ = wh.storage().delete(&m.entry.path);
     }
@@ -201,7 +204,10 @@ fn commit_swap(
             let hits = all.iter().filter(|e| replaced.contains(&e.path)).count();
             if hits > 0 {
                 found += hits;
-                let rest = all.into_iter().filter(|e| !replaced.contains(&e.path)).collect();
+                let rest = all
+                    .into_iter()
+                    .filter(|e| !replaced.contains(&e.path))
+                    .collect();
                 affected.push((part, rest));
             }
         }
@@ -210,7 +216,11 @@ fn commit_swap(
             lost = true;
             return Ok(None);
         }
-        let id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), layout::unique_id());
+        let id = format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            layout::unique_id()
+        );
         let mut adds = Vec::new();
         for (k, (_, rest)) in affected.iter().enumerate() {
             if rest.is_empty() {
@@ -266,6 +276,9 @@ mod tests {
 
     #[test]
     fn tiers_are_powers_of_the_fan_in() {
-        assert_eq!([1, 3, 4, 15, 16, 63, 64, 1825].map(tier), [0, 0, 1, 1, 2, 2, 3, 5]);
+        assert_eq!(
+            [1, 3, 4, 15, 16, 63, 64, 1825].map(tier),
+            [0, 0, 1, 1, 2, 2, 3, 5]
+        );
     }
 }

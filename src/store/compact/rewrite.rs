@@ -49,10 +49,14 @@ impl OutBlock {
 fn plan_blocks(sizes: &[&[u32]], full: usize) -> Vec<OutBlock> {
     let mut out = Vec::new();
     let mut pending: Vec<(usize, usize, Range<usize>)> = Vec::new();
-    let flush_as_copies = |pending: &mut Vec<(usize, usize, Range<usize>)>, out: &mut Vec<OutBlock>| {
+    let flush_as_copies = |pending: &mut Vec<(usize, usize, Range<usize>)>,
+                           out: &mut Vec<OutBlock>| {
         for (s, b, rows) in pending.drain(..) {
             if rows.start == 0 && rows.end == sizes[s][b] as usize {
-                out.push(OutBlock::Copy { source: s, block: b });
+                out.push(OutBlock::Copy {
+                    source: s,
+                    block: b,
+                });
             } else {
                 out.push(OutBlock::Build(vec![(s, b, rows)]));
             }
@@ -63,7 +67,10 @@ fn plan_blocks(sizes: &[&[u32]], full: usize) -> Vec<OutBlock> {
             let n = n as usize;
             if n >= full {
                 flush_as_copies(&mut pending, &mut out);
-                out.push(OutBlock::Copy { source: s, block: b });
+                out.push(OutBlock::Copy {
+                    source: s,
+                    block: b,
+                });
                 continue;
             }
             let mut rows = 0..n;
@@ -110,7 +117,11 @@ fn check_sources(entries: &[&FragmentEntry]) -> std::result::Result<(), String> 
             return Err(format!("{} differs from {} in layout", e.path, first.path));
         }
         if k > 0 && entries[k - 1].time_max > e.time_min {
-            return Err(format!("{} overlaps {} in time", e.path, entries[k - 1].path));
+            return Err(format!(
+                "{} overlaps {} in time",
+                e.path,
+                entries[k - 1].path
+            ));
         }
     }
     Ok(())
@@ -174,8 +185,14 @@ pub(crate) fn merge(
                 .create_new(true)
                 .open(path)
                 .map_err(io_err(path))?;
-            let (w, copied, encoded, bytes, sum, index) =
-                write_merged(BufWriter::with_capacity(1 << 20, file), &meta, &sources, &plan, settings, &name)?;
+            let (w, copied, encoded, bytes, sum, index) = write_merged(
+                BufWriter::with_capacity(1 << 20, file),
+                &meta,
+                &sources,
+                &plan,
+                settings,
+                &name,
+            )?;
             let file = w.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
             (Out::File(file), copied, encoded, bytes, sum, index)
         }
@@ -199,8 +216,16 @@ pub(crate) fn merge(
         tile: first.tile,
         band: first.band.clone(),
         product: first.product.clone(),
-        time_min: entries.iter().map(|e| e.time_min).min().unwrap_or(first.time_min),
-        time_max: entries.iter().map(|e| e.time_max).max().unwrap_or(first.time_max),
+        time_min: entries
+            .iter()
+            .map(|e| e.time_min)
+            .min()
+            .unwrap_or(first.time_min),
+        time_max: entries
+            .iter()
+            .map(|e| e.time_max)
+            .max()
+            .unwrap_or(first.time_max),
         observations: entries.iter().map(|e| e.observations).sum(),
         footprint_lonlat: first.footprint_lonlat.clone(),
         bbox: first.bbox,
@@ -276,8 +301,18 @@ fn write_merged<W: Write>(
                             match run_of(&sources[*source], k) {
                                 Some(_) => Ok(None),
                                 // The source has nothing there: invalid rows.
-                                None => build(sources, &bases, k, &[(*source, *block, 0..sources[*source].meta().blocks[*block] as usize)], codec)
-                                    .map(Some),
+                                None => build(
+                                    sources,
+                                    &bases,
+                                    k,
+                                    &[(
+                                        *source,
+                                        *block,
+                                        0..sources[*source].meta().blocks[*block] as usize,
+                                    )],
+                                    codec,
+                                )
+                                .map(Some),
                             }
                         }
                         OutBlock::Build(parts) => build(sources, &bases, k, parts, codec).map(Some),
@@ -295,22 +330,27 @@ fn write_merged<W: Write>(
                     }
                     (OutBlock::Copy { source, block }, None) => {
                         let src = &sources[*source];
-                        let r = run_of(src, k).ok_or_else(|| corrupt("a copied chunk is missing".into()))?;
+                        let r = run_of(src, k)
+                            .ok_or_else(|| corrupt("a copied chunk is missing".into()))?;
                         let (blk, buffer) = src.block(r, *block)?;
                         if bases[*source] == 0 {
                             let bytes = &buffer.as_slice()[blk.offset..blk.end()];
                             writer.append_raw(bytes, blk.meta_len).map_err(arrow_err)?;
                         } else {
-                            let moved = ipc::rekey_batch(&buffer, blk, bases[*source])
-                                .map_err(|e| Error::CorruptFragment {
-                                    path: src.path().to_path_buf(),
-                                    reason: e,
+                            let moved =
+                                ipc::rekey_batch(&buffer, blk, bases[*source]).map_err(|e| {
+                                    Error::CorruptFragment {
+                                        path: src.path().to_path_buf(),
+                                        reason: e,
+                                    }
                                 })?;
                             writer.append(&moved).map_err(arrow_err)?;
                         }
                         copied += 1;
                     }
-                    (OutBlock::Build(_), None) => return Err(corrupt("a built block is missing".into())),
+                    (OutBlock::Build(_), None) => {
+                        return Err(corrupt("a built block is missing".into()))
+                    }
                 }
             }
             writer.end_chunk().map_err(corrupt)?;
@@ -346,7 +386,10 @@ fn build(
     for (s, b, r) in parts {
         let file = &sources[*s];
         let (t, _) = file.observations()?;
-        let start = file.meta().blocks[..*b].iter().map(|&n| n as usize).sum::<usize>();
+        let start = file.meta().blocks[..*b]
+            .iter()
+            .map(|&n| n as usize)
+            .sum::<usize>();
         for i in r.clone() {
             times.push(t[start + i]);
             keys.push(bases[*s] + (start + i) as i32);
@@ -373,7 +416,9 @@ fn build(
     for ((_, _, r), d) in parts.iter().zip(&decoded) {
         for i in r.clone() {
             match d {
-                Some(d) => slices.push(&d.values.as_slice()[i * samples * size..(i + 1) * samples * size]),
+                Some(d) => {
+                    slices.push(&d.values.as_slice()[i * samples * size..(i + 1) * samples * size])
+                }
                 None => slices.push(&zeros),
             }
         }
@@ -405,8 +450,14 @@ mod tests {
             plan,
             vec![
                 OutBlock::Build(vec![(0, 0, 0..1), (1, 0, 0..1), (2, 0, 0..1), (3, 0, 0..1)]),
-                OutBlock::Copy { source: 3, block: 1 },
-                OutBlock::Copy { source: 3, block: 2 },
+                OutBlock::Copy {
+                    source: 3,
+                    block: 1
+                },
+                OutBlock::Copy {
+                    source: 3,
+                    block: 2
+                },
             ]
         );
         // A remainder that was never split stays as copies.
@@ -414,17 +465,20 @@ mod tests {
         assert_eq!(
             plan,
             vec![
-                OutBlock::Copy { source: 0, block: 0 },
-                OutBlock::Copy { source: 1, block: 0 }
+                OutBlock::Copy {
+                    source: 0,
+                    block: 0
+                },
+                OutBlock::Copy {
+                    source: 1,
+                    block: 0
+                }
             ]
         );
         // Blocks split across a full one.
         let plan = plan_blocks(&[&[3], &[3], &[3]], 4);
         assert_eq!(plan.len(), 3);
-        assert_eq!(
-            plan[0],
-            OutBlock::Build(vec![(0, 0, 0..3), (1, 0, 0..1)])
-        );
+        assert_eq!(plan[0], OutBlock::Build(vec![(0, 0, 0..3), (1, 0, 0..1)]));
         assert_eq!(plan[1], OutBlock::Build(vec![(1, 0, 1..3), (2, 0, 0..2)]));
         assert_eq!(plan[2], OutBlock::Build(vec![(2, 0, 2..3)]));
     }

@@ -376,7 +376,10 @@ impl ChunkedFile {
         }
         let range = self.dictionary.clone();
         let (buffer, base) = self.bytes.holding(&range).ok_or_else(|| {
-            self.corrupt(format!("bytes {}..{} were not read", range.start, range.end))
+            self.corrupt(format!(
+                "bytes {}..{} were not read",
+                range.start, range.end
+            ))
         })?;
         let block = ipc::block_at(buffer.as_slice(), (range.start - base) as usize)
             .map_err(|e| self.corrupt(e))?;
@@ -397,7 +400,9 @@ impl ChunkedFile {
                 let k = usize::try_from(key)
                     .ok()
                     .filter(|&k| k < scenes)
-                    .ok_or_else(|| self.corrupt(format!("scene key {key} outside the dictionary")))?;
+                    .ok_or_else(|| {
+                        self.corrupt(format!("scene key {key} outside the dictionary"))
+                    })?;
                 text_out.extend_from_slice(
                     &text.as_slice()[offsets[k] as usize..offsets[k + 1] as usize],
                 );

@@ -364,7 +364,10 @@ fn other_format_versions_are_a_clear_error() {
     );
     // A newer one.
     md.insert(format!("{META_PREFIX}format_version"), "4".into());
-    let schema = Arc::new(Schema::new_with_metadata(base_fields(DataType::U16, 8, ArrowType::Utf8), md));
+    let schema = Arc::new(Schema::new_with_metadata(
+        base_fields(DataType::U16, 8, ArrowType::Utf8),
+        md,
+    ));
     let q = d.path().join("v4.arrow");
     let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap();
     write(&q, &schema, &batch);
