@@ -138,7 +138,8 @@ pub struct QueryPlan<'w> {
     keep: Vec<usize>,
     /// Pixel rectangle of each entry's tile on the output grid: (rows, cols).
     rects: Vec<(Range<usize>, Range<usize>)>,
-    /// Views read for windows ([`Access::Transient`]), by entry and window of its tile.
+    /// Views read for windows (entries the plan did not keep open), by entry and window of
+    /// its tile.
     pool: Mutex<HashMap<(usize, Option<PixelWindow>), Arc<Fragment>>>,
 }
 
@@ -444,7 +445,7 @@ impl<'w> QueryPlan<'w> {
             cols: 0..w,
         };
         self.check_budget(&win, 4, "f32")?;
-        let data = self.paint_f32(&win, Access::Shared)?;
+        let data = self.paint_f32(&win)?;
         Ok(Cube {
             data,
             times: self.times(),
@@ -470,7 +471,7 @@ impl<'w> QueryPlan<'w> {
             cols: 0..w,
         };
         self.check_budget(&win, T::DTYPE.size(), T::DTYPE.name())?;
-        let data = self.paint_native::<T>(&win, fill, Access::Shared)?;
+        let data = self.paint_native::<T>(&win, fill)?;
         Ok(NativeCube {
             data,
             fill,
@@ -489,7 +490,7 @@ impl<'w> QueryPlan<'w> {
     /// windows that follow in row-major order (see [`QueryPlan::windows`]).
     pub fn chunk_f32(&self, win: &CubeWindow) -> Result<Array4<f32>> {
         self.check_window(win)?;
-        let out = self.paint_f32(win, Access::Transient);
+        let out = self.paint_f32(win);
         self.release(win);
         out
     }
@@ -498,7 +499,7 @@ impl<'w> QueryPlan<'w> {
     pub fn chunk_native<T: Pixel>(&self, win: &CubeWindow) -> Result<Array4<T>> {
         self.check_window(win)?;
         let fill = self.native_fill::<T>()?;
-        let out = self.paint_native::<T>(win, fill, Access::Transient);
+        let out = self.paint_native::<T>(win, fill);
         self.release(win);
         out
     }
@@ -566,12 +567,7 @@ impl<'w> QueryPlan<'w> {
     }
 
     /// Opens the fragments that reach `win` and places them on its grid.
-    fn layers(
-        &self,
-        win: &CubeWindow,
-        inputs: &Range<usize>,
-        access: Access,
-    ) -> Result<Layers<'_>> {
+    fn layers(&self, win: &CubeWindow, inputs: &Range<usize>) -> Result<Layers<'_>> {
         let p = &self.parts;
         let chosen: Vec<usize> = (0..p.entries.len())
             .filter(|&i| {
@@ -593,10 +589,8 @@ impl<'w> QueryPlan<'w> {
                     return Ok(f.clone());
                 }
                 let entry = &p.entries[i];
-                let window = match access {
-                    Access::Shared => None,
-                    Access::Transient => read_window(entry, &out),
-                };
+                // Only the part of the tile this window paints is read.
+                let window = read_window(entry, &out);
                 if let Some(f) = self
                     .pool
                     .lock()
@@ -703,15 +697,10 @@ impl<'w> QueryPlan<'w> {
 
     /// Paints the input steps of `win` for the input bands with `painter`, clips polygons
     /// and masks clouds: `(input step, band, y, x)`.
-    fn paint_inputs<P: Painter>(
-        &self,
-        win: &CubeWindow,
-        painter: &P,
-        access: Access,
-    ) -> Result<Array4<P::Elem>> {
+    fn paint_inputs<P: Painter>(&self, win: &CubeWindow, painter: &P) -> Result<Array4<P::Elem>> {
         let p = &self.parts;
         let inputs = self.input_steps(&win.steps);
-        let layers = self.layers(win, &inputs, access)?;
+        let layers = self.layers(win, &inputs)?;
         let (h, w) = (win.rows.len(), win.cols.len());
         let grid = self.window_grid(win);
         let clip = clip_mask(&p.region, &grid.transform, w, h);
@@ -802,14 +791,13 @@ impl<'w> QueryPlan<'w> {
             .collect()
     }
 
-    fn paint_f32(&self, win: &CubeWindow, access: Access) -> Result<Array4<f32>> {
+    fn paint_f32(&self, win: &CubeWindow) -> Result<Array4<f32>> {
         let p = &self.parts;
         let mut data = self.paint_inputs(
             win,
             &AsF32 {
                 physical: p.physical,
             },
-            access,
         )?;
         if let Some((name, _, e)) = &p.expr {
             data = apply_expression(data, &p.inputs, name, e)?;
@@ -820,13 +808,8 @@ impl<'w> QueryPlan<'w> {
         })
     }
 
-    fn paint_native<T: Pixel>(
-        &self,
-        win: &CubeWindow,
-        fill: T,
-        access: Access,
-    ) -> Result<Array4<T>> {
-        let data = self.paint_inputs(win, &Native { fill }, access)?;
+    fn paint_native<T: Pixel>(&self, win: &CubeWindow, fill: T) -> Result<Array4<T>> {
+        let data = self.paint_inputs(win, &Native { fill })?;
         Ok(match self.parts.composite {
             Some(r) => reduce_native(data.view(), &self.window_groups(win), r, fill),
             None => self.select_kept(data, win),

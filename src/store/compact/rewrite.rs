@@ -14,7 +14,7 @@ use crate::store::catalog::FragmentEntry;
 use crate::store::codec::Codec;
 use crate::store::fragment::read::{ChunkedFile, DecodedBatch};
 use crate::store::fragment::write::{ChunkedWriter, FragmentSettings};
-use crate::store::fragment::{FragmentMeta, FRAGMENT_FORMAT_VERSION};
+use crate::store::fragment::{ChunkShape, FragmentMeta, FRAGMENT_FORMAT_VERSION};
 use crate::store::ipc::{self, BatchColumns, EncodedBatch};
 use crate::store::layout::io_err;
 use crate::store::reader::{meta_of, open_whole};
@@ -43,16 +43,17 @@ impl OutBlock {
     }
 }
 
-/// The output blocks for sources whose blocks hold `sizes` observations: full blocks copied,
-/// small ones gathered into full blocks of `full` observations; what is left at the end that
-/// was never split is copied too.
-fn plan_blocks(sizes: &[&[u32]], full: usize) -> Vec<OutBlock> {
+/// The output blocks for sources whose blocks hold `sizes` observations: full blocks of
+/// copyable sources (`copyable[s]`: same chunk shape as the output) copied, the others gathered
+/// into full blocks of `full` observations; what is left at the end that was never split is
+/// copied too where it can be.
+fn plan_blocks(sizes: &[&[u32]], copyable: &[bool], full: usize) -> Vec<OutBlock> {
     let mut out = Vec::new();
     let mut pending: Vec<(usize, usize, Range<usize>)> = Vec::new();
     let flush_as_copies = |pending: &mut Vec<(usize, usize, Range<usize>)>,
                            out: &mut Vec<OutBlock>| {
         for (s, b, rows) in pending.drain(..) {
-            if rows.start == 0 && rows.end == sizes[s][b] as usize {
+            if copyable[s] && rows.start == 0 && rows.end == sizes[s][b] as usize {
                 out.push(OutBlock::Copy {
                     source: s,
                     block: b,
@@ -65,7 +66,7 @@ fn plan_blocks(sizes: &[&[u32]], full: usize) -> Vec<OutBlock> {
     for (s, blocks) in sizes.iter().enumerate() {
         for (b, &n) in blocks.iter().enumerate() {
             let n = n as usize;
-            if n >= full {
+            if n >= full && copyable[s] {
                 flush_as_copies(&mut pending, &mut out);
                 out.push(OutBlock::Copy {
                     source: s,
@@ -109,7 +110,7 @@ fn check_sources(entries: &[&FragmentEntry]) -> std::result::Result<(), String> 
             || (e.width, e.height) != (m0.width, m0.height)
             || i.transform != i0.transform
             || i.epsg != i0.epsg
-            || i.shape != i0.shape
+            || i.shape.observations != i0.shape.observations
             || !nodata_same
             || !same_f64(i.scale, i0.scale)
             || !same_f64(i.offset, i0.offset)
@@ -156,20 +157,43 @@ pub(crate) fn merge(
         .map(|e| open_whole(wh.storage(), e, false, Some(settings.compression)))
         .collect::<Result<_>>()?;
     let full = settings.chunk.observations as usize;
-    let sizes: Vec<&[u32]> = sources.iter().map(|s| s.meta().blocks.as_slice()).collect();
-    let plan = plan_blocks(&sizes, full);
     let m0 = sources[0].meta();
+    let (w, h) = (m0.width, m0.height);
+    // Until the observations fill a block they stay in the large chunks of new fragments;
+    // then they are cut into the warehouse's chunks, once.
+    let fresh = settings.chunk.fresh().for_tile(w, h);
+    let total: usize = entries.iter().map(|e| e.observations as usize).sum();
+    let shape = if total < full && sources.iter().all(|s| s.meta().chunk == fresh) {
+        fresh
+    } else {
+        settings.chunk.for_tile(w, h)
+    };
+    if sources.iter().any(|s| !fits_into(s.meta().chunk, shape)) {
+        return Ok(None);
+    }
+    let copyable: Vec<bool> = sources.iter().map(|s| s.meta().chunk == shape).collect();
+    let sizes: Vec<&[u32]> = sources.iter().map(|s| s.meta().blocks.as_slice()).collect();
+    let plan = plan_blocks(&sizes, &copyable, full);
     let window = sources
         .iter()
         .map(|s| s.meta().window)
         .reduce(|a, b| a.union(&b))
         .unwrap_or(m0.window);
-    let chunks: BTreeSet<u32> = sources
-        .iter()
-        .flat_map(|s| s.meta().chunks.iter().copied())
-        .collect();
+    // The output's chunks: those of the sources' present chunks (in the output grid) that
+    // meet the stored window.
+    let mut chunks: BTreeSet<u32> = BTreeSet::new();
+    for src in &sources {
+        let m = src.meta();
+        for &k in &m.chunks {
+            let cw = m.chunk.window(k, w, h);
+            if let Some(inside) = crate::store::fragment::read::intersect(&cw, &window) {
+                chunks.extend(shape.touching(&inside, w, h));
+            }
+        }
+    }
     let meta = FragmentMeta {
         window,
+        chunk: shape,
         blocks: plan.iter().map(|b| b.rows(&sources) as u32).collect(),
         chunks: chunks.iter().copied().collect(),
         format_version: FRAGMENT_FORMAT_VERSION,
@@ -304,6 +328,7 @@ fn write_merged<W: Write>(
                                 None => build(
                                     sources,
                                     &bases,
+                                    meta,
                                     k,
                                     &[(
                                         *source,
@@ -315,7 +340,7 @@ fn write_merged<W: Write>(
                                 .map(Some),
                             }
                         }
-                        OutBlock::Build(parts) => build(sources, &bases, k, parts, codec).map(Some),
+                        OutBlock::Build(parts) => build(sources, &bases, meta, k, parts, codec).map(Some),
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -365,62 +390,79 @@ fn run_of(file: &ChunkedFile, k: u32) -> Option<usize> {
     file.meta().chunks.binary_search(&k).ok()
 }
 
-/// Encodes chunk `k`'s rows of `parts` (source, block, rows) as one batch; source `s`'s
-/// observation `i` is key `bases[s] + i` of the merged dictionary.
+/// True when chunks of `inner` tile chunks of `outer` exactly (same or a multiple per side).
+fn fits_into(outer: ChunkShape, inner: ChunkShape) -> bool {
+    outer.rows % inner.rows == 0 && outer.cols % inner.cols == 0
+}
+
+/// Where output chunk `k` (of shape `out` on a `w` x `h` tile) lies in `file`: its run (when
+/// the file's chunk holding it is present) and the offset of its top-left pixel in that
+/// chunk (rows, columns).
+fn source_of(file: &ChunkedFile, out: ChunkShape, k: u32, w: u32, h: u32) -> Option<(usize, u32, u32)> {
+    let src = file.meta().chunk;
+    let cw = out.window(k, w, h);
+    let ks = (cw.row / src.rows) * src.across(w) + cw.col / src.cols;
+    let sw = src.window(ks, w, h);
+    run_of(file, ks).map(|r| (r, cw.row - sw.row, cw.col - sw.col))
+}
+
+/// Encodes output chunk `k`'s rows of `parts` (source, block, rows) as one batch, cutting it
+/// out of each source's (larger or equal) chunk; source `s`'s observation `i` is key
+/// `bases[s] + i` of the merged dictionary.
 fn build(
     sources: &[ChunkedFile],
     bases: &[i32],
+    out: &FragmentMeta,
     k: u32,
     parts: &[(usize, usize, Range<usize>)],
     codec: Option<Codec>,
 ) -> Result<EncodedBatch> {
-    let m = sources[parts[0].0].meta();
-    let samples = m.chunk.samples();
-    let size = m.dtype.size();
+    let shape = out.chunk;
+    let (w, h) = (out.width, out.height);
+    let samples = shape.samples();
+    let size = out.dtype.size();
     let rows: usize = parts.iter().map(|(_, _, r)| r.len()).sum();
     let mut times = Vec::with_capacity(rows);
     let mut keys: Vec<i32> = Vec::with_capacity(rows);
-    let mut decoded: Vec<Option<DecodedBatch>> = Vec::with_capacity(parts.len());
-    let zeros = vec![0u8; samples * size];
+    let mut values: Vec<u8> = vec![0u8; rows * samples * size];
     let mut bits = BooleanBufferBuilder::new(rows * samples);
+    let mut row = 0usize;
     for (s, b, r) in parts {
         let file = &sources[*s];
         let (t, _) = file.observations()?;
-        let start = file.meta().blocks[..*b]
-            .iter()
-            .map(|&n| n as usize)
-            .sum::<usize>();
-        for i in r.clone() {
-            times.push(t[start + i]);
-            keys.push(bases[*s] + (start + i) as i32);
-        }
-        let batch = match run_of(file, k) {
-            Some(run) => Some(file.decode(run, *b)?),
+        let start = file.meta().blocks[..*b].iter().map(|&n| n as usize).sum::<usize>();
+        let src_shape = file.meta().chunk;
+        let found = source_of(file, shape, k, w, h);
+        let batch: Option<(DecodedBatch, u32, u32)> = match found {
+            Some((run, dr, dc)) => Some((file.decode(run, *b)?, dr, dc)),
             None => None,
         };
         for i in r.clone() {
+            times.push(t[start + i]);
+            keys.push(bases[*s] + (start + i) as i32);
             match &batch {
-                Some(d) => match &d.validity {
-                    Some(v) => {
-                        let off = v.offset() + i * samples;
-                        bits.append_packed_range(off..off + samples, v.values());
+                Some((d, dr, dc)) => {
+                    let src = d.values.as_slice();
+                    for y in 0..shape.rows as usize {
+                        let from = i * src_shape.samples()
+                            + (*dr as usize + y) * src_shape.cols as usize
+                            + *dc as usize;
+                        let to = row * samples + y * shape.cols as usize;
+                        let n = shape.cols as usize;
+                        values[to * size..(to + n) * size]
+                            .copy_from_slice(&src[from * size..(from + n) * size]);
+                        match &d.validity {
+                            Some(v) => {
+                                let off = v.offset() + from;
+                                bits.append_packed_range(off..off + n, v.values());
+                            }
+                            None => bits.append_n(n, true),
+                        }
                     }
-                    None => bits.append_n(samples, true),
-                },
+                }
                 None => bits.append_n(samples, false),
             }
-        }
-        decoded.push(batch);
-    }
-    let mut slices: Vec<&[u8]> = Vec::with_capacity(rows);
-    for ((_, _, r), d) in parts.iter().zip(&decoded) {
-        for i in r.clone() {
-            match d {
-                Some(d) => {
-                    slices.push(&d.values.as_slice()[i * samples * size..(i + 1) * samples * size])
-                }
-                None => slices.push(&zeros),
-            }
+            row += 1;
         }
     }
     let bits = bits.finish();
@@ -429,7 +471,7 @@ fn build(
     let columns = BatchColumns {
         times: &times,
         scene_keys: &keys,
-        pixels: &slices,
+        pixels: &[&values],
         pixels_per_row: samples,
         validity: packed.as_ref().map(|b| (b.as_slice(), nulls)),
     };
@@ -445,7 +487,7 @@ mod tests {
 
     #[test]
     fn full_blocks_are_copied_and_small_ones_gathered() {
-        let plan = plan_blocks(&[&[1], &[1], &[1], &[1, 16, 3]], 4);
+        let plan = plan_blocks(&[&[1], &[1], &[1], &[1, 16, 3]], &[true; 4], 4);
         assert_eq!(
             plan,
             vec![
@@ -461,7 +503,7 @@ mod tests {
             ]
         );
         // A remainder that was never split stays as copies.
-        let plan = plan_blocks(&[&[1], &[2]], 4);
+        let plan = plan_blocks(&[&[1], &[2]], &[true; 2], 4);
         assert_eq!(
             plan,
             vec![
@@ -476,7 +518,7 @@ mod tests {
             ]
         );
         // Blocks split across a full one.
-        let plan = plan_blocks(&[&[3], &[3], &[3]], 4);
+        let plan = plan_blocks(&[&[3], &[3], &[3]], &[true; 3], 4);
         assert_eq!(plan.len(), 3);
         assert_eq!(plan[0], OutBlock::Build(vec![(0, 0, 0..3), (1, 0, 0..1)]));
         assert_eq!(plan[1], OutBlock::Build(vec![(1, 0, 1..3), (2, 0, 0..2)]));

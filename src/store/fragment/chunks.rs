@@ -43,6 +43,12 @@ impl ChunkShape {
         observations: 16,
     };
 
+    /// How many times larger (per side) the chunks of a fragment with fewer observations than
+    /// a full block are: a new fragment of a scene or two is a few large chunks (cheap to
+    /// write and compact to store), cut into this shape when compaction gathers its
+    /// observations into full blocks.
+    pub const FRESH_FACTOR: u32 = 4;
+
     /// Largest side and block accepted (a hostile file or setting meets a bound).
     pub const MAX_SIDE: u32 = 4096;
     /// Largest number of observations of a full block.
@@ -74,6 +80,16 @@ impl ChunkShape {
         ChunkShape {
             rows: self.rows.min(height.max(1)),
             cols: self.cols.min(width.max(1)),
+            observations: self.observations,
+        }
+    }
+
+    /// The shape of fragments holding fewer than a full block of observations (see
+    /// [`ChunkShape::FRESH_FACTOR`]).
+    pub fn fresh(self) -> ChunkShape {
+        ChunkShape {
+            rows: (self.rows * Self::FRESH_FACTOR).min(Self::MAX_SIDE),
+            cols: (self.cols * Self::FRESH_FACTOR).min(Self::MAX_SIDE),
             observations: self.observations,
         }
     }

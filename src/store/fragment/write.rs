@@ -279,7 +279,14 @@ fn encode_fragment<W: Write>(
     } else {
         PixelWindow::full(w, h)
     };
-    let shape = settings.chunk.for_tile(w, h);
+    // Fewer observations than a full block: larger chunks until compaction gathers them.
+    let n = data.observations.len();
+    let shape = if n < settings.chunk.observations as usize {
+        settings.chunk.fresh()
+    } else {
+        settings.chunk
+    }
+    .for_tile(w, h);
     let mut present: Vec<u32> = shape
         .touching(&window, w, h)
         .into_iter()
@@ -298,7 +305,6 @@ fn encode_fragment<W: Write>(
         // No valid pixel at all: one chunk still records the observations.
         present = shape.touching(&window, w, h).into_iter().take(1).collect();
     }
-    let n = data.observations.len();
     let t = shape.observations as usize;
     let blocks: Vec<u32> = (0..n).step_by(t).map(|s| (n - s).min(t) as u32).collect();
     let meta = FragmentMeta {
