@@ -200,6 +200,8 @@ pub struct IngestReport {
     pub compaction_merges: usize,
     /// Bytes of fragments automatic compaction wrote.
     pub compaction_bytes: u64,
+    /// Milliseconds automatic compaction spent merging and committing.
+    pub compaction_ms: (u64, u64),
     /// Why automatic compaction did not finish, when it failed (the commits stand).
     pub compaction_errors: Vec<String>,
     /// What each STAC API search did, when the scenes came from searches.
@@ -236,8 +238,8 @@ struct Run<'a> {
     committed: Snapshot,
     fragments: AtomicUsize,
     bytes_out: AtomicU64,
-    /// Automatic compaction after this group's commits: merges, bytes, errors.
-    compaction: std::sync::Mutex<(usize, u64, Vec<String>)>,
+    /// Automatic compaction after this group's commits: merges, bytes, errors, milliseconds.
+    compaction: std::sync::Mutex<(usize, u64, Vec<String>, (u64, u64))>,
 }
 
 enum SceneResult {
@@ -470,6 +472,8 @@ fn run(
         report.compaction_merges += totals.0;
         report.compaction_bytes += totals.1;
         report.compaction_errors.extend(totals.2);
+        report.compaction_ms.0 += totals.3 .0;
+        report.compaction_ms.1 += totals.3 .1;
         if main_has_scenes {
             if let (Some(p), Some(json)) = (&profile, &run.product_json) {
                 run.main.register_product(&p.id, json.clone())?;
@@ -482,6 +486,8 @@ fn run(
                 Some(Ok(c)) => {
                     report.compaction_merges += c.merges;
                     report.compaction_bytes += c.bytes_written;
+                    report.compaction_ms.0 += c.merge_ms;
+                    report.compaction_ms.1 += c.commit_ms;
                 }
                 Some(Err(e)) => report.compaction_errors.push(e.clone()),
                 None => {}
@@ -877,6 +883,8 @@ impl<'a> Run<'a> {
             Some(Ok(c)) => {
                 totals.0 += c.merges;
                 totals.1 += c.bytes_written;
+                totals.3 .0 += c.merge_ms;
+                totals.3 .1 += c.commit_ms;
             }
             Some(Err(e)) => totals.2.push(e.clone()),
             None => {}

@@ -27,6 +27,7 @@ use crate::store::delta::{TableState, Version};
 use crate::store::snapshot::{parts_of, read_fragment_part, PartRef};
 use crate::store::{layout, published, Commit, Error, Operation, Result, Snapshot, Warehouse};
 use chrono::Utc;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -53,6 +54,10 @@ pub struct AutoCompaction {
     pub batches_copied: usize,
     /// Batches encoded again (small blocks gathered into full ones).
     pub batches_encoded: usize,
+    /// Time spent writing merged fragments (and making them durable), in milliseconds.
+    pub merge_ms: u64,
+    /// Time spent committing the swap (catalog parts rewritten, log entry), in milliseconds.
+    pub commit_ms: u64,
 }
 
 /// The size tier of a fragment of `n` observations.
@@ -106,38 +111,31 @@ pub(crate) fn after_commit(
         }
     }
     let remote = wh.local_root().is_none();
+    let started = std::time::Instant::now();
+    // Tile-bands are merged side by side (one at a time on object storage, whose merges are
+    // held in memory); each group's merges cascade in order.
+    let work = |list: &mut Vec<FragmentEntry>| compact_group(wh, list, &settings, remote, memory);
+    let outcomes: Vec<GroupOutcome> = if remote {
+        by_group.values_mut().map(work).collect()
+    } else {
+        by_group.values_mut().collect::<Vec<_>>().into_par_iter().map(work).collect()
+    };
     let mut replaced: BTreeSet<String> = BTreeSet::new();
     let mut written: Vec<MergedFragment> = Vec::new();
-    let result = (|| -> Result<()> {
-        for list in by_group.values_mut() {
-            list.sort_by_key(|e| (e.time_min, e.time_max));
-            while let Some(run) = due(list) {
-                let sources: Vec<&FragmentEntry> = list[run.clone()].iter().collect();
-                let bytes: u64 = sources.iter().map(|e| e.bytes).sum();
-                // Object storage holds the sources and the result in memory.
-                if remote && bytes.saturating_mul(2) > memory {
-                    break;
-                }
-                let Some(merged) = rewrite::merge(wh, &sources, &settings)? else {
-                    break;
-                };
-                for e in &sources {
-                    // A fragment this compaction wrote is not in the catalog: only its file.
-                    if !written.iter().any(|m| m.entry.path == e.path) {
-                        replaced.insert(e.path.clone());
-                    }
-                }
-                report.merges += 1;
-                report.bytes_written += merged.bytes;
-                report.batches_copied += merged.copied;
-                report.batches_encoded += merged.encoded;
-                let entry = merged.entry.clone();
-                list.splice(run, [entry]);
-                written.push(merged);
-            }
+    let mut failure = None;
+    for o in outcomes {
+        replaced.extend(o.replaced);
+        written.extend(o.written);
+        if let Err(e) = o.result {
+            failure.get_or_insert(e);
         }
-        Ok(())
-    })();
+    }
+    for m in &written {
+        report.merges += 1;
+        report.bytes_written += m.bytes;
+        report.batches_copied += m.copied;
+        report.batches_encoded += m.encoded;
+    }
     // Intermediate results of a cascade are not committed: only what survives.
     let (kept, dropped): (Vec<MergedFragment>, Vec<MergedFragment>) =
         written.into_iter().partition(|m| {
@@ -149,7 +147,7 @@ pub(crate) fn after_commit(
         let _ = wh.storage().delete(&m.entry.path);
     }
     let new_files: Vec<String> = kept.iter().map(|m| m.entry.path.clone()).collect();
-    if let Err(e) = result {
+    if let Some(e) = failure {
         for k in &new_files {
             let _ = wh.storage().delete(k);
         }
@@ -160,12 +158,20 @@ pub(crate) fn after_commit(
     }
     report.fragments_replaced = replaced.len();
     // New local files and their folders must be durable before the commit names them.
+    let synced: Vec<Result<()>> = kept
+        .par_iter()
+        .map(|m| match &m.placed {
+            Placed::Local { file, .. } => file
+                .sync_all()
+                .map_err(layout::io_err(&wh.storage().locate(&m.entry.path))),
+            Placed::Uploaded => Ok(()),
+        })
+        .collect();
+    synced.into_iter().collect::<Result<()>>()?;
     let mut to_sync: Vec<PathBuf> = Vec::new();
     let mut rows = Vec::new();
     for m in kept {
-        if let Placed::Local { dirs, file } = m.placed {
-            file.sync_all()
-                .map_err(layout::io_err(&wh.storage().locate(&m.entry.path)))?;
+        if let Placed::Local { dirs, .. } = m.placed {
             to_sync.extend(dirs);
         }
         rows.push(m.entry);
@@ -173,8 +179,63 @@ pub(crate) fn after_commit(
     to_sync.sort();
     to_sync.dedup();
     layout::sync_all_paths(&to_sync)?;
+    report.merge_ms = started.elapsed().as_millis() as u64;
+    let committing = std::time::Instant::now();
     report.version = commit_swap(wh, snapshot.version(), &replaced, &rows, &new_files)?;
+    report.commit_ms = committing.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// What merging one tile-band's fragments did.
+struct GroupOutcome {
+    /// Catalog fragments replaced.
+    replaced: BTreeSet<String>,
+    /// Every fragment written (intermediate results of a cascade included).
+    written: Vec<MergedFragment>,
+    result: Result<()>,
+}
+
+/// Merges what is due in one tile-band's `list` (sorted here by time), cascading; `list` ends
+/// as the tile-band's fragments after the merges.
+fn compact_group(
+    wh: &Warehouse,
+    list: &mut Vec<FragmentEntry>,
+    settings: &crate::store::fragment::write::FragmentSettings,
+    remote: bool,
+    memory: u64,
+) -> GroupOutcome {
+    let mut out = GroupOutcome {
+        replaced: BTreeSet::new(),
+        written: Vec::new(),
+        result: Ok(()),
+    };
+    list.sort_by_key(|e| (e.time_min, e.time_max));
+    while let Some(run) = due(list) {
+        let sources: Vec<&FragmentEntry> = list[run.clone()].iter().collect();
+        let bytes: u64 = sources.iter().map(|e| e.bytes).sum();
+        // Object storage holds the sources and the result in memory.
+        if remote && bytes.saturating_mul(2) > memory {
+            break;
+        }
+        let merged = match rewrite::merge(wh, &sources, settings) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                out.result = Err(e);
+                break;
+            }
+        };
+        for e in &sources {
+            // A fragment this compaction wrote is not in the catalog: only its file.
+            if !out.written.iter().any(|m| m.entry.path == e.path) {
+                out.replaced.insert(e.path.clone());
+            }
+        }
+        let entry = merged.entry.clone();
+        list.splice(run, [entry]);
+        out.written.push(merged);
+    }
+    out
 }
 
 /// Commits the swap of the `replaced` fragment rows for `rows`: the catalog parts holding

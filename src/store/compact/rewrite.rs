@@ -21,7 +21,8 @@ use crate::store::reader::{meta_of, open_whole};
 use crate::store::{Error, Result, Warehouse};
 use arrow_buffer::BooleanBufferBuilder;
 use rayon::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
 
@@ -312,6 +313,7 @@ fn write_merged<W: Write>(
     }
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut writer = ChunkedWriter::new(out, meta.clone(), &id_refs, codec).map_err(arrow_err)?;
+    let decoded = Decoded::default();
     let (mut copied, mut encoded) = (0, 0);
     let group = rayon::current_num_threads().max(1) * 2;
     for chunks in meta.chunks.chunks(group) {
@@ -328,6 +330,7 @@ fn write_merged<W: Write>(
                                 None => build(
                                     sources,
                                     &bases,
+                                    &decoded,
                                     meta,
                                     k,
                                     &[(
@@ -340,7 +343,9 @@ fn write_merged<W: Write>(
                                 .map(Some),
                             }
                         }
-                        OutBlock::Build(parts) => build(sources, &bases, meta, k, parts, codec).map(Some),
+                        OutBlock::Build(parts) => {
+                            build(sources, &bases, &decoded, meta, k, parts, codec).map(Some)
+                        }
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -406,12 +411,38 @@ fn source_of(file: &ChunkedFile, out: ChunkShape, k: u32, w: u32, h: u32) -> Opt
     run_of(file, ks).map(|r| (r, cw.row - sw.row, cw.col - sw.col))
 }
 
+/// Source batches decoded once for a merge: a source whose chunks are larger than the
+/// output's gives each of its batches to several output chunks.
+#[derive(Default)]
+struct Decoded(Mutex<HashMap<(usize, usize, usize), Arc<DecodedBatch>>>);
+
+impl Decoded {
+    /// Batch `block` of run `run` of source `s`, decoded once when `shared` (else decoded
+    /// for this one use).
+    fn get(&self, file: &ChunkedFile, s: usize, run: usize, block: usize, shared: bool) -> Result<Arc<DecodedBatch>> {
+        if !shared {
+            return Ok(Arc::new(file.decode(run, block)?));
+        }
+        let key = (s, run, block);
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(file.decode(run, block)?);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, b.clone());
+        Ok(b)
+    }
+}
+
 /// Encodes output chunk `k`'s rows of `parts` (source, block, rows) as one batch, cutting it
 /// out of each source's (larger or equal) chunk; source `s`'s observation `i` is key
 /// `bases[s] + i` of the merged dictionary.
 fn build(
     sources: &[ChunkedFile],
     bases: &[i32],
+    decoded: &Decoded,
     out: &FragmentMeta,
     k: u32,
     parts: &[(usize, usize, Range<usize>)],
@@ -433,8 +464,8 @@ fn build(
         let start = file.meta().blocks[..*b].iter().map(|&n| n as usize).sum::<usize>();
         let src_shape = file.meta().chunk;
         let found = source_of(file, shape, k, w, h);
-        let batch: Option<(DecodedBatch, u32, u32)> = match found {
-            Some((run, dr, dc)) => Some((file.decode(run, *b)?, dr, dc)),
+        let batch: Option<(Arc<DecodedBatch>, u32, u32)> = match found {
+            Some((run, dr, dc)) => Some((decoded.get(file, *s, run, *b, src_shape != shape)?, dr, dc)),
             None => None,
         };
         for i in r.clone() {
