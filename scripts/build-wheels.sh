@@ -59,12 +59,13 @@ build() {
     --zig --compatibility manylinux2014 --auditwheel check --quiet)
   echo "== $arch wheel"
   rm -f "$wheels"/pixelquery-"$version"-*"$arch".whl
+  # The tools first on PATH: maturin runs zig as `python3 -m ziglang`.
   if [ "$arch" = "$(uname -m)" ]; then
-    nice -n 10 "$tools/bin/maturin" "${args[@]}"
+    env PATH="$tools/bin:$PATH" "$tools/bin/maturin" "${args[@]}"
   else
-    # Debian's cargo and rustc (with their arm64 std) first on PATH, ahead of rustup's.
-    env PATH="/usr/bin:$tools/bin:$PATH" RUSTC=/usr/bin/rustc \
-      nice -n 10 "$tools/bin/maturin" "${args[@]}" --target "$arch-unknown-linux-gnu"
+    # Then Debian's cargo and rustc (with their arm64 std), ahead of rustup's.
+    env PATH="$tools/bin:/usr/bin:$PATH" RUSTC=/usr/bin/rustc \
+      "$tools/bin/maturin" "${args[@]}" --target "$arch-unknown-linux-gnu"
   fi
   echo "   built in $((SECONDS - t0)) s"
 }
