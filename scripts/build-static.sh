@@ -56,7 +56,8 @@ fi
 # unpacked here, not installed: libunwind-14-dev conflicts with libunwind-dev, and its
 # arm64 copy with the amd64 one.
 link_dir() {
-  local arch=$1 deb_arch cc dir="$out/link-$arch"
+  local arch=$1
+  local deb_arch cc dir="$out/link-$arch"
   case "$arch" in
     x86_64) deb_arch=amd64 cc=x86_64-linux-gnu-gcc ;;
     aarch64) deb_arch=arm64 cc=aarch64-linux-gnu-gcc ;;
