@@ -47,7 +47,7 @@ tools="$root/target/wheel-tools"
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' python/pyproject.toml)
 echo "PixelQuery wheels $version, $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')"
-echo "tools: $("$tools/bin/maturin" --version), zig $("$tools/bin/python" -m ziglang version), auditwheel $("$tools/bin/auditwheel" --version | cut -d' ' -f2)"
+echo "tools: $("$tools/bin/maturin" --version), zig $("$tools/bin/python" -m ziglang version), auditwheel $("$tools/bin/auditwheel" --version | head -1 | cut -d' ' -f2)"
 
 # Libraries a manylinux extension may need (the manylinux2014 policy's list, less the X11
 # and GL ones that have no business here).
@@ -76,7 +76,7 @@ check() {
   local arch=$1 whl so tmp
   whl=$(ls "$wheels"/pixelquery-"$version"-cp39-abi3-*"$arch".whl)
   echo "   $(basename "$whl"): $(stat -c %s "$whl") bytes"
-  [[ "$(basename "$whl")" == *-cp39-abi3-manylinux_2_17_"$arch".manylinux2014_"$arch".whl ]] \
+  [[ "$(basename "$whl")" == *-cp39-abi3-*manylinux2014_"$arch"* && "$(basename "$whl")" == *manylinux_2_17_"$arch"* ]] \
     || { echo "FAIL: unexpected wheel tags: $whl" >&2; exit 1; }
   echo "   ok   tags: cp39-abi3 (CPython >= 3.9, one wheel), manylinux_2_17 = manylinux2014"
   "$tools/bin/auditwheel" show "$whl" > "$out/auditwheel-$arch.txt"

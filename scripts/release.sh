@@ -2,9 +2,10 @@
 # Builds every release artifact into dist/ and writes dist/SHA256SUMS:
 #   pixelquery-VERSION-x86_64-linux-musl.tar.gz    static binary (+ README.md)
 #   pixelquery-VERSION-aarch64-linux-musl.tar.gz
-#   pixelquery-VERSION-cp39-abi3-manylinux_2_17_{x86_64,aarch64}.manylinux2014_*.whl
+#   pixelquery-VERSION-cp39-abi3-manylinux2014_{x86_64,aarch64}.manylinux_2_17_*.whl
 # Each build script checks and tests its artifacts (see them); their reports are kept in
-# dist/build-report.txt. Run on a release machine, not in CI (about 40 minutes on 2 cores).
+# dist/build-report.txt. Run before a release, not in CI (it takes the better part of an hour
+# on 2 cores: two standard-library builds and two wheel builds).
 #
 #   scripts/release.sh
 set -euo pipefail
