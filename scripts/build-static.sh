@@ -69,7 +69,7 @@ link_dir() {
       "musl-dev:$deb_arch" "libunwind-14-dev:$deb_arch" >/dev/null)
     for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/unpacked"; done
     cp "$dir/unpacked/usr/lib/$arch-linux-musl/"{crt1.o,crti.o,crtn.o,rcrt1.o,Scrt1.o,libc.a} "$dir/"
-    for o in crtbeginS.o crtendS.o crtbeginT.o crtend.o; do cp "$("$cc" -print-file-name="$o")" "$dir/"; done
+    for o in crtbegin.o crtend.o crtbeginS.o crtendS.o crtbeginT.o; do cp "$("$cc" -print-file-name="$o")" "$dir/"; done
     cat > "$dir/fortify_shim.c" <<'EOF'
 /* __fprintf_chk for a glibc-built libunwind.a linked against musl: print, as fprintf. */
 typedef struct _IO_FILE FILE;
