@@ -1,8 +1,9 @@
 //! Host name → IP addresses, in pure Rust, without the C library's `getaddrinfo`.
 //!
-//! PixelQuery ships as a statically linked glibc binary, and a static glibc program cannot
-//! load the NSS modules that `getaddrinfo` relies on. This small stub resolver does the one
-//! thing remote sources need, the same way on every host (see `docs/name-resolution.md`):
+//! PixelQuery ships as static musl binaries (whose musl 1.2.3 drops truncated DNS answers
+//! instead of asking again over TCP), as wheels on the host's glibc (NSS, search lists) and as
+//! source builds on whatever C library the host has. This small stub resolver does the one
+//! thing remote sources need, the same way in all of them (see `docs/name-resolution.md`):
 //!
 //! 1. IP literals (`192.0.2.1`, `::1`, `[::1]`) are returned as they are, and `localhost` is
 //!    `127.0.0.1` and `::1`;
