@@ -137,9 +137,10 @@ fn s3_endpoint(c: &Case) -> String {
 #[test]
 fn lost_answers_to_stored_puts_are_absorbed_during_ingest() {
     let Some(c) = case() else { return };
-    let targets: [(&str, Match); 4] = [
+    let targets: [(&str, Match); 5] = [
         ("log entry of an append", log_entry(APPEND)),
         ("log entry of a merge", log_entry(MERGE)),
+        ("log entry of an automatic compaction", log_entry(COMPACT)),
         ("catalog part", put("/catalog/kind")),
         ("fragment", put("/fragments/")),
     ];
@@ -232,7 +233,10 @@ fn a_compaction_commit_with_a_lost_answer_keeps_its_files() {
     let Some(c) = case() else { return };
     for fault in [Fault::DropAnswer, Fault::ErrorAfter] {
         let wh = url("compact");
-        ok(&ingest_args(&wh, &c.scenes, &["--commit-every=2"]), &c.env);
+        ok(
+            &ingest_args(&wh, &c.scenes, &["--commit-every=2", "--no-auto-compact"]),
+            &c.env,
+        );
         let proxy = FaultProxy::start(
             &s3_endpoint(&c),
             vec![Rule::once(log_entry(COMPACT), fault)],

@@ -118,7 +118,12 @@ pub(crate) fn after_commit(
     let outcomes: Vec<GroupOutcome> = if remote {
         by_group.values_mut().map(work).collect()
     } else {
-        by_group.values_mut().collect::<Vec<_>>().into_par_iter().map(work).collect()
+        by_group
+            .values_mut()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(work)
+            .collect()
     };
     let mut replaced: BTreeSet<String> = BTreeSet::new();
     let mut written: Vec<MergedFragment> = Vec::new();

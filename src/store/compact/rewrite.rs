@@ -22,9 +22,9 @@ use crate::store::{Error, Result, Warehouse};
 use arrow_buffer::BooleanBufferBuilder;
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// One output time block: copied from a source, or built from rows of several.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,7 +403,13 @@ fn fits_into(outer: ChunkShape, inner: ChunkShape) -> bool {
 /// Where output chunk `k` (of shape `out` on a `w` x `h` tile) lies in `file`: its run (when
 /// the file's chunk holding it is present) and the offset of its top-left pixel in that
 /// chunk (rows, columns).
-fn source_of(file: &ChunkedFile, out: ChunkShape, k: u32, w: u32, h: u32) -> Option<(usize, u32, u32)> {
+fn source_of(
+    file: &ChunkedFile,
+    out: ChunkShape,
+    k: u32,
+    w: u32,
+    h: u32,
+) -> Option<(usize, u32, u32)> {
     let src = file.meta().chunk;
     let cw = out.window(k, w, h);
     let ks = (cw.row / src.rows) * src.across(w) + cw.col / src.cols;
@@ -419,7 +425,14 @@ struct Decoded(Mutex<HashMap<(usize, usize, usize), Arc<DecodedBatch>>>);
 impl Decoded {
     /// Batch `block` of run `run` of source `s`, decoded once when `shared` (else decoded
     /// for this one use).
-    fn get(&self, file: &ChunkedFile, s: usize, run: usize, block: usize, shared: bool) -> Result<Arc<DecodedBatch>> {
+    fn get(
+        &self,
+        file: &ChunkedFile,
+        s: usize,
+        run: usize,
+        block: usize,
+        shared: bool,
+    ) -> Result<Arc<DecodedBatch>> {
         if !shared {
             return Ok(Arc::new(file.decode(run, block)?));
         }
@@ -461,11 +474,16 @@ fn build(
     for (s, b, r) in parts {
         let file = &sources[*s];
         let (t, _) = file.observations()?;
-        let start = file.meta().blocks[..*b].iter().map(|&n| n as usize).sum::<usize>();
+        let start = file.meta().blocks[..*b]
+            .iter()
+            .map(|&n| n as usize)
+            .sum::<usize>();
         let src_shape = file.meta().chunk;
         let found = source_of(file, shape, k, w, h);
         let batch: Option<(Arc<DecodedBatch>, u32, u32)> = match found {
-            Some((run, dr, dc)) => Some((decoded.get(file, *s, run, *b, src_shape != shape)?, dr, dc)),
+            Some((run, dr, dc)) => {
+                Some((decoded.get(file, *s, run, *b, src_shape != shape)?, dr, dc))
+            }
             None => None,
         };
         for i in r.clone() {

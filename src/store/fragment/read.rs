@@ -441,8 +441,8 @@ impl ChunkedFile {
         })
     }
 
-    /// A view of observations `obs` over `window` (tile pixels; clipped to the stored
-    /// window), decoding the batches it needs with `batch(run, block)`.
+    /// A view of observations `obs` over `window` (tile pixels, clipped to the tile),
+    /// decoding the batches it needs with `batch(run, block)`.
     pub(crate) fn view(
         &self,
         window: PixelWindow,
@@ -454,12 +454,10 @@ impl ChunkedFile {
         if obs.end > times.len() || obs.start > obs.end {
             return Err(self.corrupt(format!("observations {obs:?} out of range")));
         }
-        let window = intersect(&window, &m.window).unwrap_or(PixelWindow::new(
-            m.window.col,
-            m.window.row,
-            1,
-            1,
-        ));
+        // The window as asked (inside the tile): pixels outside the stored window are
+        // invalid, and chunks without a valid pixel are not stored, so they are not read.
+        let tile = PixelWindow::full(m.width, m.height);
+        let window = intersect(&window, &tile).unwrap_or(PixelWindow::new(0, 0, 1, 1));
         let shape = m.chunk;
         let size = m.dtype.size();
         let (ww, wh) = (window.width as usize, window.height as usize);
