@@ -357,6 +357,13 @@ fn run(
     let warehouse = open_warehouse(path, &scenes, profile.as_ref(), &scene_options, options)?;
     // Never build on a version that lost files: new commits would bury the damage.
     crate::store::check_latest_complete(&warehouse)?;
+    // Commits hand their merges to a worker, so the next scenes are cut meanwhile.
+    let (warehouse, background) = if warehouse.options().no_auto_compact {
+        (warehouse, None)
+    } else {
+        let (handle, worker) = warehouse.background_compaction();
+        (handle, Some(worker))
+    };
     let grid = warehouse.config().grid;
     if options.crs.is_some_and(|c| c != grid.epsg)
         || options.tile_size.is_some_and(|t| t != grid.tile_size)
@@ -503,6 +510,14 @@ fn run(
         let batch = warehouse.begin_batch();
         batch.register_search(id, search.clone())?;
         batch.commit()?;
+    }
+    if let Some(worker) = background {
+        let totals = worker.finish();
+        report.compaction_merges += totals.merges;
+        report.compaction_bytes += totals.bytes_written;
+        report.compaction_ms.0 += totals.merge_ms;
+        report.compaction_ms.1 += totals.commit_ms;
+        report.compaction_errors.extend(totals.errors);
     }
     report.versions.sort_unstable();
     report.versions.dedup();

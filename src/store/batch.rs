@@ -230,6 +230,10 @@ impl<'w> Batch<'w> {
                     .collect();
                 let mut compaction = None;
                 let mut latest = state;
+                let groups = match wh.compaction_queue() {
+                    Some(queue) if !groups.is_empty() => queue.send(groups).unwrap_or_default(),
+                    _ => groups,
+                };
                 if !wh.options().no_auto_compact && !groups.is_empty() {
                     let merged = Snapshot::load(wh, &latest)
                         .and_then(|snap| auto::after_commit(wh, &snap, &groups));

@@ -74,6 +74,7 @@ pub use catalog::{
     parse_wkb_polygon, wkb_polygon, BandScaling, FragmentEntry, PartKind, SceneEntry, SceneRecord,
 };
 pub use compact::auto::AutoCompaction;
+pub use compact::background::{Background as BackgroundCompaction, CompactionTotals};
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use delta::{Version, CHECKPOINT_INTERVAL};
 pub use fragment::{
@@ -572,6 +573,8 @@ pub struct Warehouse {
     options: OpenOptions,
     /// Whether the store's conditional creates were checked (once, before the first write).
     writes_checked: Arc<std::sync::OnceLock<()>>,
+    /// Where commits hand the tile-bands they touched when a background worker compacts.
+    compaction_queue: Option<compact::background::Queue>,
 }
 
 impl Warehouse {
@@ -608,6 +611,7 @@ impl Warehouse {
             config,
             options: options.clone(),
             writes_checked: Arc::default(),
+            compaction_queue: None,
         };
         wh.check_writes()?;
         if !wh.storage.put_if_absent(CONFIG_FILE, &bytes)? {
@@ -674,6 +678,7 @@ impl Warehouse {
             config: cfg.config,
             options: options.clone(),
             writes_checked: Arc::default(),
+            compaction_queue: None,
         };
         wh.ensure_initial_commit(&BTreeMap::new(), true)?;
         Ok(wh)
@@ -805,6 +810,26 @@ impl Warehouse {
     /// The options it was opened with.
     pub fn options(&self) -> &OpenOptions {
         &self.options
+    }
+
+    /// Starts automatic compaction on a worker thread: commits made through the returned
+    /// handle hand the tile-bands they touched to the worker instead of merging before they
+    /// return, so a long ingest decodes its next scenes while the last ones are merged.
+    /// [`BackgroundCompaction::finish`] waits for the worker.
+    pub fn background_compaction(&self) -> (Warehouse, BackgroundCompaction) {
+        BackgroundCompaction::start(self)
+    }
+
+    fn with_compaction_queue(&self, queue: compact::background::Queue) -> Warehouse {
+        Warehouse {
+            compaction_queue: Some(queue),
+            ..self.clone()
+        }
+    }
+
+    /// The background worker's queue, when commits hand compaction to one.
+    pub(crate) fn compaction_queue(&self) -> Option<&compact::background::Queue> {
+        self.compaction_queue.as_ref()
     }
 
     /// How this warehouse writes fragments.

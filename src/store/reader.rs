@@ -316,3 +316,77 @@ fn merge_ranges(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DataType;
+    use crate::geo::GeoTransform;
+    use crate::grid::{GridSpec, TileId};
+    use crate::store::batch::write_new_fragment;
+    use crate::store::fragment::{FragmentData, Observation};
+    use crate::store::{Warehouse, WarehouseConfig};
+    use chrono::DateTime;
+
+    fn fragment(wh: &Warehouse) -> FragmentEntry {
+        let observations = (0..3)
+            .map(|d| Observation {
+                time: DateTime::from_timestamp(1_700_000_000 + d * 86_400, 0).unwrap(),
+                scene_id: format!("scene{d}"),
+                pixels: (0..256 * 256)
+                    .map(|i| (i + d) as u16)
+                    .collect::<Vec<_>>()
+                    .into(),
+                valid: None,
+            })
+            .collect();
+        let data = FragmentData {
+            tile: TileId::new(1, -1),
+            band: "red".into(),
+            product: "S2".into(),
+            dtype: DataType::U16,
+            nodata: Some(0.0),
+            scale: 1.0,
+            offset: 0.0,
+            tile_transform: GeoTransform::north_up(2560.0, -2560.0, 10.0, 10.0),
+            width: 256,
+            height: 256,
+            footprint_lonlat: vec![(15.0, 0.0), (15.1, 0.0), (15.1, 0.1), (15.0, 0.1)],
+            resolution: 10.0,
+            observations,
+        };
+        write_new_fragment(wh, data).unwrap().0
+    }
+
+    /// What the catalog row says about the chunks must be what the file holds: `verify`
+    /// (and every read of a local file) refuses an index that points elsewhere.
+    #[test]
+    fn a_chunk_index_unlike_the_file_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let grid = GridSpec {
+            epsg: 32633,
+            origin_x: 0.0,
+            origin_y: 0.0,
+            tile_size: 2560.0,
+        };
+        let wh = Warehouse::create(d.path(), WarehouseConfig::new(grid)).unwrap();
+        let entry = fragment(&wh);
+        assert!(entry.index.runs.len() > 1, "{:?}", entry.index);
+        let f = open_whole(wh.storage(), &entry, true, None).unwrap();
+        assert_eq!(f.observations().unwrap().0.len(), 3);
+        let refused = |bad: FragmentEntry| {
+            let e = open_whole(wh.storage(), &bad, true, None).unwrap_err();
+            assert!(e.to_string().contains("chunk index"), "{e}");
+        };
+        let mut bad = entry.clone();
+        bad.index.runs[1].start += 8;
+        refused(bad);
+        let mut bad = entry.clone();
+        bad.index.dictionary.end -= 8;
+        refused(bad);
+        let mut bad = entry.clone();
+        bad.index.runs.swap(0, 1);
+        let e = open_whole(wh.storage(), &bad, true, None).unwrap_err();
+        assert!(matches!(e, Error::CorruptFragment { .. }), "{e}");
+    }
+}

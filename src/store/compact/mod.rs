@@ -4,6 +4,7 @@
 //! snapshots until vacuumed.
 
 pub mod auto;
+pub mod background;
 mod rewrite;
 
 use super::batch::{part_key, write_new_fragment, write_part, Placed};
