@@ -839,6 +839,8 @@ impl<'w> Query<'w> {
                 None => None,
             },
             products: products.clone(),
+            reduced: self.composite,
+            observed: times.first().copied().zip(times.last().copied()),
         };
         let composite = match self.composite {
             Some((r, _)) => Some(r),
