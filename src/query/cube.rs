@@ -113,7 +113,7 @@ pub struct Cube {
 /// polygon, not covered, cloudy) hold [`NativeCube::fill`], the bands' nodata value (NaN for
 /// float bands without one). Built by [`Query::run_native`](super::Query::run_native).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NativeCube<T> {
+pub struct NativeCube<T: Sample> {
     /// Raw samples, `(time, band, y, x)`.
     pub data: Array4<T>,
     /// The value of pixels without a valid sample.
@@ -174,6 +174,21 @@ impl<T: Sample> NativeCube<T> {
             epsg: self.epsg,
             transform: self.transform,
         }
+    }
+}
+
+/// A dropped cube's buffer goes back to the query buffer pool ([`super::recycle`]), so the
+/// next query of a similar size paints into warm memory. (So the fields cannot be moved out
+/// of a cube: take its data with `std::mem::take(&mut cube.data)`.)
+impl Drop for Cube {
+    fn drop(&mut self) {
+        super::recycle::give_array(std::mem::take(&mut self.data));
+    }
+}
+
+impl<T: Sample> Drop for NativeCube<T> {
+    fn drop(&mut self) {
+        super::recycle::give_array(std::mem::take(&mut self.data));
     }
 }
 

@@ -554,7 +554,7 @@ mod tests {
     fn labels_say_what_is_drawn_and_wrap_instead_of_cutting() {
         let mut cube = sample_cube(1, 1);
         cube.bands = vec!["ndvi".into()];
-        cube.data = cube.data.slice_move(ndarray::s![.., 0..1, .., ..]);
+        cube.data = std::mem::take(&mut cube.data).slice_move(ndarray::s![.., 0..1, .., ..]);
         cube.products = vec![
             "sentinel2_l2a".into(),
             "landsat8_c2l2".into(),

@@ -258,7 +258,7 @@ mod tests {
         );
         // A median over the whole range: one step, the span of its observations.
         let mut median = sample_cube(4, 4);
-        median.data = median.data.slice_move(ndarray::s![0..1, .., .., ..]);
+        median.data = std::mem::take(&mut median.data).slice_move(ndarray::s![0..1, .., .., ..]);
         median.times.truncate(1);
         median.scenes = vec![vec!["s1".into(), "s2".into(), "s3".into()]];
         median.values.expression = Some("ndvi".into());
