@@ -406,7 +406,7 @@ fn multi_product_table(
         ("tile", Region::BBox(shapes.tile)),
         ("2x2 tiles", Region::BBox(shapes.tile2)),
     ];
-    println!("\nmulti-sensor queries: the 12 Sentinel-2 scenes alone, then with 6 Landsat-like 30 m scenes painted onto the 10 m grid (nearest); 4 bands by alias, physical values; medians of {runs} interleaved runs");
+    println!("\nmulti-sensor queries: the Sentinel-2 scenes alone (the 12 of corpus/ts, or the demo series' 8 without the corpus), then with 6 Landsat-like 30 m scenes painted onto the 10 m grid (nearest); 4 bands by alias, physical values; medians of {runs} interleaved runs");
     println!("floor = writing every element of an allocated buffer of the two-product cube's size (a query's cube is painted into the buffer of a dropped one: see query::recycle)");
     println!("| shape | output | time steps | cube (both) | Sentinel-2 only | both products | per step: Sentinel-2 only | per step: both | both / Sentinel-2 only, per step | floor (both) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
