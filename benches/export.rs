@@ -276,7 +276,7 @@ fn main() {
             };
             let (t, b, h, w) = query().prepare().unwrap().dim();
             let raw = vec![1u8; t * b * h * w * 2];
-            let cube = query().run_native::<u16>().unwrap().data;
+            let cube = std::mem::take(&mut query().run_native::<u16>().unwrap().data);
             let deflate = support::median_secs(rounds, || encode_floor(&cube));
             for (name, label, options) in &formats {
                 let path = out.join(name);

@@ -17,12 +17,12 @@
 //! snapshot (fragments already opened and decompressed), and the tile on a new snapshot
 //! (catalog read, fragments opened and decompressed: what one CLI run pays).
 //!
-//! Then the multi-sensor row (issue #18): a second warehouse with the same scenes plus 6
-//! dates of a 30 m Landsat-like product (4 bands, its own scale/offset) over the same area;
-//! the tile's red/green/blue/nir series of both products (physical values, the 30 m product
-//! resampled onto 10 m while painting) against the Sentinel-2 product alone (physical too),
-//! time per time step of each and their ratio (goal: <= 1.5x), and the 30 m product alone
-//! (what its resampled painting costs per step).
+//! Then the multi-sensor rows (issues #18, #25): a second warehouse with the same scenes plus
+//! 6 dates of a 30 m Landsat-like product (4 bands, its own scale/offset) over the same area;
+//! for a point, a tile and a 2x2-tile box, the red/green/blue/nir series of both products
+//! (physical values, the 30 m product resampled onto 10 m while painting) against the
+//! Sentinel-2 product alone (physical too), as cubes (`run`) and written to `.tif`: time per
+//! time step of each and their ratio, gross (goal: <= 1.5x).
 //!
 //! `cargo bench --bench query` (`cargo bench --bench query -- multi`: the multi-sensor row only)
 
@@ -118,6 +118,12 @@ fn main() {
         (tile.min_y + tile.max_y) / 2.0 + 5.0,
     );
     let pt_bounds = Bounds::new(point.0 - 5.0, point.1 - 5.0, point.0 + 5.0, point.1 + 5.0);
+    let shapes = Shapes {
+        epsg: grid.epsg,
+        point,
+        tile,
+        tile2,
+    };
     let (wh, snap, files, epsg) = (&wh, &snap, &files, grid.epsg);
     let q_point = move || {
         wh.query()
@@ -262,8 +268,7 @@ fn main() {
             tmp.path(),
             &inputs,
             &sb,
-            tile,
-            epsg,
+            &shapes,
             if quick { 1 } else { 21 },
         );
         return;
@@ -318,7 +323,7 @@ fn main() {
             c / q,
         );
     }
-    multi_product_table(tmp.path(), &inputs, &sb, tile, epsg, runs);
+    multi_product_table(tmp.path(), &inputs, &sb, &shapes, runs);
     let runs = if quick { 1 } else { 15 };
     settings_table(tmp.path(), &inputs, files, tile, point, epsg, runs);
 }
@@ -360,19 +365,21 @@ fn landsat_like(dir: &Path, bounds: &Bounds, epsg: u32) -> Vec<String> {
     out
 }
 
-/// The multi-sensor row (see the module documentation).
+/// The multi-sensor rows (see the module documentation).
 fn multi_product_table(
     tmp: &Path,
     inputs: &[String],
     scene: &Bounds,
-    tile: Bounds,
-    epsg: u32,
+    shapes: &Shapes,
     runs: usize,
 ) {
     let wh_path = tmp.join("wh-multi");
     for (product, files) in [
         ("sentinel2_l2a", inputs.to_vec()),
-        ("landsat8_c2l2", landsat_like(&tmp.join("l8"), scene, epsg)),
+        (
+            "landsat8_c2l2",
+            landsat_like(&tmp.join("l8"), scene, shapes.epsg),
+        ),
     ] {
         let options = IngestOptions {
             product: Some(product.into()),
@@ -383,109 +390,102 @@ fn multi_product_table(
     let wh = Warehouse::open(&wh_path).unwrap();
     let snap = wh.snapshot(None).unwrap();
     let bands = ["blue", "green", "red", "nir"];
-    let query = |products: &[&str]| {
+    let one = ["sentinel2_l2a"];
+    let both = ["sentinel2_l2a", "landsat8_c2l2"];
+    let query = |region: &Region, products: &[&str]| {
         wh.query()
             .on_snapshot(&snap)
-            .bbox(tile)
-            .crs(epsg)
+            .region(region.clone())
+            .crs(shapes.epsg)
             .bands(&bands)
             .products(products)
             .physical(true)
-            .run()
-            .unwrap()
     };
-    let one = query(&["sentinel2_l2a"]);
-    let both = query(&["sentinel2_l2a", "landsat8_c2l2"]);
-    let coarse = query(&["landsat8_c2l2"]);
-    let (t1, t2, t3) = (one.dim().0, both.dim().0, coarse.dim().0);
-    assert!(t2 > t1, "the second product adds time steps");
-    let bytes = |c: &pixelquery::query::Cube| c.data.len() * 4;
-    let (mb1, mb2, mb3) = (
-        bytes(&one) as f64 / 1e6,
-        bytes(&both) as f64 / 1e6,
-        bytes(&coarse) as f64 / 1e6,
-    );
-    // The floor of any query: a new cube of its shape, written once, allocated as the painter
-    // allocates it (uninitialised, huge pages advised over 32 MiB, one slab per rayon task).
-    let new_cube = |c: &pixelquery::query::Cube| {
-        let (t, b, h, w) = c.data.dim();
-        let len = t * b * h * w;
-        let mut v: Vec<f32> = Vec::with_capacity(len);
-        let spare = &mut v.spare_capacity_mut()[..len];
-        #[cfg(target_os = "linux")]
-        if len * 4 >= 32 << 20 {
-            let huge = 2usize << 20;
-            let start = spare.as_mut_ptr() as usize;
-            let (a, z) = (
-                start.next_multiple_of(huge),
-                (start + len * 4) / huge * huge,
-            );
-            if z > a {
-                // SAFETY: advice on whole pages of memory this closure owns; contents unchanged.
-                unsafe { libc::madvise(a as *mut libc::c_void, z - a, libc::MADV_HUGEPAGE) };
-            }
-        }
-        spare.par_chunks_mut((h * w).max(1)).for_each(|slab| {
-            for x in slab {
-                x.write(f32::NAN);
-            }
-        });
-        // SAFETY: every element was written above.
-        unsafe { v.set_len(len) };
-        std::hint::black_box(v);
-    };
-    let [a, b, c, fa, fb, fc] = interleaved_medians(
-        runs,
-        [
-            &mut || {
-                std::hint::black_box(query(&["sentinel2_l2a"]));
-            },
-            &mut || {
-                std::hint::black_box(query(&["sentinel2_l2a", "landsat8_c2l2"]));
-            },
-            &mut || {
-                std::hint::black_box(query(&["landsat8_c2l2"]));
-            },
-            &mut || new_cube(&one),
-            &mut || new_cube(&both),
-            &mut || new_cube(&coarse),
-        ],
-    );
-    let (_, _, h, w) = both.dim();
-    println!("\nmulti-sensor tile query ({w} x {h} px at 10 m, 4 bands by alias, physical values; medians of {runs} interleaved runs)");
-    println!("floor = allocating and filling a new cube of the query's shape (the allocator hands a cube over 32 MiB fresh pages from the kernel, which it zeroes; a smaller one reuses freed memory)");
-    println!("| products | time steps | cube | query | floor | per time step | per step / single product | net of floor, per step / single product |");
-    println!("|---|---|---|---|---|---|---|---|");
-    let one_step = a / t1 as f64;
-    let one_net = (a - fa) / t1 as f64;
-    for (name, steps, mb, time, floor) in [
-        ("sentinel2_l2a", t1, mb1, a, fa),
-        (
-            "sentinel2_l2a + landsat8_c2l2 (30 m, nearest onto 10 m)",
-            t2,
-            mb2,
-            b,
-            fb,
-        ),
-        (
-            "landsat8_c2l2 alone (30 m, nearest onto 10 m)",
-            t3,
-            mb3,
-            c,
-            fc,
-        ),
-    ] {
-        let step = time / steps as f64;
-        let net = (time - floor) / steps as f64;
-        println!(
-            "| {name} | {steps} | {mb:.1} MB | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}x | {:.2}x |",
-            time * 1e3,
-            floor * 1e3,
-            step * 1e3,
-            step / one_step,
-            net / one_net,
+    let regions = [
+        ("point", Region::Point(shapes.point.0, shapes.point.1)),
+        ("tile", Region::BBox(shapes.tile)),
+        ("2x2 tiles", Region::BBox(shapes.tile2)),
+    ];
+    println!("\nmulti-sensor queries: the Sentinel-2 scenes alone (the 12 of corpus/ts, or the demo series' 8 without the corpus), then with 6 Landsat-like 30 m scenes painted onto the 10 m grid (nearest); 4 bands by alias, physical values; medians of {runs} interleaved runs");
+    println!("floor = writing every element of an allocated buffer of the two-product cube's size (a query's cube is painted into the buffer of a dropped one: see query::recycle)");
+    println!("| shape | output | time steps | cube (both) | Sentinel-2 only | both products | per step: Sentinel-2 only | per step: both | both / Sentinel-2 only, per step | floor (both) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let out_dir = tmp.join("multi-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for (name, region) in &regions {
+        let cube_one = query(region, &one).run().unwrap();
+        let cube_both = query(region, &both).run().unwrap();
+        let (t1, t2) = (cube_one.dim().0, cube_both.dim().0);
+        assert!(t2 > t1, "the second product adds time steps");
+        let (_, _, h, w) = cube_both.dim();
+        let mb = cube_both.data.len() as f64 * 4.0 / 1e6;
+        drop((cube_one, cube_both));
+        let mut warm = vec![0f32; t2 * bands.len() * h * w];
+        let [a, b, f] = interleaved_medians(
+            runs,
+            [
+                &mut || {
+                    std::hint::black_box(query(region, &one).run().unwrap());
+                },
+                &mut || {
+                    std::hint::black_box(query(region, &both).run().unwrap());
+                },
+                &mut || {
+                    warm.par_chunks_mut((h * w).max(1))
+                        .for_each(|s| s.fill(f32::NAN));
+                    std::hint::black_box(&warm);
+                },
+            ],
         );
+        let floor = if h * w > 1 {
+            format!("{:.3} ms", f * 1e3)
+        } else {
+            "-".into()
+        };
+        print_multi_row(name, "cube (`run`)", (t1, t2), mb, (a, b), &floor);
+        if *name == "point" {
+            continue;
+        }
+        // The same cubes written to a DEFLATE COG, window by window (`query --out x.tif`).
+        let path = out_dir.join(format!("{}.tif", name.replace(' ', "_")));
+        let write = |products: &[&str]| {
+            let plan = query(region, products).prepare().unwrap();
+            let options = pixelquery::query::export::ExportOptions::default();
+            pixelquery::query::export::write_plan(&plan, &path, &options)
+                .unwrap()
+                .unwrap();
+        };
+        let [a, b] = interleaved_medians(runs, [&mut || write(&one), &mut || write(&both)]);
+        print_multi_row(name, "`.tif`", (t1, t2), mb, (a, b), "-");
     }
+}
+
+/// One row of the multi-sensor table.
+fn print_multi_row(
+    shape: &str,
+    output: &str,
+    (t1, t2): (usize, usize),
+    mb: f64,
+    (a, b): (f64, f64),
+    floor: &str,
+) {
+    let (s1, s2) = (a / t1 as f64, b / t2 as f64);
+    println!(
+        "| {shape} | {output} | {t1} / {t2} | {mb:.1} MB | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}x | {floor} |",
+        a * 1e3,
+        b * 1e3,
+        s1 * 1e3,
+        s2 * 1e3,
+        s2 / s1,
+    );
+}
+
+/// The places the multi-sensor rows query, in the grid's CRS.
+struct Shapes {
+    epsg: u32,
+    point: (f64, f64),
+    tile: Bounds,
+    tile2: Bounds,
 }
 
 /// Query times per fragment setting (see the module documentation).

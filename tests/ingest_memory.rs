@@ -298,7 +298,7 @@ fn ingest_in_process(
         .install(|| ingest(wh, &[scene.display().to_string()], &options, &Quiet))
         .unwrap();
     assert_eq!(report.scenes_ingested, 1, "{report:?}");
-    let cube = Warehouse::open(wh)
+    let mut cube = Warehouse::open(wh)
         .unwrap()
         .query()
         .bbox(bounds)
@@ -306,7 +306,7 @@ fn ingest_in_process(
         .run_native::<u16>()
         .unwrap();
     assert_eq!(cube.bands, ["B04", "B08"]);
-    cube.data
+    std::mem::take(&mut cube.data)
 }
 
 #[test]

@@ -360,6 +360,48 @@ fn point_query_over_both_products_gives_one_time_axis() {
 }
 
 #[test]
+fn a_dropped_fused_cube_lends_its_memory_to_the_next_query() {
+    let fx = fixture();
+    let wh = Warehouse::open(&fx.wh).unwrap();
+    let (x0, y0) = demo::ORIGIN;
+    let side = demo::SIZE as f64 * 10.0;
+    let b = Bounds::new(x0, y0 - side, x0 + side, y0);
+    let query = || {
+        wh.query()
+            .crs(32652)
+            .bbox(b)
+            .bands(&["red", "nir"])
+            .physical(true)
+            .run()
+            .unwrap()
+    };
+    let first = query();
+    assert!(first.products.iter().any(|p| p == L8) && first.products.iter().any(|p| p == S2));
+    assert!(first.data.len() * 4 >= pixelquery::query::recycle::MIN_BYTES);
+    let (address, values) = (first.data.as_ptr(), first.data.clone());
+    drop(first);
+    // The next cube of that size is painted into the dropped one's warm buffer, every
+    // element written again (nothing of the old contents shows through).
+    let second = query();
+    assert_eq!(second.data.as_ptr(), address);
+    assert_eq!(second.data.shape(), values.shape());
+    assert!(second
+        .data
+        .iter()
+        .zip(values.iter())
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    let mut third = second.clone();
+    third.data.fill(-1.0);
+    drop(third);
+    let fourth = query();
+    assert!(fourth
+        .data
+        .iter()
+        .zip(values.iter())
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
 fn box_query_resamples_the_coarser_product_as_gdalwarp_does() {
     let fx = fixture();
     let wh = Warehouse::open(&fx.wh).unwrap();

@@ -167,7 +167,11 @@ def ingest(
 
 
 class Warehouse:
-    """An open warehouse. Cheap to keep around: repeated queries reuse its open snapshot.
+    """An open warehouse, pinned to one version: every query, ``info()`` and ``catalog()``
+    without ``as_of=`` answers from the version that was the latest when it was opened, until
+    :meth:`refresh` moves it to the latest one (its own :meth:`ingest` refreshes too). So
+    separate queries share a time axis while other processes ingest, and repeated queries
+    reuse the pinned snapshot's opened fragments.
 
     Picklable (by path), so Dask workers can open it too.
     """
@@ -188,8 +192,14 @@ class Warehouse:
 
     @property
     def version(self) -> int:
-        """The latest committed version."""
-        return self._native.latest_version()
+        """The version this object answers from (pinned until :meth:`refresh`)."""
+        return self._native.version
+
+    def refresh(self) -> int:
+        """Moves to the latest committed version and returns it. The snapshot of the old
+        version is released (its catalog and opened fragments are freed once no running
+        query uses them); queries with ``as_of=`` still reach any readable version."""
+        return self._native.refresh()
 
     def __repr__(self) -> str:
         return f"pixelquery.Warehouse({self.path!r})"
@@ -197,13 +207,14 @@ class Warehouse:
     def __reduce__(self) -> Any:
         return (open, (self.path,))
 
-    def info(self) -> Dict[str, Any]:
+    def info(self, as_of: Optional[int] = None) -> Dict[str, Any]:
         """What ``pixelquery info --json`` prints: grid, compression, version, snapshots,
-        products and their bands, scenes, time span, tiles, fragments, bytes."""
-        return json.loads(self._native.info_json())
+        products and their bands, scenes, time span, tiles, fragments, bytes; of snapshot
+        ``as_of`` (the pinned version by default)."""
+        return json.loads(self._native.info_json(_version(as_of)))
 
     def catalog(self, as_of: Optional[int] = None, *, kind: str = "fragments") -> "pyarrow.Table":
-        """The live catalog rows of snapshot ``as_of`` (the latest by default) as a
+        """The live catalog rows of snapshot ``as_of`` (the pinned version, :attr:`version`, by default) as a
         ``pyarrow.Table`` with GeoParquet columns (WKB ``geometry`` in lon/lat, ``bbox``):
         ``kind="fragments"`` (one row per fragment: tile, band, product, time span, counts,
         footprint, path, checksum, statistics) or ``kind="scenes"`` (one row per scene).
@@ -214,9 +225,7 @@ class Warehouse:
 
         if kind not in ("fragments", "scenes"):
             raise InvalidInputError(f"invalid kind={kind!r}: use \"fragments\" or \"scenes\"")
-        if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0):
-            raise InvalidInputError(f"invalid as_of={as_of!r}: expected a snapshot version (an integer >= 0)")
-        version, columns = self._native.catalog_columns(kind, as_of)
+        version, columns = self._native.catalog_columns(kind, _version(as_of))
         return _catalog.table(columns, kind, version)
 
     def query(
@@ -270,6 +279,9 @@ class Warehouse:
         ``"average"``, ``"mode"``: how coarser or finer bands are painted onto that grid;
         default nearest when upsampling, average when downsampling), ``as_of=`` (a snapshot
         version).
+
+        Snapshot: without ``as_of=`` the query reads the version this object is pinned to
+        (:attr:`version`), whatever was committed since; :meth:`refresh` moves on.
 
         Time axis: every scene covering the place is a time step, dates without a valid pixel
         there included (all NaN / nodata), so two queries over one place share a time axis;
@@ -337,6 +349,16 @@ class Warehouse:
         return _xarray.from_raw(raw)
 
     def ingest(self, inputs: Any = None, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:
-        """Ingests ``inputs`` (or a STAC API search, or ``update=True``) into this warehouse;
-        see :func:`pixelquery.ingest` for the options and the report."""
-        return ingest(self.path, inputs, progress=progress, **options)
+        """Ingests ``inputs`` (or a STAC API search, or ``update=True``) into this warehouse, then
+        refreshes it (:meth:`refresh`: queries see what was ingested); see :func:`pixelquery.ingest` for the options and the report."""
+        try:
+            return ingest(self.path, inputs, progress=progress, **options)
+        finally:
+            self.refresh()
+
+
+def _version(as_of: Any) -> Optional[int]:
+    """A checked snapshot version, or ``None``."""
+    if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0):
+        raise InvalidInputError(f"invalid as_of={as_of!r}: expected a snapshot version (an integer >= 0)")
+    return as_of

@@ -8,7 +8,8 @@ resolution), run wherever Dask runs the task. Nothing but coordinates is compute
   nothing);
 - every block maps its time steps onto that axis by scene id (a block that sees fewer scenes
   leaves the other steps invalid), and polygon queries mask each block with the polygon.
-All blocks read one snapshot: the version current when the graph is built.
+All blocks read one snapshot: the version the warehouse object is pinned to when the graph is
+built (the one its eager queries read).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def query(warehouse: Any, spec: Dict[str, Any], dtype: Optional[str], chunks: Di
     native = warehouse._native
     spec = dict(spec)
     if spec["as_of"] is None:
-        spec["as_of"] = native.latest_version()
+        spec["as_of"] = native.version  # the pinned version: the eager queries' too
     transform, width, height = native.output_grid(spec)
     res = transform[1]
     # The probe: the same query at one pixel as large as the whole output.
@@ -172,8 +173,7 @@ def query(warehouse: Any, spec: Dict[str, Any], dtype: Optional[str], chunks: Di
         meta=np.empty((0, 0, 0, 0), dtype=out_dtype),
         name="pixelquery-" + tokenize(warehouse.path, spec, dtype, layout, all_chunks),
     )
-    coords = _xarray.coords(
+    coords = _xarray.coordinates(
         times_ns, raw["scenes"], bands, epsg, transform, height, width, raw["band_sources"], raw.get("products")
     )
-    attrs = _xarray.attrs(epsg, raw["nodata"], out_dtype)
-    return xr.DataArray(array, dims=_xarray.DIMS, coords=coords, attrs=attrs)
+    return _xarray.data_array(array, coords, _xarray.attrs(epsg, raw["nodata"], out_dtype))

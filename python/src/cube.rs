@@ -70,22 +70,69 @@ fn describe<'py>(py: Python<'py>, p: Parts<'_>) -> PyResult<Bound<'py, PyDict>> 
     Ok(d)
 }
 
-/// Moves the cube's buffer into a numpy array (no copy) and records where the buffer lives,
-/// so tests can check that numpy looks at the very memory Rust filled.
-fn hand_over<'py, T: Element>(
+/// A cube's buffer as the numpy array's base object. When numpy frees the array, the buffer
+/// goes back to the engine's pool ([`pixelquery::query::recycle`]), so the next query of a
+/// similar size paints into warm memory instead of fresh pages.
+#[pyclass(frozen, module = "pixelquery._pixelquery")]
+pub struct CubeBuffer {
+    held: Option<Box<dyn Held>>,
+}
+
+/// A cube's array of some sample type, held for numpy.
+trait Held: Send + Sync {
+    /// A numpy array over the held memory with `owner` (the holder) as its base.
+    fn numpy<'py>(&self, owner: Bound<'py, PyAny>) -> Bound<'py, PyAny>;
+    /// Hands the buffer to the engine's pool.
+    fn give_back(self: Box<Self>);
+}
+
+impl<T: Element + Send + Sync + 'static> Held for ndarray::Array4<T> {
+    fn numpy<'py>(&self, owner: Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+        // SAFETY: `owner` is the `CubeBuffer` holding `self`, set as the array's base, so the
+        // memory lives as long as the numpy array; nothing resizes or moves the held array's
+        // buffer while it is held (the holder is frozen and only gives it up when dropped).
+        unsafe { PyArray::borrow_from_array(self, owner) }.into_any()
+    }
+
+    fn give_back(self: Box<Self>) {
+        pixelquery::query::recycle::give_array(*self);
+    }
+}
+
+impl Drop for CubeBuffer {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.give_back();
+        }
+    }
+}
+
+/// Hands the cube's buffer to numpy (no copy) and records where the buffer lives, so tests
+/// can check that numpy looks at the very memory Rust filled.
+fn hand_over<'py, T: Element + Send + Sync + 'static>(
     py: Python<'py>,
     d: &Bound<'py, PyDict>,
     data: ndarray::Array4<T>,
 ) -> PyResult<()> {
     let address = data.as_ptr() as usize;
+    let owner = Bound::new(
+        py,
+        CubeBuffer {
+            held: Some(Box::new(data)),
+        },
+    )?;
+    let held = owner.get().held.as_deref().ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("pixelquery: a cube buffer was empty")
+    })?;
+    let array = held.numpy(owner.clone().into_any());
     d.set_item("data_address", address)?;
-    d.set_item("data", PyArray::from_owned_array(py, data))?;
+    d.set_item("data", array)?;
     Ok(())
 }
 
 macro_rules! native {
     ($py:expr, $c:expr) => {{
-        let c = $c;
+        let mut c = $c;
         let d = describe(
             $py,
             Parts {
@@ -99,7 +146,7 @@ macro_rules! native {
                 nodata: Some(pixelquery::Sample::to_f64(c.fill)),
             },
         )?;
-        hand_over($py, &d, c.data)?;
+        hand_over($py, &d, std::mem::take(&mut c.data))?;
         d
     }};
 }
@@ -109,7 +156,7 @@ impl AnyCube {
     /// nodata}`.
     pub fn into_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         Ok(match self {
-            AnyCube::F32(c) => {
+            AnyCube::F32(mut c) => {
                 let d = describe(
                     py,
                     Parts {
@@ -123,7 +170,7 @@ impl AnyCube {
                         nodata: None,
                     },
                 )?;
-                hand_over(py, &d, c.data)?;
+                hand_over(py, &d, std::mem::take(&mut c.data))?;
                 d
             }
             AnyCube::U8(c) => native!(py, c),

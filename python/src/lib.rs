@@ -18,6 +18,7 @@ mod warehouse;
 #[pymodule]
 fn _pixelquery(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<warehouse::Warehouse>()?;
+    m.add_class::<cube::CubeBuffer>()?;
     m.add_function(wrap_pyfunction!(crs::crs_wkt, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::discover, m)?)?;

@@ -1,5 +1,6 @@
-//! `_pixelquery.Warehouse`: an open warehouse, its snapshots kept for repeated queries, and
-//! the calls the Python package builds on (info, catalog columns, queries, output grids).
+//! `_pixelquery.Warehouse`: an open warehouse pinned to one version (its current snapshot)
+//! until `refresh()`, older snapshots asked for by `as_of` kept for repeated queries, and the
+//! calls the Python package builds on (info, catalog columns, queries, output grids).
 
 use crate::catalog;
 use crate::cube::AnyCube;
@@ -11,45 +12,66 @@ use pixelquery::DataType;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-/// Snapshots kept open (each caches its opened fragments).
+/// Snapshots of other versions (`as_of`) kept open besides the current one.
 const KEPT_SNAPSHOTS: usize = 4;
 
-/// An open warehouse (the Python `pixelquery.Warehouse` wraps it).
+/// An open warehouse (the Python `pixelquery.Warehouse` wraps it). Queries without `as_of`
+/// answer from `current`, the version pinned at open or by the last `refresh()`, so separate
+/// queries share one time axis while ingests commit.
 #[pyclass(frozen, module = "pixelquery._pixelquery")]
 pub struct Warehouse {
     inner: pixelquery::store::Warehouse,
-    /// Recently used snapshots, newest last: repeated queries reuse opened fragments.
-    snapshots: Mutex<VecDeque<Snapshot>>,
+    /// The pinned snapshot (shared with running queries, so `refresh` never waits for them).
+    current: Mutex<Arc<Snapshot>>,
+    /// Recently used snapshots of other versions, newest last.
+    kept: Mutex<VecDeque<Arc<Snapshot>>>,
+}
+
+/// Locks a mutex whose data stays valid if a holder panicked (it only swaps `Arc`s).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Warehouse {
-    /// The snapshot at `as_of` (the latest when `None`), from the kept ones when possible.
-    fn snapshot(&self, as_of: Option<Version>) -> Result<Snapshot> {
+    /// The snapshot at `as_of` (the pinned one when `None`), from the kept ones when possible.
+    fn snapshot(&self, as_of: Option<Version>) -> Result<Arc<Snapshot>> {
+        let current = lock(&self.current).clone();
         let version = match as_of {
+            None => return Ok(current),
+            Some(v) if v == current.version() => return Ok(current),
             Some(v) => v,
-            None => self.inner.latest_version()?,
         };
-        let mut kept = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(s) = kept.iter().find(|s| s.version() == version) {
+        if let Some(s) = lock(&self.kept).iter().find(|s| s.version() == version) {
             return Ok(s.clone());
         }
-        let snapshot = self.inner.snapshot(Some(version))?;
-        if kept.len() == KEPT_SNAPSHOTS {
-            kept.pop_front();
+        let snapshot = Arc::new(self.inner.snapshot(Some(version))?);
+        let mut kept = lock(&self.kept);
+        if !kept.iter().any(|s| s.version() == version) {
+            if kept.len() == KEPT_SNAPSHOTS {
+                kept.pop_front();
+            }
+            kept.push_back(snapshot.clone());
         }
-        kept.push_back(snapshot.clone());
         Ok(snapshot)
     }
 
     /// Runs a query on a snapshot, in the sample type asked for.
     fn run(&self, spec: &QuerySpec, dtype: Option<&str>) -> Result<AnyCube> {
         let snapshot = self.snapshot(spec.as_of)?;
-        let query = || spec.apply(self.inner.query().on_snapshot(&snapshot));
+        self.run_on(&snapshot, spec, dtype)
+    }
+
+    /// Runs a query on `snapshot`.
+    fn run_on(
+        &self,
+        snapshot: &Snapshot,
+        spec: &QuerySpec,
+        dtype: Option<&str>,
+    ) -> Result<AnyCube> {
+        let query = || spec.apply(self.inner.query().on_snapshot(snapshot));
         let requested = match dtype {
             None | Some("float32") => return Ok(AnyCube::F32(query()?.run()?)),
             Some("native") => None,
@@ -104,14 +126,53 @@ fn run_native(
 
 #[pymethods]
 impl Warehouse {
-    /// Opens the warehouse at `path`.
+    /// Opens the warehouse at `path`, pinned to its latest version.
     #[staticmethod]
     fn open(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Warehouse> {
-        let inner = py.detach(|| pixelquery::store::Warehouse::open(&path).map_err(Error::from))?;
+        let (inner, current) = py.detach(|| -> Result<_> {
+            let inner = pixelquery::store::Warehouse::open(&path)?;
+            let current = inner.snapshot(None)?;
+            Ok((inner, current))
+        })?;
         Ok(Warehouse {
             inner,
-            snapshots: Mutex::new(VecDeque::new()),
+            current: Mutex::new(Arc::new(current)),
+            kept: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// The version queries answer from when they name none.
+    #[getter]
+    fn version(&self) -> u64 {
+        lock(&self.current).version()
+    }
+
+    /// Pins the latest committed version and lets the old snapshot go (its catalog and
+    /// opened fragments are freed once no running query holds them). Returns the version.
+    fn refresh(&self, py: Python<'_>) -> PyResult<u64> {
+        let latest = py.detach(|| self.inner.latest_version().map_err(Error::from))?;
+        if latest == self.version() {
+            return Ok(latest);
+        }
+        let kept = lock(&self.kept)
+            .iter()
+            .find(|s| s.version() == latest)
+            .cloned();
+        let fresh = match kept {
+            Some(s) => s,
+            None => Arc::new(py.detach(|| self.inner.snapshot(Some(latest)).map_err(Error::from))?),
+        };
+        let old = std::mem::replace(&mut *lock(&self.current), fresh);
+        lock(&self.kept).retain(|s| s.version() != latest && s.version() != old.version());
+        drop(old);
+        Ok(latest)
+    }
+
+    /// Versions of the snapshots held: the current one first, then those kept for `as_of`.
+    fn held_versions(&self) -> Vec<u64> {
+        let mut out = vec![self.version()];
+        out.extend(lock(&self.kept).iter().map(|s| s.version()));
+        out
     }
 
     /// The warehouse directory.
@@ -132,9 +193,14 @@ impl Warehouse {
         Ok(py.detach(|| self.inner.latest_version().map_err(Error::from))?)
     }
 
-    /// What `pixelquery info --json` prints, as JSON text.
-    fn info_json(&self, py: Python<'_>) -> PyResult<String> {
-        let info = py.detach(|| self.inner.info().map_err(Error::from))?;
+    /// What `pixelquery info --json` prints for snapshot `as_of` (the pinned one by
+    /// default), as JSON text.
+    #[pyo3(signature = (as_of=None))]
+    fn info_json(&self, py: Python<'_>, as_of: Option<u64>) -> PyResult<String> {
+        let info = py.detach(|| {
+            let snapshot = self.snapshot(as_of)?;
+            self.inner.info_of(&snapshot).map_err(Error::from)
+        })?;
         serde_json::to_string(&info).map_err(|e| Error::invalid(e.to_string()).into())
     }
 
@@ -173,6 +239,29 @@ impl Warehouse {
         let spec = QuerySpec::from_dict(spec)?;
         let cube = py.detach(|| self.run(&spec, dtype.as_deref()))?;
         cube.into_py(py)
+    }
+
+    /// Runs the query `runs` times in Rust alone (no Python objects built) and returns the
+    /// seconds of each run: the engine's own time, for benchmarks.
+    #[pyo3(signature = (spec, dtype=None, runs=1))]
+    fn time_engine(
+        &self,
+        py: Python<'_>,
+        spec: &Bound<'_, PyDict>,
+        dtype: Option<String>,
+        runs: usize,
+    ) -> PyResult<Vec<f64>> {
+        let spec = QuerySpec::from_dict(spec)?;
+        Ok(py.detach(|| -> Result<Vec<f64>> {
+            let snapshot = self.snapshot(spec.as_of)?;
+            (0..runs)
+                .map(|_| {
+                    let start = Instant::now();
+                    drop(self.run_on(&snapshot, &spec, dtype.as_deref())?);
+                    Ok(start.elapsed().as_secs_f64())
+                })
+                .collect()
+        })?)
     }
 
     /// The grid the query paints, without reading pixels: `(geotransform, width, height)` in

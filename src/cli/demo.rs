@@ -133,7 +133,15 @@ pub fn run(args: Args) -> CliResult {
     let tif = dir.join("ndvi_median.tif");
     let png = dir.join("ndvi_median.png");
     export::write(&median, &tif, PngKind::Image)?;
-    export::write(&median, &png, PngKind::Image)?;
+    let picture_options = export::ExportOptions {
+        png: Some(PngKind::Image),
+        place: Some(format!(
+            "box {},{},{},{} (EPSG:32652)",
+            bbox.min_x, bbox.min_y, bbox.max_x, bbox.max_y
+        )),
+        ..Default::default()
+    };
+    export::write_cube(&median, &png, &picture_options)?;
     println!("4. outputs:");
     for p in [&chart, &csv, &tif, &png] {
         println!("   {}", p.display());

@@ -6,14 +6,18 @@ use super::plan::CubeWindow;
 /// The default memory budget: a quarter of the memory this process can have: the machine's
 /// physical memory, or less under a cgroup memory limit or an address-space limit
 /// (`ulimit -v`); at least 256 MiB, 2 GiB when nothing is known. On a 1 GB device that is
-/// 256 MB.
+/// 256 MB. Computed once per process.
 pub fn default_memory_budget() -> u64 {
-    const MIB: u64 = 1 << 20;
-    let limits = [total_memory(), cgroup_memory_limit(), address_space_limit()];
-    match limits.into_iter().flatten().min() {
-        Some(total) => (total / 4).max(256 * MIB),
-        None => 2048 * MIB,
-    }
+    // Read once per process: the files behind it cost more than a small query.
+    static BUDGET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        const MIB: u64 = 1 << 20;
+        let limits = [total_memory(), cgroup_memory_limit(), address_space_limit()];
+        match limits.into_iter().flatten().min() {
+            Some(total) => (total / 4).max(256 * MIB),
+            None => 2048 * MIB,
+        }
+    })
 }
 
 /// Largest window a file output is painted in, however large the budget: bigger windows

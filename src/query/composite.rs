@@ -148,7 +148,8 @@ pub fn group_times(times: &[DateTime<Utc>], period: Period) -> Vec<TimeGroup> {
 pub fn reduce(data: ArrayView4<'_, f32>, groups: &[TimeGroup], reducer: Reducer) -> Array4<f32> {
     let (_, bands, h, w) = data.dim();
     let slab_len = bands * h * w;
-    let mut out = vec![f32::NAN; groups.len() * slab_len];
+    let mut out = super::recycle::take(groups.len() * slab_len).unwrap_or_default();
+    out.resize(groups.len() * slab_len, f32::NAN);
     if slab_len > 0 {
         out.par_chunks_mut(slab_len)
             .zip(groups.par_iter())
@@ -195,7 +196,8 @@ pub fn reduce_native<T: Sample>(
         reducer,
         Reducer::First | Reducer::Last | Reducer::Min | Reducer::Max
     );
-    let mut out = vec![fill; groups.len() * slab_len];
+    let mut out = super::recycle::take(groups.len() * slab_len).unwrap_or_default();
+    out.resize(groups.len() * slab_len, fill);
     if slab_len > 0 && keeps_values {
         out.par_chunks_mut(slab_len)
             .zip(groups.par_iter())

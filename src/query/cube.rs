@@ -1,8 +1,9 @@
 //! The query result: a `(time, band, y, x)` array with its labels (time, scenes and product of
 //! each step; band names as requested and as stored), what its values are, and georeferencing.
 
+use super::composite::{Period, Reducer};
 use crate::{GeoTransform, Sample};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use ndarray::{Array4, ArrayView2, Axis};
 use serde::Serialize;
 
@@ -19,6 +20,10 @@ pub struct Values {
     /// The products the values come from. With several, values are physical, each product's
     /// own scale and offset applied: each sensor's own surface reflectance, not harmonised.
     pub products: Vec<String>,
+    /// The composite's reducer and period, typed (`composite` is their description).
+    pub reduced: Option<(Reducer, Period)>,
+    /// First and last acquisition time of the observations the cube was computed from.
+    pub observed: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Values {
@@ -38,6 +43,38 @@ impl Values {
         match &self.composite {
             Some(c) => format!("{base}, {c}"),
             None => base,
+        }
+    }
+
+    /// The quantity alone, for axis labels: the expression's name, `physical value` or
+    /// `digital number` (products and composite are said elsewhere).
+    pub fn quantity(&self) -> String {
+        match (&self.expression, self.physical) {
+            (Some(e), _) => e.clone(),
+            (None, true) => "physical value (scale and offset applied)".to_string(),
+            (None, false) => "digital number".to_string(),
+        }
+    }
+
+    /// What the step starting at `start` covers, for titles: its date (`2024-03-05`), or for
+    /// a composite its period (`2024-05`, `2024`, `2024-05-01 to 2024-05-16`, or the first
+    /// to the last observation for a composite over the whole range).
+    pub fn step_span(&self, start: DateTime<Utc>) -> String {
+        let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+        match self.reduced.map(|(_, p)| p) {
+            None => day(start),
+            Some(Period::Month) => start.format("%Y-%m").to_string(),
+            Some(Period::Year) => start.format("%Y").to_string(),
+            Some(Period::Days(n)) => {
+                let end = start + Duration::days(i64::from(n.max(1)) - 1);
+                format!("{} to {}", day(start), day(end))
+            }
+            Some(Period::All) => match self.observed {
+                Some((first, last)) if day(first) != day(last) => {
+                    format!("{} to {}", day(first), day(last))
+                }
+                _ => day(start),
+            },
         }
     }
 }
@@ -76,7 +113,7 @@ pub struct Cube {
 /// polygon, not covered, cloudy) hold [`NativeCube::fill`], the bands' nodata value (NaN for
 /// float bands without one). Built by [`Query::run_native`](super::Query::run_native).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NativeCube<T> {
+pub struct NativeCube<T: Sample> {
     /// Raw samples, `(time, band, y, x)`.
     pub data: Array4<T>,
     /// The value of pixels without a valid sample.
@@ -137,6 +174,21 @@ impl<T: Sample> NativeCube<T> {
             epsg: self.epsg,
             transform: self.transform,
         }
+    }
+}
+
+/// A dropped cube's buffer goes back to the query buffer pool ([`super::recycle`]), so the
+/// next query of a similar size paints into warm memory. (So the fields cannot be moved out
+/// of a cube: take its data with `std::mem::take(&mut cube.data)`.)
+impl Drop for Cube {
+    fn drop(&mut self) {
+        super::recycle::give_array(std::mem::take(&mut self.data));
+    }
+}
+
+impl<T: Sample> Drop for NativeCube<T> {
+    fn drop(&mut self) {
+        super::recycle::give_array(std::mem::take(&mut self.data));
     }
 }
 

@@ -857,6 +857,8 @@ impl<'w> Query<'w> {
                 None => None,
             },
             products: products.clone(),
+            reduced: self.composite,
+            observed: times.first().copied().zip(times.last().copied()),
         };
         let composite = match self.composite {
             Some((r, _)) => Some(r),
@@ -1025,34 +1027,31 @@ fn output_grid(region: &Region, grid: &crate::GridSpec, res: f64) -> Result<OutG
 }
 
 /// Keeps the time steps flagged in `keep`.
-fn select_steps_f32(cube: Cube, keep: &[bool]) -> Cube {
+fn select_steps_f32(mut cube: Cube, keep: &[bool]) -> Cube {
     let idx: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
     if idx.len() == keep.len() {
         return cube;
     }
-    let pick = |v: &[String]| idx.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
-    Cube {
-        data: cube.data.select(ndarray::Axis(0), &idx),
-        times: idx.iter().map(|&i| cube.times[i]).collect(),
-        scenes: idx.iter().map(|&i| cube.scenes[i].clone()).collect(),
-        products: pick(&cube.products),
-        ..cube
-    }
+    let data = cube.data.select(ndarray::Axis(0), &idx);
+    super::recycle::give_array(std::mem::replace(&mut cube.data, data));
+    cube.times = idx.iter().map(|&i| cube.times[i]).collect();
+    cube.scenes = idx.iter().map(|&i| cube.scenes[i].clone()).collect();
+    cube.products = idx.iter().map(|&i| cube.products[i].clone()).collect();
+    cube
 }
 
 /// Keeps the time steps flagged in `keep`.
-fn select_steps_native<T: Pixel>(cube: NativeCube<T>, keep: &[bool]) -> NativeCube<T> {
+fn select_steps_native<T: Pixel>(mut cube: NativeCube<T>, keep: &[bool]) -> NativeCube<T> {
     let idx: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
     if idx.len() == keep.len() {
         return cube;
     }
-    NativeCube {
-        data: cube.data.select(ndarray::Axis(0), &idx),
-        times: idx.iter().map(|&i| cube.times[i]).collect(),
-        scenes: idx.iter().map(|&i| cube.scenes[i].clone()).collect(),
-        products: idx.iter().map(|&i| cube.products[i].clone()).collect(),
-        ..cube
-    }
+    let data = cube.data.select(ndarray::Axis(0), &idx);
+    super::recycle::give_array(std::mem::replace(&mut cube.data, data));
+    cube.times = idx.iter().map(|&i| cube.times[i]).collect();
+    cube.scenes = idx.iter().map(|&i| cube.scenes[i].clone()).collect();
+    cube.products = idx.iter().map(|&i| cube.products[i].clone()).collect();
+    cube
 }
 
 /// Polygon clip as one flag per output pixel, row-major (`None` for points and boxes).
@@ -1068,10 +1067,10 @@ pub(super) fn clip_mask(
 }
 
 /// Paints every slab (`work[slab]` lists its observations) on rayon and returns the cube's
-/// elements, `(slab, y, x)` row-major. The cube is allocated uninitialised: the painters
-/// write each element once (and fault fresh pages in on their own threads) instead of a
-/// fill first. Pixels outside `clip` get the painter's empty marker. `None` when the memory
-/// cannot be had.
+/// elements, `(slab, y, x)` row-major. The cube's buffer is uninitialised (a recycled one
+/// when a dropped cube's fits, see [`super::recycle`]): the painters write each element
+/// once (and fault fresh pages in on their own threads) instead of a fill first. Pixels
+/// outside `clip` get the painter's empty marker. `None` when the memory cannot be had.
 pub(super) fn paint_cube<P: Painter>(
     work: &mut [Vec<(i64, usize, usize)>],
     fragments: &[(&FragmentEntry, Arc<Fragment>)],
@@ -1083,8 +1082,8 @@ pub(super) fn paint_cube<P: Painter>(
 ) -> Option<Vec<P::Elem>> {
     let slab_len = width * height;
     let len = work.len() * slab_len;
-    let mut data: Vec<P::Elem> = Vec::new();
-    data.try_reserve_exact(len).ok()?;
+    // Warm pages of a cube dropped earlier when one fits, else new memory.
+    let mut data: Vec<P::Elem> = super::recycle::take(len)?;
     advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
     let empty = painter.empty();
     data.spare_capacity_mut()[..len]

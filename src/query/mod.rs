@@ -9,6 +9,7 @@ pub mod export;
 pub mod expr;
 mod paint;
 pub mod plan;
+pub mod recycle;
 pub mod region;
 
 pub use budget::{default_memory_budget, human_bytes};

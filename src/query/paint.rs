@@ -210,7 +210,7 @@ pub(crate) struct Layer<'a> {
 
 /// An output element type: `f32` (NaN marks "no valid value") or a native sample type (the
 /// fill value marks it).
-pub(crate) trait Elem: Copy + PartialEq + Send + Sync {
+pub(crate) trait Elem: Copy + PartialEq + Send + Sync + 'static {
     /// True when `self` is the empty marker `empty` (or NaN).
     #[inline(always)]
     fn vacant(self, empty: Self) -> bool {
@@ -219,7 +219,7 @@ pub(crate) trait Elem: Copy + PartialEq + Send + Sync {
         (self == empty) | nan
     }
 }
-impl<T: Copy + PartialEq + Send + Sync> Elem for T {}
+impl<T: Copy + PartialEq + Send + Sync + 'static> Elem for T {}
 
 /// One output element as a painter sees it: either not yet written (the first observation
 /// of a tile writes its value or the empty marker) or already written (a later observation

@@ -11,6 +11,7 @@ use super::cube::{Cube, NativeCube, Values};
 use super::engine::{clip_mask, paint_cube, Error, Result};
 use super::expr::Expr;
 use super::paint::{default_kernel, AsF32, Native, OutGrid, Painter, Placement};
+use super::recycle;
 use super::region::Region;
 use crate::crs::Crs;
 use crate::profile::CloudMaskRule;
@@ -771,6 +772,7 @@ impl<'w> QueryPlan<'w> {
                         }
                     });
             }
+            recycle::give(qa_values);
         }
         Array4::from_shape_vec((inputs.len(), nb, h, w), data)
             .map_err(|e| Error::Invalid(e.to_string()))
@@ -803,7 +805,11 @@ impl<'w> QueryPlan<'w> {
             data = apply_expression(data, &p.inputs, name, e)?;
         }
         Ok(match p.composite {
-            Some(r) => reduce(data.view(), &self.window_groups(win), r),
+            Some(r) => {
+                let out = reduce(data.view(), &self.window_groups(win), r);
+                recycle::give_array(data);
+                out
+            }
             None => self.select_kept(data, win),
         })
     }
@@ -811,13 +817,21 @@ impl<'w> QueryPlan<'w> {
     fn paint_native<T: Pixel>(&self, win: &CubeWindow, fill: T) -> Result<Array4<T>> {
         let data = self.paint_inputs(win, &Native { fill })?;
         Ok(match self.parts.composite {
-            Some(r) => reduce_native(data.view(), &self.window_groups(win), r, fill),
+            Some(r) => {
+                let out = reduce_native(data.view(), &self.window_groups(win), r, fill);
+                recycle::give_array(data);
+                out
+            }
             None => self.select_kept(data, win),
         })
     }
 
     /// Without composites, input steps are output steps; drops the ones between kept steps.
-    fn select_kept<E: Clone>(&self, data: Array4<E>, win: &CubeWindow) -> Array4<E> {
+    fn select_kept<E: Clone + Send + 'static>(
+        &self,
+        data: Array4<E>,
+        win: &CubeWindow,
+    ) -> Array4<E> {
         let inputs = self.input_steps(&win.steps);
         if inputs.len() == win.steps.len() {
             return data;
@@ -827,7 +841,9 @@ impl<'w> QueryPlan<'w> {
             .clone()
             .map(|k| self.parts.groups[self.keep[k]].members.start - inputs.start)
             .collect();
-        data.select(Axis(0), &idx)
+        let kept = data.select(Axis(0), &idx);
+        recycle::give_array(data);
+        kept
     }
 }
 
@@ -843,7 +859,7 @@ fn apply_expression(
     let arrays: Vec<Array3<f32>> = (0..bands.len())
         .map(|b| data.index_axis(Axis(1), b).to_owned())
         .collect();
-    drop(data);
+    recycle::give_array(data);
     let lookup = |var: &str| -> Option<&Array3<f32>> {
         bands
             .iter()

@@ -10,12 +10,10 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use ndarray::Axis;
 
 const W: usize = 1000;
-const H: usize = 560;
 /// Text scale: 5x7 glyphs drawn 2x.
 const S: usize = 2;
-const LEFT: usize = 120;
+/// The narrowest legend column.
 const RIGHT: usize = 190;
-const TOP: usize = 60;
 const BOTTOM: usize = 80;
 const PALETTE: [[u8; 3]; 8] = [
     [31, 119, 180],
@@ -29,6 +27,7 @@ const PALETTE: [[u8; 3]; 8] = [
 ];
 const BLACK: [u8; 3] = [0, 0, 0];
 const GREY: [u8; 3] = [225, 225, 225];
+const DARK_GREY: [u8; 3] = [90, 90, 90];
 /// Marker shapes, one per product of a multi-product series.
 const MARKERS: [Marker; 4] = [Marker::Square, Marker::Diamond, Marker::Ring, Marker::Cross];
 
@@ -146,6 +145,47 @@ pub(super) fn fit(s: &str, max: usize) -> String {
     }
 }
 
+/// Breaks `s` into lines of at most `max` characters at spaces (words longer than a line
+/// are cut), at most `lines` of them; text beyond the last line ends it with an ellipsis.
+pub(super) fn wrap(s: &str, max: usize, lines: usize) -> Vec<String> {
+    let max = max.max(4);
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in s.split_whitespace() {
+        let mut word = word.to_string();
+        loop {
+            let sep = usize::from(!line.is_empty());
+            if line.chars().count() + sep + word.chars().count() <= max {
+                if sep == 1 {
+                    line.push(' ');
+                }
+                line.push_str(&word);
+                break;
+            }
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than a line: cut it.
+            let head: String = word.chars().take(max).collect();
+            word = word.chars().skip(max).collect();
+            out.push(head);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    if out.len() > lines.max(1) {
+        // Greedy lines: what is left is longer than a line, so `fit` ends it with "...".
+        let rest = out.split_off(lines.max(1) - 1).join(" ");
+        out.push(fit(&rest, max));
+    }
+    out
+}
+
 /// A value label: integers plainly, small and large numbers in exponent form.
 pub(super) fn label(v: f64) -> String {
     let a = v.abs();
@@ -220,12 +260,86 @@ fn date_ticks(t0: DateTime<Utc>, t1: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     out
 }
 
+/// The words of a chart: title, subtitle, value-axis title and legend entries.
+#[derive(Debug, Clone, PartialEq)]
+struct Labels {
+    /// What is drawn and where (one or two lines).
+    title: Vec<String>,
+    /// Where the values come from (products), when known.
+    subtitle: Vec<String>,
+    /// The quantity on the value axis (one or two lines, drawn upwards).
+    axis: Vec<String>,
+    /// Legend entries: bands (fitted), then products, one marker shape each (when there
+    /// are several).
+    bands: Vec<String>,
+    products: Vec<String>,
+}
+
+/// Longest legend entry, in characters.
+const LEGEND_CHARS: usize = 20;
+/// Height of a line of text at scale `S`.
+const LINE: usize = 7 * S + 8;
+/// Height of the plot area.
+const PLOT_H: usize = 420;
+
+impl Labels {
+    fn of(cube: &Cube, place: Option<&str>) -> Labels {
+        let chars = (W - 20) / (6 * S);
+        let mut what = cube.bands.join(", ");
+        if let Some(c) = &cube.values.composite {
+            what = format!("{what}, {c}");
+        }
+        let title = match (cube.is_point(), place) {
+            (true, Some(p)) => format!("{what} at {p}"),
+            (true, None) => what,
+            (false, Some(p)) => format!("{what}, mean of valid pixels in {p}"),
+            (false, None) => format!("{what}, mean of valid pixels"),
+        };
+        // Products by first appearance along time (the markers' order), then any other the
+        // query named.
+        let mut products: Vec<String> = Vec::new();
+        for p in cube.products.iter().chain(&cube.values.products) {
+            if !products.contains(p) {
+                products.push(p.clone());
+            }
+        }
+        let subtitle = if products.is_empty() {
+            Vec::new()
+        } else {
+            wrap(&format!("from {}", products.join(" + ")), chars, 2)
+        };
+        Labels {
+            title: wrap(&title, chars, 2),
+            subtitle,
+            axis: wrap(&cube.values.quantity(), PLOT_H / (6 * S), 2),
+            bands: cube.bands.iter().map(|b| fit(b, LEGEND_CHARS)).collect(),
+            products: if products.len() > 1 {
+                products
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Width of the legend column: its longest entry and the marker or swatch before it.
+    fn legend_width(&self) -> usize {
+        let band = self.bands.iter().map(|b| 26 + text_width(b, S));
+        let product = self
+            .products
+            .iter()
+            .map(|p| 14 + text_width(&fit(p, LEGEND_CHARS), S));
+        band.chain(product)
+            .chain([text_width("legend", S)])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String> {
     let (t, b, _, _) = cube.dim();
     if t == 0 || b == 0 {
         return Err("the query returned no time steps to chart".into());
     }
-    let point = cube.is_point();
     // One series per band: the value (point) or the mean of valid pixels (area).
     let series: Vec<Vec<f64>> = (0..b)
         .map(|bi| {
@@ -254,55 +368,62 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
     }
     let pad = (hi - lo) * 0.06;
     let (lo, hi) = (lo - pad, hi + pad);
+    let ticks_v = nice_ticks(lo, hi, 6);
+    let labels = Labels::of(cube, place);
+
+    // Layout: the margins grow with the words they hold.
+    let top = 14 + (labels.title.len() + labels.subtitle.len()) * LINE + 16;
+    let height = top + PLOT_H + BOTTOM;
+    let widest_tick = ticks_v
+        .iter()
+        .map(|v| text_width(&label(*v), S))
+        .max()
+        .unwrap_or(0);
+    let left = 8 + labels.axis.len() * LINE + 8 + widest_tick + 10;
+    let right = (labels.legend_width() + 40).max(RIGHT);
+    let plot_w = W - left - right;
+
     let (first, last) = (cube.times[0], cube.times[t - 1]);
     // A little room on both sides of the first and last dates.
     let span = (last - first).num_seconds().max(86_400) as f64;
     let t0 = first.timestamp() as f64 - span * 0.03;
     let t1 = last.timestamp() as f64 + span * 0.03;
-    let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
+    let (pw, ph) = (plot_w as f64, PLOT_H as f64);
     let px = |time: DateTime<Utc>| -> i64 {
         let f = (time.timestamp() as f64 - t0) / (t1 - t0);
-        (LEFT as f64 + f * pw).round() as i64
+        (left as f64 + f * pw).round() as i64
     };
-    let py = |v: f64| -> i64 { (TOP as f64 + (hi - v) / (hi - lo) * ph).round() as i64 };
+    let py = |v: f64| -> i64 { (top as f64 + (hi - v) / (hi - lo) * ph).round() as i64 };
 
-    let mut c = Canvas::new(W, H);
-    // Title: what and where.
-    let what = if point {
-        cube.bands.join(", ")
-    } else {
-        format!("{} (mean of valid pixels)", cube.bands.join(", "))
-    };
-    let title = match place {
-        Some(p) => format!("{what} at {p}"),
-        None => what,
-    };
-    c.text_centred(&fit(&title, (W - 20) / (6 * S)), W / 2, 14, S, BLACK);
+    let mut c = Canvas::new(W, height);
+    // Title (what and where), subtitle (from which products).
+    for (i, line) in labels.title.iter().enumerate() {
+        c.text_centred(line, W / 2, 14 + i * LINE, S, BLACK);
+    }
+    for (i, line) in labels.subtitle.iter().enumerate() {
+        let y = 14 + (labels.title.len() + i) * LINE;
+        c.text_centred(line, W / 2, y, S, DARK_GREY);
+    }
     // Value axis: nice ticks, grid lines, labels right-aligned left of the axis.
-    for v in nice_ticks(lo, hi, 6) {
+    for v in ticks_v {
         let y = py(v) as usize;
-        c.rect(LEFT, y, W - LEFT - RIGHT, 1, GREY);
-        c.rect(LEFT - 6, y, 6, 1, BLACK);
+        c.rect(left, y, plot_w, 1, GREY);
+        c.rect(left - 6, y, 6, 1, BLACK);
         let text = label(v);
         c.text(
             &text,
-            LEFT.saturating_sub(10 + text_width(&text, S)),
+            left.saturating_sub(10 + text_width(&text, S)),
             y.saturating_sub(7),
             S,
             BLACK,
         );
     }
-    let units = cube.values.describe();
-    c.text_up(
-        &fit(&units, (H - TOP - BOTTOM) / (6 * S)),
-        8,
-        TOP + (H - TOP - BOTTOM) / 2,
-        S,
-        BLACK,
-    );
+    for (i, line) in labels.axis.iter().enumerate() {
+        c.text_up(line, 8 + i * LINE, top + PLOT_H / 2, S, BLACK);
+    }
     // Time axis: date ticks, labels centred under them but kept inside the picture.
-    c.rect(LEFT, TOP, 1, H - TOP - BOTTOM, BLACK);
-    c.rect(LEFT, H - BOTTOM, W - LEFT - RIGHT, 1, BLACK);
+    c.rect(left, top, 1, PLOT_H, BLACK);
+    c.rect(left, top + PLOT_H, plot_w, 1, BLACK);
     let mut ticks = date_ticks(first, last);
     if ticks.is_empty() {
         ticks = vec![first, last];
@@ -311,34 +432,22 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
     let mut next_free = 0usize;
     for tick in ticks {
         let x = px(tick) as usize;
-        c.rect(x, H - BOTTOM, 1, 6, BLACK);
+        c.rect(x, top + PLOT_H, 1, 6, BLACK);
         let d = tick.format("%Y-%m-%d").to_string();
-        let left = x.saturating_sub(text_width(&d, S) / 2);
-        if left >= next_free {
-            c.text(&d, left, H - BOTTOM + 12, S, BLACK);
-            next_free = left + text_width(&d, S) + 12;
+        let from = x.saturating_sub(text_width(&d, S) / 2);
+        if from >= next_free {
+            c.text(&d, from, top + PLOT_H + 12, S, BLACK);
+            next_free = from + text_width(&d, S) + 12;
         }
     }
-    c.text_centred(
-        "date (UTC)",
-        LEFT + (W - LEFT - RIGHT) / 2,
-        H - BOTTOM + 44,
-        S,
-        BLACK,
-    );
+    c.text_centred("date (UTC)", left + plot_w / 2, top + PLOT_H + 44, S, BLACK);
     // Several products: one marker shape per product (in order of first appearance).
-    let mut products: Vec<&str> = Vec::new();
-    for p in &cube.products {
-        if !products.contains(&p.as_str()) {
-            products.push(p);
-        }
-    }
     let marker_of: Vec<Marker> = (0..t)
         .map(|ti| {
             let k = cube
                 .products
                 .get(ti)
-                .and_then(|p| products.iter().position(|q| q == p))
+                .and_then(|p| labels.products.iter().position(|q| q == p))
                 .unwrap_or(0);
             MARKERS[k % MARKERS.len()]
         })
@@ -361,28 +470,25 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
         }
     }
     // Legend, right of the plot.
-    let lx = W - RIGHT + 20;
-    c.text("legend", lx, TOP, S, BLACK);
-    let shown = cube.bands.len().min(16);
-    for (bi, name) in cube.bands.iter().enumerate().take(shown) {
-        let ly = TOP + 28 + bi * 24;
+    let lx = W - right + 20;
+    c.text("legend", lx, top, S, BLACK);
+    let shown = labels.bands.len().min(16);
+    for (bi, name) in labels.bands.iter().enumerate().take(shown) {
+        let ly = top + 28 + bi * 24;
         let color = PALETTE[bi % PALETTE.len()];
         c.rect(lx, ly + 3, 18, 8, color);
-        c.text(&fit(name, 11), lx + 26, ly, S, BLACK);
+        c.text(name, lx + 26, ly, S, BLACK);
     }
-    if products.len() > 1 {
-        for (k, product) in products.iter().enumerate().take(8) {
-            let ly = TOP + 40 + (shown + k) * 24;
-            c.marker(
-                (lx as i64 + 4, ly as i64 + 7),
-                MARKERS[k % MARKERS.len()],
-                BLACK,
-            );
-            // Product ids are longer than band names: the marker is narrower than a swatch.
-            c.text(&fit(product, 13), lx + 14, ly, S, BLACK);
-        }
+    for (k, product) in labels.products.iter().enumerate().take(8) {
+        let ly = top + 40 + (shown + k) * 24;
+        c.marker(
+            (lx as i64 + 4, ly as i64 + 7),
+            MARKERS[k % MARKERS.len()],
+            BLACK,
+        );
+        c.text(&fit(product, LEGEND_CHARS), lx + 14, ly, S, BLACK);
     }
-    encode_png(W, H, &c.rgba)
+    encode_png(W, height, &c.rgba)
 }
 
 #[cfg(test)]
@@ -403,7 +509,12 @@ mod tests {
     fn draws_a_chart_with_lines_in_band_colours() {
         let cube = sample_cube(1, 1);
         let (w, h, buf) = decode(render(&cube, Some("lon 127.9, lat 36.4")).unwrap());
-        assert_eq!((w, h), (W, H));
+        assert_eq!(w, W);
+        assert_eq!(
+            h,
+            14 + 2 * LINE + 16 + PLOT_H + BOTTOM,
+            "a title and a subtitle"
+        );
         let has = |c: [u8; 3]| buf.chunks_exact(4).any(|p| p[..3] == c);
         assert!(has(PALETTE[0]) && has(PALETTE[1]));
         // Nothing is drawn in the outermost columns: labels stay inside.
@@ -424,18 +535,64 @@ mod tests {
             "sentinel2_l2a".into(),
         ];
         let (w, _, a) = decode(render(&one, None).unwrap());
-        let (_, _, b) = decode(render(&two, None).unwrap());
+        let (_, h, b) = decode(render(&two, None).unwrap());
         let count = |buf: &[u8], c: [u8; 3]| buf.chunks_exact(4).filter(|p| p[..3] == c).count();
         // The second step is a diamond instead of a square (fewer coloured pixels), and the
         // legend draws one black marker per product.
         assert!(count(&b, PALETTE[0]) < count(&a, PALETTE[0]));
-        let legend_black = |buf: &[u8]| {
-            (0..H)
-                .flat_map(|y| (W - RIGHT + 15..W - RIGHT + 30).map(move |x| (x, y)))
+        let legend_black = |cube: &Cube, buf: &[u8]| {
+            let right = (Labels::of(cube, None).legend_width() + 40).max(RIGHT);
+            (0..h)
+                .flat_map(|y| (W - right + 15..W - right + 30).map(move |x| (x, y)))
                 .filter(|&(x, y)| buf[(y * w + x) * 4..][..3] == BLACK)
                 .count()
         };
-        assert!(legend_black(&b) > legend_black(&a) + 20);
+        assert!(legend_black(&two, &b) > legend_black(&one, &a) + 20);
+    }
+
+    #[test]
+    fn labels_say_what_is_drawn_and_wrap_instead_of_cutting() {
+        let mut cube = sample_cube(1, 1);
+        cube.bands = vec!["ndvi".into()];
+        cube.data = std::mem::take(&mut cube.data).slice_move(ndarray::s![.., 0..1, .., ..]);
+        cube.products = vec![
+            "sentinel2_l2a".into(),
+            "landsat8_c2l2".into(),
+            "sentinel2_l2a".into(),
+        ];
+        cube.values.expression = Some("ndvi".into());
+        cube.values.products = vec!["sentinel2_l2a".into(), "landsat8_c2l2".into()];
+        cube.values.composite = Some("median per month".into());
+        let labels = Labels::of(&cube, Some("lon 126.99633, lat 37.55018"));
+        assert_eq!(
+            labels.title,
+            ["ndvi, median per month at lon 126.99633, lat 37.55018"]
+        );
+        assert_eq!(labels.subtitle, ["from sentinel2_l2a + landsat8_c2l2"]);
+        assert_eq!(labels.axis, ["ndvi"]);
+        assert_eq!(labels.products, ["sentinel2_l2a", "landsat8_c2l2"]);
+        // Physical values: the axis title takes two lines rather than an ellipsis.
+        cube.values.expression = None;
+        cube.values.physical = true;
+        let labels = Labels::of(&cube, Some("a-field-with-a-long-name.geojson"));
+        assert_eq!(labels.axis.join(" "), cube.values.quantity());
+        assert!(labels.axis.len() == 2, "{:?}", labels.axis);
+        // A polygon's chart says it shows means.
+        let area = sample_cube(2, 2);
+        let title = Labels::of(&area, Some("field.geojson")).title.join(" ");
+        assert_eq!(title, "red, nir, mean of valid pixels in field.geojson");
+        render(&cube, Some("a-field-with-a-long-name.geojson")).unwrap();
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_ends_with_an_ellipsis() {
+        assert_eq!(
+            wrap("ndvi of a + b, median", 10, 3),
+            ["ndvi of a", "+ b,", "median"]
+        );
+        assert_eq!(wrap("abcdefghijkl", 5, 3), ["abcde", "fghij", "kl"]);
+        assert_eq!(wrap("one two three four", 9, 1), ["one tw..."]);
+        assert_eq!(wrap("", 9, 2), Vec::<String>::new());
     }
 
     #[test]

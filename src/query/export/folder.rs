@@ -91,6 +91,7 @@ pub(super) fn write<T: Pixel>(
                 writer.write(0, win.rows.start, win.cols.start, step)?;
             }
         }
+        crate::query::recycle::give_array(data);
         // A run ends when its last window reaches the bottom-right corner.
         if win.rows.end == h && win.cols.end == w {
             for ti in win.steps.clone() {

@@ -120,6 +120,7 @@ pub(super) fn write<T: Pixel>(
             win.cols.start,
             data.view(),
         )?;
+        crate::query::recycle::give_array(data);
     }
     writer.finish()?;
     let bytes = std::fs::metadata(path).map_err(io_error(path))?.len();

@@ -1,11 +1,12 @@
 //! A picture of an area: one time step (the one with the most valid pixels), as RGB when the
 //! cube has red/green/blue bands (or exactly three), else the first band through a viridis
 //! colour map with a colour bar showing the value range; each channel stretched between its
-//! 2nd and 98th percentile; invalid pixels light grey. A title says what, when and where.
+//! 2nd and 98th percentile; invalid pixels light grey. A title says what, when (the date, or
+//! a composite's period) and where; a caption says what the values are.
 
-use super::chart::{fit, label, Canvas};
+use super::chart::{label, wrap, Canvas};
 use super::encode_png;
-use super::font::text_width;
+use crate::query::composite::Reducer;
 use crate::query::cube::Cube;
 use ndarray::{ArrayView2, Axis};
 
@@ -21,10 +22,11 @@ const BLACK: [u8; 3] = [0, 0, 0];
 const NO_DATA: [u8; 3] = [230, 230, 230];
 /// Text scale.
 const S: usize = 2;
-/// Margins around the picture: title above, colour bar right.
-const TOP: usize = 44;
+/// Margins around the picture: title above, colour bar right, caption below.
 const PAD: usize = 16;
 const BAR: usize = 150;
+/// Height of a line of text at scale `S`.
+const LINE: usize = 7 * S + 8;
 
 fn viridis(t: f32) -> [u8; 3] {
     let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f32;
@@ -73,6 +75,43 @@ fn rgb_bands(cube: &Cube) -> Option<[usize; 3]> {
     }
 }
 
+/// What a reducer keeps, in words.
+fn reduced_as(reducer: Reducer) -> &'static str {
+    match reducer {
+        Reducer::Median => "median",
+        Reducer::Mean => "mean",
+        Reducer::Min => "minimum",
+        Reducer::Max => "maximum",
+        Reducer::Count => "count of valid values",
+        Reducer::First => "first valid value",
+        Reducer::Last => "last valid value",
+    }
+}
+
+/// The title of the picture of `step`: what, when (its date, or the composite's period and
+/// how many scenes it reduced) and where.
+fn title(cube: &Cube, step: usize, what: &str, place: Option<&str>) -> String {
+    let when = cube.values.step_span(cube.times[step]);
+    let scenes = cube.scenes.get(step).map_or(0, Vec::len);
+    let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let mut title = match cube.values.reduced {
+        Some((reducer, _)) => format!(
+            "{what}: {} of {}, {when}",
+            reduced_as(reducer),
+            plural(scenes, "scene")
+        ),
+        None if cube.times.len() > 1 => format!(
+            "{what}, {when} (of {}, the one with the most valid pixels)",
+            plural(cube.times.len(), "date")
+        ),
+        None => format!("{what}, {when}"),
+    };
+    if let Some(p) = place {
+        title = format!("{title}, {p}");
+    }
+    title
+}
+
 pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String> {
     let (t, _, h, w) = cube.dim();
     if t == 0 || h == 0 || w == 0 {
@@ -104,7 +143,6 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
         None => vec![(0, stretch(slab.index_axis(Axis(0), 0)))],
     };
     let rgb_mode = channels.len() == 3;
-    let date = cube.times[step].format("%Y-%m-%d").to_string();
     let what = if rgb_mode {
         let names: Vec<&str> = channels
             .iter()
@@ -114,16 +152,24 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
     } else {
         cube.bands[0].clone()
     };
-    let title = match place {
-        Some(p) => format!("{what}, {date}, {p}"),
-        None => format!("{what}, {date}"),
-    };
-    // Wide enough for the title (up to 1000 px), the picture and the colour bar.
-    let content = ow.max(360).max((text_width(&title, S) + PAD).min(1000));
+    let content = ow.max(360);
     let width = PAD + content + if rgb_mode { PAD } else { BAR };
-    let height = TOP + oh.max(120) + PAD * 3;
+    let chars = (width - 2 * PAD) / (6 * S);
+    let title = wrap(&title(cube, step, &what, place), chars, 3);
+    let mut caption = cube.values.describe();
+    caption.push_str(if rgb_mode {
+        "; each channel stretched from its 2nd to its 98th percentile"
+    } else {
+        "; colours from the 2nd to the 98th percentile"
+    });
+    let caption = wrap(&caption, chars, 3);
+    let top = 14 + title.len() * LINE + 8;
+    let bh = oh.max(120);
+    let height = top + bh + PAD + caption.len() * LINE + PAD;
     let mut c = Canvas::new(width, height);
-    c.text(&fit(&title, (width - 2 * PAD) / (6 * S)), PAD, 14, S, BLACK);
+    for (i, line) in title.iter().enumerate() {
+        c.text(line, PAD, 14 + i * LINE, S, BLACK);
+    }
     for y in 0..oh {
         for x in 0..ow {
             let (sy, sx) = (
@@ -148,27 +194,23 @@ pub(super) fn render(cube: &Cube, place: Option<&str>) -> Result<Vec<u8>, String
                     viridis(norm(0))
                 }
             };
-            c.set(PAD + x, TOP + y, color);
+            c.set(PAD + x, top + y, color);
         }
     }
     if !rgb_mode {
         // Colour bar: top = high end of the stretch, labels beside it.
         let (lo, hi) = channels[0].1.unwrap_or((0.0, 1.0));
-        let (bx, bh) = (PAD + content + 16, oh.max(120));
+        let bx = PAD + content + 16;
         for y in 0..bh {
             let f = 1.0 - y as f32 / (bh - 1).max(1) as f32;
-            c.rect(bx, TOP + y, 18, 1, viridis(f));
+            c.rect(bx, top + y, 18, 1, viridis(f));
         }
-        let units = cube.values.describe();
-        for (v, y) in [(hi, TOP), (lo, TOP + bh.saturating_sub(14))] {
-            let text = label(v as f64);
-            c.text(&text, bx + 24, y, S, BLACK);
+        for (v, y) in [(hi, top), (lo, top + bh.saturating_sub(14))] {
+            c.text(&label(v as f64), bx + 24, y, S, BLACK);
         }
-        let short = fit(&units, (width - PAD) / (6 * S));
-        let x = width.saturating_sub(PAD + text_width(&short, S));
-        c.text(&short, x, TOP + bh.max(oh) + PAD, S, BLACK);
-    } else {
-        c.text("2-98% stretch per channel", PAD, TOP + oh + PAD, S, BLACK);
+    }
+    for (i, line) in caption.iter().enumerate() {
+        c.text(line, PAD, top + bh + PAD + i * LINE, S, BLACK);
     }
     encode_png(width, height, &c.rgba)
 }
@@ -178,17 +220,22 @@ mod tests {
     use super::*;
     use crate::query::export::table::tests::sample_cube;
 
-    #[test]
-    fn renders_a_picture_with_a_colour_bar() {
-        let cube = sample_cube(20, 30);
-        let png = render(&cube, Some("a field")).unwrap();
+    fn decode(png: Vec<u8>) -> (usize, usize, Vec<u8>) {
         let decoder = png::Decoder::new(std::io::Cursor::new(png));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
-        // 30 x 20 px magnified 16x, the colour bar beside.
-        assert_eq!(info.width as usize, PAD + 480 + BAR);
-        assert_eq!(info.height as usize, TOP + 320 + 3 * PAD);
+        (info.width as usize, info.height as usize, buf)
+    }
+
+    #[test]
+    fn renders_a_picture_with_a_colour_bar() {
+        let cube = sample_cube(20, 30);
+        let (width, height, buf) = decode(render(&cube, Some("a field")).unwrap());
+        // 30 x 20 px magnified 16x, the colour bar beside; two lines of title above, two of
+        // caption below.
+        assert_eq!(width, PAD + 480 + BAR);
+        assert_eq!(height, 14 + 2 * LINE + 8 + 320 + PAD + 2 * LINE + PAD);
         let has = |c: [u8; 3]| buf.chunks_exact(4).any(|p| p[..3] == c);
         assert!(
             has(viridis(1.0)) && has(viridis(0.0)),
@@ -196,5 +243,41 @@ mod tests {
         );
         assert_eq!(viridis(0.0), [68, 1, 84]);
         assert_eq!(viridis(1.0), [253, 231, 37]);
+        // Nothing is drawn in the outermost columns: words wrap inside.
+        let dark_in_column = |x: usize| (0..height).any(|y| buf[(y * width + x) * 4] < 128);
+        assert!(!dark_in_column(width - 1) && !dark_in_column(0));
+    }
+
+    #[test]
+    fn titles_name_the_date_or_the_composite_and_its_period() {
+        let t = |s| crate::time::parse_datetime(s).unwrap();
+        let cube = sample_cube(4, 4);
+        assert_eq!(
+            title(&cube, 2, "red", Some("a field")),
+            "red, 2023-03-18 (of 3 dates, the one with the most valid pixels), a field"
+        );
+        // A median over the whole range: one step, the span of its observations.
+        let mut median = sample_cube(4, 4);
+        median.data = std::mem::take(&mut median.data).slice_move(ndarray::s![0..1, .., .., ..]);
+        median.times.truncate(1);
+        median.scenes = vec![vec!["s1".into(), "s2".into(), "s3".into()]];
+        median.values.expression = Some("ndvi".into());
+        median.values.reduced = Some((Reducer::Median, crate::query::Period::All));
+        median.values.composite = Some("median over the time range".into());
+        median.values.observed = Some((t("2023-01-07T02:00:00Z"), t("2023-03-18T02:00:00Z")));
+        assert_eq!(
+            title(&median, 0, "ndvi", None),
+            "ndvi: median of 3 scenes, 2023-01-07 to 2023-03-18"
+        );
+        median.values.reduced = Some((Reducer::Max, crate::query::Period::Month));
+        assert_eq!(
+            title(&median, 0, "ndvi", None),
+            "ndvi: maximum of 3 scenes, 2023-01"
+        );
+        // Long words wrap below the picture instead of running off it.
+        median.values.products = vec!["sentinel2_l2a".into(), "landsat8_c2l2".into()];
+        let (width, height, buf) = decode(render(&median, Some("box 1,2,3,4")).unwrap());
+        let dark_in_column = |x: usize| (0..height).any(|y| buf[(y * width + x) * 4] < 128);
+        assert!(!dark_in_column(width - 1) && !dark_in_column(0));
     }
 }

@@ -280,6 +280,7 @@ pub(super) fn write_csv<T: Pixel>(
                         return Ok(());
                     }
                 }
+                crate::query::recycle::give_array(data);
             }
             Ok(())
         })();
@@ -535,6 +536,7 @@ pub(super) fn write_parquet<T: Pixel>(
             })
             .collect::<Result<_, _>>()
             .map_err(bad)?;
+        crate::query::recycle::give_array(data);
         let mut encoded = encoded.into_iter();
         let mut shared: Vec<SharedChunk> = Vec::with_capacity(first_values);
         for e in encoded.by_ref().take(first_values) {

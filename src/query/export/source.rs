@@ -246,14 +246,16 @@ impl<T: Sample, O: Sample> Source<O> for Widened<'_, T, O> {
         let fill_in = self.inner.info().nodata;
         let fill_out = O::from_f64(self.info.nodata);
         let data = self.inner.read(win)?;
-        Ok(data.mapv(|v| {
+        let out = data.mapv(|v| {
             let x = v.to_f64();
             if x.is_nan() || x == fill_in {
                 fill_out
             } else {
                 O::from_f64(x)
             }
-        }))
+        });
+        crate::query::recycle::give_array(data);
+        Ok(out)
     }
     fn windows(&self, align: Alignment) -> Vec<CubeWindow> {
         self.inner.windows(align)

@@ -47,6 +47,7 @@ pub(super) fn compute<T: Pixel>(src: &dyn Source<T>) -> Result<Vec<Vec<Stats>>, 
                 (win.steps.start + k, bi, v)
             })
             .collect();
+        crate::query::recycle::give_array(data);
         for (ti, bi, v) in slabs {
             values[ti][bi].extend(v);
         }

@@ -402,6 +402,7 @@ pub(super) fn write<T: Pixel>(
                     Ok(raw.len() as u64)
                 })
                 .collect::<Result<_, _>>()?;
+            crate::query::recycle::give_array(data);
             bytes += written.iter().sum::<u64>();
         }
         Ok(bytes)
