@@ -3,10 +3,11 @@
 //! the next version of the catalog table.
 
 use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
+use super::confine;
 use super::delta::action::{Action, Add};
 use super::delta::{TableState, Version, TABLE_DIR};
 use super::fragment::{write_fragment_bytes, write_fragment_file, FragmentData};
-use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
+use super::layout::{self, validate_name, FRAGMENTS_DIR};
 use super::snapshot::{read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
 use super::{check_products, Commit, Error, Operation, Result, Warehouse};
@@ -83,10 +84,16 @@ impl<'w> Batch<'w> {
         Ok(())
     }
 
-    /// Registers a product profile as part of this commit. Committing fails with
-    /// [`Error::ProductConflict`] if the product is already registered differently.
+    /// Registers a product profile (a [`crate::profile::ProductProfile`] as JSON) as part of
+    /// this commit. An invalid profile is [`Error::InvalidProfile`] at once; committing fails
+    /// with [`Error::ProductConflict`] if the product is already registered differently.
     pub fn register_product(&self, name: &str, profile: serde_json::Value) -> Result<()> {
         validate_name("product", name)?;
+        super::check_profile(name, &profile).map_err(|reason| Error::InvalidProfile {
+            path: self.warehouse.storage().locate(super::delta::LOG_DIR),
+            product: name.to_string(),
+            reason,
+        })?;
         self.state().products.insert(name.to_string(), profile);
         Ok(())
     }
@@ -302,21 +309,21 @@ pub(crate) fn write_new_fragment(
         .map(|o| o.time)
         .min()
         .unwrap_or_default();
-    let name = format!(
-        "{}_{}_{}.arrow",
-        data.product,
-        start.format("%Y%m%dT%H%M%SZ"),
-        layout::unique_id()
+    let key = layout::fragment_key(
+        &tile,
+        &data.band,
+        &data.product,
+        &start.format("%Y%m%dT%H%M%SZ").to_string(),
+        &layout::unique_id(),
     );
-    let key = format!("{FRAGMENTS_DIR}/{tile}/{}/{name}", data.band);
     let config = wh.config();
     let (epsg, compression, crop) = (config.grid.epsg, config.compression, config.crop);
     let (written, placed) = match wh.local_root() {
         Some(root) => {
+            // Folders made one at a time, refusing links: nothing is written outside.
+            let dir = confine::create_dirs(root, &format!("{FRAGMENTS_DIR}/{tile}/{}", data.band))?;
             let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
-            let dir = tile_dir.join(&data.band);
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            let path = dir.join(&name);
+            let path = confine::path(root, &key)?;
             let (written, file) =
                 write_fragment_file(&path, &mut data, epsg, compression, crop)?.with_out(());
             let dirs = [root.join(FRAGMENTS_DIR), tile_dir, dir];

@@ -1025,13 +1025,15 @@ impl Fragment {
         Self::decode_checked(path, bytes, checksum)
     }
 
-    /// Opens a fragment whose recorded size and (optionally) checksum are known.
-    pub(crate) fn open_expecting(
+    /// Maps a fragment file opened by the caller (the warehouse opens it without following
+    /// links) whose recorded size and (optionally) checksum are known; `path` names it.
+    pub(crate) fn open_file_expecting(
         path: &Path,
+        file: File,
         bytes: u64,
         checksum: Option<&str>,
     ) -> Result<Fragment> {
-        Self::open_impl(path, checksum, Some(bytes))
+        Self::map_file(path, file, checksum, Some(bytes))
     }
 
     fn open_impl(path: &Path, checksum: Option<&str>, bytes: Option<u64>) -> Result<Fragment> {
@@ -1044,6 +1046,15 @@ impl Fragment {
                 io_err(path)(e)
             }
         })?;
+        Self::map_file(path, file, checksum, bytes)
+    }
+
+    fn map_file(
+        path: &Path,
+        file: File,
+        checksum: Option<&str>,
+        bytes: Option<u64>,
+    ) -> Result<Fragment> {
         let len = file.metadata().map_err(io_err(path))?.len();
         if let Some(expected) = bytes.filter(|&b| b != len) {
             return Err(Error::SizeMismatch {
@@ -1079,8 +1090,6 @@ impl Fragment {
             if actual != expected {
                 return Err(Error::ChecksumMismatch {
                     path: path.to_path_buf(),
-                    expected: expected.to_string(),
-                    actual,
                 });
             }
         }

@@ -164,10 +164,36 @@ pub(crate) fn parts_of(storage: &dyn Storage, state: &TableState) -> Result<Vec<
         .collect()
 }
 
-/// Reads a catalog part after checking its size and checksum against the log.
+/// Largest catalog part read (a million fragment rows take about 60 MB).
+pub const MAX_PART_BYTES: u64 = 1 << 30;
+
+/// Reads a catalog part after checking its size and checksum against the log. Both are
+/// required: a part whose `add` carries no valid checksum is not read.
 pub(crate) fn read_part_bytes(storage: &dyn Storage, part: &PartRef) -> Result<(PathBuf, Vec<u8>)> {
     let path = storage.locate(&part.path);
-    let bytes = storage.read(&part.path)?;
+    let expected = match &part.checksum {
+        Some(c) if layout::is_checksum(c) => c,
+        _ => return Err(Error::MissingChecksum { path }),
+    };
+    if part.bytes > MAX_PART_BYTES {
+        return Err(Error::TooLarge {
+            path,
+            what: "catalog part",
+            size: part.bytes,
+            limit: MAX_PART_BYTES,
+        });
+    }
+    let bytes = match storage.read_limited(&part.path, part.bytes, "catalog part") {
+        // Larger than the log says: a size mismatch, found before reading it all.
+        Err(Error::TooLarge { size, .. }) => {
+            return Err(Error::SizeMismatch {
+                path,
+                expected: part.bytes,
+                actual: size,
+            })
+        }
+        r => r?,
+    };
     if bytes.len() as u64 != part.bytes {
         return Err(Error::SizeMismatch {
             path,
@@ -175,15 +201,8 @@ pub(crate) fn read_part_bytes(storage: &dyn Storage, part: &PartRef) -> Result<(
             actual: bytes.len() as u64,
         });
     }
-    if let Some(expected) = &part.checksum {
-        let sum = layout::checksum(&bytes);
-        if &sum != expected {
-            return Err(Error::ChecksumMismatch {
-                path,
-                expected: expected.clone(),
-                actual: sum,
-            });
-        }
+    if layout::checksum(&bytes) != *expected {
+        return Err(Error::ChecksumMismatch { path });
     }
     Ok((path, bytes))
 }
@@ -247,6 +266,7 @@ pub(crate) fn read_parts(
 impl Snapshot {
     pub(crate) fn load(wh: &Warehouse, state: &TableState) -> Result<Snapshot> {
         let storage = wh.storage();
+        let products = super::products_checked(storage, state)?;
         let parts = parts_of(storage, state)?;
         let (mut fragments, mut scenes) = read_parts(storage, &parts)?;
         // Stable, meaningful order: by tile, band, product, time.
@@ -263,7 +283,7 @@ impl Snapshot {
             version: state.version,
             timestamp: state.timestamp,
             parts,
-            products: super::products_of(&state.metadata),
+            products,
             fragments,
             scenes,
             fingerprints,
@@ -397,7 +417,10 @@ pub(crate) fn open_checked(
     let path = storage.locate(&entry.path);
     let checksum = verify.then_some(entry.checksum.as_str());
     let f = match storage.local_root() {
-        Some(_) => Fragment::open_expecting(&path, entry.bytes, checksum)?,
+        Some(root) => {
+            let (_, file) = super::confine::open(root, &entry.path)?;
+            Fragment::open_file_expecting(&path, file, entry.bytes, checksum)?
+        }
         None => {
             let bytes = storage.read_range(&entry.path, 0..entry.bytes)?;
             Fragment::from_buffer_checked(&path, arrow_buffer::Buffer::from_vec(bytes), checksum)?

@@ -392,11 +392,22 @@ pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> 
             .map(|(i, _)| i)
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let groups = if with_tombstones {
+        let groups: Vec<usize> = if with_tombstones {
             (0..builder.metadata().num_row_groups()).collect()
         } else {
             groups_with_live_actions(builder.metadata())
         };
+        // Rows can cost nothing on disk (a run of nulls): bound the work before decoding.
+        let rows: i64 = groups
+            .iter()
+            .map(|&g| builder.metadata().row_group(g).num_rows().max(0))
+            .sum();
+        let max_rows = (super::MAX_LIVE_FILES + super::MAX_TOMBSTONES + 1_000) as i64;
+        if rows > max_rows {
+            return Err(format!(
+                "{rows} rows, more than the {max_rows} a PixelQuery checkpoint may have"
+            ));
+        }
         let reader = builder
             .with_projection(mask)
             .with_row_groups(groups)
@@ -529,6 +540,12 @@ fn decode_batch(b: &RecordBatch, out: &mut Decoded) -> Result<(), String> {
                 tags: map_at(tags, i)?,
                 deletion_vector: None,
             });
+            if out.adds.len() > super::MAX_LIVE_FILES {
+                return Err(format!(
+                    "more than {} live files; PixelQuery merges its catalog parts to a few dozen",
+                    super::MAX_LIVE_FILES
+                ));
+            }
         }
     }
     if let Some(s) = struct_col(b, "remove")? {
@@ -547,6 +564,9 @@ fn decode_batch(b: &RecordBatch, out: &mut Decoded) -> Result<(), String> {
                 partition_values: map_at(partition, i)?,
                 size: long_at(size, i),
             });
+            if out.removes.len() > super::MAX_TOMBSTONES {
+                return Err(format!("more than {} tombstones", super::MAX_TOMBSTONES));
+            }
         }
     }
     Ok(())
