@@ -6,11 +6,14 @@
 //! delete anything outside. The rule is simple and checked on every access: each component
 //! of a path below the root must be a real folder or file. The root itself may be a link
 //! (or sit below one): that is where the user put the warehouse. A link found on the way is
-//! refused with an error naming it; the final component is also opened with `O_NOFOLLOW`
-//! (Linux), so a link swapped in after the check is still refused.
+//! refused with an error naming it.
 //!
-//! What this does not stop: a co-writer who swaps a *folder* for a link between the check
-//! and the use (a race against a running command); hard links, which are the file itself.
+//! Reads on Linux 5.6+ are one `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)` below the
+//! root: the kernel refuses any link on the way, so there is no window between check and
+//! use. Elsewhere, and for writes, deletes and listings, each component is checked with
+//! `lstat` first and final components are opened with `O_NOFOLLOW` (or created with
+//! `O_EXCL`, which never follows): a co-writer who swaps a *folder* for a link between that
+//! check and the use can still win that race. Hard links are the file itself: no escape.
 
 use super::layout::{io_err, validate_rel_path};
 use super::{Error, Result};
@@ -96,12 +99,106 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 }
 
 /// Opens `key` for reading, refusing links; [`Error::MissingFile`] when it does not exist.
+///
+/// On Linux 5.6 and later this is one `openat2` below the root with `RESOLVE_NO_SYMLINKS`:
+/// the kernel refuses a link anywhere on the way, with no window between check and use.
+/// Elsewhere (or where a sandbox refuses `openat2`) every component is checked first.
 pub fn open(root: &Path, key: &str) -> Result<(PathBuf, File)> {
+    #[cfg(target_os = "linux")]
+    if let Some(opened) = beneath::open(root, key) {
+        let p = root.join(key);
+        return match opened {
+            Ok(f) => Ok((p, f)),
+            // Name the link: the walk finds it (or, if it is gone meanwhile, the file).
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => match path(root, key) {
+                Err(e) => Err(e),
+                Ok(p) => Err(Error::Symlink { path: p }),
+            },
+            Err(e) => Err(open_error(&p, e)),
+        };
+    }
     let p = path(root, key)?;
     let mut o = OpenOptions::new();
     o.read(true);
     let f = no_follow(o).open(&p).map_err(|e| open_error(&p, e))?;
     Ok((p, f))
+}
+
+/// `openat2(2)` below a folder, refusing every link on the way.
+#[cfg(target_os = "linux")]
+mod beneath {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The kernel's `struct open_how` (linux/openat2.h).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+
+    /// Cleared when the kernel or a sandbox refuses `openat2`: the walk is used from then on.
+    static AVAILABLE: AtomicBool = AtomicBool::new(true);
+
+    /// Opens `key` (a checked relative path) below `root` for reading; `None` when
+    /// `openat2` is unavailable.
+    pub fn open(root: &Path, key: &str) -> Option<io::Result<File>> {
+        if !AVAILABLE.load(Ordering::Relaxed) {
+            return None;
+        }
+        if key.is_empty() || !super::validate_rel_path(key) {
+            return None;
+        }
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(root);
+        let dir = match dir {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
+        let name = CString::new(key.as_bytes()).ok()?;
+        let how = OpenHow {
+            flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH,
+        };
+        // SAFETY: `dir` is an open descriptor, `name` a NUL-terminated string and `how` the
+        // kernel's `struct open_how` (three u64) whose size is passed; all outlive the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG)
+            ) {
+                AVAILABLE.store(false, Ordering::Relaxed);
+                return None;
+            }
+            return Some(Err(e));
+        }
+        // SAFETY: `fd` is a descriptor the kernel just opened for us and nothing else owns.
+        Some(Ok(unsafe { File::from_raw_fd(fd as i32) }))
+    }
+
+    #[cfg(test)]
+    pub fn disable() {
+        AVAILABLE.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Creates the folder `key` below `root` and its missing parents, one at a time, refusing
@@ -210,6 +307,14 @@ mod tests {
 
     #[test]
     fn links_below_the_root_are_refused_and_the_root_may_be_one() {
+        links_are_refused();
+        // The same without `openat2` (old kernels, sandboxes): the walk.
+        #[cfg(target_os = "linux")]
+        beneath::disable();
+        links_are_refused();
+    }
+
+    fn links_are_refused() {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), b"s3cr3t").unwrap();
         let d = tempfile::tempdir().unwrap();
