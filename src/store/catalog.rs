@@ -632,6 +632,7 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
             .map_err(|e| e.to_string())?;
         // Rows can cost almost nothing on disk (runs of one value): bound what decoding
         // makes by what the file holds.
+        super::parquet_check::check_layout(builder.metadata(), len)?;
         let rows = builder.metadata().file_metadata().num_rows();
         let min = min_bytes_per_row(kind);
         if rows < 0 || (rows as u64).saturating_mul(min) > len {
@@ -1105,6 +1106,18 @@ mod tests {
         let bytes = encode_fragments(p, &same).unwrap().bytes;
         let e = decode_fragments(p, bytes).unwrap_err().to_string();
         assert!(e.contains("200000 rows in"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_finds_are_errors() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/warehouse/fuzz");
+        let bytes = std::fs::read(dir.join("part-negative-chunk-offset.parquet")).unwrap();
+        let p = Path::new("part.parquet");
+        // The layout check answers, not the panic guard around the decoder.
+        let e = decode_fragments(p, bytes.clone()).unwrap_err().to_string();
+        assert!(e.contains("is not inside the"), "{e}");
+        let e = decode_scenes(p, bytes).unwrap_err().to_string();
+        assert!(e.contains("is not inside the"), "{e}");
     }
 
     #[test]

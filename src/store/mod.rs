@@ -58,6 +58,7 @@ mod ipc;
 mod layout;
 mod location;
 mod merge;
+mod parquet_check;
 mod snapshot;
 mod storage;
 mod syncer;

@@ -164,7 +164,7 @@ pub(crate) fn parts_of(storage: &dyn Storage, state: &TableState) -> Result<Vec<
         .collect()
 }
 
-/// Largest catalog part read (a million fragment rows take about 60 MB).
+/// Largest catalog part read.
 pub const MAX_PART_BYTES: u64 = 1 << 30;
 
 /// Reads a catalog part after checking its size and checksum against the log. Both are

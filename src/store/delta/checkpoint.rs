@@ -376,9 +376,11 @@ fn map_at(a: Option<&MapArray>, i: usize) -> Result<Option<StringMap>, String> {
 /// Reads a checkpoint. The `remove` column is skipped unless `with_tombstones` (opening a
 /// snapshot never needs tombstones, so their number does not slow it down).
 pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> {
+    let len = bytes.len() as u64;
     let read = || -> Result<Decoded, String> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
             .map_err(|e| e.to_string())?;
+        crate::store::parquet_check::check_layout(builder.metadata(), len)?;
         let mut wanted = vec!["add", "metaData", "protocol"];
         if with_tombstones {
             wanted.push("remove");
@@ -617,6 +619,17 @@ mod tests {
         s.tombstones
             .insert("older".into(), Remove::of(&add("older"), 10, true));
         s
+    }
+
+    #[test]
+    fn fuzz_finds_are_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/warehouse/fuzz");
+        let bytes = std::fs::read(dir.join("checkpoint-negative-chunk-offset.parquet")).unwrap();
+        for tombstones in [false, true] {
+            // The layout check answers, not the panic guard around the decoder.
+            let e = decode(bytes.clone(), tombstones).unwrap_err();
+            assert!(e.contains("is not inside the"), "{e}");
+        }
     }
 
     #[test]
