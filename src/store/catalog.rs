@@ -628,11 +628,12 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
         .collect();
     let len = bytes.len() as u64;
     let read = || -> std::result::Result<Vec<RecordBatch>, String> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .map_err(|e| e.to_string())?;
+        let bytes = bytes::Bytes::from(bytes);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| e.to_string())?;
+        super::parquet_check::check_layout(builder.metadata(), &bytes)?;
         // Rows can cost almost nothing on disk (runs of one value): bound what decoding
         // makes by what the file holds.
-        super::parquet_check::check_layout(builder.metadata(), len)?;
         let rows = builder.metadata().file_metadata().num_rows();
         let min = min_bytes_per_row(kind);
         if rows < 0 || (rows as u64).saturating_mul(min) > len {
@@ -667,10 +668,7 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
     };
     // Parts are checksummed before they get here; catching a decoder panic is defence in
     // depth so that even a file with a matching checksum but hostile content is an error.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
-        Ok(r) => r.map_err(corrupt),
-        Err(_) => Err(corrupt("Parquet decoder failed on malformed data".into())),
-    }
+    super::parquet_check::guarded(read).map_err(corrupt)
 }
 
 /// A column of a batch by name and type; `required` columns may hold no null.
@@ -1118,6 +1116,15 @@ mod tests {
         assert!(e.contains("is not inside the"), "{e}");
         let e = decode_scenes(p, bytes).unwrap_err().to_string();
         assert!(e.contains("is not inside the"), "{e}");
+        // A run-length integer longer than ten bytes: the decoder asserts, the guard answers.
+        let bytes = std::fs::read(dir.join("part-long-run-length.parquet")).unwrap();
+        for e in [
+            decode_fragments(p, bytes.clone()).unwrap_err(),
+            decode_scenes(p, bytes).unwrap_err(),
+        ] {
+            let e = e.to_string();
+            assert!(e.contains("part.parquet") && e.lines().count() == 1, "{e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use super::action::{Add, Format, Metadata, Protocol, Remove};
 use super::TableState;
+use crate::store::parquet_check::{check_layout, guarded};
 use arrow_array::builder::{
     BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, MapBuilder, MapFieldNames,
     StringBuilder,
@@ -376,11 +377,11 @@ fn map_at(a: Option<&MapArray>, i: usize) -> Result<Option<StringMap>, String> {
 /// Reads a checkpoint. The `remove` column is skipped unless `with_tombstones` (opening a
 /// snapshot never needs tombstones, so their number does not slow it down).
 pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> {
-    let len = bytes.len() as u64;
-    let read = || -> Result<Decoded, String> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .map_err(|e| e.to_string())?;
-        crate::store::parquet_check::check_layout(builder.metadata(), len)?;
+    let build = || {
+        let bytes = bytes::Bytes::from(bytes);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| e.to_string())?;
+        check_layout(builder.metadata(), &bytes)?;
         let mut wanted = vec!["add", "metaData", "protocol"];
         if with_tombstones {
             wanted.push("remove");
@@ -410,21 +411,20 @@ pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> 
                 "{rows} rows, more than the {max_rows} a PixelQuery checkpoint may have"
             ));
         }
-        let reader = builder
+        builder
             .with_projection(mask)
             .with_row_groups(groups)
             .build()
-            .map_err(|e| e.to_string())?;
-        let mut out = Decoded::default();
-        for batch in reader {
-            let batch = batch.map_err(|e| e.to_string())?;
-            decode_batch(&batch, &mut out)?;
-        }
-        Ok(out)
+            .map_err(|e| e.to_string())
     };
-    // A decoder panic on hostile bytes is an error like any other corruption.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
-        .unwrap_or_else(|_| Err("Parquet decoder failed on malformed data".into()))
+    // A decoder panic on hostile bytes is an error like any other corruption; our own
+    // decoding of each batch runs outside the guard.
+    let mut reader = guarded(build)?;
+    let mut out = Decoded::default();
+    while let Some(batch) = guarded(|| reader.next().transpose().map_err(|e| e.to_string()))? {
+        decode_batch(&batch, &mut out)?;
+    }
+    Ok(out)
 }
 
 /// The row groups that may hold a live action: those whose `add.path`, `metaData.id` or
@@ -629,6 +629,11 @@ mod tests {
             // The layout check answers, not the panic guard around the decoder.
             let e = decode(bytes.clone(), tombstones).unwrap_err();
             assert!(e.contains("is not inside the"), "{e}");
+        }
+        let bytes = std::fs::read(dir.join("checkpoint-empty-dictionary.parquet")).unwrap();
+        for tombstones in [false, true] {
+            let e = decode(bytes.clone(), tombstones).unwrap_err();
+            assert!(e.contains("holds no value"), "{e}");
         }
     }
 
