@@ -1,5 +1,6 @@
 //! Entry points for the `cargo fuzz` targets in `fuzz/`: every parser of input that comes
-//! from the network, callable on arbitrary bytes. Not part of the supported API.
+//! from the network or from a shared warehouse, callable on arbitrary bytes. Not part of the
+//! supported API.
 
 use crate::source::{s3_xml, ByteSource, HttpSource, RemoteOptions};
 use std::io::{Read, Write};
@@ -83,4 +84,29 @@ pub fn http_answer(data: &[u8]) {
             let _ = source.read_ranges(&[0..4, size - 4..size]);
         }
     }
+}
+
+/// A JSON commit of a warehouse's Delta log, streamed and applied to a table state.
+pub fn delta_commit(data: &[u8]) {
+    crate::store::fuzz::delta_commit(data);
+}
+
+/// A Delta checkpoint (Parquet), with and without tombstones.
+pub fn checkpoint(data: &[u8]) {
+    crate::store::fuzz::checkpoint(data);
+}
+
+/// A catalog part (GeoParquet) read as fragment rows and as scene rows.
+pub fn catalog_part(data: &[u8]) {
+    crate::store::fuzz::catalog_part(data);
+}
+
+/// A warehouse's `pixelquery.json`.
+pub fn warehouse_config(data: &[u8]) {
+    crate::store::fuzz::warehouse_config(data);
+}
+
+/// A fragment file, opened from memory and read through `Fragment`'s public accessors.
+pub fn fragment(data: &[u8]) {
+    crate::store::fuzz::fragment(data);
 }

@@ -10,14 +10,14 @@ use std::str::FromStr;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Tile size not a positive finite number.
-    #[error("invalid tile size {tile_size}: must be a positive, finite number of CRS units")]
+    /// Tile size not a finite number of CRS units in [`MIN_TILE_SIZE`, `MAX_TILE_SIZE`].
+    #[error("invalid tile size {}: must be a finite number of CRS units from {MIN_TILE_SIZE:e} to {MAX_TILE_SIZE:e}", short(*.tile_size))]
     TileSize {
         /// The rejected size.
         tile_size: f64,
     },
-    /// Grid origin not finite.
-    #[error("invalid grid origin ({x}, {y}): must be finite")]
+    /// Grid origin not finite or farther than [`MAX_COORDINATE`] from 0.
+    #[error("invalid grid origin ({}, {}): must be finite, within {MAX_COORDINATE:e} CRS units of 0", short(*.x), short(*.y))]
     Origin {
         /// Origin x.
         x: f64,
@@ -25,7 +25,7 @@ pub enum Error {
         y: f64,
     },
     /// A product resolution that does not divide the tile size.
-    #[error("resolution {resolution} does not divide tile size {tile_size} into a whole number of pixels")]
+    #[error("resolution {} does not divide tile size {} into a whole number of pixels", short(*.resolution), short(*.tile_size))]
     Resolution {
         /// The grid's tile size.
         tile_size: f64,
@@ -49,6 +49,16 @@ pub enum Error {
         /// The rejected text.
         name: String,
     },
+}
+
+/// A number as people read it: plain when moderate (`3840`, `0.5`), in scientific notation
+/// when huge or tiny (`1e308` rather than 309 digits).
+pub(crate) fn short(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-4..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 /// One tile of a grid: column and row index, written `x{col}_y{row}` (negative indices allowed).
@@ -104,6 +114,15 @@ impl FromStr for TileId {
 /// resolution (3 m: 1280 px, 10 m: 384, 20 m: 192, 30 m: 128, 60 m: 64).
 pub const DEFAULT_TILE_SIZE: f64 = 3840.0;
 
+/// Smallest tile side a grid may have, in CRS units (a micrometre in metres, about 10 cm in
+/// degrees).
+pub const MIN_TILE_SIZE: f64 = 1e-6;
+/// Largest tile side a grid may have, in CRS units (10,000 km in metres).
+pub const MAX_TILE_SIZE: f64 = 1e7;
+/// Largest distance of a grid origin from 0 on either axis, in CRS units: far beyond any
+/// projected CRS's coordinates, small enough that tile indices stay exact.
+pub const MAX_COORDINATE: f64 = 1e9;
+
 /// Most tiles a footprint may cover before [`GridSpec::tiles_covering`] refuses (a guard
 /// against a degenerate footprint or a wrong CRS producing billions of tiles).
 pub const MAX_TILES: u64 = 1 << 20;
@@ -145,8 +164,8 @@ pub struct GridSpec {
 }
 
 impl GridSpec {
-    /// A validated spec: the CRS must be known and the origin and tile size finite, with
-    /// `tile_size > 0`.
+    /// A validated spec: the CRS must be known, the origin finite and within
+    /// [`MAX_COORDINATE`] of 0, the tile size within [`MIN_TILE_SIZE`, `MAX_TILE_SIZE`].
     pub fn new(epsg: u32, origin_x: f64, origin_y: f64, tile_size: f64) -> Result<Self, Error> {
         let spec = GridSpec {
             epsg,
@@ -160,12 +179,13 @@ impl GridSpec {
 
     /// Checks a spec read from storage or built by hand (see [`GridSpec::new`]).
     pub fn validate(&self) -> Result<(), Error> {
-        if !(self.tile_size.is_finite() && self.tile_size > 0.0) {
+        if !(MIN_TILE_SIZE..=MAX_TILE_SIZE).contains(&self.tile_size) {
             return Err(Error::TileSize {
                 tile_size: self.tile_size,
             });
         }
-        if !(self.origin_x.is_finite() && self.origin_y.is_finite()) {
+        let sane = |v: f64| v.is_finite() && v.abs() <= MAX_COORDINATE;
+        if !(sane(self.origin_x) && sane(self.origin_y)) {
             return Err(Error::Origin {
                 x: self.origin_x,
                 y: self.origin_y,
@@ -338,6 +358,17 @@ mod tests {
     fn spec_validation() {
         assert!(GridSpec::new(32652, 0.0, 0.0, 0.0).is_err());
         assert!(GridSpec::new(32652, f64::NAN, 0.0, 10.0).is_err());
+        for ts in [-3840.0, 1e300, f64::INFINITY, f64::NAN, 1e-300] {
+            assert!(matches!(
+                GridSpec::new(32652, 0.0, 0.0, ts),
+                Err(Error::TileSize { .. })
+            ));
+        }
+        assert!(matches!(
+            GridSpec::new(32652, 0.0, 1e308, 3840.0),
+            Err(Error::Origin { .. })
+        ));
+        GridSpec::new(4326, -180.0, 90.0, 0.25).unwrap();
         let e = GridSpec::new(12, 0.0, 0.0, 10.0).unwrap_err();
         assert!(e.to_string().contains("12"), "{e}");
     }

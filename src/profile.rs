@@ -8,6 +8,7 @@
 //! ([`ProductProfile::provider_band`]: `OLI_B4`, `SR_B4.TIF`), kept out of the stored profile
 //! so warehouses registered before keep matching it.
 
+use crate::grid::short;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -154,6 +155,15 @@ pub struct ProductProfile {
     #[serde(default)]
     pub cloud_mask: CloudMaskRule,
 }
+
+/// Largest magnitude of a band's scale: physical values of any raw sample stay finite.
+pub const MAX_SCALE: f64 = 1e6;
+/// Smallest magnitude of a band's scale (0 would map every sample to the offset).
+pub const MIN_SCALE: f64 = 1e-12;
+/// Largest magnitude of a band's offset.
+pub const MAX_OFFSET: f64 = 1e9;
+/// Largest band resolution, in grid units (the largest tile a grid may have).
+pub const MAX_RESOLUTION: f64 = crate::grid::MAX_TILE_SIZE;
 
 /// Ids of the built-in profiles.
 pub const BUILT_IN: [&str; 6] = [
@@ -446,13 +456,25 @@ impl ProductProfile {
             if !seen.insert(b.name.to_ascii_lowercase()) {
                 return Err(format!("band {:?} is listed twice", b.name));
             }
-            if !(b.resolution.is_finite() && b.resolution > 0.0) {
-                return Err(format!("band {:?} has resolution {}", b.name, b.resolution));
-            }
-            if !b.scale.is_finite() || !b.offset.is_finite() {
+            if !(b.resolution.is_finite() && b.resolution > 0.0 && b.resolution <= MAX_RESOLUTION) {
                 return Err(format!(
-                    "band {:?} has a non-finite scale or offset",
-                    b.name
+                    "band {:?} has resolution {}: must be positive and at most {MAX_RESOLUTION:e}",
+                    b.name,
+                    short(b.resolution)
+                ));
+            }
+            if !(b.scale.is_finite() && (MIN_SCALE..=MAX_SCALE).contains(&b.scale.abs())) {
+                return Err(format!(
+                    "band {:?} has scale {}: its magnitude must be from {MIN_SCALE:e} to {MAX_SCALE:e}",
+                    b.name,
+                    short(b.scale)
+                ));
+            }
+            if !(b.offset.is_finite() && b.offset.abs() <= MAX_OFFSET) {
+                return Err(format!(
+                    "band {:?} has offset {}: must be finite, at most {MAX_OFFSET:e} from 0",
+                    b.name,
+                    short(b.offset)
                 ));
             }
         }
@@ -614,6 +636,30 @@ kind = "none"
                 .id,
             "planet_sr"
         );
+    }
+
+    #[test]
+    fn implausible_numbers_are_refused() {
+        let base = ProductProfile::built_in("planet_sr").unwrap();
+        type Spoil = fn(&mut BandProfile);
+        let cases: [(&str, Spoil); 6] = [
+            ("scale", |b| b.scale = 1e308),
+            ("scale", |b| b.scale = 0.0),
+            ("scale", |b| b.scale = f64::NAN),
+            ("offset", |b| b.offset = -1e300),
+            ("resolution", |b| b.resolution = 1e300),
+            ("resolution", |b| b.resolution = -10.0),
+        ];
+        for (field, spoil) in cases {
+            let mut p = base.clone();
+            spoil(&mut p.bands[1]);
+            let e = p.validate().unwrap_err();
+            assert!(e.contains(field) && e.contains("green"), "{e}");
+        }
+        let mut p = base;
+        p.bands[0].scale = -2.5e-5;
+        p.bands[0].offset = 149.0;
+        p.validate().unwrap();
     }
 
     #[test]

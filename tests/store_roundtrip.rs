@@ -32,9 +32,7 @@ fn parallel_batch_commit_and_snapshots() {
     for s in 0..3 {
         batch.add_scene(scene("p", s)).unwrap();
     }
-    batch
-        .register_product("S2", serde_json::json!({"bands": ["B04", "B08"]}))
-        .unwrap();
+    batch.register_product("S2", profile()).unwrap();
     assert_eq!(
         wh.snapshot(None).unwrap().fragments().len(),
         0,
@@ -47,7 +45,7 @@ fn parallel_batch_commit_and_snapshots() {
     assert_eq!(check_snapshot(&snap).len(), 3);
     assert!(snap.has_scene_fingerprint("fp-p-2"));
     assert!(!snap.has_scene_fingerprint("fp-p-3"));
-    assert_eq!(snap.products()["S2"]["bands"][1], "B08");
+    assert_eq!(snap.products()["S2"]["bands"][1]["name"], "B08");
     let e = &snap.fragments()[0];
     assert_eq!(e.valid_count, 255);
     assert_eq!(e.valid_min, Some(pixel(0, e.tile, 0, 1) as f64));
@@ -175,8 +173,7 @@ fn lz4_warehouse_and_product_conflicts() {
         snap.read_fragment(e).unwrap().pixel_bytes(0)
     );
     let b = wh.begin_batch();
-    b.register_product("S2", serde_json::json!({"bands": "other"}))
-        .unwrap();
+    b.register_product("S2", profile_with_scale(2e-4)).unwrap();
     assert!(matches!(b.commit(), Err(Error::ProductConflict { .. })));
     // Names that would become paths are rejected.
     let b = wh.begin_batch();

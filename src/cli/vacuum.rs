@@ -19,13 +19,17 @@ pub fn run(args: Args) -> CliResult {
     let older_than = parse_duration(&args.older_than)?;
     let wh = Warehouse::open(&args.warehouse)?;
     let r = vacuum(&wh, older_than)?;
+    for s in &r.skipped {
+        println!("skipped: {s}");
+    }
     println!(
-        "deleted {} files ({} bytes) and {} log files; versions before {} expired; {} recent unreferenced files kept",
+        "deleted {} files ({} bytes) and {} log files; versions before {} expired; {} recent unreferenced files kept; {} names skipped (not PixelQuery's: links are never followed)",
         r.deleted.len(),
         r.bytes_freed,
         r.log_files_deleted,
         r.expire_before,
-        r.kept_recent
+        r.kept_recent,
+        r.skipped.len()
     );
     Ok(Outcome::Ok)
 }

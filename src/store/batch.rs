@@ -4,11 +4,12 @@
 
 use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
 use super::compact::auto::{self, AutoCompaction, Group};
+use super::confine;
 use super::delta::action::{Action, Add};
 use super::delta::{TableState, Version, TABLE_DIR};
 use super::fragment::write::{write_fragment_bytes, write_fragment_file};
 use super::fragment::FragmentData;
-use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
+use super::layout::{self, validate_name, FRAGMENTS_DIR};
 use super::published;
 use super::snapshot::{open_checked, read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
@@ -93,10 +94,16 @@ impl<'w> Batch<'w> {
         Ok(())
     }
 
-    /// Registers a product profile as part of this commit. Committing fails with
-    /// [`Error::ProductConflict`] if the product is already registered differently.
+    /// Registers a product profile (a [`crate::profile::ProductProfile`] as JSON) as part of
+    /// this commit. An invalid profile is [`Error::InvalidProfile`] at once; committing fails
+    /// with [`Error::ProductConflict`] if the product is already registered differently.
     pub fn register_product(&self, name: &str, profile: serde_json::Value) -> Result<()> {
         validate_name("product", name)?;
+        super::check_profile(name, &profile).map_err(|reason| Error::InvalidProfile {
+            path: self.warehouse.storage().locate(super::delta::LOG_DIR),
+            product: name.to_string(),
+            reason,
+        })?;
         self.state().products.insert(name.to_string(), profile);
         Ok(())
     }
@@ -489,18 +496,20 @@ pub(crate) fn new_fragment_location(
     validate_name("band", band)?;
     validate_name("product", product)?;
     let tile = tile.to_string();
-    let name = format!(
-        "{product}_{}_{}.arrow",
-        start.format("%Y%m%dT%H%M%SZ"),
-        layout::unique_id()
+    let key = layout::fragment_key(
+        &tile,
+        band,
+        product,
+        &start.format("%Y%m%dT%H%M%SZ").to_string(),
+        &layout::unique_id(),
     );
-    let key = format!("{FRAGMENTS_DIR}/{tile}/{band}/{name}");
     let local = match wh.local_root() {
         Some(root) => {
+            // Folders made one at a time, refusing links: nothing is written outside.
+            let dir = confine::create_dirs(root, &format!("{FRAGMENTS_DIR}/{tile}/{band}"))?;
             let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
-            let dir = tile_dir.join(band);
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            Some((dir.join(&name), [root.join(FRAGMENTS_DIR), tile_dir, dir]))
+            let path = confine::path(root, &key)?;
+            Some((path, [root.join(FRAGMENTS_DIR), tile_dir, dir]))
         }
         None => None,
     };

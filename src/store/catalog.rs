@@ -9,7 +9,7 @@
 //! Which parts form a version is decided by the Delta log (`super::delta`).
 
 use super::fragment::{ChunkIndex, PixelWindow};
-use super::layout::validate_rel_path;
+use super::layout::{is_checksum, parse_fragment_key, validate_name};
 use super::{Error, Result};
 use crate::dtype::DataType;
 use crate::geo::Bounds;
@@ -637,6 +637,17 @@ pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<EncodedP
     write_part_file(path, rows.len(), own, &boxes, stats)
 }
 
+/// Fewest bytes a row takes in a part PixelQuery writes, by kind: a fragment row holds a
+/// random file id and checksum (32 hex digits that Snappy cannot shrink); a scene row at
+/// least its own id, source and fingerprint. A part claiming more rows than its bytes allow
+/// (a run of one repeated row costs nothing on disk) is refused before it is decoded.
+fn min_bytes_per_row(kind: PartKind) -> u64 {
+    match kind {
+        PartKind::Fragment => 16,
+        PartKind::Scene => 2,
+    }
+}
+
 /// Reads all record batches of a Parquet part held in memory, with the columns of `kind`.
 /// Columns are found by name, so a part rewritten by another Delta writer (other column
 /// order, no columns of the other kind) still reads.
@@ -653,9 +664,22 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
         })
         .copied()
         .collect();
+    let len = bytes.len() as u64;
     let read = || -> std::result::Result<Vec<RecordBatch>, String> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .map_err(|e| e.to_string())?;
+        let bytes = bytes::Bytes::from(bytes);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| e.to_string())?;
+        super::parquet_check::check_layout(builder.metadata(), &bytes)?;
+        // Rows can cost almost nothing on disk (runs of one value): bound what decoding
+        // makes by what the file holds.
+        let rows = builder.metadata().file_metadata().num_rows();
+        let min = min_bytes_per_row(kind);
+        if rows < 0 || (rows as u64).saturating_mul(min) > len {
+            return Err(format!(
+                "{rows} rows in {len} bytes: more than a catalog part of {} rows can hold (at least {min} bytes a row)",
+                kind.name()
+            ));
+        }
         let schema = builder.schema().clone();
         let mut indices = Vec::with_capacity(wanted.len());
         for name in &wanted {
@@ -684,10 +708,7 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
     };
     // Parts are checksummed before they get here; catching a decoder panic is defence in
     // depth so that even a file with a matching checksum but hostile content is an error.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
-        Ok(r) => r.map_err(corrupt),
-        Err(_) => Err(corrupt("Parquet decoder failed on malformed data".into())),
-    }
+    super::parquet_check::guarded(read).map_err(corrupt)
 }
 
 /// A column of a batch by name and type; `required` columns may hold no null.
@@ -753,9 +774,16 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
             let footprint = parse_wkb_polygon(geom.value(i))
                 .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?;
             let path = rel.value(i).to_string();
-            if !validate_rel_path(&path) || !path.starts_with("fragments/") {
+            let named = parse_fragment_key(&path).ok_or_else(|| {
+                format!(
+                    "row {i}: fragment path {path:?} is not fragments/{{tile}}/{{band}}/{{product}}_{{time}}_{{id}}.arrow inside the warehouse"
+                )
+            })?;
+            if (named.tile, named.band, named.product)
+                != (tile.value(i), band.value(i), product.value(i))
+            {
                 return Err(format!(
-                    "row {i}: fragment path {path:?} leaves the warehouse"
+                    "row {i}: fragment path {path:?} does not match the row's tile, band and product"
                 ));
             }
             let dt = dtype.value(i);
@@ -770,13 +798,17 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                     "row {i}: window {window:?} is not inside the {w}x{h} tile"
                 ));
             }
+            if w == 0 || h == 0 || u64::from(w) * u64::from(h) > i32::MAX as u64 {
+                return Err(format!("row {i}: tile size {w}x{h} is empty or too large"));
+            }
+
             let index = ChunkIndex::decode(chunk_index.value(i))
                 .map_err(|e| format!("row {i}: chunk index: {e}"))?;
             let observations = non_negative(obs.value(i), "observation count")?;
             let file_bytes = non_negative(bytes.value(i), "byte size")?;
             check_index(&index, observations, file_bytes, w, h)
                 .map_err(|e| format!("row {i}: chunk index: {e}"))?;
-            out.push(FragmentEntry {
+            let entry = FragmentEntry {
                 tile: tile
                     .value(i)
                     .parse()
@@ -801,7 +833,9 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 valid_mean: opt_f64(vmean, i),
                 window,
                 index,
-            });
+            };
+            check_fragment_row(&entry).map_err(|reason| format!("row {i}: {reason}"))?;
+            out.push(entry);
         }
         Ok(())
     };
@@ -842,6 +876,82 @@ fn check_index(
     Ok(())
 }
 
+/// Checks the numbers of a fragment row: finite and consistent with each other, so that
+/// nothing downstream computes with a NaN or an impossible count.
+fn check_fragment_row(e: &FragmentEntry) -> std::result::Result<(), String> {
+    if !(e.resolution.is_finite()
+        && e.resolution > 0.0
+        && e.resolution <= crate::grid::MAX_TILE_SIZE)
+    {
+        return Err(format!(
+            "resolution {} is not a positive finite number of grid units up to {:e}",
+            crate::grid::short(e.resolution),
+            crate::grid::MAX_TILE_SIZE
+        ));
+    }
+    if e.footprint_lonlat
+        .iter()
+        .any(|(x, y)| !(x.is_finite() && y.is_finite()))
+    {
+        return Err("footprint has a non-finite coordinate".into());
+    }
+    if e.observations == 0 {
+        return Err("no observations".into());
+    }
+    if e.time_min > e.time_max {
+        return Err("time_min is after time_max".into());
+    }
+    let pixels = e.observations.saturating_mul(e.window.pixels() as u64);
+    if e.valid_count > pixels {
+        return Err(format!(
+            "valid count {} exceeds the {pixels} pixels of its observations",
+            e.valid_count
+        ));
+    }
+    for (name, v) in [
+        ("valid_min", e.valid_min),
+        ("valid_max", e.valid_max),
+        ("valid_mean", e.valid_mean),
+    ] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            return Err(format!("{name} is not finite"));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (e.valid_min, e.valid_max) {
+        if lo > hi {
+            return Err("valid_min is above valid_max".into());
+        }
+    }
+    if e.bytes == 0 {
+        return Err("byte size 0".into());
+    }
+    if !is_checksum(&e.checksum) {
+        return Err(format!(
+            "checksum {:?} is not xxh3:<16 hex digits>",
+            e.checksum
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the fields of a scene row that are used as names or numbers.
+fn check_scene_row(s: &SceneRecord) -> std::result::Result<(), String> {
+    validate_name("product", &s.product).map_err(|e| e.to_string())?;
+    if s.scene_id.is_empty() {
+        return Err("empty scene id".into());
+    }
+    if s.cloud_cover.is_some_and(|c| !c.is_finite()) {
+        return Err("cloud_cover is not finite".into());
+    }
+    if s.footprint_lonlat
+        .iter()
+        .any(|(x, y)| !(x.is_finite() && y.is_finite()))
+    {
+        return Err("footprint has a non-finite coordinate".into());
+    }
+    Ok(())
+}
+
 /// Decodes a scenes part.
 pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntry>> {
     let batches = read_batches(path, bytes, PartKind::Scene)?;
@@ -865,7 +975,7 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
                     .map_err(|e| format!("row {i}: scaling {:?}: {e}", a.value(i)))?,
                 None => BTreeMap::new(),
             };
-            out.push(SceneEntry {
+            let entry = SceneEntry {
                 scene: SceneRecord {
                     scene_id: id.value(i).to_string(),
                     source: source.value(i).to_string(),
@@ -878,7 +988,9 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
                     scaling,
                 },
                 ingested: ts(ingested.value(i))?,
-            });
+            };
+            check_scene_row(&entry.scene).map_err(|reason| format!("row {i}: {reason}"))?;
+            out.push(entry);
         }
         Ok(())
     };
@@ -920,7 +1032,10 @@ mod tests {
                 r
             },
             resolution: 10.0,
-            path: format!("fragments/x{i}_y{}/B08/S2_a.arrow", -i),
+            path: format!(
+                "fragments/x{i}_y{}/B08/S2_20200913T122640Z_0123456789abcdef.arrow",
+                -i
+            ),
             bytes: 1234,
             checksum: "xxh3:0123456789abcdef".into(),
             dtype: DataType::U16,
@@ -1086,6 +1201,80 @@ mod tests {
             1 + SHARED.len() + FRAGMENT_ONLY.len() + SCENE_ONLY.len()
         );
         assert!(t.fields().iter().all(|f| f.is_nullable()));
+    }
+
+    #[test]
+    fn real_parts_have_room_per_row_and_repeated_rows_are_refused() {
+        let p = Path::new("catalog/kind=fragment/part-x.parquet");
+        let rows: Vec<FragmentEntry> = (0..20_000)
+            .map(|i| {
+                let mut e = entry(i % 50);
+                e.path = super::super::layout::fragment_key(
+                    &e.tile.to_string(),
+                    "B08",
+                    "S2",
+                    "20200913T122640Z",
+                    &super::super::layout::unique_id(),
+                );
+                e.checksum = super::super::layout::checksum(&i.to_le_bytes());
+                e
+            })
+            .collect();
+        let bytes = encode_fragments(p, &rows).unwrap().bytes;
+        let per_row = bytes.len() as u64 / rows.len() as u64;
+        assert!(
+            per_row >= 2 * min_bytes_per_row(PartKind::Fragment),
+            "{per_row}"
+        );
+        assert_eq!(decode_fragments(p, bytes).unwrap().len(), rows.len());
+        // Scene rows as short as the catalog bench's.
+        let scenes: Vec<SceneEntry> = (0..20_000)
+            .map(|day| SceneEntry {
+                scene: SceneRecord {
+                    scene_id: format!("S2_{day:05}"),
+                    source: format!("/d/{day}.tif"),
+                    acquired: when(1_600_000_000 + day * 86_400),
+                    product: "S2".into(),
+                    footprint_lonlat: vec![],
+                    cloud_cover: None,
+                    fingerprint: format!("fp-{day}"),
+                    scaling: BTreeMap::new(),
+                },
+                ingested: when(1_700_000_000),
+            })
+            .collect();
+        let bytes = encode_scenes(p, &scenes).unwrap().bytes;
+        let per_row = bytes.len() as u64 / scenes.len() as u64;
+        assert!(
+            per_row >= 2 * min_bytes_per_row(PartKind::Scene),
+            "{per_row}"
+        );
+        // The same row 200,000 times costs almost nothing on disk: refused unread.
+        let same = vec![entry(1); 200_000];
+        let bytes = encode_fragments(p, &same).unwrap().bytes;
+        let e = decode_fragments(p, bytes).unwrap_err().to_string();
+        assert!(e.contains("200000 rows in"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_finds_are_errors() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/warehouse/fuzz");
+        let bytes = std::fs::read(dir.join("part-negative-chunk-offset.parquet")).unwrap();
+        let p = Path::new("part.parquet");
+        // The layout check answers, not the panic guard around the decoder.
+        let e = decode_fragments(p, bytes.clone()).unwrap_err().to_string();
+        assert!(e.contains("is not inside the"), "{e}");
+        let e = decode_scenes(p, bytes).unwrap_err().to_string();
+        assert!(e.contains("is not inside the"), "{e}");
+        // A run-length integer longer than ten bytes: the decoder asserts, the guard answers.
+        let bytes = std::fs::read(dir.join("part-long-run-length.parquet")).unwrap();
+        for e in [
+            decode_fragments(p, bytes.clone()).unwrap_err(),
+            decode_scenes(p, bytes).unwrap_err(),
+        ] {
+            let e = e.to_string();
+            assert!(e.contains("part.parquet") && e.lines().count() == 1, "{e}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and folders) that [`super::storage::LocalStorage`] and the fragment writer build on.
 
 use super::{Error, Result};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::hash::Hasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,84 @@ pub const CONFIG_FILE: &str = "pixelquery.json";
 pub const FRAGMENTS_DIR: &str = "fragments";
 /// Prefix of temporary files (ignored by readers, swept by vacuum).
 pub const TMP_PREFIX: &str = ".tmp-";
+
+/// Catalog parts: `catalog/kind={fragment|scene}/part-{stamp}-{id}.parquet`.
+pub const PART_PREFIX: &str = "part-";
+
+/// The key of a new fragment file: `fragments/{tile}/{band}/{product}_{stamp}_{id}.arrow`,
+/// `stamp` the first observation's time (`20240501T103000Z`), `id` a [`unique_id`].
+pub fn fragment_key(tile: &str, band: &str, product: &str, stamp: &str, id: &str) -> String {
+    format!("{FRAGMENTS_DIR}/{tile}/{band}/{product}_{stamp}_{id}.arrow")
+}
+
+/// What a fragment key names, as [`fragment_key`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentKey<'a> {
+    /// The tile (`x3_y-7`).
+    pub tile: &'a str,
+    /// The band.
+    pub band: &'a str,
+    /// The product.
+    pub product: &'a str,
+}
+
+/// Reads a key written by [`fragment_key`]; `None` for any other name.
+pub fn parse_fragment_key(key: &str) -> Option<FragmentKey<'_>> {
+    let rest = key.strip_prefix(FRAGMENTS_DIR)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let (tile, band, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || tile.parse::<crate::grid::TileId>().is_err() {
+        return None;
+    }
+    validate_name("band", band).ok()?;
+    let (rest, id) = name.strip_suffix(".arrow")?.rsplit_once('_')?;
+    let (product, stamp) = rest.rsplit_once('_')?;
+    validate_name("product", product).ok()?;
+    (is_stamp(stamp) && is_unique_id(id)).then_some(FragmentKey {
+        tile,
+        band,
+        product,
+    })
+}
+
+/// True for a catalog part key as the writers name them:
+/// `catalog/kind={fragment|scene}/part-{stamp}-{id}.parquet`.
+pub fn is_part_key(key: &str) -> bool {
+    let Some(rest) = key
+        .strip_prefix("catalog/kind=fragment/")
+        .or_else(|| key.strip_prefix("catalog/kind=scene/"))
+    else {
+        return false;
+    };
+    rest.strip_prefix(PART_PREFIX)
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .and_then(|r| r.rsplit_once('-'))
+        .is_some_and(|(stamp, id)| is_stamp(stamp) && is_unique_id(id))
+}
+
+/// True for the name of a temporary file (`.tmp-{id}`).
+pub fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(TMP_PREFIX).is_some_and(is_unique_id)
+}
+
+/// A UTC time stamp as the writers format it (`%Y%m%dT%H%M%SZ`, years may be signed or
+/// longer than four digits).
+fn is_stamp(s: &str) -> bool {
+    !s.is_empty()
+        && s.ends_with('Z')
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'T' | b'Z' | b'+' | b'-'))
+}
+
+/// 16 lowercase hex digits, as [`unique_id`] makes them.
+fn is_unique_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// True when `s` is a checksum as [`checksum`] writes it (`xxh3:` and 16 hex digits).
+pub fn is_checksum(s: &str) -> bool {
+    s.strip_prefix("xxh3:").is_some_and(is_unique_id)
+}
 
 /// Checks a name that becomes a path component (band, product): 1 to 128 characters out of
 /// `A-Z a-z 0-9 . _ - +`, not starting with a dot (so never `.` or `..`).
@@ -136,22 +214,6 @@ pub fn sync_all_paths(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Reads a whole file, naming it in the error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            Error::MissingFile {
-                path: path.to_path_buf(),
-            }
-        } else {
-            Error::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })
-}
-
 /// Converts a warehouse-relative path (always `/`-separated) to a filesystem path.
 pub fn resolve(root: &Path, rel: &str) -> PathBuf {
     let mut p = root.to_path_buf();
@@ -191,6 +253,51 @@ mod tests {
         for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a"] {
             assert!(!validate_rel_path(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn layout_names_are_recognised() {
+        let key = fragment_key(
+            "x3_y-7",
+            "B04",
+            "sentinel2_l2a",
+            "20240501T103000Z",
+            &unique_id(),
+        );
+        assert_eq!(
+            parse_fragment_key(&key),
+            Some(FragmentKey {
+                tile: "x3_y-7",
+                band: "B04",
+                product: "sentinel2_l2a"
+            })
+        );
+        for bad in [
+            "fragments/x3_y-7/B04/notes.txt",
+            "fragments/x3_y-7/B04/a.arrow",
+            "fragments/x3_y-7/B04/S2_20240501T103000Z_0123456789abcdef.parquet",
+            "fragments/x3_y-7/B04/sub/S2_20240501T103000Z_0123456789abcdef.arrow",
+            "fragments/tile/B04/S2_20240501T103000Z_0123456789abcdef.arrow",
+            "fragments/x3_y-7/.B04/S2_20240501T103000Z_0123456789abcdef.arrow",
+            "fragments/x3_y-7/B04/S2_20240501T103000Z_0123456789ABCDEF.arrow",
+            "catalog/x3_y-7/B04/S2_20240501T103000Z_0123456789abcdef.arrow",
+        ] {
+            assert_eq!(parse_fragment_key(bad), None, "{bad}");
+        }
+        assert!(is_part_key(
+            "catalog/kind=scene/part-20240501T103000Z-0123456789abcdef.parquet"
+        ));
+        for bad in [
+            "catalog/kind=scene/part-x.parquet",
+            "catalog/kind=other/part-20240501T103000Z-0123456789abcdef.parquet",
+            "catalog/kind=scene/data.parquet",
+            "catalog/part-20240501T103000Z-0123456789abcdef.parquet",
+        ] {
+            assert!(!is_part_key(bad), "{bad}");
+        }
+        assert!(is_temp_name(&format!("{TMP_PREFIX}{}", unique_id())));
+        assert!(!is_temp_name(".tmp-notes"));
+        assert!(is_checksum(&checksum(b"x")) && !is_checksum("xxh3:12") && !is_checksum(""));
     }
 
     #[test]

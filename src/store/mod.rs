@@ -48,8 +48,10 @@ mod bitmap;
 mod catalog;
 mod codec;
 mod compact;
+mod confine;
 mod delta;
 mod fragment;
+pub(crate) mod fuzz;
 mod health;
 mod history;
 mod info;
@@ -57,6 +59,7 @@ mod ipc;
 mod layout;
 mod location;
 mod merge;
+mod parquet_check;
 mod published;
 mod reader;
 mod snapshot;
@@ -88,8 +91,8 @@ pub use layout::validate_name;
 pub use location::Location;
 pub use merge::merge_catalog_parts;
 pub use snapshot::{FragmentFilter, PartRef, Snapshot};
-pub use storage::{Listed, LocalStorage, ObjectStorage, Storage};
-pub use vacuum::{parse_duration, vacuum, VacuumReport};
+pub use storage::{EntryKind, Listed, LocalStorage, ObjectStorage, Storage};
+pub use vacuum::{parse_duration, vacuum, SkipReason, Skipped, VacuumReport};
 pub use verify::{verify, Problem, ProblemKind, VerifyReport};
 
 use crate::dtype::DataType;
@@ -255,15 +258,54 @@ pub enum Error {
         /// Size on disk.
         actual: u64,
     },
-    /// A file's checksum differs from the recorded one.
-    #[error("{path}: checksum {actual} does not match the recorded {expected}")]
+    /// A file's checksum differs from the recorded one (neither value is shown: the file
+    /// changed or is damaged, and that is all a reader needs to know).
+    #[error("{path}: checksum differs from the one the warehouse recorded (the file was changed or damaged)")]
     ChecksumMismatch {
         /// The file.
         path: PathBuf,
-        /// Recorded checksum.
-        expected: String,
-        /// Computed checksum.
-        actual: String,
+    },
+    /// The log records no usable checksum for a catalog part (every part PixelQuery writes
+    /// has one, in the `pixelquery.checksum` tag of its `add` action).
+    #[error("{path}: the commit log records no valid checksum for this catalog part (tag pixelquery.checksum)")]
+    MissingChecksum {
+        /// The catalog part.
+        path: PathBuf,
+    },
+    /// A path below the warehouse folder is a symbolic link: PixelQuery follows none, so
+    /// nothing outside the warehouse is read, written or deleted through it.
+    #[error("{path}: is a symbolic link; PixelQuery follows no link inside a warehouse (only the warehouse folder itself may be one)")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A key that would leave the warehouse folder (absolute, `..`, empty components).
+    #[error("{key:?}: not a path inside the warehouse")]
+    OutsideWarehouse {
+        /// The key.
+        key: String,
+    },
+    /// A file larger than any PixelQuery writes for its kind (a limit against hostile files).
+    #[error("{path}: {size} bytes, more than the {limit} bytes a {what} may have")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What the file is (`commit`, `checkpoint`, `catalog part`...).
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A product profile registered in the catalog table is not a valid profile.
+    #[error("{path}: product {product:?} (table property pixelquery.products): {reason}")]
+    InvalidProfile {
+        /// The log file (commit or checkpoint) that holds the table metadata.
+        path: PathBuf,
+        /// The product.
+        product: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A snapshot version that does not exist yet.
     #[error("version {version} does not exist (latest is {latest})")]
@@ -471,6 +513,62 @@ struct ConfigFile {
     config: WarehouseConfig,
 }
 
+/// Largest `pixelquery.json` read (they are a few hundred bytes).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads `pixelquery.json` (`path` names it in errors): its format version, then every
+/// field, checked as the writer checks them (grid CRS known, origin and tile size
+/// plausible). Any problem is one error naming the file and the field.
+pub(crate) fn parse_config(path: &Path, bytes: &[u8]) -> Result<WarehouseConfig> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        format_version: u32,
+    }
+    let bad = |reason: String| Error::Config {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    match version.format_version {
+        FORMAT_VERSION => {}
+        1 => {
+            return Err(Error::OldFormat {
+                path: path.to_path_buf(),
+                version: 1,
+                layout: "catalog replayed from its own _log/ folder",
+            })
+        }
+        2 => {
+            return Err(Error::OldFormat {
+                path: path.to_path_buf(),
+                version: 2,
+                layout: "fragments compressed whole, one record batch each",
+            })
+        }
+        v => {
+            return Err(bad(format!(
+                "format version {v} is not {FORMAT_VERSION}, the one this program reads"
+            )))
+        }
+    }
+    let cfg: ConfigFile = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    check_grid(&cfg.config.grid).map_err(bad)?;
+    Ok(cfg.config)
+}
+
+/// Checks a grid, naming the field of `pixelquery.json` that is wrong.
+fn check_grid(grid: &GridSpec) -> std::result::Result<(), String> {
+    use crate::grid::Error as G;
+    grid.validate().map_err(|e| {
+        let field = match e {
+            G::TileSize { .. } => "grid.tile_size",
+            G::Origin { .. } => "grid.origin_x/origin_y",
+            _ => "grid.epsg",
+        };
+        format!("{field}: {e}")
+    })
+}
+
 /// Table property holding the product profiles (a JSON object, name → profile).
 const PRODUCTS_PROPERTY: &str = "pixelquery.products";
 
@@ -478,13 +576,47 @@ const PRODUCTS_PROPERTY: &str = "pixelquery.products";
 /// search id → search), re-run by `ingest --update`.
 const SEARCHES_PROPERTY: &str = "pixelquery.searches";
 
-/// The product profiles recorded in the catalog table's metadata.
-pub(crate) fn products_of(metadata: &Metadata) -> BTreeMap<String, serde_json::Value> {
-    metadata
-        .configuration
-        .get(PRODUCTS_PROPERTY)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default()
+/// The product profiles of a table state, each checked to be a valid profile with
+/// plausible numbers (as ingest checks them): a bad one is an error naming the log file
+/// that holds the metadata, the product and the field.
+pub(crate) fn products_checked(
+    storage: &dyn Storage,
+    state: &TableState,
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let bad = |product: &str, reason: String| Error::InvalidProfile {
+        path: storage.locate(&delta::log_file_key(state.metadata_from)),
+        product: product.to_string(),
+        reason,
+    };
+    let products = parse_products(&state.metadata).map_err(|reason| bad("", reason))?;
+    for (name, value) in &products {
+        check_profile(name, value).map_err(|reason| bad(name, reason))?;
+    }
+    Ok(products)
+}
+
+/// The products property as JSON (an absent property is no product).
+fn parse_products(
+    metadata: &Metadata,
+) -> std::result::Result<BTreeMap<String, serde_json::Value>, String> {
+    match metadata.configuration.get(PRODUCTS_PROPERTY) {
+        None => Ok(BTreeMap::new()),
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| format!("not a JSON object of profiles: {e}"))
+        }
+    }
+}
+
+/// Checks one registered product: its name, and its profile as `ProductProfile::validate`
+/// checks a profile file.
+pub(crate) fn check_profile(
+    name: &str,
+    value: &serde_json::Value,
+) -> std::result::Result<(), String> {
+    layout::validate_name("product", name).map_err(|e| e.to_string())?;
+    let profile: crate::profile::ProductProfile =
+        serde_json::from_value(value.clone()).map_err(|e| format!("not a product profile: {e}"))?;
+    profile.validate()
 }
 
 /// The stored searches recorded in the catalog table's metadata.
@@ -591,11 +723,19 @@ impl Warehouse {
         options: &OpenOptions,
     ) -> Result<Warehouse> {
         let location = Location::parse(location)?;
-        for name in config.products.keys() {
-            layout::validate_name("product", name)?;
-        }
         let storage = location.storage(&options.remote)?;
         let root = root_of(&location);
+        check_grid(&config.grid).map_err(|reason| Error::Config {
+            path: storage.locate(CONFIG_FILE),
+            reason,
+        })?;
+        for (name, profile) in &config.products {
+            check_profile(name, profile).map_err(|reason| Error::InvalidProfile {
+                path: storage.locate(CONFIG_FILE),
+                product: name.clone(),
+                reason,
+            })?;
+        }
         let bytes = serde_json::to_vec_pretty(&ConfigFile {
             format_version: FORMAT_VERSION,
             config: config.clone(),
@@ -632,50 +772,16 @@ impl Warehouse {
         let storage = location.storage(&options.remote)?;
         let root = root_of(&location);
         let cfg_path = storage.locate(CONFIG_FILE);
-        let bytes = match storage.read(CONFIG_FILE) {
+        let bytes = match storage.read_limited(CONFIG_FILE, MAX_CONFIG_BYTES, "configuration") {
             Err(Error::MissingFile { .. }) => return Err(Error::NotAWarehouse { path: root }),
             r => r?,
         };
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            format_version: u32,
-        }
-        let bad = |e: serde_json::Error| Error::Config {
-            path: cfg_path.clone(),
-            reason: e.to_string(),
-        };
-        let version: VersionOnly = serde_json::from_slice(&bytes).map_err(bad)?;
-        match version.format_version {
-            FORMAT_VERSION => {}
-            1 => {
-                return Err(Error::OldFormat {
-                    path: cfg_path,
-                    version: 1,
-                    layout: "catalog replayed from its own _log/ folder",
-                })
-            }
-            2 => {
-                return Err(Error::OldFormat {
-                    path: cfg_path,
-                    version: 2,
-                    layout: "fragments compressed whole, one record batch each",
-                })
-            }
-            v => {
-                return Err(Error::Config {
-                    path: cfg_path,
-                    reason: format!(
-                        "format version {v} is not {FORMAT_VERSION}, the one this program reads"
-                    ),
-                })
-            }
-        }
-        let cfg: ConfigFile = serde_json::from_slice(&bytes).map_err(bad)?;
+        let config = parse_config(&cfg_path, &bytes)?;
         let wh = Warehouse {
             root,
             location,
             storage,
-            config: cfg.config,
+            config,
             options: options.clone(),
             writes_checked: Arc::default(),
             compaction_queue: None,
@@ -1043,7 +1149,12 @@ pub(crate) fn check_products(
     state: &TableState,
     products: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Option<Metadata>> {
-    let mut all = products_of(&state.metadata);
+    // Products registered before must read: a commit rewrites the whole property.
+    let mut all = parse_products(&state.metadata).map_err(|reason| Error::InvalidProfile {
+        path: PathBuf::from(delta::log_file_key(state.metadata_from)),
+        product: String::new(),
+        reason,
+    })?;
     let mut changed = false;
     for (name, profile) in products {
         match all.get(name) {
@@ -1131,6 +1242,47 @@ mod tests {
     }
 
     #[test]
+    fn implausible_grids_are_one_error_naming_the_file_and_field() {
+        for (grid, field) in [
+            (
+                r#"{"epsg":32633,"origin_x":0,"origin_y":0,"tile_size":0}"#,
+                "grid.tile_size",
+            ),
+            (
+                r#"{"epsg":32633,"origin_x":0,"origin_y":0,"tile_size":-3840}"#,
+                "grid.tile_size",
+            ),
+            (
+                r#"{"epsg":32633,"origin_x":0,"origin_y":0,"tile_size":1e300}"#,
+                "grid.tile_size",
+            ),
+            (
+                r#"{"epsg":32633,"origin_x":1e308,"origin_y":0,"tile_size":3840}"#,
+                "grid.origin",
+            ),
+            (
+                r#"{"epsg":1,"origin_x":0,"origin_y":0,"tile_size":3840}"#,
+                "grid.epsg",
+            ),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(
+                d.path().join(CONFIG_FILE),
+                format!(r#"{{"format_version":{FORMAT_VERSION},"grid":{grid}}}"#),
+            )
+            .unwrap();
+            let e = Warehouse::open(d.path()).unwrap_err().to_string();
+            assert!(e.contains(CONFIG_FILE) && e.contains(field), "{e}");
+            let mut bad: GridSpec = serde_json::from_str(grid).unwrap();
+            bad.epsg = bad.epsg.max(1);
+            let e = Warehouse::create(d.path().join("new"), WarehouseConfig::new(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
     fn an_old_layout_is_one_clear_error() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -1147,22 +1299,46 @@ mod tests {
 
     #[test]
     fn products_are_table_metadata_and_conflicts_are_refused() {
+        let profile = |id: &str, res: f64| serde_json::json!({"id": id, "bands": [{"name": "B04", "resolution": res}]});
         let d = tempfile::tempdir().unwrap();
         let mut cfg = WarehouseConfig::new(grid());
-        cfg.products
-            .insert("S2".into(), serde_json::json!({"bands": ["B04"]}));
+        cfg.products.insert("S2".into(), profile("S2", 10.0));
         let wh = Warehouse::create(d.path(), cfg).unwrap();
         let state = wh.log().state(None, false).unwrap();
-        assert_eq!(products_of(&state.metadata)["S2"]["bands"][0], "B04");
-        let same = BTreeMap::from([("S2".to_string(), serde_json::json!({"bands": ["B04"]}))]);
+        let products = products_checked(wh.storage(), &state).unwrap();
+        assert_eq!(products["S2"]["bands"][0]["name"], "B04");
+        let same = BTreeMap::from([("S2".to_string(), profile("S2", 10.0))]);
         assert!(check_products(&state, &same).unwrap().is_none());
-        let other = BTreeMap::from([("S2".to_string(), serde_json::json!({"bands": []}))]);
+        let other = BTreeMap::from([("S2".to_string(), profile("S2", 20.0))]);
         assert!(matches!(
             check_products(&state, &other),
             Err(Error::ProductConflict { .. })
         ));
-        let new = BTreeMap::from([("L8".to_string(), serde_json::json!({}))]);
+        let new = BTreeMap::from([("L8".to_string(), profile("L8", 30.0))]);
         let m = check_products(&state, &new).unwrap().unwrap();
-        assert_eq!(products_of(&m).len(), 2);
+        assert_eq!(parse_products(&m).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn invalid_products_are_refused_when_created_registered_and_read() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = WarehouseConfig::new(grid());
+        let huge = serde_json::json!({"id": "S2", "bands": [{"name": "B04", "resolution": 10, "scale": 1e308}]});
+        cfg.products.insert("S2".into(), huge.clone());
+        let e = Warehouse::create(d.path(), cfg).unwrap_err().to_string();
+        assert!(e.contains("\"S2\"") && e.contains("scale"), "{e}");
+        let wh = Warehouse::create(d.path(), WarehouseConfig::new(grid())).unwrap();
+        let e = wh
+            .begin_batch()
+            .register_product("S2", huge)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scale 1e308"), "{e}");
+        let e = wh
+            .begin_batch()
+            .register_product("S2", serde_json::json!({"bands": ["B04"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a product profile"), "{e}");
     }
 }

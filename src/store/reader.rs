@@ -88,11 +88,11 @@ impl FragmentReader {
     fn file(&self, entry: &FragmentEntry, chunks: &[u32]) -> Result<Arc<ChunkedFile>> {
         let cached = self.lock().files.get(&entry.path).cloned();
         let path = self.storage.locate(&entry.path);
-        if self.storage.local_root().is_some() {
+        if let Some(root) = self.storage.local_root() {
             if let Some(f) = cached {
                 return Ok(f);
             }
-            let bytes = read::map_file(&path, Some(entry.bytes))?;
+            let bytes = map_confined(root, entry)?;
             let f = Arc::new(ChunkedFile::from_index(
                 &path,
                 meta_of(entry),
@@ -214,9 +214,9 @@ impl FragmentReader {
             .into_iter()
             .filter(|&k| entry.index.run(k).is_some())
             .collect();
-        if let Some(first) = entry.index.runs.first() {
-            // The observations' times and scene ids come from the first run.
-            needed.insert(0, first.chunk);
+        if needed.is_empty() {
+            // The observations' times are in every run: read one when the window has none.
+            needed.extend(entry.index.runs.first().map(|r| r.chunk));
         }
         let file = self.file(entry, &needed)?;
         let obs = file.observations_between(times)?;
@@ -253,7 +253,7 @@ pub(crate) fn open_whole(
 ) -> Result<ChunkedFile> {
     let path = storage.locate(&entry.path);
     let bytes = match storage.local_root() {
-        Some(_) => read::map_file(&path, Some(entry.bytes))?,
+        Some(root) => map_confined(root, entry)?,
         None => {
             let b = storage.read_range(&entry.path, 0..entry.bytes)?;
             arrow_buffer::Buffer::from_vec(b)
@@ -276,6 +276,12 @@ pub(crate) fn open_whole(
         FileBytes::Whole(bytes),
         compression,
     )
+}
+
+/// Maps the fragment of `entry` below `root`, refusing a link anywhere on its path.
+fn map_confined(root: &std::path::Path, entry: &FragmentEntry) -> Result<arrow_buffer::Buffer> {
+    let (path, file) = super::confine::open(root, &entry.path)?;
+    read::map_opened(&path, &file, Some(entry.bytes))
 }
 
 /// Two metadata agree on everything a row and index record (the window and chunk list

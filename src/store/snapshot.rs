@@ -155,10 +155,36 @@ pub(crate) fn parts_of(storage: &dyn Storage, state: &TableState) -> Result<Vec<
         .collect()
 }
 
-/// Reads a catalog part after checking its size and checksum against the log.
+/// Largest catalog part read.
+pub const MAX_PART_BYTES: u64 = 1 << 30;
+
+/// Reads a catalog part after checking its size and checksum against the log. Both are
+/// required: a part whose `add` carries no valid checksum is not read.
 pub(crate) fn read_part_bytes(storage: &dyn Storage, part: &PartRef) -> Result<(PathBuf, Vec<u8>)> {
     let path = storage.locate(&part.path);
-    let bytes = storage.read(&part.path)?;
+    let expected = match &part.checksum {
+        Some(c) if layout::is_checksum(c) => c,
+        _ => return Err(Error::MissingChecksum { path }),
+    };
+    if part.bytes > MAX_PART_BYTES {
+        return Err(Error::TooLarge {
+            path,
+            what: "catalog part",
+            size: part.bytes,
+            limit: MAX_PART_BYTES,
+        });
+    }
+    let bytes = match storage.read_limited(&part.path, part.bytes, "catalog part") {
+        // Larger than the log says: a size mismatch, found before reading it all.
+        Err(Error::TooLarge { size, .. }) => {
+            return Err(Error::SizeMismatch {
+                path,
+                expected: part.bytes,
+                actual: size,
+            })
+        }
+        r => r?,
+    };
     if bytes.len() as u64 != part.bytes {
         return Err(Error::SizeMismatch {
             path,
@@ -166,15 +192,8 @@ pub(crate) fn read_part_bytes(storage: &dyn Storage, part: &PartRef) -> Result<(
             actual: bytes.len() as u64,
         });
     }
-    if let Some(expected) = &part.checksum {
-        let sum = layout::checksum(&bytes);
-        if &sum != expected {
-            return Err(Error::ChecksumMismatch {
-                path,
-                expected: expected.clone(),
-                actual: sum,
-            });
-        }
+    if layout::checksum(&bytes) != *expected {
+        return Err(Error::ChecksumMismatch { path });
     }
     Ok((path, bytes))
 }
@@ -238,6 +257,7 @@ pub(crate) fn read_parts(
 impl Snapshot {
     pub(crate) fn load(wh: &Warehouse, state: &TableState) -> Result<Snapshot> {
         let storage = wh.storage();
+        let products = super::products_checked(storage, state)?;
         let parts = parts_of(storage, state)?;
         let (mut fragments, mut scenes) = read_parts(storage, &parts)?;
         // Stable, meaningful order: by tile, band, product, time.
@@ -259,7 +279,7 @@ impl Snapshot {
             version: state.version,
             timestamp: state.timestamp,
             parts,
-            products: super::products_of(&state.metadata),
+            products,
             searches: super::searches_of(&state.metadata),
             fragments,
             scenes,

@@ -8,24 +8,29 @@
 //! next log entry is created only if absent, atomically ([`Storage::put_if_absent`]); and a
 //! reader never sees a partial file.
 
+use super::confine;
 use super::layout::{self, io_err, TMP_PREFIX};
 use super::{Error, Result};
 use crate::source::TransferStats;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// A file found by [`Storage::list`].
+pub use super::confine::EntryKind;
+
+/// A name found by [`Storage::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// Its key.
     pub key: String,
-    /// Size in bytes.
+    /// Size in bytes (0 unless a regular file).
     pub size: u64,
     /// Last modification.
     pub modified: SystemTime,
+    /// A file, or a link or other special file found in a local folder (never followed).
+    pub kind: EntryKind,
 }
 
 /// A warehouse's file store. Implementations are shared between threads.
@@ -57,9 +62,27 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Replaces the file (or creates it) atomically: readers see the old or the new bytes.
     fn replace(&self, key: &str, bytes: &[u8]) -> Result<()>;
 
-    /// Every file below the folder `prefix` (recursively), in no particular order. A missing
-    /// folder lists nothing.
+    /// Every name below the folder `prefix` (recursively), in no particular order. A missing
+    /// folder lists nothing. Local folders also list symbolic links and special files, with
+    /// their [`EntryKind`], and never enter a link: a link at or above `prefix` is listed
+    /// alone.
     fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
+
+    /// The whole file when it has at most `limit` bytes; [`Error::TooLarge`] (calling it a
+    /// `what`) otherwise, before reading it where the store can tell.
+    fn read_limited(&self, key: &str, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+        let bytes = self.read(key)?;
+        check_size(self.locate(key), bytes.len() as u64, limit, what)?;
+        Ok(bytes)
+    }
+
+    /// A reader over the file (at most `limit` bytes, as [`Storage::read_limited`]): streamed
+    /// from a local disk, fetched whole from an object store.
+    fn reader(&self, key: &str, limit: u64, what: &'static str) -> Result<Box<dyn Read + '_>> {
+        Ok(Box::new(io::Cursor::new(
+            self.read_limited(key, limit, what)?,
+        )))
+    }
 
     /// Deletes the file; a file that is already gone is not an error.
     fn delete(&self, key: &str) -> Result<()>;
@@ -77,6 +100,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
 /// A warehouse in a local folder: create-if-absent is a hard link of a fully written and
 /// fsynced temporary file, replace is a rename, durability is fsync of files and folders.
+/// No symbolic link below the folder is followed (see `confine`): every access to a path
+/// through one is [`Error::Symlink`].
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
@@ -93,15 +118,42 @@ impl LocalStorage {
         &self.root
     }
 
-    fn ensure_parent(&self, path: &Path) -> Result<PathBuf> {
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        Ok(dir)
+    /// The path of `key`, checked to pass no link.
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        confine::path(&self.root, key)
+    }
+
+    /// Creates the folder of `key` (refusing links) and returns it with the file's path.
+    fn ensure_parent(&self, key: &str) -> Result<(PathBuf, PathBuf)> {
+        let parent = key.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let dir = confine::create_dirs(&self.root, parent)?;
+        Ok((dir, self.path(key)?))
     }
 
     fn temp_beside(dir: &Path) -> PathBuf {
         dir.join(format!("{TMP_PREFIX}{}", layout::unique_id()))
     }
+
+    /// Opens `key` and checks its size against `limit`.
+    fn open_limited(&self, key: &str, limit: u64, what: &'static str) -> Result<fs::File> {
+        let (path, f) = confine::open(&self.root, key)?;
+        let size = f.metadata().map_err(io_err(&path))?.len();
+        check_size(path, size, limit, what)?;
+        Ok(f)
+    }
+}
+
+/// [`Error::TooLarge`] when `size` exceeds `limit`.
+fn check_size(path: PathBuf, size: u64, limit: u64, what: &'static str) -> Result<()> {
+    if size > limit {
+        return Err(Error::TooLarge {
+            path,
+            what,
+            size,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 impl Storage for LocalStorage {
@@ -110,19 +162,28 @@ impl Storage for LocalStorage {
     }
 
     fn read(&self, key: &str) -> Result<Vec<u8>> {
-        layout::read_file(&self.locate(key))
+        self.read_limited(key, u64::MAX, "file")
+    }
+
+    fn read_limited(&self, key: &str, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+        let f = self.open_limited(key, limit, what)?;
+        let mut buf = Vec::new();
+        // A file that grows after the size check is still cut at the limit.
+        f.take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(io_err(&self.locate(key)))?;
+        check_size(self.locate(key), buf.len() as u64, limit, what)?;
+        Ok(buf)
+    }
+
+    fn reader(&self, key: &str, limit: u64, what: &'static str) -> Result<Box<dyn Read + '_>> {
+        let f = self.open_limited(key, limit, what)?;
+        Ok(Box::new(f.take(limit)))
     }
 
     fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let path = self.locate(key);
-        let mut f = fs::File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::MissingFile { path: path.clone() }
-            } else {
-                io_err(&path)(e)
-            }
-        })?;
+        use std::io::{Seek, SeekFrom};
+        let (path, mut f) = confine::open(&self.root, key)?;
         let len = range.end.saturating_sub(range.start);
         let mut buf = Vec::with_capacity(len.min(1 << 30) as usize);
         f.seek(SeekFrom::Start(range.start))
@@ -143,8 +204,9 @@ impl Storage for LocalStorage {
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        let path = self.locate(key);
-        match fs::metadata(&path) {
+        let path = self.path(key)?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink { path }),
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io_err(&path)(e)),
@@ -152,8 +214,8 @@ impl Storage for LocalStorage {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.locate(key);
-        self.ensure_parent(&path)?;
+        let (_, path) = self.ensure_parent(key)?;
+        // `create_new` never follows a link: an existing name, link or not, is an error.
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -163,7 +225,7 @@ impl Storage for LocalStorage {
     }
 
     fn persist(&self, keys: &[String]) -> Result<()> {
-        let mut paths: Vec<PathBuf> = keys.iter().map(|k| self.locate(k)).collect();
+        let mut paths: Vec<PathBuf> = keys.iter().map(|k| self.path(k)).collect::<Result<_>>()?;
         let dirs: std::collections::BTreeSet<PathBuf> = paths
             .iter()
             .filter_map(|p| p.parent().map(Path::to_path_buf))
@@ -173,11 +235,11 @@ impl Storage for LocalStorage {
     }
 
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool> {
-        let path = self.locate(key);
-        let dir = self.ensure_parent(&path)?;
+        let (dir, path) = self.ensure_parent(key)?;
         let tmp = Self::temp_beside(&dir);
         layout::write_new_durable(&tmp, bytes)?;
-        // `link` fails when the name exists: the atomic "create if absent" of POSIX.
+        // `link` fails when the name exists (a link included): the atomic "create if
+        // absent" of POSIX.
         let linked = fs::hard_link(&tmp, &path);
         // The temporary name is garbage either way; a crash here leaves it for vacuum.
         let _ = fs::remove_file(&tmp);
@@ -192,10 +254,10 @@ impl Storage for LocalStorage {
     }
 
     fn replace(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.locate(key);
-        let dir = self.ensure_parent(&path)?;
+        let (dir, path) = self.ensure_parent(key)?;
         let tmp = Self::temp_beside(&dir);
         layout::write_new_durable(&tmp, bytes)?;
+        // A rename replaces the name itself, never what a link there points to.
         if let Err(e) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
             return Err(io_err(&path)(e));
@@ -204,31 +266,20 @@ impl Storage for LocalStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        let mut files = Vec::new();
-        walk(&self.locate(prefix), &mut files)?;
-        let mut out = Vec::with_capacity(files.len());
-        for path in files {
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                // Deleted while listing (a concurrent vacuum): not there any more.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&path)(e)),
-            };
-            let Ok(rel) = path.strip_prefix(&self.root) else {
-                continue;
-            };
-            let Some(key) = key_of(rel) else { continue };
-            out.push(Listed {
-                key,
-                size: meta.len(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
-        }
-        Ok(out)
+        Ok(confine::walk(&self.root, prefix)?
+            .into_iter()
+            .map(|e| Listed {
+                key: e.key,
+                size: e.size,
+                modified: e.modified,
+                kind: e.kind,
+            })
+            .collect())
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let path = self.locate(key);
+        // The folders on the way are checked; unlinking a link removes the link only.
+        let path = self.path(key)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -314,6 +365,7 @@ impl Storage for ObjectStorage {
                 key: o.key,
                 size: o.size,
                 modified: o.modified,
+                kind: EntryKind::File,
             })
             .collect())
     }
@@ -321,31 +373,6 @@ impl Storage for ObjectStorage {
     fn delete(&self, key: &str) -> Result<()> {
         Ok(self.bucket.delete(key)?)
     }
-}
-
-/// The `/`-separated key of a path relative to the root (`None` for non-UTF-8 names).
-fn key_of(rel: &Path) -> Option<String> {
-    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(parts?.join("/"))
-}
-
-/// Every regular file below `dir` (which may not exist).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for e in entries {
-        let e = e.map_err(io_err(dir))?;
-        let t = e.file_type().map_err(io_err(&e.path()))?;
-        if t.is_dir() {
-            walk(&e.path(), out)?;
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! checkpoint at or before it and the JSON commits after) and its files exist.
 
 use super::catalog::PartKind;
+use super::delta::TABLE_DIR;
 use super::delta::{checkpoint_key, commit_key, DeltaLog, Listing, Version, LOG_DIR};
-use super::layout::{CONFIG_FILE, TMP_PREFIX};
+use super::layout::{is_part_key, is_temp_name, parse_fragment_key, CONFIG_FILE, FRAGMENTS_DIR};
 use super::snapshot::{parts_of, read_fragment_part, PartRef};
-use super::storage::Storage;
+use super::storage::{EntryKind, Listed, Storage};
 use super::{Error, Result, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +28,46 @@ pub struct VacuumReport {
     /// Unreferenced files kept because they are younger than the window (possibly being
     /// written by a concurrent batch).
     pub kept_recent: usize,
+    /// Names under `fragments/` and `catalog/` that vacuum left alone because PixelQuery did
+    /// not write them: links (never followed), special files, other names.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A name vacuum did not delete because it is not PixelQuery's to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The name.
+    pub path: PathBuf,
+    /// Why it was left alone.
+    pub reason: SkipReason,
+}
+
+/// Why vacuum left a name alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// A symbolic link: not followed, not deleted.
+    Link,
+    /// A socket, FIFO or device.
+    Special,
+    /// A file whose name does not follow the warehouse's layout.
+    ForeignName,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SkipReason::Link => "a symbolic link, not followed",
+            SkipReason::Special => "not a regular file",
+            SkipReason::ForeignName => "not a name PixelQuery writes",
+        })
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.path.display(), self.reason)
+    }
 }
 
 /// Parses a duration such as `30s`, `15m`, `12h`, `7d`, `2w` (or `0`).
@@ -58,6 +99,11 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 /// `older_than`. Files younger than the window are kept even when unreferenced, since a
 /// concurrent batch may be about to commit them: vacuuming with a zero window while another
 /// process writes can break that writer's commit.
+///
+/// Only names PixelQuery writes are ever deleted (fragment files under
+/// `fragments/{tile}/{band}/`, catalog parts, temporary files, log files of expired
+/// versions); links are never followed and, like other names, are left alone and listed in
+/// [`VacuumReport::skipped`].
 pub fn vacuum(wh: &Warehouse, older_than: Duration) -> Result<VacuumReport> {
     let storage = wh.storage();
     let log = wh.log();
@@ -82,25 +128,7 @@ pub fn vacuum(wh: &Warehouse, older_than: Duration) -> Result<VacuumReport> {
         report.log_files_deleted = expire_log(storage, &listing, expire_before)?;
     }
     let keep = referenced(wh, expire_before)?;
-    let mut candidates = storage.list(super::layout::FRAGMENTS_DIR)?;
-    candidates.extend(
-        storage
-            .list(super::delta::TABLE_DIR)?
-            .into_iter()
-            .filter(|f| {
-                !f.key.starts_with(&format!("{LOG_DIR}/"))
-                    || f.key
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|n| n.starts_with(TMP_PREFIX))
-            }),
-    );
-    candidates.extend(
-        storage.list("")?.into_iter().filter(|f| {
-            !f.key.contains('/') && f.key != CONFIG_FILE && f.key.starts_with(TMP_PREFIX)
-        }),
-    );
-    for f in candidates {
+    for f in candidates(storage, &mut report.skipped)? {
         if keep.contains(&f.key) {
             continue;
         }
@@ -113,6 +141,55 @@ pub fn vacuum(wh: &Warehouse, older_than: Duration) -> Result<VacuumReport> {
         report.deleted.push(storage.locate(&f.key));
     }
     Ok(report)
+}
+
+/// The files vacuum may delete when nothing references them: fragment files under
+/// `fragments/{tile}/{band}/`, catalog parts and temporary files, each named as PixelQuery
+/// names them. Links, special files and other names are added to `skipped`.
+fn candidates(storage: &dyn Storage, skipped: &mut Vec<Skipped>) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let log_prefix = format!("{LOG_DIR}/");
+    let mut consider = |f: Listed, ours: bool, report: bool| {
+        let reason = match f.kind {
+            EntryKind::Link => Some(SkipReason::Link),
+            EntryKind::Other => Some(SkipReason::Special),
+            EntryKind::File if ours => None,
+            EntryKind::File => Some(SkipReason::ForeignName),
+        };
+        match reason {
+            None => out.push(f),
+            Some(reason) if report => skipped.push(Skipped {
+                path: storage.locate(&f.key),
+                reason,
+            }),
+            Some(_) => {}
+        }
+    };
+    for f in storage.list(FRAGMENTS_DIR)? {
+        let ours = parse_fragment_key(&f.key).is_some() || is_temp_name(file_name(&f.key));
+        consider(f, ours, true);
+    }
+    for f in storage.list(TABLE_DIR)? {
+        if f.key.starts_with(&log_prefix) {
+            // Log files are expired by version above; only temporaries are swept here.
+            let ours = is_temp_name(file_name(&f.key));
+            consider(f, ours, false);
+        } else {
+            let ours = is_part_key(&f.key) || is_temp_name(file_name(&f.key));
+            consider(f, ours, true);
+        }
+    }
+    for f in storage.list("")? {
+        if !f.key.contains('/') && f.key != CONFIG_FILE {
+            let ours = is_temp_name(&f.key);
+            consider(f, ours, false);
+        }
+    }
+    Ok(out)
+}
+
+fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
 }
 
 /// The version that was current at `cutoff_ms` (the last one committed before it), never
@@ -174,14 +251,23 @@ pub(crate) fn referenced(wh: &Warehouse, from: Version) -> Result<BTreeSet<Strin
     Ok(keep)
 }
 
-/// Every catalog part live at some version from `from` to the latest, by key.
-pub(crate) fn retained_parts(wh: &Warehouse, from: Version) -> Result<BTreeMap<String, PartRef>> {
+/// A catalog part as one version's log describes it: key, size, checksum.
+pub(crate) type PartDescription = (String, u64, Option<String>);
+
+/// Every catalog part live at some version from `from` to the latest, by key and then by
+/// how the log describes it (size, checksum): a part added again with another description
+/// is listed under each, so that every description a reader may meet gets checked.
+pub(crate) fn retained_parts(
+    wh: &Warehouse,
+    from: Version,
+) -> Result<BTreeMap<PartDescription, PartRef>> {
     let log = wh.log();
     let mut state = log.state(Some(from), false)?;
-    let mut parts: BTreeMap<String, PartRef> = BTreeMap::new();
+    let mut parts = BTreeMap::new();
     let mut collect = |state: &super::delta::TableState| -> Result<()> {
         for p in parts_of(wh.storage(), state)? {
-            parts.entry(p.path.clone()).or_insert(p);
+            let key = (p.path.clone(), p.bytes, p.checksum.clone());
+            parts.entry(key).or_insert(p);
         }
         Ok(())
     };

@@ -3,10 +3,15 @@
 //! raised.
 
 use super::catalog::{FragmentEntry, PartKind};
-use super::delta::{checkpoint, checkpoint_key, commit_key, Version, LOG_DIR, TABLE_DIR};
+use super::delta::{
+    checkpoint, checkpoint_key, commit_key, Listing, Version, LOG_DIR, MAX_CHECKPOINT_BYTES,
+    TABLE_DIR,
+};
 use super::health::completeness;
 use super::layout::FRAGMENTS_DIR;
+use super::products_checked;
 use super::snapshot::{open_checked, read_fragment_part, read_scene_part};
+use super::storage::{EntryKind, Listed, Storage};
 use super::vacuum::retained_parts;
 use super::{Error, Warehouse};
 use rayon::prelude::*;
@@ -31,6 +36,10 @@ pub enum ProblemKind {
     Catalog,
     /// A commit-log entry is damaged or missing.
     Log,
+    /// A symbolic link or special file inside the warehouse (never followed).
+    Link,
+    /// A product profile in the catalog table's metadata is invalid.
+    Profile,
     /// Anything else (I/O errors, configuration).
     Other,
 }
@@ -72,6 +81,10 @@ impl Problem {
             Error::CorruptFragment { path, .. } => (path, ProblemKind::Fragment),
             Error::CorruptCatalog { path, .. } => (path, ProblemKind::Catalog),
             Error::CorruptLog { path, .. } => (path, ProblemKind::Log),
+            Error::MissingChecksum { path } => (path, ProblemKind::Checksum),
+            Error::Symlink { path } => (path, ProblemKind::Link),
+            Error::InvalidProfile { path, .. } => (path, ProblemKind::Profile),
+            Error::TooLarge { path, .. } => (path, ProblemKind::Size),
             Error::Io { path, .. } => (path, ProblemKind::Other),
             _ => (fallback, ProblemKind::Other),
         };
@@ -141,37 +154,24 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
         });
         return report;
     };
-    // Every version from the oldest readable one on must have its JSON commit (a checkpoint
-    // replaces the commits before it, not its own).
     let latest = listing.commits.last().copied().unwrap_or(oldest);
-    for v in oldest..=latest {
-        let key = commit_key(v);
-        if !listing.commits.contains(&v) {
-            if v == oldest && listing.checkpoints.contains(&v) {
-                continue;
-            }
-            report.problems.push(Problem {
-                path: storage.locate(&key),
-                kind: ProblemKind::Log,
-                detail: format!(
-                    "{}: corrupt commit log: missing: the log has a gap",
-                    storage.locate(&key).display()
-                ),
-            });
-            continue;
-        }
+    check_gaps(storage, &listing, oldest, &mut report.problems);
+    check_beyond_max(storage, &listing, &mut report.problems);
+    for &v in listing.commits.range(oldest..=latest) {
         if let Err(e) = log.read_commit(v) {
-            report.problems.push(log_problem(&key, e));
+            report.problems.push(log_problem(&commit_key(v), e));
         }
     }
     for &v in listing.checkpoints.range(oldest..) {
         let key = checkpoint_key(v);
-        let decoded = storage.read(&key).and_then(|b| {
-            checkpoint::decode(b, true).map_err(|reason| Error::CorruptLog {
-                path: storage.locate(&key),
-                reason,
-            })
-        });
+        let decoded = storage
+            .read_limited(&key, MAX_CHECKPOINT_BYTES, "checkpoint")
+            .and_then(|b| {
+                checkpoint::decode(b, true).map_err(|reason| Error::CorruptLog {
+                    path: storage.locate(&key),
+                    reason,
+                })
+            });
         if let Err(e) = decoded {
             report.problems.push(log_problem(&key, e));
         }
@@ -181,6 +181,7 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
     }
     report.version = Some(latest);
     report.oldest_version = Some(oldest);
+    check_products(wh, &mut report.problems);
     let parts = match retained_parts(wh, oldest) {
         Ok(p) => p,
         Err(e) => {
@@ -252,8 +253,13 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
             Ok(files) => {
                 report.unreferenced_files += files
                     .iter()
-                    .filter(|f| !f.key.starts_with(&log_prefix) && !referenced.contains(&f.key))
-                    .count()
+                    .filter(|f| {
+                        f.kind == EntryKind::File
+                            && !f.key.starts_with(&log_prefix)
+                            && !referenced.contains(&f.key)
+                    })
+                    .count();
+                check_links(storage, &files, &mut report.problems);
             }
             Err(e) => report
                 .problems
@@ -261,4 +267,80 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
         }
     }
     report
+}
+
+/// Every run of missing versions after the oldest readable one is one problem (a checkpoint
+/// replaces the commits before it, not its own): a log whose last file claims version
+/// 2^63-1 gives one line, not one per missing version.
+fn check_gaps(storage: &dyn Storage, listing: &Listing, oldest: Version, out: &mut Vec<Problem>) {
+    // The first version that needs a JSON commit, then each commit in order.
+    let mut expected =
+        if listing.commits.contains(&oldest) || !listing.checkpoints.contains(&oldest) {
+            oldest
+        } else {
+            oldest + 1
+        };
+    for &v in listing.commits.range(oldest..) {
+        if v > expected {
+            let path = storage.locate(&commit_key(expected));
+            let missing = if v - 1 == expected {
+                format!("version {expected} is missing")
+            } else {
+                format!("versions {expected} to {} are missing", v - 1)
+            };
+            out.push(Problem {
+                detail: format!(
+                    "{}: corrupt commit log: {missing}: the log has a gap",
+                    path.display()
+                ),
+                path,
+                kind: ProblemKind::Log,
+            });
+        }
+        expected = v.saturating_add(1);
+    }
+}
+
+/// Log files named with a version no Delta table can reach.
+fn check_beyond_max(storage: &dyn Storage, listing: &Listing, out: &mut Vec<Problem>) {
+    for key in &listing.beyond_max {
+        let path = storage.locate(key);
+        out.push(Problem {
+            detail: format!(
+                "{}: corrupt commit log: version beyond the Delta maximum 2^63-1 (never read)",
+                path.display()
+            ),
+            path,
+            kind: ProblemKind::Log,
+        });
+    }
+}
+
+/// The product profiles of the latest version must be valid profiles.
+fn check_products(wh: &Warehouse, out: &mut Vec<Problem>) {
+    let storage = wh.storage();
+    let checked = wh
+        .log()
+        .state(None, false)
+        .and_then(|state| products_checked(storage, &state));
+    if let Err(e) = checked {
+        out.push(Problem::from_error(e, storage.locate(LOG_DIR)));
+    }
+}
+
+/// Links and special files are never followed: each is a problem to look at.
+fn check_links(storage: &dyn Storage, listed: &[Listed], out: &mut Vec<Problem>) {
+    for f in listed.iter().filter(|f| f.kind != EntryKind::File) {
+        let path = storage.locate(&f.key);
+        let what = if f.kind == EntryKind::Link {
+            "a symbolic link (never followed)"
+        } else {
+            "not a regular file"
+        };
+        out.push(Problem {
+            detail: format!("{}: {what} inside the warehouse", path.display()),
+            path,
+            kind: ProblemKind::Link,
+        });
+    }
 }

@@ -9,6 +9,19 @@ pub const SIZE: u32 = 16;
 pub const BANDS: [&str; 2] = ["B04", "B08"];
 pub const TILES: [(i64, i64); 2] = [(0, 0), (1, -1)];
 
+/// The product profile the workload registers (a valid `ProductProfile` as JSON).
+pub fn profile() -> serde_json::Value {
+    profile_with_scale(1e-4)
+}
+
+/// [`profile`] with another scale for both bands.
+pub fn profile_with_scale(scale: f64) -> serde_json::Value {
+    serde_json::json!({
+        "id": "S2",
+        "bands": BANDS.map(|b| serde_json::json!({"name": b, "resolution": 10.0, "scale": scale})),
+    })
+}
+
 pub fn grid() -> GridSpec {
     GridSpec {
         epsg: 32633,
@@ -93,7 +106,7 @@ pub fn ingest(wh: &Warehouse, prefix: &str, range: std::ops::Range<u32>) -> Resu
         if wh.snapshot(None)?.has_scene_fingerprint(&rec.fingerprint) {
             continue;
         }
-        batch.register_product("S2", serde_json::json!({"bands": BANDS}))?;
+        batch.register_product("S2", profile())?;
         for &(c, r) in &TILES {
             for b in 0..BANDS.len() {
                 batch.write_fragment(fragment(prefix, s, TileId::new(c, r), b))?;

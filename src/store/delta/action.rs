@@ -226,51 +226,111 @@ pub fn encode_commit(actions: &[Action]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Parses a commit file. Every line must be a JSON object with one action; unknown action
-/// kinds are kept as [`Action::Other`] (the protocol check decides whether they matter).
-pub fn parse_commit(bytes: &[u8]) -> Result<Vec<Action>, ParseError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| ParseError {
-        line: 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count(),
-        reason: "not UTF-8".into(),
-    })?;
+/// Reads a commit file, one line at a time. Every line must be a JSON object with one
+/// action; unknown action kinds are kept as [`Action::Other`] (the protocol check decides
+/// whether they matter). More than `max_actions` actions is an error, raised before they
+/// are all held: memory stays proportional to what is kept.
+pub fn read_commit(
+    input: impl std::io::BufRead,
+    max_actions: usize,
+) -> Result<Vec<Action>, ParseError> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    for_each_action(input, max_actions, |a| {
+        out.push(a);
+        true
+    })?;
+    Ok(out)
+}
+
+/// Streams the actions of a commit file to `f` until it returns `false` (or the file
+/// ends); at most `max_actions` actions (see [`read_commit`]). Lines are decoded straight
+/// into their action type, never through a generic JSON tree.
+pub fn for_each_action(
+    mut input: impl std::io::BufRead,
+    max_actions: usize,
+    mut f: impl FnMut(Action) -> bool,
+) -> Result<(), ParseError> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    let mut actions = 0;
+    loop {
+        line.clear();
+        number += 1;
         let err = |reason: String| ParseError {
-            line: i + 1,
+            line: number,
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(err("not a JSON object".into()));
-        };
-        if map.len() != 1 {
-            return Err(err(format!("{} keys, an action has one", map.len())));
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| err(format!("read failed: {e}")))?;
+        if n == 0 {
+            return Ok(());
         }
-        let (key, body) = map.into_iter().next().expect("one key");
-        fn typed<T: serde::de::DeserializeOwned>(
-            key: &str,
-            body: serde_json::Value,
-        ) -> Result<T, String> {
-            serde_json::from_value(body).map_err(|e| format!("bad {key} action: {e}"))
+        let text = std::str::from_utf8(&line).map_err(|_| err("not UTF-8".into()))?;
+        if text.trim().is_empty() {
+            continue;
         }
-        let action = match key.as_str() {
-            "commitInfo" => Action::CommitInfo(typed(&key, body).map_err(err)?),
-            "protocol" => Action::Protocol(typed(&key, body).map_err(err)?),
-            "metaData" => Action::Metadata(typed(&key, body).map_err(err)?),
-            "add" => Action::Add(typed(&key, body).map_err(err)?),
-            "remove" => Action::Remove(typed(&key, body).map_err(err)?),
-            _ => Action::Other(key),
-        };
-        out.push(action);
+        actions += 1;
+        if actions > max_actions {
+            return Err(err(format!(
+                "more than {max_actions} actions in one commit, more than any writer of this table makes"
+            )));
+        }
+        let ActionLine(action) = serde_json::from_str(text).map_err(|e| {
+            err(match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    format!("not JSON: {e}")
+                }
+                _ => e.to_string(),
+            })
+        })?;
+        if !f(action) {
+            return Ok(());
+        }
     }
-    Ok(out)
+}
+
+/// One line of a commit file: an object with exactly one key, the action kind.
+struct ActionLine(Action);
+
+impl<'de> Deserialize<'de> for ActionLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ActionLine;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with one action")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ActionLine, A::Error> {
+                use serde::de::Error;
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom("0 keys, an action has one"));
+                };
+                let bad = |e: A::Error| A::Error::custom(format!("bad {key} action: {e}"));
+                let action = match key.as_str() {
+                    "commitInfo" => Action::CommitInfo(map.next_value().map_err(bad)?),
+                    "protocol" => Action::Protocol(map.next_value().map_err(bad)?),
+                    "metaData" => Action::Metadata(map.next_value().map_err(bad)?),
+                    "add" => Action::Add(map.next_value().map_err(bad)?),
+                    "remove" => Action::Remove(map.next_value().map_err(bad)?),
+                    _ => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        Action::Other(key)
+                    }
+                };
+                if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom("more than one key, an action has one"));
+                }
+                Ok(ActionLine(action))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// A UUID (version 4 layout) from two unique 64-bit values.
@@ -290,6 +350,10 @@ pub fn uuid_from(a: u64, b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_commit(bytes: &[u8]) -> Result<Vec<Action>, ParseError> {
+        read_commit(bytes, usize::MAX)
+    }
 
     fn add(path: &str) -> Add {
         Add {
@@ -363,6 +427,24 @@ mod tests {
             );
         }
         assert_eq!(parse_commit(b"{\"add\":3}\n{").unwrap_err().line, 1);
+        assert_eq!(parse_commit(b"\n{\"txn\":{}}\n{").unwrap_err().line, 3);
+    }
+
+    #[test]
+    fn too_many_actions_stop_the_read() {
+        let line = b"{\"txn\":{\"appId\":\"x\"}}\n";
+        let text: Vec<u8> = line.repeat(11);
+        assert_eq!(read_commit(&text[..], 11).unwrap().len(), 11);
+        let e = read_commit(&text[..], 10).unwrap_err();
+        assert_eq!(e.line, 11);
+        assert!(e.reason.contains("more than 10 actions"), "{e}");
+        let mut seen = 0;
+        for_each_action(&text[..], 10, |_| {
+            seen += 1;
+            seen < 3
+        })
+        .unwrap();
+        assert_eq!(seen, 3);
     }
 
     #[test]

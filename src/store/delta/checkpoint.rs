@@ -9,6 +9,7 @@
 
 use super::action::{Add, Format, Metadata, Protocol, Remove};
 use super::TableState;
+use crate::store::parquet_check::{check_layout, guarded};
 use arrow_array::builder::{
     BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, MapBuilder, MapFieldNames,
     StringBuilder,
@@ -376,9 +377,11 @@ fn map_at(a: Option<&MapArray>, i: usize) -> Result<Option<StringMap>, String> {
 /// Reads a checkpoint. The `remove` column is skipped unless `with_tombstones` (opening a
 /// snapshot never needs tombstones, so their number does not slow it down).
 pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> {
-    let read = || -> Result<Decoded, String> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .map_err(|e| e.to_string())?;
+    let build = || {
+        let bytes = bytes::Bytes::from(bytes);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| e.to_string())?;
+        check_layout(builder.metadata(), &bytes)?;
         let mut wanted = vec!["add", "metaData", "protocol"];
         if with_tombstones {
             wanted.push("remove");
@@ -392,26 +395,36 @@ pub fn decode(bytes: Vec<u8>, with_tombstones: bool) -> Result<Decoded, String> 
             .map(|(i, _)| i)
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let groups = if with_tombstones {
+        let groups: Vec<usize> = if with_tombstones {
             (0..builder.metadata().num_row_groups()).collect()
         } else {
             groups_with_live_actions(builder.metadata())
         };
-        let reader = builder
+        // Rows can cost nothing on disk (a run of nulls): bound the work before decoding.
+        let rows: i64 = groups
+            .iter()
+            .map(|&g| builder.metadata().row_group(g).num_rows().max(0))
+            .sum();
+        let max_rows = (super::MAX_LIVE_FILES + super::MAX_TOMBSTONES + 1_000) as i64;
+        if rows > max_rows {
+            return Err(format!(
+                "{rows} rows, more than the {max_rows} a PixelQuery checkpoint may have"
+            ));
+        }
+        builder
             .with_projection(mask)
             .with_row_groups(groups)
             .build()
-            .map_err(|e| e.to_string())?;
-        let mut out = Decoded::default();
-        for batch in reader {
-            let batch = batch.map_err(|e| e.to_string())?;
-            decode_batch(&batch, &mut out)?;
-        }
-        Ok(out)
+            .map_err(|e| e.to_string())
     };
-    // A decoder panic on hostile bytes is an error like any other corruption.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
-        .unwrap_or_else(|_| Err("Parquet decoder failed on malformed data".into()))
+    // A decoder panic on hostile bytes is an error like any other corruption; our own
+    // decoding of each batch runs outside the guard.
+    let mut reader = guarded(build)?;
+    let mut out = Decoded::default();
+    while let Some(batch) = guarded(|| reader.next().transpose().map_err(|e| e.to_string()))? {
+        decode_batch(&batch, &mut out)?;
+    }
+    Ok(out)
 }
 
 /// The row groups that may hold a live action: those whose `add.path`, `metaData.id` or
@@ -529,6 +542,12 @@ fn decode_batch(b: &RecordBatch, out: &mut Decoded) -> Result<(), String> {
                 tags: map_at(tags, i)?,
                 deletion_vector: None,
             });
+            if out.adds.len() > super::MAX_LIVE_FILES {
+                return Err(format!(
+                    "more than {} live files; PixelQuery merges its catalog parts to a few dozen",
+                    super::MAX_LIVE_FILES
+                ));
+            }
         }
     }
     if let Some(s) = struct_col(b, "remove")? {
@@ -547,6 +566,9 @@ fn decode_batch(b: &RecordBatch, out: &mut Decoded) -> Result<(), String> {
                 partition_values: map_at(partition, i)?,
                 size: long_at(size, i),
             });
+            if out.removes.len() > super::MAX_TOMBSTONES {
+                return Err(format!("more than {} tombstones", super::MAX_TOMBSTONES));
+            }
         }
     }
     Ok(())
@@ -597,6 +619,22 @@ mod tests {
         s.tombstones
             .insert("older".into(), Remove::of(&add("older"), 10, true));
         s
+    }
+
+    #[test]
+    fn fuzz_finds_are_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/warehouse/fuzz");
+        let bytes = std::fs::read(dir.join("checkpoint-negative-chunk-offset.parquet")).unwrap();
+        for tombstones in [false, true] {
+            // The layout check answers, not the panic guard around the decoder.
+            let e = decode(bytes.clone(), tombstones).unwrap_err();
+            assert!(e.contains("is not inside the"), "{e}");
+        }
+        let bytes = std::fs::read(dir.join("checkpoint-empty-dictionary.parquet")).unwrap();
+        for tombstones in [false, true] {
+            let e = decode(bytes.clone(), tombstones).unwrap_err();
+            assert!(e.contains("holds no value"), "{e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod schema;
 
 use super::storage::Storage;
 use super::{Error, Result};
-use action::{parse_commit, Action, Add, CommitInfo, Metadata, Protocol, Remove};
+use action::{Action, Add, CommitInfo, Metadata, Protocol, Remove};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +34,24 @@ pub const LAST_CHECKPOINT: &str = "catalog/_delta_log/_last_checkpoint";
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 /// Tombstones stay in checkpoints this long (Delta's default `deletedFileRetentionDuration`).
 pub const TOMBSTONE_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// The highest version a log may have: Delta versions are signed 64-bit numbers. Log files
+/// named beyond it are not read (`verify` reports them).
+pub const MAX_VERSION: Version = i64::MAX as Version;
+/// Most live files (catalog parts) a table state may have. PixelQuery merges its parts to
+/// a few dozen at most; a log that adds more was not written by its rules, and stopping
+/// there keeps the memory of reading it bounded.
+pub const MAX_LIVE_FILES: usize = 10_000;
+/// Most tombstones a state loaded with them may hold (a week of removed parts).
+pub const MAX_TOMBSTONES: usize = 1_000_000;
+/// Most actions one JSON commit may have: every live file replaced, and then some.
+pub const MAX_COMMIT_ACTIONS: usize = 2 * MAX_LIVE_FILES + 1_000;
+/// Largest JSON commit read (PixelQuery's are a few kilobytes, plus product profiles).
+pub const MAX_COMMIT_BYTES: u64 = 64 << 20;
+/// Largest checkpoint read.
+pub const MAX_CHECKPOINT_BYTES: u64 = 1 << 30;
+/// Largest `_last_checkpoint` hint read (a hint too large is ignored).
+const MAX_HINT_BYTES: u64 = 1 << 20;
 
 /// Key of the JSON commit of `version`.
 pub fn commit_key(version: Version) -> String {
@@ -61,6 +79,14 @@ pub enum LogFile {
     Commit(Version),
     /// `{v:020}.checkpoint.parquet`.
     Checkpoint(Version),
+}
+
+/// The key of a log file.
+pub fn log_file_key(file: LogFile) -> String {
+    match file {
+        LogFile::Commit(v) => commit_key(v),
+        LogFile::Checkpoint(v) => checkpoint_key(v),
+    }
 }
 
 /// Recognises a log file by its name (anything else, e.g. temporary files, is `None`).
@@ -91,10 +117,14 @@ pub struct TableState {
     pub metadata: Metadata,
     /// Live data files by table-relative path.
     pub files: BTreeMap<String, Add>,
-    /// Removed files by path (only complete when loaded with tombstones).
+    /// Removed files by path (only kept, and complete, when loaded with tombstones).
     pub tombstones: BTreeMap<String, Remove>,
+    /// Whether removes are kept as tombstones (states loaded for checkpoints and vacuum).
+    pub keep_tombstones: bool,
     /// The newest checkpoint this state knows of (loaded from or written).
     pub checkpoint: Option<Version>,
+    /// The log file the metadata in force was read from (errors about it name the file).
+    pub metadata_from: LogFile,
 }
 
 impl TableState {
@@ -107,7 +137,9 @@ impl TableState {
             metadata,
             files: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            keep_tombstones: true,
             checkpoint: None,
+            metadata_from: LogFile::Commit(0),
         }
     }
 
@@ -123,7 +155,10 @@ impl TableState {
                     check_readable(p)?;
                     self.protocol = p.clone();
                 }
-                Action::Metadata(m) => self.metadata = m.clone(),
+                Action::Metadata(m) => {
+                    self.metadata = m.clone();
+                    self.metadata_from = LogFile::Commit(version);
+                }
                 Action::Add(add) => {
                     if add.deletion_vector.is_some() {
                         return Err(format!(
@@ -133,10 +168,14 @@ impl TableState {
                     }
                     self.tombstones.remove(&add.path);
                     self.files.insert(add.path.clone(), add.clone());
+                    check_live_files(self.files.len())?;
                 }
                 Action::Remove(r) => {
                     self.files.remove(&r.path);
-                    self.tombstones.insert(r.path.clone(), r.clone());
+                    if self.keep_tombstones {
+                        self.tombstones.insert(r.path.clone(), r.clone());
+                        check_tombstones(self.tombstones.len())?;
+                    }
                 }
                 Action::CommitInfo(c) => {
                     self.timestamp = c.timestamp.and_then(DateTime::from_timestamp_millis);
@@ -165,6 +204,26 @@ impl TableState {
         s.apply_commit(0, actions)?;
         Ok(s)
     }
+}
+
+/// Refuses a state with more live files than any PixelQuery table has.
+fn check_live_files(n: usize) -> std::result::Result<(), String> {
+    if n > MAX_LIVE_FILES {
+        return Err(format!(
+            "the table would have more than {MAX_LIVE_FILES} live files; PixelQuery merges its catalog parts to a few dozen, so this log was not written by its rules"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a state with more tombstones than [`MAX_TOMBSTONES`].
+fn check_tombstones(n: usize) -> std::result::Result<(), String> {
+    if n > MAX_TOMBSTONES {
+        return Err(format!(
+            "more than {MAX_TOMBSTONES} removed files within the tombstone retention"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses tables that need reader features PixelQuery lacks.
@@ -207,6 +266,8 @@ pub struct Listing {
     pub checkpoints: BTreeSet<Version>,
     /// Temporary files (left by interrupted writes).
     pub temporaries: Vec<String>,
+    /// Log files named with a version beyond [`MAX_VERSION`] (never read).
+    pub beyond_max: Vec<String>,
 }
 
 impl Listing {
@@ -264,35 +325,68 @@ impl<'s> DeltaLog<'s> {
         }
     }
 
-    /// The actions of `version`, `None` when it does not exist.
-    pub fn read_commit(&self, version: Version) -> Result<Option<Vec<Action>>> {
-        let key = commit_key(version);
-        let bytes = match self.storage.read(&key) {
-            Ok(b) => b,
-            Err(Error::MissingFile { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        parse_commit(&bytes)
-            .map(Some)
-            .map_err(|e| self.corrupt(&key, e.to_string()))
+    /// A streaming reader of the commit of `version` (at most [`MAX_COMMIT_BYTES`]), `None`
+    /// when it does not exist.
+    fn commit_reader(&self, version: Version) -> Result<Option<impl std::io::BufRead + '_>> {
+        match self
+            .storage
+            .reader(&commit_key(version), MAX_COMMIT_BYTES, "commit")
+        {
+            Ok(r) => Ok(Some(std::io::BufReader::with_capacity(64 << 10, r))),
+            Err(Error::MissingFile { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// The `commitInfo` of `version`, when the commit exists and has one.
+    /// The actions of `version`, `None` when it does not exist. The file is read as a
+    /// stream, one line at a time, and at most [`MAX_COMMIT_ACTIONS`] actions are kept.
+    pub fn read_commit(&self, version: Version) -> Result<Option<Vec<Action>>> {
+        let Some(input) = self.commit_reader(version)? else {
+            return Ok(None);
+        };
+        action::read_commit(input, MAX_COMMIT_ACTIONS)
+            .map(Some)
+            .map_err(|e| self.corrupt(&commit_key(version), e.to_string()))
+    }
+
+    /// The `commitInfo` of `version`, when the commit exists and has one (reading stops at
+    /// it: writers put it first).
     pub fn commit_info(&self, version: Version) -> Result<Option<CommitInfo>> {
-        Ok(self.read_commit(version)?.and_then(|actions| {
-            actions.into_iter().find_map(|a| match a {
-                Action::CommitInfo(c) => Some(c),
-                _ => None,
-            })
-        }))
+        let Some(input) = self.commit_reader(version)? else {
+            return Ok(None);
+        };
+        let mut info = None;
+        action::for_each_action(input, MAX_COMMIT_ACTIONS, |a| match a {
+            Action::CommitInfo(c) => {
+                info = Some(c);
+                false
+            }
+            _ => true,
+        })
+        .map_err(|e| self.corrupt(&commit_key(version), e.to_string()))?;
+        Ok(info)
     }
 
     /// Every log file.
     pub fn listing(&self) -> Result<Listing> {
         let mut out = Listing::default();
         for f in self.storage.list(LOG_DIR)? {
+            match f.kind {
+                // A log file that is a link (or a log folder that is one) would make the
+                // table whatever it points to.
+                super::storage::EntryKind::Link => {
+                    return Err(Error::Symlink {
+                        path: self.storage.locate(&f.key),
+                    })
+                }
+                super::storage::EntryKind::Other => continue,
+                super::storage::EntryKind::File => {}
+            }
             let name = f.key.rsplit('/').next().unwrap_or("");
             match parse_log_name(name) {
+                Some(LogFile::Commit(v) | LogFile::Checkpoint(v)) if v > MAX_VERSION => {
+                    out.beyond_max.push(f.key)
+                }
                 Some(LogFile::Commit(v)) => {
                     out.commits.insert(v);
                 }
@@ -309,12 +403,15 @@ impl<'s> DeltaLog<'s> {
     /// The checkpoint `_last_checkpoint` points to. It is a hint: a damaged or missing file
     /// means "look for checkpoints by listing".
     fn last_checkpoint_hint(&self) -> Result<Option<Version>> {
-        match self.storage.read(LAST_CHECKPOINT) {
+        match self
+            .storage
+            .read_limited(LAST_CHECKPOINT, MAX_HINT_BYTES, "checkpoint hint")
+        {
             Ok(bytes) => Ok(serde_json::from_slice::<LastCheckpoint>(&bytes)
                 .ok()
-                .filter(|l| l.parts.is_none())
+                .filter(|l| l.parts.is_none() && l.version <= MAX_VERSION)
                 .map(|l| l.version)),
-            Err(Error::MissingFile { .. }) => Ok(None),
+            Err(Error::MissingFile { .. } | Error::TooLarge { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -322,7 +419,12 @@ impl<'s> DeltaLog<'s> {
     /// The state stored in the checkpoint of `version`.
     pub fn load_checkpoint(&self, version: Version, tombstones: bool) -> Result<TableState> {
         let key = checkpoint_key(version);
-        let bytes = self.storage.read(&key)?;
+        if version > MAX_VERSION {
+            return Err(self.corrupt(&key, "version beyond the Delta maximum 2^63-1"));
+        }
+        let bytes = self
+            .storage
+            .read_limited(&key, MAX_CHECKPOINT_BYTES, "checkpoint")?;
         let d = checkpoint::decode(bytes, tombstones).map_err(|r| self.corrupt(&key, r))?;
         let (Some(protocol), Some(metadata)) = (d.protocol, d.metadata) else {
             return Err(self.corrupt(&key, "no protocol or metaData row"));
@@ -331,6 +433,8 @@ impl<'s> DeltaLog<'s> {
         let mut s = TableState::new(protocol, metadata);
         s.version = version;
         s.checkpoint = Some(version);
+        s.keep_tombstones = tombstones;
+        s.metadata_from = LogFile::Checkpoint(version);
         for add in d.adds {
             s.files.insert(add.path.clone(), add);
         }
@@ -361,11 +465,11 @@ impl<'s> DeltaLog<'s> {
     /// an older latest version that writers would then build on.
     pub fn advance(&self, state: &mut TableState) -> Result<Vec<Version>> {
         let mut applied = Vec::new();
-        while self.apply_next(state, state.version + 1)? {
+        while state.version < MAX_VERSION && self.apply_next(state, state.version + 1)? {
             applied.push(state.version);
         }
-        let missing = state.version + 1;
-        if self.storage.exists(&commit_key(missing + 1))? {
+        let missing = state.version.saturating_add(1);
+        if missing < MAX_VERSION && self.storage.exists(&commit_key(missing + 1))? {
             return Err(self.corrupt(&commit_key(missing), "missing: the log has a gap"));
         }
         Ok(applied)
@@ -418,6 +522,10 @@ impl<'s> DeltaLog<'s> {
     /// for (checkpoints and vacuum need them; readers do not).
     pub fn state(&self, version: Option<Version>, tombstones: bool) -> Result<TableState> {
         let mut state = self.starting_point(version, tombstones)?;
+        state.keep_tombstones = tombstones;
+        if !tombstones {
+            state.tombstones.clear();
+        }
         match version {
             None => {
                 self.advance(&mut state)?;
@@ -449,11 +557,25 @@ impl<'s> DeltaLog<'s> {
     pub fn latest_version(&self) -> Result<Version> {
         let mut v = match self.last_checkpoint_hint()? {
             Some(c) => c,
-            None => self.listing()?.commits.last().copied().ok_or_else(|| {
-                self.corrupt(&commit_key(0), "missing: the catalog has no commit")
-            })?,
+            None => {
+                // The end of the unbroken run of commits from the newest checkpoint (or the
+                // first commit), as `advance` reads it: a stray far version is not the latest.
+                let l = self.listing()?;
+                let mut v = l
+                    .checkpoints
+                    .last()
+                    .or(l.commits.first())
+                    .copied()
+                    .ok_or_else(|| {
+                        self.corrupt(&commit_key(0), "missing: the catalog has no commit")
+                    })?;
+                while v < MAX_VERSION && l.commits.contains(&(v + 1)) {
+                    v += 1;
+                }
+                v
+            }
         };
-        while self.storage.exists(&commit_key(v + 1))? {
+        while v < MAX_VERSION && self.storage.exists(&commit_key(v + 1))? {
             v += 1;
         }
         Ok(v)

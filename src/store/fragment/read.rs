@@ -97,6 +97,12 @@ pub(crate) fn map_file(path: &Path, expected: Option<u64>) -> Result<Buffer> {
             io_err(path)(e)
         }
     })?;
+    map_opened(path, &file, expected)
+}
+
+/// Maps a file the caller opened (the warehouse opens its files without following links);
+/// `path` names it in errors.
+pub(crate) fn map_opened(path: &Path, file: &File, expected: Option<u64>) -> Result<Buffer> {
     let len = file.metadata().map_err(io_err(path))?.len();
     if let Some(expected) = expected.filter(|&b| b != len) {
         return Err(Error::SizeMismatch {
@@ -116,7 +122,7 @@ pub(crate) fn map_file(path: &Path, expected: Option<u64>) -> Result<Buffer> {
     // SAFETY: warehouse files are immutable once written (the commit protocol never
     // rewrites or truncates a file; only vacuum deletes unreferenced ones), so the
     // mapping stays valid and unchanged while a buffer of it exists.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))?;
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(io_err(path))?;
     let ptr = std::ptr::NonNull::new(map.as_ptr() as *mut u8)
         .ok_or_else(|| corrupt("empty mapping".into()))?;
     // SAFETY: `ptr` points to `len` readable bytes owned by `map`, which the Buffer keeps
@@ -130,8 +136,6 @@ pub(crate) fn check_checksum(path: &Path, bytes: &[u8], expected: &str) -> Resul
     if actual != expected {
         return Err(Error::ChecksumMismatch {
             path: path.to_path_buf(),
-            expected: expected.to_string(),
-            actual,
         });
     }
     Ok(())
@@ -368,8 +372,8 @@ impl ChunkedFile {
         })
     }
 
-    /// Times and scene ids of every observation: times from the first run's batches (every
-    /// run holds the same observations), scene ids from the dictionary they refer to.
+    /// Times and scene ids of every observation: times from the batches of a run at hand
+    /// (every run holds the same observations), scene ids from the dictionary they refer to.
     pub(crate) fn observations(&self) -> Result<&(ScalarBuffer<i64>, StringArray)> {
         if let Some(o) = self.observations.get() {
             return Ok(o);
@@ -392,8 +396,15 @@ impl ChunkedFile {
         let mut ids: Vec<i32> = Vec::with_capacity(total + 1);
         let mut text_out = Vec::new();
         ids.push(0);
+        // Every run holds the times and keys of every observation: read one at hand.
+        let run = (0..self.runs.len())
+            .find(|&r| {
+                let run = &self.runs[r];
+                self.bytes.holding(&(run.start..run.end)).is_some()
+            })
+            .unwrap_or(0);
         for b in 0..self.meta.blocks.len() {
-            let buffers = self.read(0, b, false)?;
+            let buffers = self.read(run, b, false)?;
             let rows = buffers.rows;
             times.extend_from_slice(&ScalarBuffer::<i64>::new(buffers.times, 0, rows));
             for &key in ScalarBuffer::<i32>::new(buffers.keys, 0, rows).iter() {

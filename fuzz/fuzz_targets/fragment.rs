@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzzes `pixelquery::fuzzing::fragment` (see fuzz/README.md).
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| pixelquery::fuzzing::fragment(data));
