@@ -1,5 +1,6 @@
 //! A consistent, read-only view of the warehouse at one commit version.
 
+use super::cache::FragmentCache;
 use super::catalog::{self, FragmentEntry, PartKind, SceneEntry};
 use super::delta::action::Add;
 use super::delta::{TableState, Version, TABLE_DIR};
@@ -11,14 +12,9 @@ use crate::geo::Bounds;
 use crate::grid::TileId;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-/// Most fragments a snapshot keeps open for reuse (each is one memory mapping).
-const CACHE_MAX_FRAGMENTS: usize = 4096;
-/// Most heap bytes (decompressed fragments) the snapshot's cache may hold.
-const CACHE_MAX_HEAP_BYTES: u64 = 1 << 30;
+use std::sync::Arc;
 
 /// Which fragments to select from a snapshot; `None` fields match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,17 +60,9 @@ pub struct Snapshot {
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneEntry>,
     fingerprints: HashSet<String>,
-    /// Fragments opened through [`Snapshot::fragment`], shared by clones of the snapshot.
-    cache: Arc<Mutex<FragmentCache>>,
-}
-
-/// Opened fragments by catalog path. Files are immutable, so an opened fragment stays right
-/// for as long as any snapshot names it.
-#[derive(Debug, Default)]
-struct FragmentCache {
-    open: HashMap<String, Arc<Fragment>>,
-    /// Bytes held on the heap (fragments that are not zero-copy views of their mapping).
-    heap_bytes: u64,
+    /// Fragments opened through [`Snapshot::fragment`], shared by clones of the snapshot (and
+    /// by other snapshots given the same cache).
+    cache: FragmentCache,
 }
 
 /// A catalog part (a data file of the catalog table) as the Delta log describes it.
@@ -245,7 +233,11 @@ pub(crate) fn read_parts(
 }
 
 impl Snapshot {
-    pub(crate) fn load(wh: &Warehouse, state: &TableState) -> Result<Snapshot> {
+    pub(crate) fn load(
+        wh: &Warehouse,
+        state: &TableState,
+        cache: FragmentCache,
+    ) -> Result<Snapshot> {
         let storage = wh.storage();
         let parts = parts_of(storage, state)?;
         let (mut fragments, mut scenes) = read_parts(storage, &parts)?;
@@ -267,7 +259,7 @@ impl Snapshot {
             fragments,
             scenes,
             fingerprints,
-            cache: Arc::default(),
+            cache,
         })
     }
 
@@ -332,43 +324,29 @@ impl Snapshot {
         open_checked(self.storage.as_ref(), entry, false)
     }
 
-    /// The fragment if this snapshot (or a clone) has it open already in its cache; never
-    /// opens or caches anything (exports use it to reuse what queries opened).
+    /// The fragment if this snapshot's cache has it open already; never opens or caches
+    /// anything (exports use it to reuse what queries opened).
     pub fn cached_fragment(&self, entry: &FragmentEntry) -> Option<Arc<Fragment>> {
-        self.lock_cache().open.get(&entry.path).cloned()
+        self.cache.peek(&entry.path)
     }
 
-    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once per
-    /// snapshot and reused by later calls (and by clones of the snapshot), so repeated queries
-    /// skip mapping and decoding. Up to a few thousand fragments (and 1 GiB of decompressed
-    /// ones) are kept; beyond that the cache starts over.
+    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once and
+    /// reused by later calls, by clones of the snapshot and by snapshots given the same
+    /// [`FragmentCache`], so repeated queries skip mapping and decoding. The cache is bounded
+    /// (by default a few thousand fragments and 1 GiB; see [`FragmentCache`]), least recently
+    /// used out first.
     pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
-        if let Some(f) = self.cached_fragment(entry) {
+        if let Some(f) = self.cache.get(&entry.path) {
             return Ok(f);
         }
         let f = Arc::new(self.read_fragment(entry)?);
-        let heap = heap_bytes(entry, &f);
-        let mut cache = self.lock_cache();
-        if cache.open.len() >= CACHE_MAX_FRAGMENTS || cache.heap_bytes + heap > CACHE_MAX_HEAP_BYTES
-        {
-            cache.open.clear();
-            cache.heap_bytes = 0;
-        }
-        if heap <= CACHE_MAX_HEAP_BYTES {
-            let cached = cache.open.entry(entry.path.clone()).or_insert_with(|| {
-                // Another thread may have inserted it meanwhile; count only our insert.
-                f.clone()
-            });
-            if Arc::ptr_eq(cached, &f) {
-                cache.heap_bytes += heap;
-            }
-        }
-        Ok(f)
+        let bytes = heap_bytes(entry, &f) + entry.bytes;
+        Ok(self.cache.insert(&entry.path, f, bytes))
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, FragmentCache> {
-        // The cache holds no invariant a panicking holder could break: use it anyway.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// The cache this snapshot opens fragments through.
+    pub fn cache(&self) -> &FragmentCache {
+        &self.cache
     }
 
     /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before
