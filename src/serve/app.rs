@@ -378,13 +378,17 @@ impl App {
         } else {
             ((b.min_y + b.max_y) / 2.0).to_radians().cos().max(0.01)
         };
+        // Worst case, a tile spanning S meets ceil(S / T) + 1 data tiles a side; when even one
+        // grid tile a side is too many, settle for tiles a quarter of a grid tile wide.
+        let span = |z: u8| tms.tile_span(z) * ground / grid.tile_size;
         let fits = |z: u8| {
-            let side = tms.tile_span(z) * ground / grid.tile_size + 1.0;
+            let side = span(z).ceil() + 1.0;
             current.tiles.len() <= self.limits.max_tiles
                 || side * side <= self.limits.max_tiles as f64
         };
         let minzoom = (0..=tms.max_zoom)
             .find(|&z| fits(z))
+            .or_else(|| (0..=tms.max_zoom).find(|&z| span(z) <= 0.25))
             .unwrap_or(tms.max_zoom);
         let finest = current.finest;
         let maxzoom = (0..=tms.max_zoom)
@@ -597,6 +601,7 @@ impl App {
             q = q.bands(&b);
         }
         if let Some(prod) = p.list("product")? {
+            current.check_products(&prod)?;
             q = q.products(&prod);
         }
         if let Some(r) = p.parsed::<crate::warp::Resampling>("resampling")? {
@@ -715,9 +720,29 @@ fn base_url(req: &Request) -> String {
     }
 }
 
+/// What a query value must not hold as is.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 /// Percent-encodes a query value.
 fn encode_component(v: &str) -> String {
-    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
 fn json_response(value: &Value) -> Response {

@@ -147,9 +147,11 @@ pub fn serve_connection(
         let request = match read_request(&mut stream, &mut buf, timeouts) {
             Ok(r) => r,
             Err(ReadError::Reject(status, why)) => {
-                let body = format!("{{\"error\":\"{why}\"}}\n").into_bytes();
+                let body = format!("{{\"error\":\"{why}\",\"status\":{status}}}\n").into_bytes();
                 let resp = Response::new(status, "application/json", body);
-                let _ = write_response(&mut stream, &resp, false, false);
+                if write_response(&mut stream, &resp, false, false).is_ok() {
+                    linger(&mut stream);
+                }
                 return;
             }
             Err(ReadError::Closed | ReadError::Io) => return,
@@ -159,6 +161,27 @@ pub fn serve_connection(
         let head_only = request.method == "HEAD";
         if write_response(&mut stream, &response, keep, head_only).is_err() || !keep {
             return;
+        }
+    }
+}
+
+/// After refusing a request, reads (and drops) what the client is still sending, for a
+/// moment: closing with unread bytes would reset the connection and could lose the answer.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 16384];
+    let mut drained = 0usize;
+    while drained < 2 * MAX_BODY_BYTES {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Current {
     pub finest: f64,
     /// Acquisition days, oldest first.
     pub days: Vec<NaiveDate>,
+    /// Products with data.
+    pub products: BTreeSet<String>,
     /// Default stretch per (product, band) from the catalog's statistics of valid pixels.
     pub stretch: BTreeMap<(String, String), (f64, f64)>,
     /// The warehouse grid's tile matrix set (`None` for an empty warehouse).
@@ -60,6 +62,20 @@ impl Current {
                     && bounds.min_y < b.max_y
             })
             .count()
+    }
+
+    /// Refuses product names the warehouse does not hold (else a typo would draw nothing).
+    pub fn check_products(&self, names: &[String]) -> Result<(), Error> {
+        match names.iter().find(|p| !self.products.contains(*p)) {
+            Some(p) => Err(Error::bad(
+                "product",
+                &format!(
+                    "{p:?} is not in the warehouse (products: {})",
+                    self.products.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The latest acquisition day.
@@ -95,6 +111,7 @@ impl Current {
                 a.max_y.max(b.max_y),
             )
         });
+        let product_ids: BTreeSet<String> = fragments.iter().map(|f| f.product.clone()).collect();
         let finest = fragments
             .iter()
             .map(|f| f.resolution)
@@ -204,6 +221,7 @@ impl Current {
             extent,
             finest,
             days,
+            products: product_ids,
             stretch,
             grid_tms,
             info,

@@ -314,6 +314,12 @@ impl ServeOptions {
         self
     }
 
+    /// Sets the most open connections.
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
     /// Sets the most requests computing at once.
     pub fn with_max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.max(1);

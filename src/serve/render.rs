@@ -221,6 +221,7 @@ impl Layer {
         resolution: Option<f64>,
         budget: u64,
     ) -> Result<Option<Query<'w>>, Error> {
+        current.check_products(&self.products)?;
         let Some((start, end, reducer)) = self.when(current) else {
             return Ok(None);
         };
