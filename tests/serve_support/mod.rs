@@ -128,8 +128,30 @@ pub fn request(
     s.write_all(head.as_bytes()).unwrap();
     // A server that refuses the request may stop reading the body: its answer still counts.
     let _ = s.write_all(body);
+    // Read the head, then Content-Length bytes (some servers keep the connection open).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let no_body = method == "HEAD"
+                || head.starts_with("http/1.1 304")
+                || head.starts_with("http/1.1 204");
+            if no_body || raw.len() >= end + 4 + length {
+                break;
+            }
+        }
+        let n = s.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
     parse_reply(&raw, method == "HEAD")
 }
 

@@ -160,10 +160,28 @@
     writeURL();
     return getJSON('tilejson.json', layerParams()).then(function (tj) {
       status('');
-      dataLayer.options.minZoom = tj.minzoom;
-      dataLayer.setUrl(tj.tiles[0]);
+      if (dataLayer) {
+        dataLayer.options.minZoom = tj.minzoom;
+        dataLayer.setUrl(tj.tiles[0]);
+      } else {
+        addDataLayer(tj);
+      }
       body.dataset.layer = tj.tiles[0];
     }).catch(function (e) { status(e.message); });
+  }
+
+  function addDataLayer(tj) {
+    var b = info.bounds;
+    dataLayer = L.tileLayer(tj.tiles[0], {
+      minZoom: tj.minzoom,
+      maxZoom: 22,
+      maxNativeZoom: 22,
+      bounds: b ? L.latLngBounds([[b[1], b[0]], [b[3], b[2]]]) : undefined,
+      attribution: 'PixelQuery, warehouse version ' + info.version
+    });
+    dataLayer.on('tileload', function () { loaded += 1; body.dataset.tilesLoaded = String(loaded); });
+    dataLayer.on('tileerror', function () { failed += 1; body.dataset.tilesErrors = String(failed); });
+    dataLayer.addTo(map);
   }
 
   function setupMap() {
@@ -175,15 +193,6 @@
     if (b) {
       L.rectangle([[b[1], b[0]], [b[3], b[2]]], { color: '#555', weight: 1, fill: false, interactive: false }).addTo(map);
     }
-    dataLayer = L.tileLayer('', {
-      maxZoom: 22,
-      maxNativeZoom: 22,
-      bounds: b ? L.latLngBounds([[b[1], b[0]], [b[3], b[2]]]) : undefined,
-      attribution: 'PixelQuery v' + info.version
-    });
-    dataLayer.on('tileload', function () { loaded += 1; body.dataset.tilesLoaded = String(loaded); });
-    dataLayer.on('tileerror', function () { failed += 1; body.dataset.tilesErrors = String(failed); });
-    dataLayer.addTo(map);
     var lat = parseFloat(url.searchParams.get('lat'));
     var lon = parseFloat(url.searchParams.get('lon'));
     var z = parseInt(url.searchParams.get('z'), 10);
@@ -243,7 +252,7 @@
       var ys = times.map(function () { return null; });
       res.rows.forEach(function (r) { if (r.band === band && r.value !== undefined) ys[index[r.time]] = r.value; });
       data.push(ys);
-      series.push({ label: band, stroke: colours[k % colours.length], width: 1.5, spanGaps: true,
+      series.push({ label: band, stroke: colours[k % colours.length], width: 1.5, spanGaps: false,
         points: { show: true, size: 7 } });
     });
     $('chart-title').textContent = res.bands.join(', ') + ' at ' + lon.toFixed(5) + ', ' + lat.toFixed(5) +
