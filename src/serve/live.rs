@@ -26,7 +26,7 @@ pub struct Current {
     pub snapshot: Snapshot,
     /// Tiles holding data, sorted.
     pub tiles: Vec<TileId>,
-    /// Lon/lat bounds of the data (fragment footprints), when there is any.
+    /// Lon/lat bounds of the data (scene footprints), when there is any.
     pub lonlat: Option<Bounds>,
     /// Bounds of the data tiles in the grid CRS, when there is any.
     pub extent: Option<Bounds>,
@@ -93,16 +93,26 @@ impl Current {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let lonlat = (!fragments.is_empty()).then(|| {
-            fragments.iter().fold(fragments[0].bbox, |b, f| {
-                Bounds::new(
-                    b.min_x.min(f.bbox.min_x),
-                    b.min_y.min(f.bbox.min_y),
-                    b.max_x.max(f.bbox.max_x),
-                    b.max_y.max(f.bbox.max_y),
-                )
-            })
-        });
+        // The data's extent: the scenes' footprints (fragment rows carry their tiles').
+        let union = |a: Bounds, b: Bounds| {
+            Bounds::new(
+                a.min_x.min(b.min_x),
+                a.min_y.min(b.min_y),
+                a.max_x.max(b.max_x),
+                a.max_y.max(b.max_y),
+            )
+        };
+        let scene_bounds = snapshot
+            .scenes()
+            .iter()
+            .filter(|s| s.scene.footprint_lonlat.len() >= 3)
+            .map(|s| Bounds::from_points(s.scene.footprint_lonlat.iter().copied()))
+            .reduce(union);
+        let lonlat = if fragments.is_empty() {
+            None
+        } else {
+            scene_bounds.or_else(|| fragments.iter().map(|f| f.bbox).reduce(union))
+        };
         let extent = tiles.iter().map(|t| grid.tile_bounds(*t)).reduce(|a, b| {
             Bounds::new(
                 a.min_x.min(b.min_x),
