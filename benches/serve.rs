@@ -553,4 +553,13 @@ fn long_life(wh: &Path, dates: &[String], tmp: &Path, quick: bool) {
         BUDGET_MB + 150,
         health["cache"],
     );
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    println!(
+        "resident memory through the ingest (MB): 10% {:.0}, 25% {:.0}, 50% {:.0}, 75% {:.0}, 100% {:.0}",
+        at(0.1),
+        at(0.25),
+        at(0.5),
+        at(0.75),
+        at(1.0)
+    );
 }

@@ -12,7 +12,7 @@
 use super::fragment::Fragment;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Most fragments a cache keeps open (each may be one memory mapping).
 pub const DEFAULT_MAX_FRAGMENTS: usize = 4096;
@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 #[derive(Clone)]
 pub struct FragmentCache {
     inner: Arc<Mutex<Lru>>,
+    /// Signalled whenever an open in flight ends.
+    opened: Arc<Condvar>,
 }
 
 /// What a cache holds and how it has been used.
@@ -55,6 +57,9 @@ struct Slot {
 
 struct Lru {
     slots: HashMap<String, Slot>,
+    /// Paths being opened by one caller of [`FragmentCache::get_or_open`] (and its thread);
+    /// others wait.
+    opening: HashMap<String, std::thread::ThreadId>,
     /// Last use → path, oldest first.
     order: BTreeMap<u64, String>,
     tick: u64,
@@ -89,8 +94,10 @@ impl FragmentCache {
     /// An empty cache holding at most `max_bytes` in at most `max_fragments` fragments.
     pub fn with_limits(max_bytes: u64, max_fragments: usize) -> FragmentCache {
         FragmentCache {
+            opened: Arc::new(Condvar::new()),
             inner: Arc::new(Mutex::new(Lru {
                 slots: HashMap::new(),
+                opening: Default::default(),
                 order: BTreeMap::new(),
                 tick: 0,
                 max_bytes,
@@ -123,6 +130,59 @@ impl FragmentCache {
         lru.order.insert(tick, path.to_string());
         lru.stats.hits += 1;
         Some(fragment)
+    }
+
+    /// The fragment at `path`, from the cache or opened by `open` (which also gives the bytes
+    /// to account) and kept. Concurrent callers asking for one path open it once: the others
+    /// wait for it (and open it themselves only when that failed or was too large to keep).
+    /// The thread opening a path never waits for itself (a work-stealing pool may hand it
+    /// another task asking for the same path while it opens); `open` must not wait for other
+    /// threads that could ask this cache for the same path.
+    pub fn get_or_open<E>(
+        &self,
+        path: &str,
+        open: impl FnOnce() -> Result<(Arc<Fragment>, u64), E>,
+    ) -> Result<Arc<Fragment>, E> {
+        let mut lru = self.lock();
+        loop {
+            lru.tick += 1;
+            let tick = lru.tick;
+            if let Some(slot) = lru.slots.get_mut(path) {
+                let old = std::mem::replace(&mut slot.tick, tick);
+                let fragment = slot.fragment.clone();
+                lru.order.remove(&old);
+                lru.order.insert(tick, path.to_string());
+                lru.stats.hits += 1;
+                return Ok(fragment);
+            }
+            match lru.opening.get(path) {
+                None => break,
+                Some(t) if *t == std::thread::current().id() => {
+                    drop(lru);
+                    return open().map(|(f, _)| f);
+                }
+                Some(_) => {}
+            }
+            lru = self.opened.wait(lru).unwrap_or_else(|e| e.into_inner());
+            if !lru.opening.contains_key(path) && !lru.slots.contains_key(path) {
+                // The open failed or was not kept: open it here.
+                drop(lru);
+                let (fragment, _) = open()?;
+                return Ok(fragment);
+            }
+        }
+        lru.stats.misses += 1;
+        lru.opening
+            .insert(path.to_string(), std::thread::current().id());
+        drop(lru);
+        let result = open();
+        let kept = result
+            .as_ref()
+            .ok()
+            .map(|(f, bytes)| self.insert(path, f.clone(), *bytes));
+        self.lock().opening.remove(path);
+        self.opened.notify_all();
+        result.map(|(f, _)| kept.unwrap_or(f))
     }
 
     /// The fragment at `path` if the cache holds it, without counting a lookup or marking it
@@ -269,6 +329,37 @@ mod tests {
         let big = cache.insert("e", f.clone(), 301);
         assert!(Arc::ptr_eq(&big, &f) && cache.peek("e").is_none());
         assert_eq!(cache.stats().fragments, 3);
+    }
+
+    #[test]
+    fn concurrent_misses_open_a_fragment_once() {
+        let f = fragment();
+        let cache = FragmentCache::new(1 << 20);
+        let opens = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let got = cache
+                        .get_or_open("a", || {
+                            opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok::<_, ()>((f.clone(), 10))
+                        })
+                        .unwrap();
+                    assert!(Arc::ptr_eq(&got, &f));
+                });
+            }
+        });
+        assert_eq!(opens.into_inner(), 1);
+        let s = cache.stats();
+        assert_eq!((s.misses, s.hits, s.fragments), (1, 7, 1));
+        // A failed open leaves nothing behind; the next caller tries again.
+        assert!(cache
+            .get_or_open("b", || Err::<(Arc<Fragment>, u64), _>("broken"))
+            .is_err());
+        assert!(cache
+            .get_or_open("b", || Ok::<_, ()>((f.clone(), 10)))
+            .is_ok());
     }
 
     #[test]

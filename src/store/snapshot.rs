@@ -330,18 +330,18 @@ impl Snapshot {
         self.cache.peek(&entry.path)
     }
 
-    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once and
-    /// reused by later calls, by clones of the snapshot and by snapshots given the same
-    /// [`FragmentCache`], so repeated queries skip mapping and decoding. The cache is bounded
+    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once (also
+    /// when threads ask for it at the same moment) and reused by later calls, by clones of the
+    /// snapshot and by snapshots given the same [`FragmentCache`], so repeated queries skip
+    /// mapping and decoding. The cache is bounded
     /// (by default a few thousand fragments and 1 GiB; see [`FragmentCache`]), least recently
     /// used out first.
     pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
-        if let Some(f) = self.cache.get(&entry.path) {
-            return Ok(f);
-        }
-        let f = Arc::new(self.read_fragment(entry)?);
-        let bytes = heap_bytes(entry, &f) + entry.bytes;
-        Ok(self.cache.insert(&entry.path, f, bytes))
+        self.cache.get_or_open(&entry.path, || {
+            let f = Arc::new(self.read_fragment(entry)?);
+            let bytes = heap_bytes(entry, &f) + entry.bytes;
+            Ok((f, bytes))
+        })
     }
 
     /// The cache this snapshot opens fragments through.
