@@ -805,3 +805,70 @@ fn following_versions_releases_superseded_snapshots() {
     let stats = live.cache().stats();
     assert!(stats.evictions > 0 && stats.hits > 0, "{stats:?}");
 }
+
+/// An `s3://` warehouse (SeaweedFS from `.ci/run`) serves what the same data serves locally.
+#[test]
+fn an_s3_warehouse_serves_like_a_local_one() {
+    use std::io::{BufRead, BufReader};
+    let Some(s3) = common::s3_server() else {
+        return;
+    };
+    let env = [
+        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", s3.key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret.as_str()),
+    ];
+    let bucket = std::env::var("PIXELQUERY_TEST_S3_BUCKET").unwrap_or_else(|_| "pqtest".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let url = format!("s3://{bucket}/serve-{nanos}-{}", std::process::id());
+    let local = demo_warehouse();
+    let scenes = local.parent().unwrap().join("scenes").display().to_string();
+    let (code, _, err) = common::run_cli(
+        &["ingest", &url, &scenes, "--product", "sentinel2_l2a"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pixelquery"))
+        .args(["serve", &url, "--addr", "127.0.0.1:0", "--quiet"])
+        .envs(env)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let remote: std::net::SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.trim().trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let here = serve(local, ServeOptions::default());
+    let (lon, lat) = pixelquery::demo::sample_point();
+    let (x, y) = tile_of(lon, lat, 14);
+    for target in [
+        format!("/point?lon={lon}&lat={lat}&index=ndvi&mask=clouds"),
+        format!("/tiles/WebMercatorQuad/14/{x}/{y}.png?index=ndvi&time=2024-06-18"),
+        format!(
+            "/statistics?bbox={},{},{},{}&bands=red",
+            lon - 0.01,
+            lat - 0.01,
+            lon + 0.01,
+            lat + 0.01
+        ),
+    ] {
+        let (a, b) = (get(remote, &target), get(here.addr, &target));
+        assert_eq!((a.status, b.status), (200, 200), "{target}: {}", a.text());
+        assert!(
+            a.body == b.body,
+            "{target}: the s3:// answer differs from the local one"
+        );
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}

@@ -6,14 +6,14 @@ use crate::cube::AnyCube;
 use crate::errors::{Error, Result};
 use crate::grid;
 use crate::spec::QuerySpec;
-use pixelquery::store::{Snapshot, Version};
+use pixelquery::store::{FragmentCache, Snapshot, Version};
 use pixelquery::DataType;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-/// Snapshots kept open (each caches its opened fragments).
+/// Snapshots kept open (their catalogs; opened fragments live in the warehouse's one cache).
 const KEPT_SNAPSHOTS: usize = 4;
 
 /// An open warehouse (the Python `pixelquery.Warehouse` wraps it).
@@ -22,6 +22,9 @@ pub struct Warehouse {
     inner: pixelquery::store::Warehouse,
     /// Recently used snapshots, newest last: repeated queries reuse opened fragments.
     snapshots: Mutex<VecDeque<Snapshot>>,
+    /// The opened fragments of every snapshot, bounded: a warehouse kept open while ingests
+    /// commit shares them between versions instead of holding a copy per version.
+    cache: FragmentCache,
 }
 
 impl Warehouse {
@@ -38,7 +41,7 @@ impl Warehouse {
         if let Some(s) = kept.iter().find(|s| s.version() == version) {
             return Ok(s.clone());
         }
-        let snapshot = self.inner.snapshot(Some(version))?;
+        let snapshot = self.inner.snapshot_with_cache(Some(version), &self.cache)?;
         if kept.len() == KEPT_SNAPSHOTS {
             kept.pop_front();
         }
@@ -104,14 +107,38 @@ fn run_native(
 
 #[pymethods]
 impl Warehouse {
-    /// Opens the warehouse at `path`.
+    /// Opens the warehouse at `path`, caching opened fragments in at most `cache_mb` MiB.
     #[staticmethod]
-    fn open(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Warehouse> {
+    #[pyo3(signature = (path, cache_mb=256))]
+    fn open(py: Python<'_>, path: std::path::PathBuf, cache_mb: u64) -> PyResult<Warehouse> {
         let inner = py.detach(|| pixelquery::store::Warehouse::open(&path).map_err(Error::from))?;
         Ok(Warehouse {
             inner,
             snapshots: Mutex::new(VecDeque::new()),
+            cache: FragmentCache::new(cache_mb.saturating_mul(1 << 20)),
         })
+    }
+
+    /// The fragment cache: `{fragments, bytes, max_bytes, hits, misses, evictions}` and the
+    /// versions of the snapshots kept.
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.cache.stats();
+        let d = PyDict::new(py);
+        d.set_item("fragments", s.fragments)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("max_bytes", s.max_bytes)?;
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        d.set_item("evictions", s.evictions)?;
+        let kept: Vec<u64> = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|s| s.version())
+            .collect();
+        d.set_item("snapshots", kept)?;
+        Ok(d)
     }
 
     /// The warehouse directory.

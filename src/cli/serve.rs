@@ -3,6 +3,7 @@
 use super::{CliResult, Outcome};
 use pixelquery::serve::{signal, ServeOptions, Server};
 use pixelquery::store::Warehouse;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +72,10 @@ pub fn run(args: Args) -> CliResult {
         options = options.with_max_in_flight(n);
     }
     if !args.quiet {
-        options = options.with_log(Arc::new(|line| eprintln!("{line}")));
+        // A closed stderr must not take a connection's thread down.
+        options = options.with_log(Arc::new(|line| {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }));
     }
     // Signals first: every thread started later (rayon's too) inherits their blocking.
     let signals = signal::block()?;
@@ -79,7 +83,8 @@ pub fn run(args: Args) -> CliResult {
     let server = Server::bind(warehouse, options)?;
     signals.stop(server.shutdown_handle())?;
     let current = server.live().current();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "serving {} (version {}{}) on http://{}/",
         args.warehouse.display(),
         current.version(),
@@ -92,6 +97,6 @@ pub fn run(args: Args) -> CliResult {
     );
     drop(current);
     server.run()?;
-    eprintln!("stopped");
+    let _ = writeln!(std::io::stderr(), "stopped");
     Ok(Outcome::Ok)
 }
