@@ -63,6 +63,7 @@ fn commit_one(wh: &Warehouse, day: u32) -> Duration {
             footprint_lonlat: vec![(15.0, 0.0), (15.01, 0.0), (15.01, 0.01), (15.0, 0.01)],
             cloud_cover: Some(10.0),
             fingerprint: format!("fp-{day}"),
+            ..Default::default()
         })
         .unwrap();
     batch.commit().unwrap();

@@ -123,13 +123,10 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let local_open = OpenOptions {
-        remote: RemoteOptions::default(),
-        unsafe_single_writer: false,
-    };
+    let local_open = OpenOptions::default();
     let s3_open = OpenOptions {
         remote: remote.clone(),
-        unsafe_single_writer: false,
+        ..OpenOptions::default()
     };
 
     // Ingest: local and S3 in turns, each into a new warehouse.

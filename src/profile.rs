@@ -1,9 +1,12 @@
 //! Product profiles: what a product's bands are called, their wavelengths, native
 //! resolution, scale/offset and nodata, and how its cloud mask is read.
 //!
-//! Four profiles are built in (`sentinel2_l2a`, `landsat8_c2l2`, `landsat9_c2l2`,
-//! `planet_sr`); others come from a TOML or JSON file with the same shape. Profiles are stored
-//! in the warehouse so queries can apply scale/offset and masks later.
+//! Six profiles are built in (`sentinel2_l2a`, `landsat5_c2l2`, `landsat7_c2l2`,
+//! `landsat8_c2l2`, `landsat9_c2l2`, `planet_sr`); others come from a TOML or JSON file with
+//! the same shape. Profiles are stored in the warehouse so queries can apply scale/offset and
+//! masks later. Built-in products also know the names STAC providers give their bands
+//! ([`ProductProfile::provider_band`]: `OLI_B4`, `SR_B4.TIF`), kept out of the stored profile
+//! so warehouses registered before keep matching it.
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -153,8 +156,10 @@ pub struct ProductProfile {
 }
 
 /// Ids of the built-in profiles.
-pub const BUILT_IN: [&str; 4] = [
+pub const BUILT_IN: [&str; 6] = [
     "sentinel2_l2a",
+    "landsat5_c2l2",
+    "landsat7_c2l2",
     "landsat8_c2l2",
     "landsat9_c2l2",
     "planet_sr",
@@ -268,6 +273,87 @@ fn landsat_c2l2(id: &str, mission: &str) -> ProductProfile {
     }
 }
 
+/// Landsat 4-5 TM and 7 ETM+ Collection 2 Level-2: bands numbered as on those sensors (red is
+/// `SR_B3`, the thermal band `ST_B6`), same scale, offset and QA_PIXEL bits as OLI.
+fn landsat_tm_c2l2(id: &str, mission: &str) -> ProductProfile {
+    let mut b = bands(
+        &[
+            B("SR_B1", &["blue", "b1"], Some(485.0), 30.0),
+            B("SR_B2", &["green", "b2"], Some(560.0), 30.0),
+            B("SR_B3", &["red", "b3"], Some(660.0), 30.0),
+            B("SR_B4", &["nir", "nir08", "b4"], Some(835.0), 30.0),
+            B("SR_B5", &["swir16", "swir1", "b5"], Some(1650.0), 30.0),
+            B("SR_B7", &["swir22", "swir2", "b7"], Some(2220.0), 30.0),
+        ],
+        2.75e-5,
+        -0.2,
+        Some(0.0),
+    );
+    b.push(BandProfile {
+        name: "ST_B6".into(),
+        aliases: vec![
+            "lwir".into(),
+            "lwir11".into(),
+            "thermal".into(),
+            "b6".into(),
+        ],
+        wavelength_nm: Some(11450.0),
+        resolution: 30.0,
+        scale: 0.00341802,
+        offset: 149.0,
+        nodata: Some(0.0),
+        role: BandRole::Thermal,
+    });
+    b.push(quality("QA_PIXEL", &["qa_pixel", "qa"], 30.0, Some(1.0)));
+    ProductProfile {
+        id: id.into(),
+        description: format!("{mission} Collection 2 Level-2 surface reflectance (DN x 2.75e-5 - 0.2; QA_PIXEL flags)"),
+        bands: b,
+        // QA_PIXEL bits: 0 fill, 1 dilated cloud, 3 cloud, 4 cloud shadow (2 is unused).
+        cloud_mask: CloudMaskRule::BitFlags {
+            band: "QA_PIXEL".into(),
+            cloud_bits: vec![0, 1, 2, 3, 4],
+        },
+    }
+}
+
+/// Names STAC providers give the bands of built-in products (`eo:bands` names, asset keys)
+/// beyond the profile's own names and aliases: Earth Search and Planetary Computer call
+/// Landsat 8/9 red `OLI_B4` and the thermal band `TIRS_B10`; USGS numbers TM/ETM+ bands `B1`..
+/// These stay out of the stored profile (a registered profile must not change).
+fn provider_names(id: &str) -> &'static [(&'static str, &'static str)] {
+    match id {
+        "landsat8_c2l2" | "landsat9_c2l2" => &[
+            ("OLI_B1", "SR_B1"),
+            ("OLI_B2", "SR_B2"),
+            ("OLI_B3", "SR_B3"),
+            ("OLI_B4", "SR_B4"),
+            ("OLI_B5", "SR_B5"),
+            ("OLI_B6", "SR_B6"),
+            ("OLI_B7", "SR_B7"),
+            ("TIRS_B10", "ST_B10"),
+            ("lwir", "ST_B10"),
+        ],
+        "landsat5_c2l2" | "landsat7_c2l2" => &[
+            ("TM_B1", "SR_B1"),
+            ("TM_B2", "SR_B2"),
+            ("TM_B3", "SR_B3"),
+            ("TM_B4", "SR_B4"),
+            ("TM_B5", "SR_B5"),
+            ("TM_B7", "SR_B7"),
+            ("TM_B6", "ST_B6"),
+            ("ETM_B1", "SR_B1"),
+            ("ETM_B2", "SR_B2"),
+            ("ETM_B3", "SR_B3"),
+            ("ETM_B4", "SR_B4"),
+            ("ETM_B5", "SR_B5"),
+            ("ETM_B7", "SR_B7"),
+            ("ETM_B6", "ST_B6"),
+        ],
+        _ => &[],
+    }
+}
+
 fn planet_sr() -> ProductProfile {
     let mut b = bands(
         &[
@@ -297,6 +383,8 @@ impl ProductProfile {
     pub fn built_in(id: &str) -> Option<ProductProfile> {
         match id {
             "sentinel2_l2a" => Some(sentinel2_l2a()),
+            "landsat5_c2l2" => Some(landsat_tm_c2l2(id, "Landsat 4-5 TM")),
+            "landsat7_c2l2" => Some(landsat_tm_c2l2(id, "Landsat 7 ETM+")),
             "landsat8_c2l2" => Some(landsat_c2l2(id, "Landsat 8")),
             "landsat9_c2l2" => Some(landsat_c2l2(id, "Landsat 9")),
             "planet_sr" => Some(planet_sr()),
@@ -386,6 +474,33 @@ impl ProductProfile {
         })
     }
 
+    /// Finds a band by a name a STAC provider gives it: the profile's names and aliases, then
+    /// provider names of built-in products (`OLI_B4`, `TIRS_B10`), each also with a file
+    /// extension dropped (`SR_B4.TIF`).
+    pub fn provider_band(&self, name: &str) -> Option<&BandProfile> {
+        let n = name.trim();
+        let stem = n
+            .rsplit_once('.')
+            .filter(|(_, ext)| {
+                ["tif", "tiff", "jp2"]
+                    .iter()
+                    .any(|e| ext.eq_ignore_ascii_case(e))
+            })
+            .map(|(stem, _)| stem);
+        for candidate in std::iter::once(n).chain(stem) {
+            if let Some(b) = self.band(candidate) {
+                return Some(b);
+            }
+            let provider = provider_names(&self.id)
+                .iter()
+                .find(|(alias, _)| alias.eq_ignore_ascii_case(candidate));
+            if let Some((_, canonical)) = provider {
+                return self.band(canonical);
+            }
+        }
+        None
+    }
+
     /// The finest native resolution among the bands.
     pub fn finest_resolution(&self) -> f64 {
         self.bands
@@ -414,6 +529,36 @@ mod tests {
         let l8 = ProductProfile::built_in("landsat8_c2l2").unwrap();
         assert_eq!(l8.band("nir").unwrap().name, "SR_B5");
         assert_eq!(l8.band("red").unwrap().scale, 2.75e-5);
+    }
+
+    #[test]
+    fn provider_names_reach_the_profile_band() {
+        let l8 = ProductProfile::built_in("landsat8_c2l2").unwrap();
+        for name in ["red", "OLI_B4", "SR_B4.TIF", "sr_b4", "b4"] {
+            assert_eq!(l8.provider_band(name).unwrap().name, "SR_B4", "{name}");
+        }
+        assert_eq!(l8.provider_band("TIRS_B10").unwrap().name, "ST_B10");
+        assert_eq!(l8.provider_band("lwir11").unwrap().name, "ST_B10");
+        assert!(l8.provider_band("qa_aerosol").is_none());
+        // TM/ETM+ number their bands differently: red is band 3.
+        let l7 = ProductProfile::built_in("landsat7_c2l2").unwrap();
+        for name in ["red", "B3", "ETM_B3", "SR_B3.TIF"] {
+            assert_eq!(l7.provider_band(name).unwrap().name, "SR_B3", "{name}");
+        }
+        assert_eq!(l7.provider_band("nir08").unwrap().name, "SR_B4");
+        let s2 = ProductProfile::built_in("sentinel2_l2a").unwrap();
+        for (name, band) in [
+            ("nir08", "B8A"),
+            ("nir", "B08"),
+            ("scl", "SCL"),
+            ("B04.tif", "B04"),
+        ] {
+            assert_eq!(s2.provider_band(name).unwrap().name, band, "{name}");
+        }
+        assert!(s2.provider_band("aot").is_none());
+        // The stored profile does not carry provider names.
+        let json = serde_json::to_string(&l8).unwrap();
+        assert!(!json.contains("OLI_B4"));
     }
 
     #[test]

@@ -6,19 +6,33 @@ mod common;
 
 use pixelquery::ingest::pipeline::{ingest, IngestOptions, Quiet};
 use pixelquery::store::{
-    BooleanBuffer, FragmentCompression, FragmentData, FragmentEntry, Observation, PixelBuffer,
-    Warehouse, WarehouseConfig,
+    BooleanBuffer, ChunkShape, FragmentCompression, FragmentData, FragmentEntry, Observation,
+    PixelBuffer, Warehouse, WarehouseConfig,
 };
 use pixelquery::{DataType, GeoTransform, GridSpec, TileId};
 
-const SETTINGS: [(FragmentCompression, bool); 6] = [
-    (FragmentCompression::None, true),
-    (FragmentCompression::Lz4, true),
-    (FragmentCompression::Zstd, true),
-    (FragmentCompression::None, false),
-    (FragmentCompression::Lz4, false),
-    (FragmentCompression::Zstd, false),
+/// Compression, cropping and chunk shape (the default, small chunks and blocks, one chunk
+/// the size of a tile with blocks longer than any series).
+const SETTINGS: [(FragmentCompression, bool, ChunkShape); 8] = [
+    (FragmentCompression::None, true, ChunkShape::DEFAULT),
+    (FragmentCompression::Lz4, true, ChunkShape::DEFAULT),
+    (FragmentCompression::Zstd, true, ChunkShape::DEFAULT),
+    (FragmentCompression::None, false, ChunkShape::DEFAULT),
+    (FragmentCompression::Lz4, false, ChunkShape::DEFAULT),
+    (FragmentCompression::Zstd, false, ChunkShape::DEFAULT),
+    (FragmentCompression::Zstd, true, SMALL),
+    (FragmentCompression::Lz4, false, WHOLE),
 ];
+const SMALL: ChunkShape = ChunkShape {
+    rows: 7,
+    cols: 5,
+    observations: 3,
+};
+const WHOLE: ChunkShape = ChunkShape {
+    rows: 4096,
+    cols: 4096,
+    observations: 4096,
+};
 
 struct Lcg(u64);
 impl Lcg {
@@ -142,17 +156,42 @@ fn expected(d: &FragmentData, e: &FragmentEntry, k: usize) -> Vec<Option<f64>> {
     out
 }
 
+/// Reads fragment files with pyarrow alone, as a user would: every record batch is one chunk
+/// of the tile for one block of observations (the schema metadata says which), put back
+/// together into each observation's stored window.
 const READ_WITH_PYARROW: &str = r#"
 import json, math, sys
 import pyarrow.ipc
 out = []
 for path in sys.argv[1:]:
-    table = pyarrow.ipc.open_file(path).read_all()
-    md = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
-    rows = table.column("pixels").to_pylist()
-    rows = [[None if v is None else ("nan" if isinstance(v, float) and math.isnan(v) else v) for v in r] for r in rows]
-    out.append({"window": json.loads(md["pixelquery.window"]), "version": md["pixelquery.format_version"],
-                "scenes": table.column("scene_id").to_pylist(), "pixels": rows})
+    reader = pyarrow.ipc.open_file(path)
+    md = {k.decode(): v.decode() for k, v in reader.schema.metadata.items()}
+    crow, ccol, _ = json.loads(md["pixelquery.chunk"])
+    blocks = json.loads(md["pixelquery.blocks"])
+    chunks = json.loads(md["pixelquery.chunks"])
+    wc, wr, ww, wh = json.loads(md["pixelquery.window"])
+    across = -(-int(md["pixelquery.width"]) // ccol)
+    starts = [sum(blocks[:b]) for b in range(len(blocks))]
+    n = sum(blocks)
+    pixels = [[None] * (ww * wh) for _ in range(n)]
+    scenes = [None] * n
+    assert reader.num_record_batches == len(chunks) * len(blocks)
+    for j in range(reader.num_record_batches):
+        batch = reader.get_batch(j)
+        k, b = chunks[j // len(blocks)], j % len(blocks)
+        cr, cc = divmod(k, across)
+        ids = batch.column(1).to_pylist()
+        for i, row in enumerate(batch.column(2).to_pylist()):
+            o = starts[b] + i
+            scenes[o] = ids[i]
+            for r in range(crow):
+                for c in range(ccol):
+                    y, x = cr * crow + r - wr, cc * ccol + c - wc
+                    if 0 <= y < wh and 0 <= x < ww:
+                        v = row[r * ccol + c]
+                        pixels[o][y * ww + x] = None if v is None else ("nan" if isinstance(v, float) and math.isnan(v) else v)
+    out.append({"window": [wc, wr, ww, wh], "version": md["pixelquery.format_version"],
+                "scenes": scenes, "pixels": pixels})
 print(json.dumps(out))
 "#;
 
@@ -164,9 +203,9 @@ fn pyarrow_reads_every_fragment_kind() {
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
     let mut want = Vec::new();
-    for (k, (compression, crop)) in SETTINGS.into_iter().enumerate() {
+    for (k, (compression, crop, chunk)) in SETTINGS.into_iter().enumerate() {
         let mut config = WarehouseConfig::new(GridSpec::new(32633, 0.0, 0.0, 4000.0).unwrap());
-        (config.compression, config.crop) = (compression, crop);
+        (config.compression, config.crop, config.chunk) = (compression, crop, chunk);
         let wh = Warehouse::create(dir.path().join(format!("wh{k}")), config).unwrap();
         let batch = wh.begin_batch();
         for d in kinds() {
@@ -190,7 +229,7 @@ fn pyarrow_reads_every_fragment_kind() {
             g["window"],
             serde_json::json!([w.col, w.row, w.width, w.height])
         );
-        assert_eq!(g["version"], "2");
+        assert_eq!(g["version"], "3");
         let rows = g["pixels"].as_array().unwrap();
         assert_eq!(rows.len(), d.observations.len());
         for (k, row) in rows.iter().enumerate() {
@@ -229,11 +268,12 @@ fn queries_are_bit_identical_across_settings() {
     let scenes = pixelquery::demo::write_scenes(&dir.path().join("scenes")).unwrap();
     let inputs = vec![dir.path().join("scenes").display().to_string()];
     let mut cubes = Vec::new();
-    for (k, (compression, crop)) in SETTINGS.into_iter().enumerate() {
+    for (k, (compression, crop, chunk)) in SETTINGS.into_iter().enumerate() {
         let options = IngestOptions {
             product: Some("sentinel2_l2a".into()),
             compression,
             crop,
+            chunk,
             ..Default::default()
         };
         let path = dir.path().join(format!("wh{k}"));

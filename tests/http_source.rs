@@ -292,6 +292,54 @@ fn retry_after_is_honoured_up_to_the_backoff_cap() {
 }
 
 #[test]
+fn throttling_is_retried_within_its_budget_not_a_retry_count() {
+    // Six 503 Slow Down answers in a row outlast `retries: 1` but not a 20 s budget.
+    let burst = Behaviour {
+        fail_first: 6,
+        fail_status: 503,
+        ..Default::default()
+    };
+    let (server, _) = serve(1000, burst);
+    let options = RemoteOptions {
+        retries: 1,
+        throttle_budget: Duration::from_secs(20),
+        ..quick()
+    };
+    let src = HttpSource::open(&server.url("/busy.tif"), &options).unwrap();
+    assert_eq!(src.stats().unwrap().retries, 6);
+
+    // A store that never stops throttling: the budget ends it, naming the URL and attempts.
+    let always = Behaviour {
+        status: Some(503),
+        ..Default::default()
+    };
+    let (server, _) = serve(1000, always);
+    let url = server.url("/always.tif");
+    let options = RemoteOptions {
+        retries: 0,
+        throttle_budget: Duration::from_millis(300),
+        ..quick()
+    };
+    let t = Instant::now();
+    let err = HttpSource::open(&url, &options).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let Error::HttpStatus {
+        attempts,
+        status: 503,
+        ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert!(attempts > 2, "{attempts} attempts");
+    assert!(err.to_string().starts_with(&url), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{attempts} attempts")),
+        "{err}"
+    );
+}
+
+#[test]
 fn slow_servers_time_out_and_are_retried() {
     let slow = Behaviour {
         delay: Duration::from_secs(3),

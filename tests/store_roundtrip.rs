@@ -40,7 +40,7 @@ fn parallel_batch_commit_and_snapshots() {
         0,
         "visible before commit"
     );
-    let v1 = batch.commit().unwrap();
+    let v1 = batch.commit().unwrap().version;
     assert_eq!(v1, 1);
     let snap = wh.snapshot(None).unwrap();
     assert_eq!(snap.fragments().len(), 12);
@@ -51,7 +51,30 @@ fn parallel_batch_commit_and_snapshots() {
     let e = &snap.fragments()[0];
     assert_eq!(e.valid_count, 255);
     assert_eq!(e.valid_min, Some(pixel(0, e.tile, 0, 1) as f64));
-    assert!(snap.read_fragment(e).unwrap().is_zero_copy());
+    // A window of the tile and a time range read only what they need, and give the same
+    // pixels as the whole fragment.
+    let whole = snap.read_fragment(e).unwrap();
+    let win = pixelquery::store::PixelWindow::new(3, 2, 5, 4);
+    let t1 = whole.times_micros()[1];
+    let part = snap
+        .fragment_window(e, Some(win), Some((t1, i64::MAX)))
+        .unwrap();
+    assert_eq!(part.len(), whole.len() - 1);
+    assert_eq!(part.window(), win);
+    let (ws, w) = (whole.window(), whole.window().width as usize);
+    let all = whole.pixel_bytes(1);
+    let got = part.pixel_bytes(0);
+    for r in 0..4usize {
+        for c in 0..5usize {
+            let src = ((win.row as usize - ws.row as usize + r) * w
+                + (win.col as usize - ws.col as usize + c))
+                * 2;
+            assert_eq!(
+                &got[(r * 5 + c) * 2..(r * 5 + c) * 2 + 2],
+                &all[src..src + 2]
+            );
+        }
+    }
     // Opened once per snapshot (and its clones), then shared.
     let shared = snap.fragment(e).unwrap();
     assert!(std::sync::Arc::ptr_eq(&shared, &snap.fragment(e).unwrap()));

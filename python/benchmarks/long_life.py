@@ -58,7 +58,7 @@ def main() -> None:
         s = wh._native.cache_stats()
         if i % 10 == 0 or i == args.versions - 1:
             print(f"version {wh.version:5}  scenes {i + 1:5}  rss {rss_mb():7.1f} MB  "
-                  f"cache {s['bytes'] / 2**20:6.1f} MB in {s['fragments']} fragments", flush=True)
+                  f"cache {s['bytes'] / 2**20:6.1f} MB in {s['entries']} entries ({s['files']} files)", flush=True)
 
 
 if __name__ == "__main__":

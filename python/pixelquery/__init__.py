@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
 
 from . import _pixelquery
-from ._args import ingest_options, inputs_list, normalise_chunks, normalise_dtype, query_spec
+from ._args import ingest_options, inputs_list, normalise_chunks, normalise_dtype, query_spec, search_spec
 from .errors import (
     ConflictError,
     InvalidInputError,
@@ -103,24 +103,77 @@ def _callback(progress: Progress) -> Optional[Callable[[int, int, int, str], Any
     )
 
 
-def ingest(warehouse: PathLike, inputs: Any, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:
+def ingest(
+    warehouse: PathLike,
+    inputs: Any = None,
+    *,
+    progress: Progress = True,
+    stac_api: Optional[str] = None,
+    collections: Any = None,
+    bbox: Any = None,
+    intersects: Any = None,
+    datetime: Any = None,
+    filter: Optional[str] = None,  # noqa: A002 - the CLI's name
+    max_items: Optional[int] = None,
+    page_size: Optional[int] = None,
+    provider: Optional[str] = None,
+    update: bool = False,
+    **options: Any,
+) -> Dict[str, Any]:
     """Ingests ``inputs`` into the warehouse at ``warehouse`` (created when missing).
 
     ``inputs``: files, folders (recursive), ``http(s)://``/``s3://`` URLs, STAC Item or
     ItemCollection ``.json`` files, or ``.txt`` URL lists. Options as on the command line:
     ``product``, ``bands``, ``glob``, ``date_pattern``, ``resampling``, ``crs``, ``tile_size``,
-    ``commit_every``, ``jobs``, ``memory_budget`` (MB), ``compression`` (``"none"``/``"lz4"``).
+    ``commit_every``, ``jobs``, ``memory_budget`` (MB), ``compression`` (``"none"``/``"lz4"``),
+    ``cloud_band`` (with ``bands``, STAC items also bring the product's cloud band; default
+    ``True``), ``allow_mismatch`` (ingest STAC items whose projection or footprint disagree
+    with their files, with a warning).
     ``progress``: ``True`` prints to stderr, or a ``callable(done, total, bytes, scene)``
     called a few times a second from the calling thread.
 
+    Instead of ``inputs``, ``stac_api=URL`` with ``collections`` (and ``bbox`` or
+    ``intersects``, ``datetime``, ``filter`` in CQL2 text, ``max_items``, ``page_size``,
+    ``provider``) searches a STAC API and ingests the items found, by ``product`` (default: by
+    collection) and ``bands``; the search is recorded in the warehouse, and ``update=True``
+    runs every recorded search again, ingesting only what is new.
+
     Returns the report (``pixelquery ingest --json``): scenes found, ingested, skipped and
-    failed (with reasons), tiles, fragments, bytes, seconds, committed versions. Committed
-    scenes are skipped, so running the same call again finishes an interrupted run.
+    failed (with reasons), tiles, fragments, bytes, seconds, committed versions, and what
+    each search did (``stac``). Committed scenes are skipped, so running the same call again
+    finishes an interrupted run.
     """
     if not isinstance(warehouse, (str, os.PathLike)):
         raise InvalidInputError(f"invalid warehouse {warehouse!r}: expected a path")
-    opts = ingest_options(**options)
-    report = _pixelquery.ingest(os.fspath(warehouse), inputs_list(inputs), opts, _callback(progress))
+    given = [n for n, v in (("inputs", inputs), ("stac_api", stac_api), ("update", update or None)) if v is not None]
+    if len(given) != 1:
+        raise InvalidInputError(
+            "give inputs, stac_api=URL (with collections) or update=True: exactly one"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
+    search_args = {
+        "collections": collections, "bbox": bbox, "intersects": intersects, "datetime": datetime,
+        "filter": filter, "max_items": max_items, "page_size": page_size, "provider": provider,
+    }
+    if stac_api is None and any(v is not None for v in search_args.values()):
+        used = ", ".join(k for k, v in search_args.items() if v is not None)
+        raise InvalidInputError(f"{used}: search options need stac_api=URL")
+    if update and ("product" in options or "bands" in options):
+        raise InvalidInputError("update=True runs the recorded searches with their own product and bands")
+    callback = _callback(progress)
+    if stac_api is not None:
+        product = options.pop("product", None)
+        bands = options.pop("bands", None)
+        opts = ingest_options(**options)
+        spec = search_spec(
+            stac_api=stac_api, product=product, bands=bands, cloud_band=opts["cloud_band"], **search_args
+        )
+        report = _pixelquery.ingest_search(os.fspath(warehouse), json.dumps(spec), opts, callback)
+    elif update:
+        report = _pixelquery.ingest_update(os.fspath(warehouse), ingest_options(**options), callback)
+    else:
+        opts = ingest_options(**options)
+        report = _pixelquery.ingest(os.fspath(warehouse), inputs_list(inputs), opts, callback)
     return json.loads(report)
 
 
@@ -295,7 +348,7 @@ class Warehouse:
             raise TooLargeError(message) from None
         return _xarray.from_raw(raw)
 
-    def ingest(self, inputs: Any, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:
-        """Ingests ``inputs`` into this warehouse; see :func:`pixelquery.ingest` for the
-        options and the report."""
+    def ingest(self, inputs: Any = None, *, progress: Progress = True, **options: Any) -> Dict[str, Any]:
+        """Ingests ``inputs`` (or a STAC API search, or ``update=True``) into this warehouse;
+        see :func:`pixelquery.ingest` for the options and the report."""
         return ingest(self.path, inputs, progress=progress, **options)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["query_spec", "normalise_dtype", "normalise_chunks", "ingest_options"]
+__all__ = ["query_spec", "normalise_dtype", "normalise_chunks", "ingest_options", "search_spec"]
 
 
 def _number(value: Any, what: str) -> float:
@@ -271,6 +271,8 @@ def ingest_options(
     jobs: Any = None,
     memory_budget: Any = 256,
     compression: Any = "none",
+    cloud_band: Any = True,
+    allow_mismatch: Any = False,
 ) -> Dict[str, Any]:
     """The CLI's ingest options as the dict ``_pixelquery.ingest`` takes."""
     if product is not None and not isinstance(product, (str, os.PathLike)):
@@ -293,7 +295,76 @@ def ingest_options(
     if compression not in ("none", "lz4"):
         raise InvalidInputError(f"invalid compression={compression!r}: use \"none\" or \"lz4\"")
     opts["compression"] = compression
+    for name, value in (("cloud_band", cloud_band), ("allow_mismatch", allow_mismatch)):
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"invalid {name}={value!r}: expected True or False")
+        opts[name] = value
     return opts
+
+
+def _positive(value: Any, what: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidInputError(f"invalid {what}={value!r}: expected a positive integer")
+    return int(value)
+
+
+def search_spec(
+    *,
+    stac_api: Any,
+    collections: Any,
+    bbox: Any = None,
+    intersects: Any = None,
+    datetime: Any = None,
+    filter: Any = None,  # noqa: A002 - the CLI's name
+    max_items: Any = None,
+    page_size: Any = None,
+    provider: Any = None,
+    product: Any = None,
+    bands: Any = None,
+    cloud_band: Any = True,
+) -> Dict[str, Any]:
+    """A STAC API search as the engine's ``SearchSpec`` (JSON); checked again there."""
+    if not isinstance(stac_api, str) or not stac_api.strip():
+        raise InvalidInputError(f"invalid stac_api={stac_api!r}: expected the API's URL")
+    cols = _strings(collections, "collections")
+    if not cols:
+        raise InvalidInputError("invalid collections=None: name at least one collection")
+    spec: Dict[str, Any] = {"api": stac_api, "collections": cols, "cloud_band": bool(cloud_band)}
+    if bbox is not None:
+        spec["bbox"] = list(_numbers(bbox, 4, "bbox", "(west, south, east, north) in degrees"))
+    if intersects is not None:
+        geometry = intersects.__geo_interface__ if hasattr(intersects, "__geo_interface__") else intersects
+        if not isinstance(geometry, Mapping):
+            raise InvalidInputError(
+                f"invalid intersects={intersects!r}: expected a GeoJSON dict or a shapely geometry"
+            )
+        spec["intersects"] = json.loads(json.dumps(geometry))
+    if datetime is not None:
+        if isinstance(datetime, str):
+            spec["datetime"] = datetime
+        else:
+            start, end = _time(datetime) or (None, None)
+            spec["datetime"] = f"{start or '..'}/{end or '..'}"
+    if filter is not None:
+        spec["filter"] = _optional_str(filter, "filter")
+    for key, value, what in (("max_items", max_items, "max_items"), ("limit", page_size, "page_size")):
+        v = _positive(value, what)
+        if v is not None:
+            spec[key] = v
+    if provider is not None:
+        if provider not in ("earth-search", "planetary-computer", "generic"):
+            raise InvalidInputError(
+                f"invalid provider={provider!r}: use \"earth-search\", \"planetary-computer\" or \"generic\""
+            )
+        spec["provider"] = provider
+    if product is not None:
+        spec["product"] = os.fspath(product)
+    b = _strings(bands, "bands")
+    if b is not None:
+        spec["bands"] = b
+    return spec
 
 
 def inputs_list(inputs: Any) -> list:

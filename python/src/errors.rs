@@ -95,7 +95,6 @@ fn store_kind(e: &store::Error) -> Kind {
         E::AlreadyExists { .. }
         | E::GridMismatch { .. }
         | E::ProductConflict { .. }
-        | E::SceneAlreadyCommitted { .. }
         | E::CompactionConflict { .. }
         | E::TooManyConflicts { .. } => Kind::Conflict,
         _ => Kind::Other,
@@ -163,13 +162,38 @@ impl From<discover::Error> for Error {
     }
 }
 
-impl From<pipeline::Error> for Error {
-    fn from(e: pipeline::Error) -> Error {
+impl Error {
+    /// The exception of a pipeline error, with the message of `shown` (the error it came in).
+    fn from_pipeline(e: &pipeline::Error, shown: &dyn std::fmt::Display) -> Error {
         use pipeline::Error as E;
-        let kind = match &e {
+        let kind = match e {
             E::Discover(d) => discover_kind(d),
             E::Store(s) => store_kind(s),
             E::Profile(_) | E::Grid(_) | E::Option(_) => Kind::InvalidInput,
+            _ => Kind::Other,
+        };
+        Error::new(kind, shown)
+    }
+}
+
+impl From<pipeline::Error> for Error {
+    fn from(e: pipeline::Error) -> Error {
+        Error::from_pipeline(&e, &e)
+    }
+}
+
+impl From<pixelquery::ingest::stac::run::Error> for Error {
+    fn from(e: pixelquery::ingest::stac::run::Error) -> Error {
+        use pixelquery::ingest::stac::run::Error as E;
+        use pixelquery::ingest::stac::search::Error as S;
+        let kind = match &e {
+            E::Ingest(p) => return Error::from_pipeline(p, &e),
+            E::Search(S::UnknownCollection { .. }) | E::NoSearches { .. } => Kind::NotFound,
+            E::Search(S::Argument { .. } | S::Filter(_))
+            | E::Profile(_)
+            | E::Option(_)
+            | E::StoredSearch { .. } => Kind::InvalidInput,
+            E::Store(s) => store_kind(s),
             _ => Kind::Other,
         };
         Error::new(kind, &e)

@@ -7,6 +7,8 @@
 use crate::errors::{Error, Result};
 use chrono::{DateTime, Utc};
 use pixelquery::ingest::pipeline::{self, IngestOptions, IngestReport, Progress};
+use pixelquery::ingest::scene::Mismatch;
+use pixelquery::ingest::stac::{self, SearchSpec, SigningOptions};
 use pixelquery::ingest::{Asset, SceneSource};
 use pixelquery::store::FragmentCompression;
 use pyo3::prelude::*;
@@ -54,6 +56,12 @@ fn options(d: &Bound<'_, PyDict>) -> PyResult<(IngestOptions, Option<usize>)> {
         commit_every: item(d, "commit_every")?,
         memory_budget: memory_budget_mb.max(1) << 20,
         compression,
+        cloud_band: item::<bool>(d, "cloud_band")?.unwrap_or(true),
+        mismatch: if item::<bool>(d, "allow_mismatch")?.unwrap_or(false) {
+            Mismatch::Warn
+        } else {
+            Mismatch::Error
+        },
         ..Default::default()
     };
     let jobs: Option<usize> = item(d, "jobs")?;
@@ -77,6 +85,15 @@ impl Progress for Counters {
         self.total.store(scenes, Ordering::Relaxed);
     }
 
+    fn searching(&self, items: usize, matched: Option<u64>) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = match matched {
+                Some(m) => format!("searching: {items} of {m} items"),
+                None => format!("searching: {items} items"),
+            };
+        }
+    }
+
     fn scene_done(&self, scene: &str, bytes: u64, _tiles: usize) {
         self.done.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -92,7 +109,7 @@ fn run_with_progress(
     py: Python<'_>,
     jobs: Option<usize>,
     callback: Option<&Bound<'_, PyAny>>,
-    work: impl FnOnce(&Counters) -> std::result::Result<IngestReport, pipeline::Error> + Send,
+    work: impl FnOnce(&Counters) -> Result<IngestReport> + Send,
 ) -> PyResult<String> {
     let counters = Counters::default();
     let report = std::thread::scope(|scope| -> PyResult<Result<IngestReport>> {
@@ -101,7 +118,7 @@ fn run_with_progress(
         let rx = Mutex::new(rx);
         let counters = &counters;
         scope.spawn(move || {
-            let run = || work(counters).map_err(Error::from);
+            let run = || work(counters);
             let result = match jobs {
                 Some(n) => rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -163,7 +180,45 @@ pub fn ingest(
 ) -> PyResult<String> {
     let (options, jobs) = self::options(options)?;
     run_with_progress(py, jobs, progress, |p| {
-        pipeline::ingest(&warehouse, &inputs, &options, p)
+        pipeline::ingest(&warehouse, &inputs, &options, p).map_err(Error::from)
+    })
+}
+
+/// `ingest_search(warehouse, search, options, progress=None)`: searches a STAC API (`search`:
+/// the JSON of a `SearchSpec`) and ingests what it finds; returns the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (warehouse, search, options, progress=None))]
+pub fn ingest_search(
+    py: Python<'_>,
+    warehouse: PathBuf,
+    search: String,
+    options: &Bound<'_, PyDict>,
+    progress: Option<&Bound<'_, PyAny>>,
+) -> PyResult<String> {
+    let mut spec: SearchSpec = serde_json::from_str(&search)
+        .map_err(|e| Error::invalid(format!("invalid search: {e}")))?;
+    spec.check()
+        .map_err(|e| Error::from(stac::run::Error::from(e)))?;
+    let (options, jobs) = self::options(options)?;
+    run_with_progress(py, jobs, progress, |p| {
+        stac::ingest_search(&warehouse, &spec, &options, &SigningOptions::default(), p)
+            .map_err(Error::from)
+    })
+}
+
+/// `ingest_update(warehouse, options, progress=None)`: runs every search recorded in the
+/// warehouse again and ingests what is new; returns the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (warehouse, options, progress=None))]
+pub fn ingest_update(
+    py: Python<'_>,
+    warehouse: PathBuf,
+    options: &Bound<'_, PyDict>,
+    progress: Option<&Bound<'_, PyAny>>,
+) -> PyResult<String> {
+    let (options, jobs) = self::options(options)?;
+    run_with_progress(py, jobs, progress, |p| {
+        stac::update(&warehouse, &options, &SigningOptions::default(), p).map_err(Error::from)
     })
 }
 
@@ -201,6 +256,7 @@ fn scene_from_dict(d: &Bound<'_, PyDict>) -> PyResult<SceneSource> {
             })?,
             band_names: item(&a, "band_names")?,
             single_band_name: item(&a, "single_band_name")?,
+            ..Default::default()
         });
     }
     let acquired = item::<String>(d, "acquired")?
@@ -218,6 +274,7 @@ fn scene_from_dict(d: &Bound<'_, PyDict>) -> PyResult<SceneSource> {
         epsg: item(d, "epsg")?,
         id,
         assets,
+        ..Default::default()
     })
 }
 
@@ -252,7 +309,7 @@ pub fn ingest_scenes(
         .collect::<PyResult<_>>()?;
     let (options, jobs) = self::options(options)?;
     run_with_progress(py, jobs, progress, |p| {
-        pipeline::ingest_scenes(&warehouse, &scenes, &options, p)
+        pipeline::ingest_scenes(&warehouse, &scenes, &options, p).map_err(Error::from)
     })
 }
 

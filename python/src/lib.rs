@@ -22,6 +22,8 @@ fn _pixelquery(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ingest::ingest, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::discover, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::ingest_scenes, m)?)?;
+    m.add_function(wrap_pyfunction!(ingest::ingest_search, m)?)?;
+    m.add_function(wrap_pyfunction!(ingest::ingest_update, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::write_demo_scenes, m)?)?;
     m.add_function(wrap_pyfunction!(ingest::demo_sample_point, m)?)?;
     m.add("DEMO_DATES", pixelquery::demo::DATES.to_vec())?;

@@ -119,12 +119,13 @@ impl Warehouse {
         })
     }
 
-    /// The fragment cache: `{fragments, bytes, max_bytes, hits, misses, evictions}` and the
+    /// The fragment cache: `{files, entries, bytes, max_bytes, hits, misses, evictions}` and the
     /// versions of the snapshots kept.
     fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.cache.stats();
         let d = PyDict::new(py);
-        d.set_item("fragments", s.fragments)?;
+        d.set_item("files", s.files)?;
+        d.set_item("entries", s.entries)?;
         d.set_item("bytes", s.bytes)?;
         d.set_item("max_bytes", s.max_bytes)?;
         d.set_item("hits", s.hits)?;

@@ -51,6 +51,8 @@ struct SceneRow<'a> {
     cloud_cover: Option<f64>,
     fingerprint: &'a str,
     ingested: String,
+    /// The scene's own scale and offset per band, as the catalog column holds them (JSON).
+    scaling: Option<String>,
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -85,6 +87,8 @@ fn scene_row(s: &SceneEntry) -> SceneRow<'_> {
         cloud_cover: s.scene.cloud_cover,
         fingerprint: &s.scene.fingerprint,
         ingested: time(s.ingested),
+        scaling: (!s.scene.scaling.is_empty())
+            .then(|| serde_json::to_string(&s.scene.scaling).unwrap_or_default()),
     }
 }
 

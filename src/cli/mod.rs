@@ -10,6 +10,7 @@ mod info;
 mod ingest;
 mod inspect;
 mod query;
+mod restore;
 mod serve;
 mod vacuum;
 mod verify;
@@ -28,7 +29,7 @@ enum Command {
     Demo(demo::Args),
     /// Describe a GeoTIFF/COG: CRS, size, bands, codec, layout, overviews, bounds, time.
     Inspect(inspect::Args),
-    /// Ingest COGs (files, folders, URLs, STAC items) into a warehouse.
+    /// Ingest COGs (files, folders, URLs, STAC items, a STAC API search) into a warehouse.
     Ingest(ingest::Args),
     /// Summarise a warehouse: grid, products, bands, scenes, time span, storage, snapshots.
     Info(info::Args),
@@ -40,6 +41,8 @@ enum Command {
     Compact(compact::Args),
     /// Delete files that no retained snapshot references.
     Vacuum(vacuum::Args),
+    /// Go back to an earlier (by default the newest complete) version in a new commit.
+    Restore(restore::Args),
     /// Check every referenced file's existence, checksum and schema (exit 0 only if healthy).
     Verify(verify::Args),
 }
@@ -65,6 +68,7 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Vacuum(args) => vacuum::run(args),
+        Command::Restore(args) => restore::run(args),
         Command::Verify(args) => verify::run(args),
     };
     match result {

@@ -27,6 +27,31 @@ pub fn run(args: Args) -> CliResult {
         r.unreferenced_files,
         r.problems.len()
     );
+    if let (Some(first), Some(last)) = (
+        r.incomplete_versions.keys().next(),
+        r.incomplete_versions.keys().next_back(),
+    ) {
+        let span = if first == last {
+            format!("version {first} names")
+        } else {
+            format!("versions {first} to {last} name")
+        };
+        match r.newest_complete {
+            Some(good) => println!(
+                "data loss: {span} missing files; `pixelquery restore {}` goes back to version {good}, the newest complete one, then re-run the ingest to add what was lost",
+                args.warehouse.display()
+            ),
+            None => println!("data loss: {span} missing files, and no retained version is complete"),
+        }
+    }
+    if let (Some(first), Some(last)) = (
+        r.abandoned_versions.keys().next(),
+        r.abandoned_versions.keys().next_back(),
+    ) {
+        println!(
+            "note: versions {first} to {last} were abandoned by a restore and miss files; --as-of cannot read them (vacuum expires them)"
+        );
+    }
     Ok(if r.is_healthy() {
         Outcome::Ok
     } else {

@@ -392,11 +392,10 @@ impl Unit<'_> {
         PixelBuffer: From<Vec<T>>,
     {
         let cog = &self.file.cog;
-        let meta = cog.meta();
-        let fill = meta
-            .nodata
+        let nodata = self.file.nodata;
+        let fill = nodata
             .map(T::from_f64)
-            .filter(|v| v.to_f64() == meta.nodata.unwrap_or(0.0))
+            .filter(|v| v.to_f64() == nodata.unwrap_or(0.0))
             .unwrap_or_default();
         let windows = &self.costs.windows;
         let lattice = PieceGrid {
@@ -493,9 +492,8 @@ impl Unit<'_> {
     where
         PixelBuffer: From<Vec<T>>,
     {
-        let meta = self.file.cog.meta();
         let src = SourceRaster::new(view, plan.transform, self.scene_crs.clone())
-            .with_nodata(meta.nodata)
+            .with_nodata(self.file.nodata)
             .with_mask(mask);
         let mut cuts = Vec::new();
         // One band at a time, so each tile's pixels move into the fragment uncopied.
@@ -521,7 +519,7 @@ impl Unit<'_> {
                     transform: target.transform,
                     size: target.width as u32,
                     resolution: self.resolution,
-                    nodata: band.profile.nodata.or(meta.nodata),
+                    nodata: band.profile.nodata.or(self.file.nodata),
                     scale: band.profile.scale,
                     offset: band.profile.offset,
                 },

@@ -3,7 +3,7 @@
 //! grouped into one scene.
 
 use super::naming::split_band_token;
-use super::stac;
+use super::stac::{self, AssetRules};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,14 @@ pub enum Error {
     /// A STAC file could not be used.
     #[error(transparent)]
     Stac(#[from] stac::Error),
+    /// A STAC item cannot be ingested (no asset for a band asked for...).
+    #[error("{reason}")]
+    Item {
+        /// The item id.
+        item: String,
+        /// Why, naming the item.
+        reason: String,
+    },
     /// Nothing to ingest was found.
     #[error("no GeoTIFF or STAC item found in {inputs}")]
     Nothing {
@@ -41,7 +49,7 @@ pub enum Error {
 }
 
 /// One file of a scene.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Asset {
     /// Local path or URL.
     pub location: String,
@@ -52,10 +60,32 @@ pub struct Asset {
     /// The input's name for the file when it has a single band and no band list (a STAC
     /// asset key); a multi-band file without a band list is named like any other file.
     pub single_band_name: Option<String>,
+    /// What the input says about the values of the file's bands, in file order (a STAC
+    /// asset's `raster:bands` after its provider's rules); empty when it says nothing.
+    pub values: Vec<BandValues>,
+    /// EPSG code the input declares for this file (`proj:code`/`proj:epsg` of the STAC asset
+    /// or item), checked against the file's own.
+    pub declared_epsg: Option<u32>,
+    /// The file is in a requester-pays bucket (`s3://`, STAC `storage:requester_pays`).
+    pub requester_pays: bool,
+    /// A query string added to the URL when the file is opened (a Planetary Computer SAS
+    /// token); kept out of error messages, fingerprints and the catalog.
+    pub url_query: Option<String>,
+}
+
+/// What an input says about one band's values.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BandValues {
+    /// Scale to physical values; with only an offset given, 1.
+    pub scale: Option<f64>,
+    /// Offset to physical values; with only a scale given, 0.
+    pub offset: Option<f64>,
+    /// Nodata value, used when the file declares none.
+    pub nodata: Option<f64>,
 }
 
 /// One scene to ingest: one acquisition, one or more files.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SceneSource {
     /// Scene id (STAC id, or the file stem / group key).
     pub id: String,
@@ -67,6 +97,15 @@ pub struct SceneSource {
     pub cloud_cover: Option<f64>,
     /// EPSG code from STAC projection info, when known.
     pub epsg: Option<u32>,
+    /// The scene's identity when the input gives it without opening files (a STAC item from
+    /// an API: id, collection, `updated` and asset locations), so a committed scene is
+    /// skipped before any file is read; `None`: a fingerprint of the files themselves.
+    pub fingerprint: Option<String>,
+    /// Lon/lat bounds the input declares (a STAC item's geometry), checked against the files.
+    pub declared_bounds: Option<crate::Bounds>,
+    /// The warehouse bands to ingest (asked for with `--bands`, plus the cloud band);
+    /// `None`: every band of every file.
+    pub wanted_bands: Option<Vec<String>>,
 }
 
 fn is_url(s: &str) -> bool {
@@ -91,7 +130,17 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
-/// Expands inputs into scenes, in a stable order (sorted by id).
+/// Scenes found in the inputs, and the STAC items that cannot be ingested.
+#[derive(Debug, Clone, Default)]
+pub struct Discovered {
+    /// Scenes, sorted by id.
+    pub scenes: Vec<SceneSource>,
+    /// Items of STAC files that cannot be ingested: (item id, reason naming it).
+    pub failed: Vec<(String, String)>,
+}
+
+/// Expands inputs into scenes, in a stable order (sorted by id); STAC items take every
+/// GeoTIFF data asset (see [`discover_with`]). An item that cannot be used is an error.
 ///
 /// - a URL (`http(s)://`, `s3://`) or a `.tif`/`.tiff` path is one file;
 /// - a `.json` file is a STAC Item or ItemCollection;
@@ -99,6 +148,20 @@ fn has_extension(path: &Path, ext: &str) -> bool {
 /// - a folder is walked recursively for GeoTIFFs matching `glob` (default `*.tif` / `*.tiff`),
 ///   matched against the path relative to the folder and against the file name.
 pub fn discover(inputs: &[String], glob: Option<&str>) -> Result<Vec<SceneSource>, Error> {
+    let found = discover_with(inputs, glob, &AssetRules::default())?;
+    match found.failed.into_iter().next() {
+        Some((item, reason)) => Err(Error::Item { item, reason }),
+        None => Ok(found.scenes),
+    }
+}
+
+/// Like [`discover`], with STAC items' assets chosen by `rules` (the bands asked for, named
+/// by the product); items that cannot be used are listed apart, the others go on.
+pub fn discover_with(
+    inputs: &[String],
+    glob: Option<&str>,
+    rules: &AssetRules,
+) -> Result<Discovered, Error> {
     let pattern = glob
         .map(|g| {
             glob::Pattern::new(g).map_err(|e| Error::Glob {
@@ -109,6 +172,7 @@ pub fn discover(inputs: &[String], glob: Option<&str>) -> Result<Vec<SceneSource
         .transpose()?;
     let mut files: Vec<String> = Vec::new();
     let mut scenes: Vec<SceneSource> = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
     let mut queue: Vec<String> = inputs.to_vec();
     let mut depth_guard = 0;
     while let Some(input) = queue.pop() {
@@ -128,7 +192,9 @@ pub fn discover(inputs: &[String], glob: Option<&str>) -> Result<Vec<SceneSource
         if meta.is_dir() {
             walk(&path, &path, pattern.as_ref(), &mut files)?;
         } else if has_extension(&path, "json") {
-            scenes.extend(stac::read_items(&path)?);
+            let (items, bad) = stac::read_items(&path, rules)?;
+            scenes.extend(items);
+            failed.extend(bad);
         } else if has_extension(&path, "txt") || has_extension(&path, "list") {
             let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
                 input: input.clone(),
@@ -158,11 +224,14 @@ pub fn discover(inputs: &[String], glob: Option<&str>) -> Result<Vec<SceneSource
             .then_with(|| a.assets[0].location.cmp(&b.assets[0].location))
     });
     if scenes.is_empty() {
+        if let Some((item, reason)) = failed.into_iter().next() {
+            return Err(Error::Item { item, reason });
+        }
         return Err(Error::Nothing {
             inputs: inputs.join(", "),
         });
     }
-    Ok(scenes)
+    Ok(Discovered { scenes, failed })
 }
 
 fn walk(
@@ -227,12 +296,9 @@ fn group_files(files: &[String]) -> Vec<SceneSource> {
                 id: stem.to_string(),
                 assets: vec![Asset {
                     location: f.clone(),
-                    band_names: None,
-                    single_band_name: None,
+                    ..Default::default()
                 }],
-                acquired: None,
-                cloud_cover: None,
-                epsg: None,
+                ..Default::default()
             }),
         }
     }
@@ -250,12 +316,10 @@ fn group_files(files: &[String]) -> Vec<SceneSource> {
                 .map(|(band, location)| Asset {
                     location,
                     band_names: Some(vec![band]),
-                    single_band_name: None,
+                    ..Default::default()
                 })
                 .collect(),
-            acquired: None,
-            cloud_cover: None,
-            epsg: None,
+            ..Default::default()
         });
     }
     scenes

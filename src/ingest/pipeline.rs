@@ -10,16 +10,17 @@
 use super::budget::{mib_ceil, Ledger, Reservation};
 use super::buffer::{add_cuts, write_entries, Entries, Shared, Written};
 use super::cut::{plan_file, CutOptions, TileCut, Unit};
-use super::discover::{discover, SceneSource};
-use super::scene::{prepare, PreparedScene, SceneOptions};
+use super::discover::{discover_with, SceneSource};
+use super::scene::{prepare, Mismatch, PreparedScene, SceneOptions};
 use super::shard::Shard;
+use super::stac::AssetRules;
 use crate::crs::Crs;
 use crate::grid::GridSpec;
 use crate::profile::ProductProfile;
 use crate::source::RemoteOptions;
 use crate::store::{
-    Batch, Error as StoreError, FragmentCompression, OpenOptions, SceneRecord, Snapshot, Warehouse,
-    WarehouseConfig,
+    Batch, ChunkShape, Committed, Error as StoreError, FragmentCompression, OpenOptions,
+    SceneRecord, SkippedScene, Snapshot, Warehouse, WarehouseConfig,
 };
 use crate::warp::Resampling;
 use crate::{Bounds, TileId};
@@ -94,6 +95,8 @@ pub struct IngestOptions {
     pub compression: FragmentCompression,
     /// Whether a new warehouse crops fragments to their valid pixels (default `true`).
     pub crop: bool,
+    /// How a new warehouse cuts fragments into chunks.
+    pub chunk: ChunkShape,
     /// Remote settings, for sources and for an `s3://` warehouse.
     pub remote: RemoteOptions,
     /// Only this shard of the scenes found (`--shard K/N`).
@@ -101,6 +104,15 @@ pub struct IngestOptions {
     /// Write to an object store even if it ignores conditional creates
     /// (`--unsafe-single-writer`; safe only with one writer).
     pub unsafe_single_writer: bool,
+    /// Do not merge fragments automatically after commits (`--no-auto-compact`).
+    pub no_auto_compact: bool,
+    /// With `bands` given, STAC items also bring the product's cloud band (default `true`).
+    pub cloud_band: bool,
+    /// When a STAC item's projection or footprint disagrees with its files (`--allow-mismatch`
+    /// warns instead of failing the scene).
+    pub mismatch: Mismatch,
+    /// A search to record in the warehouse with this run's commits: (id, search as JSON).
+    pub search: Option<(String, serde_json::Value)>,
 }
 
 impl Default for IngestOptions {
@@ -117,9 +129,14 @@ impl Default for IngestOptions {
             memory_budget: 256 << 20,
             compression: FragmentCompression::default(),
             crop: true,
+            chunk: ChunkShape::DEFAULT,
             remote: RemoteOptions::default(),
             shard: None,
             unsafe_single_writer: false,
+            no_auto_compact: false,
+            cloud_band: true,
+            mismatch: Mismatch::Error,
+            search: None,
         }
     }
 }
@@ -132,6 +149,8 @@ pub trait Progress: Sync {
     fn scene_done(&self, _scene: &str, _bytes: u64, _tiles: usize) {}
     /// Buffered fragments are being written.
     fn flushing(&self, _fragments: usize) {}
+    /// A STAC API search has found `items` so far, of `matched` when the API counts them.
+    fn searching(&self, _items: usize, _matched: Option<u64>) {}
 }
 
 /// A [`Progress`] that reports nothing.
@@ -158,6 +177,9 @@ pub struct IngestReport {
     pub skipped: Vec<SceneOutcome>,
     /// Scenes that failed.
     pub failed: Vec<SceneOutcome>,
+    /// Scenes ingested with a warning (a STAC item that disagrees with its files, with
+    /// `--allow-mismatch`; a nodata value the item and the file disagree on).
+    pub warnings: Vec<SceneOutcome>,
     /// (tile, band) observations written.
     pub tile_observations: usize,
     /// Distinct tiles touched.
@@ -174,6 +196,15 @@ pub struct IngestReport {
     pub versions: Vec<u64>,
     /// Requests and bytes exchanged with an `s3://` warehouse (zero for a local one).
     pub warehouse_transfer: crate::source::TransferStats,
+    /// Automatic compaction after the commits: merges made and bytes they wrote.
+    pub compaction_merges: usize,
+    /// Bytes of fragments automatic compaction wrote.
+    pub compaction_bytes: u64,
+    /// Why automatic compaction did not finish, when it failed (the commits stand).
+    pub compaction_errors: Vec<String>,
+    /// What each STAC API search did, when the scenes came from searches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stac: Vec<super::stac::StacReport>,
 }
 
 /// Bytes the block cache of a remote file may hold during ingest: each block is read once,
@@ -205,11 +236,15 @@ struct Run<'a> {
     committed: Snapshot,
     fragments: AtomicUsize,
     bytes_out: AtomicU64,
+    /// Automatic compaction after this group's commits: merges, bytes, errors.
+    compaction: std::sync::Mutex<(usize, u64, Vec<String>)>,
 }
 
 enum SceneResult {
     Ingested {
         bytes: u64,
+        /// What was not right but did not stop it.
+        warnings: Vec<String>,
         /// (tile, band) observations cut.
         observations: usize,
         /// Distinct tiles they are on.
@@ -295,10 +330,20 @@ fn run(
         bands: options.bands.clone(),
         date_pattern,
         remote,
+        mismatch: options.mismatch,
     };
+    let mut unusable = Vec::new();
     let scenes = match sources {
         Sources::Inputs(inputs) => {
-            std::borrow::Cow::Owned(discover(inputs, options.glob.as_deref())?)
+            let rules = AssetRules {
+                profile: profile.clone(),
+                bands: options.bands.clone(),
+                cloud_band: options.cloud_band,
+            };
+            rules.check().map_err(Error::Option)?;
+            let found = discover_with(inputs, options.glob.as_deref(), &rules)?;
+            unusable = found.failed;
+            std::borrow::Cow::Owned(found.scenes)
         }
         Sources::Scenes(scenes) => std::borrow::Cow::Borrowed(scenes),
     };
@@ -308,6 +353,8 @@ fn run(
     };
     progress.begin(scenes.len());
     let warehouse = open_warehouse(path, &scenes, profile.as_ref(), &scene_options, options)?;
+    // Never build on a version that lost files: new commits would bury the damage.
+    crate::store::check_latest_complete(&warehouse)?;
     let grid = warehouse.config().grid;
     if options.crs.is_some_and(|c| c != grid.epsg)
         || options.tile_size.is_some_and(|t| t != grid.tile_size)
@@ -327,15 +374,22 @@ fn run(
     let compressed = warehouse.config().compression != FragmentCompression::None;
     let ledger = Ledger::new(options.memory_budget, threads, compressed);
     let mut report = IngestReport {
-        scenes_found: scenes.len(),
+        scenes_found: scenes.len() + unusable.len(),
+        failed: unusable
+            .into_iter()
+            .map(|(scene, reason)| SceneOutcome { scene, reason })
+            .collect(),
         ..Default::default()
     };
     let mut tiles_seen = std::collections::BTreeSet::new();
     let chunk = options.commit_every.unwrap_or(scenes.len().max(1));
     for group in scenes.chunks(chunk) {
         let main = warehouse.begin_batch();
+        if let Some((id, search)) = &options.search {
+            main.register_search(id, search.clone())?;
+        }
         // Taken after the batch began, so a scene another process commits meanwhile is
-        // caught by the commit (SceneAlreadyCommitted) rather than duplicated.
+        // caught by the commit (and dropped from the batch) rather than duplicated.
         let committed = warehouse.snapshot(None)?;
         let run = Run {
             warehouse: &warehouse,
@@ -359,6 +413,7 @@ fn run(
             committed,
             fragments: AtomicUsize::new(0),
             bytes_out: AtomicU64::new(0),
+            compaction: Default::default(),
         };
         let mut outcomes: Vec<(usize, SceneResult)> = group
             .par_iter()
@@ -376,12 +431,19 @@ fn run(
             match outcome {
                 SceneResult::Ingested {
                     bytes,
+                    warnings,
                     observations,
                     cuts,
                     version,
                     in_main,
                 } => {
                     report.scenes_ingested += 1;
+                    report
+                        .warnings
+                        .extend(warnings.into_iter().map(|reason| SceneOutcome {
+                            scene: group[i].id.clone(),
+                            reason,
+                        }));
                     report.bytes_in += bytes;
                     report.tile_observations += observations;
                     tiles_seen.extend(cuts.into_iter().map(|t| t.to_string()));
@@ -404,13 +466,37 @@ fn run(
         run.flush_shared()?;
         report.fragments += run.fragments.load(Ordering::Relaxed);
         report.bytes_out += run.bytes_out.load(Ordering::Relaxed);
+        let totals = std::mem::take(&mut *run.compaction.lock().unwrap_or_else(|e| e.into_inner()));
+        report.compaction_merges += totals.0;
+        report.compaction_bytes += totals.1;
+        report.compaction_errors.extend(totals.2);
         if main_has_scenes {
             if let (Some(p), Some(json)) = (&profile, &run.product_json) {
                 run.main.register_product(&p.id, json.clone())?;
             }
-            let version = run.main.commit()?;
-            report.versions.push(version);
+            let committed = run.main.commit()?;
+            if committed.created {
+                report.versions.push(committed.version);
+            }
+            match &committed.compaction {
+                Some(Ok(c)) => {
+                    report.compaction_merges += c.merges;
+                    report.compaction_bytes += c.bytes_written;
+                }
+                Some(Err(e)) => report.compaction_errors.push(e.clone()),
+                None => {}
+            }
+            for scene in committed.skipped {
+                report.scenes_ingested = report.scenes_ingested.saturating_sub(1);
+                report.skipped.push(committed_elsewhere(scene));
+            }
         }
+    }
+    // The search is kept even when it found nothing new (a no-op when already recorded).
+    if let Some((id, search)) = &options.search {
+        let batch = warehouse.begin_batch();
+        batch.register_search(id, search.clone())?;
+        batch.commit()?;
     }
     report.versions.sort_unstable();
     report.versions.dedup();
@@ -430,6 +516,8 @@ fn open_warehouse(
     let open_options = OpenOptions {
         remote: options.remote.clone(),
         unsafe_single_writer: options.unsafe_single_writer,
+        no_auto_compact: options.no_auto_compact,
+        compaction_memory: options.memory_budget,
     };
     match Warehouse::open_with(path, &open_options) {
         Ok(wh) => return Ok(wh),
@@ -452,6 +540,7 @@ fn open_warehouse(
                 let mut config = WarehouseConfig::new(grid);
                 config.compression = options.compression;
                 config.crop = options.crop;
+                config.chunk = options.chunk;
                 return Ok(Warehouse::open_or_create_with(path, config, &open_options)?);
             }
             Err(e) => last_err = e.to_string(),
@@ -502,6 +591,25 @@ impl<'a> Run<'a> {
         };
         if self.stop.load(Ordering::Relaxed) {
             return failed("not cut: the run stopped (memory budget too small)".into());
+        }
+        // An identity known without the files (a STAC item from an API): skip before reading.
+        if let Some(fingerprint) = &scene.fingerprint {
+            if self.committed.has_scene_fingerprint(fingerprint) {
+                return SceneResult::Skipped(SceneOutcome {
+                    scene: scene.id.clone(),
+                    reason: format!("already ingested (snapshot {})", self.committed.version()),
+                });
+            }
+            if let Some(earlier) = self.committed.scene(&self.product, &scene.id) {
+                return SceneResult::Skipped(SceneOutcome {
+                    scene: scene.id.clone(),
+                    reason: format!(
+                        "already ingested on {} from another version of the item (it changed since: fingerprint {} now {fingerprint}); committed scenes are not replaced",
+                        earlier.ingested.format("%Y-%m-%d"),
+                        earlier.scene.fingerprint
+                    ),
+                });
+            }
         }
         let prepared: PreparedScene = match prepare(scene, self.profile, &self.scene_options) {
             Ok(p) => p,
@@ -599,11 +707,15 @@ impl<'a> Run<'a> {
                     .and_then(|_| self.commit_own(own, record));
                 self.ledger.release(grant);
                 match committed {
-                    Ok(version) => SceneResult::Ingested {
+                    Ok(mut c) if !c.skipped.is_empty() => {
+                        SceneResult::Skipped(committed_elsewhere(c.skipped.remove(0)))
+                    }
+                    Ok(c) => SceneResult::Ingested {
                         bytes: prepared.bytes,
+                        warnings: prepared.warnings.clone(),
                         observations,
                         cuts: tiles,
-                        version: Some(version),
+                        version: c.created.then_some(c.version),
                         in_main: false,
                     },
                     Err(e) => failed(e),
@@ -624,6 +736,7 @@ impl<'a> Run<'a> {
                 }
                 SceneResult::Ingested {
                     bytes: prepared.bytes,
+                    warnings: prepared.warnings.clone(),
                     observations,
                     cuts: tiles,
                     version: None,
@@ -652,6 +765,7 @@ impl<'a> Run<'a> {
             footprint_lonlat: footprint,
             cloud_cover: prepared.cloud_cover,
             fingerprint: prepared.fingerprint.clone(),
+            scaling: prepared.scaling.clone(),
         }
     }
 
@@ -745,13 +859,28 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn commit_own(&self, own: Batch<'_>, record: SceneRecord) -> Result<u64, String> {
+    fn commit_own(&self, own: Batch<'_>, record: SceneRecord) -> Result<Committed, String> {
         own.add_scene(record).map_err(|e| e.to_string())?;
         if let (Some(p), Some(json)) = (self.profile, &self.product_json) {
             own.register_product(&p.id, json.clone())
                 .map_err(|e| e.to_string())?;
         }
-        own.commit().map_err(|e| e.to_string())
+        let committed = own.commit().map_err(|e| e.to_string())?;
+        self.count_compaction(&committed.compaction);
+        Ok(committed)
+    }
+
+    /// Adds what automatic compaction did after a commit to the run's totals.
+    fn count_compaction(&self, compaction: &Option<Result<crate::store::AutoCompaction, String>>) {
+        let mut totals = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        match compaction {
+            Some(Ok(c)) => {
+                totals.0 += c.merges;
+                totals.1 += c.bytes_written;
+            }
+            Some(Err(e)) => totals.2.push(e.clone()),
+            None => {}
+        }
     }
 
     fn count(&self, written: Written) {
@@ -778,6 +907,17 @@ impl<'a> Run<'a> {
         )?;
         self.count(written);
         Ok(())
+    }
+}
+
+/// The report of a scene another writer committed while this run was writing it.
+fn committed_elsewhere(scene: SkippedScene) -> SceneOutcome {
+    SceneOutcome {
+        scene: scene.scene_id,
+        reason: format!(
+            "already ingested (committed by another writer as version {})",
+            scene.version
+        ),
     }
 }
 

@@ -4,11 +4,14 @@
 use super::discover::{Asset, SceneSource};
 use super::naming::{check_name, time_from_name, time_from_pattern};
 use crate::cog::Cog;
+use crate::crs::Crs;
 use crate::profile::{BandProfile, BandRole, ProductProfile};
 use crate::source::{self, RemoteOptions};
+use crate::store::BandScaling;
 use chrono::{DateTime, Utc};
 use regex::Regex;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// Why a scene cannot be ingested (reported per scene; other scenes go on).
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,24 @@ pub enum Error {
         /// The file.
         file: String,
     },
+    /// What the input declares (a STAC item's projection or footprint) disagrees with the file.
+    #[error("{file}: {reason} (--allow-mismatch ingests it with a warning)")]
+    Mismatch {
+        /// The file.
+        file: String,
+        /// What disagrees.
+        reason: String,
+    },
+}
+
+/// What to do when a STAC item's declared projection or footprint disagrees with its file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The scene fails with [`Error::Mismatch`] (the default: a wrong href or a wrong item).
+    #[default]
+    Error,
+    /// The scene is ingested by the file's own georeferencing, with a warning.
+    Warn,
 }
 
 /// One band of a file, mapped to a warehouse band.
@@ -72,6 +93,8 @@ pub struct SceneFile {
     pub bands: Vec<BandTarget>,
     /// EPSG code of its CRS.
     pub epsg: u32,
+    /// Nodata value of its bands: the file's own, else what the input declares.
+    pub nodata: Option<f64>,
 }
 
 /// A scene ready to cut into tiles.
@@ -91,6 +114,10 @@ pub struct PreparedScene {
     pub files: Vec<SceneFile>,
     /// Bytes of all files.
     pub bytes: u64,
+    /// Scale and offset per band, when the input declares them (STAC `raster:bands`).
+    pub scaling: BTreeMap<String, BandScaling>,
+    /// What did not look right but was ingested anyway (with [`Mismatch::Warn`]).
+    pub warnings: Vec<String>,
 }
 
 /// What the user said about band names and dates.
@@ -102,6 +129,8 @@ pub struct SceneOptions {
     pub date_pattern: Option<Regex>,
     /// Remote source settings.
     pub remote: RemoteOptions,
+    /// When a STAC item's projection or footprint disagrees with its files.
+    pub mismatch: Mismatch,
 }
 
 fn generic_band(name: &str, resolution: f64, nodata: Option<f64>) -> BandProfile {
@@ -180,8 +209,49 @@ pub fn prepare(
     let mut hasher = Sha256::new();
     let mut bytes = 0;
     let mut acquired = scene.acquired;
+    let mut scaling = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mismatch = |warnings: &mut Vec<String>, file: &str, reason: String| -> Result<(), Error> {
+        match options.mismatch {
+            Mismatch::Error => Err(Error::Mismatch {
+                file: file.to_string(),
+                reason,
+            }),
+            Mismatch::Warn => {
+                warnings.push(format!("{file}: {reason}"));
+                Ok(())
+            }
+        }
+    };
+    let mut footprints = Vec::new();
     for asset in &scene.assets {
-        let src = source::open_with(&asset.location, &options.remote)?;
+        let paying;
+        let remote = if asset.requester_pays && !options.remote.s3_requester_pays {
+            paying = RemoteOptions {
+                s3_requester_pays: true,
+                ..options.remote.clone()
+            };
+            &paying
+        } else {
+            &options.remote
+        };
+        let src = match &asset.url_query {
+            Some(query) if asset.location.starts_with("http") => {
+                let sep = if asset.location.contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
+                let url = format!("{}{sep}{query}", asset.location);
+                std::sync::Arc::new(source::HttpSource::open_as(
+                    asset.location.clone(),
+                    url,
+                    None,
+                    remote,
+                )?) as std::sync::Arc<dyn source::ByteSource>
+            }
+            _ => source::open_with(&asset.location, remote)?,
+        };
         let cog = Cog::from_source(src)?;
         let meta = cog.meta();
         let (Some(transform), Some(epsg)) = (meta.transform(), meta.epsg().or(scene.epsg)) else {
@@ -189,7 +259,27 @@ pub fn prepare(
                 file: asset.location.clone(),
             });
         };
+        if let (Some(declared), Some(own)) = (asset.declared_epsg, meta.epsg()) {
+            if declared != own {
+                mismatch(
+                    &mut warnings,
+                    &asset.location,
+                    format!("the item says EPSG:{declared} (proj:code/proj:epsg), the file is in EPSG:{own}"),
+                )?;
+            }
+        }
         let native_res = transform.pixel_width.abs();
+        let declared_nodata = asset.values.iter().find_map(|v| v.nodata);
+        let nodata = match (meta.nodata, declared_nodata) {
+            (Some(own), Some(declared)) if own.to_bits() != declared.to_bits() => {
+                warnings.push(format!(
+                    "{}: the item says nodata {declared}, the file {own}; the file's is used",
+                    asset.location
+                ));
+                Some(own)
+            }
+            (own, declared) => own.or(declared),
+        };
         let names = band_names(&asset.location, &cog, asset, options, profile)?;
         let mut bands = Vec::with_capacity(names.len());
         for (index, raw_name) in names.iter().enumerate() {
@@ -201,16 +291,34 @@ pub fn prepare(
                 file: asset.location.clone(),
                 reason,
             })?;
+            let wanted = scene
+                .wanted_bands
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|w| w.eq_ignore_ascii_case(&name)));
+            if !wanted {
+                continue;
+            }
             let mut band = known
                 .cloned()
-                .unwrap_or_else(|| generic_band(&name, native_res, meta.nodata));
-            if meta.nodata.is_some() {
-                band.nodata = meta.nodata;
+                .unwrap_or_else(|| generic_band(&name, native_res, nodata));
+            if nodata.is_some() {
+                band.nodata = nodata;
             }
             if let Some(info) = meta.bands.get(index) {
                 if known.is_none() {
                     band.scale = info.scale.unwrap_or(1.0);
                     band.offset = info.offset.unwrap_or(0.0);
+                }
+            }
+            if let Some(v) = asset.values.get(index) {
+                if v.scale.is_some() || v.offset.is_some() {
+                    scaling.insert(
+                        name.clone(),
+                        BandScaling {
+                            scale: v.scale.unwrap_or(1.0),
+                            offset: v.offset.unwrap_or(0.0),
+                        },
+                    );
                 }
             }
             bands.push(BandTarget {
@@ -222,6 +330,11 @@ pub fn prepare(
         if acquired.is_none() {
             acquired = meta.acquired;
         }
+        if let Some(b) = meta.bounds() {
+            if let Ok(lonlat) = Crs::from_epsg(epsg).and_then(|c| c.lonlat_bounds(&b)) {
+                footprints.push((asset.location.clone(), lonlat));
+            }
+        }
         // Identity: where it is, how big, and what its header says.
         hasher.update(asset.location.as_bytes());
         hasher.update(meta.file_size.to_le_bytes());
@@ -230,14 +343,47 @@ pub fn prepare(
             .read_at(0, meta.file_size.min(65536) as usize)?;
         hasher.update(&head);
         bytes += meta.file_size;
-        files.push(SceneFile { cog, bands, epsg });
+        if bands.is_empty() {
+            continue;
+        }
+        files.push(SceneFile {
+            cog,
+            bands,
+            epsg,
+            nodata,
+        });
+    }
+    if let Some(declared) = scene.declared_bounds {
+        for (file, lonlat) in &footprints {
+            if !declared.intersects(lonlat) {
+                mismatch(
+                    &mut warnings,
+                    file,
+                    format!(
+                        "the item's footprint ({:.4}, {:.4}, {:.4}, {:.4}) does not overlap the file's ({:.4}, {:.4}, {:.4}, {:.4})",
+                        declared.min_x, declared.min_y, declared.max_x, declared.max_y,
+                        lonlat.min_x, lonlat.min_y, lonlat.max_x, lonlat.max_y
+                    ),
+                )?;
+            }
+        }
     }
     let first = scene
         .assets
         .first()
         .map(|a| a.location.clone())
         .unwrap_or_default();
+    if files.is_empty() {
+        return Err(Error::Bands {
+            file: first,
+            reason: format!(
+                "none of the bands to ingest ({}) is in the scene's files",
+                scene.wanted_bands.as_deref().unwrap_or_default().join(", ")
+            ),
+        });
+    }
     let file_name = first.rsplit('/').next().unwrap_or(&first);
+    let file_name = file_name.split(['?', '#']).next().unwrap_or(file_name);
     // An explicit --date-pattern that matches wins over STAC and the files' metadata.
     let from_pattern = match &options.date_pattern {
         Some(re) => match time_from_pattern(file_name, re) {
@@ -258,14 +404,20 @@ pub fn prepare(
             file: first.clone(),
         })?;
     let digest = hasher.finalize();
+    let fingerprint = scene
+        .fingerprint
+        .clone()
+        .unwrap_or_else(|| digest.iter().take(16).map(|b| format!("{b:02x}")).collect());
     Ok(PreparedScene {
         id: scene.id.clone(),
         source: first,
         acquired,
         cloud_cover: scene.cloud_cover,
-        fingerprint: digest.iter().take(16).map(|b| format!("{b:02x}")).collect(),
+        fingerprint,
         files,
         bytes,
+        scaling,
+        warnings,
     })
 }
 
@@ -361,12 +513,9 @@ mod tests {
             id: "field_d20220105".into(),
             assets: vec![Asset {
                 location: path.display().to_string(),
-                band_names: None,
-                single_band_name: None,
+                ..Default::default()
             }],
-            acquired: None,
-            cloud_cover: None,
-            epsg: None,
+            ..Default::default()
         };
         let time = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         // Without the option the file's metadata gives the time.

@@ -67,6 +67,24 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The scenes of this shard, each dealt by a hash of its id alone (STAC API items): N
+    /// workers agree on every item they both see even when their searches returned
+    /// different item sets (items published between the searches).
+    pub fn select_by_id(&self, scenes: &[SceneSource]) -> Vec<SceneSource> {
+        use sha2::{Digest, Sha256};
+        scenes
+            .iter()
+            .filter(|s| {
+                let d = Sha256::digest(s.id.as_bytes());
+                let h = u64::from_le_bytes(d[..8].try_into().expect("8 bytes"));
+                h % self.count as u64 == self.index as u64
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,10 +92,7 @@ mod tests {
     fn scene(id: &str) -> SceneSource {
         SceneSource {
             id: id.into(),
-            assets: vec![],
-            acquired: None,
-            cloud_cover: None,
-            epsg: None,
+            ..Default::default()
         }
     }
 
@@ -109,5 +124,25 @@ mod tests {
         }
         all.sort();
         assert_eq!(all, ids);
+    }
+
+    #[test]
+    fn shards_by_id_partition_whatever_else_was_found() {
+        let ids: Vec<String> = (0..200).map(|i| format!("S2B_T{i:03}")).collect();
+        let all: Vec<SceneSource> = ids.iter().map(|i| scene(i)).collect();
+        let fewer: Vec<SceneSource> = all.iter().step_by(3).cloned().collect();
+        let mut seen = Vec::new();
+        for k in 0..4 {
+            let shard = Shard { index: k, count: 4 };
+            let a: Vec<String> = shard.select_by_id(&all).into_iter().map(|s| s.id).collect();
+            assert!(a.len() > 30 && a.len() < 70, "{}", a.len());
+            // A worker that saw fewer items agrees on those it saw.
+            for s in shard.select_by_id(&fewer) {
+                assert!(a.contains(&s.id));
+            }
+            seen.extend(a);
+        }
+        seen.sort();
+        assert_eq!(seen, ids);
     }
 }

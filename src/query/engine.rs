@@ -8,7 +8,7 @@ use super::composite::{group_times, Period, Reducer};
 use super::cube::{Cube, NativeCube, Values};
 use super::expr::{preset, Expr};
 use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Painter, Placement};
-use super::plan::{Access, BandChoice, QueryPlan, Step};
+use super::plan::{read_window, Access, BandChoice, QueryPlan, Step};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::profile::{BandRole, CloudMaskRule, ProductProfile};
@@ -19,11 +19,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Most fragments an export keeps open from planning to painting (each may map a file).
-const KEPT_FRAGMENTS_MAX: usize = 4096;
 
 /// Errors from running a query.
 #[derive(Debug, thiserror::Error)]
@@ -657,52 +653,43 @@ impl<'w> Query<'w> {
             .time
             .map(|(s, e)| (s.timestamp_micros(), e.timestamp_micros()));
         let in_range = |t: i64| range.is_none_or(|(s, e)| t >= s && t <= e);
-        let open = |e: &FragmentEntry| -> Result<Arc<Fragment>> {
-            Ok(match access {
-                Access::Shared => snapshot.fragment(e)?,
-                Access::Transient => match snapshot.cached_fragment(e) {
-                    Some(f) => f,
-                    None => Arc::new(snapshot.read_fragment(e)?),
-                },
-            })
-        };
         type Seen = (
             Vec<(i64, String)>,
             DataType,
             Option<f64>,
             Option<Arc<Fragment>>,
         );
-        // Exports keep what they opened here for painting while it fits a quarter of the
-        // budget (windows get the rest), instead of opening (and decompressing) it again.
+        // Whole cubes read the window of each fragment the cube needs (only the chunks it
+        // meets are decoded) and keep it for painting; exports only learn the observations
+        // here and read each window's pixels when they paint it.
         let budget = self.memory_budget.unwrap_or_else(default_memory_budget);
-        let keep_limit = budget / 4;
-        let kept_bytes = AtomicU64::new(0);
-        let kept_count = AtomicUsize::new(0);
-        let keep = |e: &FragmentEntry, f: &Arc<Fragment>| -> bool {
-            if matches!(access, Access::Shared) {
-                return true;
-            }
-            if kept_count.fetch_add(1, Ordering::Relaxed) >= KEPT_FRAGMENTS_MAX {
-                return false;
-            }
-            let heap = crate::store::heap_bytes(e, f);
-            let before = kept_bytes.fetch_add(heap, Ordering::Relaxed);
-            if before + heap <= keep_limit {
-                return true;
-            }
-            kept_bytes.fetch_sub(heap, Ordering::Relaxed);
-            false
-        };
         let seen: Vec<Seen> = in_region
             .par_iter()
-            .map(|e| {
-                let f = open(e)?;
-                let obs = (0..f.len())
-                    .map(|i| (f.times_micros()[i], f.scene_id(i).to_string()))
-                    .collect();
-                let (dtype, nodata) = (f.meta().dtype, f.meta().nodata);
-                let kept = keep(e, &f).then_some(f);
-                Ok((obs, dtype, nodata, kept))
+            .map(|e| -> Result<Seen> {
+                let (dtype, nodata) = (e.dtype, e.index.nodata);
+                match access {
+                    Access::Shared => match read_window(e, &out) {
+                        Some(window) => {
+                            let f = snapshot.fragment_window(e, Some(window), range)?;
+                            let obs = (0..f.len())
+                                .map(|i| (f.times_micros()[i], f.scene_id(i).to_string()))
+                                .collect();
+                            Ok((obs, dtype, nodata, Some(Arc::new(f))))
+                        }
+                        None => Ok((
+                            snapshot.fragment_observations(e, range)?,
+                            dtype,
+                            nodata,
+                            None,
+                        )),
+                    },
+                    Access::Transient => Ok((
+                        snapshot.fragment_observations(e, range)?,
+                        dtype,
+                        nodata,
+                        None,
+                    )),
+                }
             })
             .collect::<Result<_>>()?;
 
@@ -761,6 +748,7 @@ impl<'w> Query<'w> {
         // Fragments with observations on these steps, and the step of each observation.
         let mut entries = Vec::new();
         let mut obs_steps = Vec::new();
+        let mut obs_scaling = Vec::new();
         let mut opened = Vec::new();
         let mut stored_types: Vec<(DataType, Option<f64>)> = Vec::new();
         for (e, (obs, dtype, nodata, f)) in in_region.iter().zip(seen) {
@@ -779,8 +767,25 @@ impl<'w> Query<'w> {
                 stored_types.push((dtype, nodata));
             }
             if s.iter().any(Option::is_some) {
+                // Scenes that declare their own scale and offset (STAC raster:bands, a
+                // Sentinel-2 baseline) override the fragment's, per observation.
+                let scaling: Vec<Option<(f32, f32)>> = if physical {
+                    obs.iter()
+                        .map(|(_, scene)| {
+                            let b = snapshot
+                                .scene(&e.product, scene)?
+                                .scene
+                                .scaling
+                                .get(&e.band)?;
+                            Some((b.scale as f32, b.offset as f32))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 entries.push((*e).clone());
                 obs_steps.push(s);
+                obs_scaling.push(scaling);
                 opened.push(f);
             }
         }
@@ -863,6 +868,7 @@ impl<'w> Query<'w> {
             grid_spec: grid,
             entries,
             obs_steps,
+            obs_scaling,
             opened,
             steps,
             groups,
@@ -880,10 +886,7 @@ impl<'w> Query<'w> {
             values,
             stored: common_type(&stored_types),
             budget,
-            kept_bytes: match access {
-                Access::Shared => 0,
-                Access::Transient => kept_bytes.into_inner(),
-            },
+            times: range,
         }))
     }
 }
@@ -1073,6 +1076,7 @@ pub(super) fn paint_cube<P: Painter>(
     work: &mut [Vec<(i64, usize, usize)>],
     fragments: &[(&FragmentEntry, Arc<Fragment>)],
     placements: &[Option<Placement>],
+    scaling: &(dyn Fn(usize, usize) -> Option<(f32, f32)> + Sync),
     (width, height): (usize, usize),
     clip: Option<&[bool]>,
     painter: &P,
@@ -1096,6 +1100,7 @@ pub(super) fn paint_cube<P: Painter>(
                         fragment: &fragments[fi].1,
                         obs,
                         placement,
+                        scaling: scaling(fi, obs),
                     })
                 })
                 .collect();

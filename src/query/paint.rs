@@ -203,6 +203,9 @@ pub(crate) struct Layer<'a> {
     pub obs: usize,
     /// Where the fragment's tile lands.
     pub placement: &'a Placement,
+    /// The observation's own scale and offset (its scene declares them), over the
+    /// fragment's, for physical values.
+    pub scaling: Option<(f32, f32)>,
 }
 
 /// An output element type: `f32` (NaN marks "no valid value") or a native sample type (the
@@ -256,8 +259,8 @@ pub(crate) trait Painter: Sync {
     fn paint<S: Slot<Self::Elem>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>);
 }
 
-/// `f32` output: NaN where invalid; with `physical`, scaled by each fragment's scale and
-/// offset.
+/// `f32` output: NaN where invalid; with `physical`, scaled by each observation's scale and
+/// offset (its scene's when it declares them, else its fragment's).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AsF32 {
     /// Apply scale and offset.
@@ -272,17 +275,14 @@ impl Painter for AsF32 {
     fn paint<S: Slot<f32>>(&self, slab: &mut [S], width: usize, layer: &Layer<'_>) {
         let f = layer.fragment;
         let meta = f.meta();
+        let (scale, offset) = match (self.physical, layer.scaling) {
+            (false, _) => (1.0, 0.0),
+            (true, Some(own)) => own,
+            (true, None) => (meta.scale as f32, meta.offset as f32),
+        };
         let c = ToF32 {
-            scale: if self.physical {
-                meta.scale as f32
-            } else {
-                1.0
-            },
-            offset: if self.physical {
-                meta.offset as f32
-            } else {
-                0.0
-            },
+            scale,
+            offset,
             nodata: meta.nodata.map(|v| v as f32),
         };
         macro_rules! typed {
@@ -908,6 +908,7 @@ mod tests {
                     fragment: &frags[fi],
                     obs,
                     placement: placements[fi].as_ref()?,
+                    scaling: None,
                 })
             })
             .collect();
@@ -1126,6 +1127,7 @@ mod tests {
                         fragment: &frags[fi],
                         obs,
                         placement: placements[fi].as_ref()?,
+                        scaling: None,
                     })
                 })
                 .collect()

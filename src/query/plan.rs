@@ -14,7 +14,7 @@ use super::paint::{default_kernel, AsF32, Native, OutGrid, Painter, Placement};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::profile::CloudMaskRule;
-use crate::store::{Fragment, FragmentEntry, Pixel, Snapshot};
+use crate::store::{Fragment, FragmentEntry, Pixel, PixelWindow, Snapshot};
 use crate::warp::Resampling;
 use crate::{DataType, GeoTransform, GridSpec};
 use chrono::{DateTime, Utc};
@@ -77,9 +77,12 @@ pub(super) struct Parts<'w> {
     pub entries: Vec<FragmentEntry>,
     /// Per entry, the input step of each observation (`None`: not part of the query).
     pub obs_steps: Vec<Vec<Option<usize>>>,
-    /// Per entry, the fragment when the plan keeps it open: always with [`Access::Shared`];
-    /// with [`Access::Transient`], those opened while planning that fit a quarter of the
-    /// budget (painting reuses them rather than opening them again).
+    /// Per entry, the scale and offset of each observation's scene when it declares its own
+    /// (empty: the fragment's for all; only filled for physical values).
+    pub obs_scaling: Vec<Vec<Option<(f32, f32)>>>,
+    /// Per entry, the view the plan keeps open for painting (with [`Access::Shared`]: the
+    /// part of the fragment the cube needs); `None` for exports, which read each window's
+    /// part when they paint it.
     pub opened: Vec<Option<Arc<Fragment>>>,
     pub steps: Vec<Step>,
     pub groups: Vec<Group>,
@@ -103,9 +106,8 @@ pub(super) struct Parts<'w> {
     /// Sample type and nodata shared by the input bands (`None` when they differ).
     pub stored: Option<(DataType, Option<f64>)>,
     pub budget: u64,
-    /// Heap bytes of the fragments [`Parts::opened`] keeps for an export (windows are sized
-    /// within the rest of the budget).
-    pub kept_bytes: u64,
+    /// The query's time range (microseconds, inclusive): views hold its observations.
+    pub times: Option<(i64, i64)>,
 }
 
 /// A part of a cube: output time steps, rows and columns (half-open ranges).
@@ -136,9 +138,13 @@ pub struct QueryPlan<'w> {
     keep: Vec<usize>,
     /// Pixel rectangle of each entry's tile on the output grid: (rows, cols).
     rects: Vec<(Range<usize>, Range<usize>)>,
-    /// Fragments opened for windows ([`Access::Transient`]).
-    pool: Mutex<HashMap<usize, Arc<Fragment>>>,
+    /// Views read for windows (entries the plan did not keep open), by entry and window of
+    /// its tile.
+    pool: Mutex<ViewPool>,
 }
+
+/// Views read for windows, by entry index and window of its tile.
+type ViewPool = HashMap<(usize, Option<PixelWindow>), Arc<Fragment>>;
 
 impl std::fmt::Debug for QueryPlan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -418,11 +424,7 @@ impl<'w> QueryPlan<'w> {
     /// [`split_windows`](super::budget::split_windows).
     pub fn windows(&self, elem: usize, align: Alignment) -> Vec<CubeWindow> {
         let (t, _, h, w) = self.dim();
-        let budget = self
-            .parts
-            .budget
-            .saturating_sub(self.parts.kept_bytes)
-            .min(super::budget::FILE_WINDOW_BYTES);
+        let budget = self.parts.budget.min(super::budget::FILE_WINDOW_BYTES);
         split_windows(t, h, w, budget, align, |win| self.window_bytes(win, elem))
     }
 
@@ -446,7 +448,7 @@ impl<'w> QueryPlan<'w> {
             cols: 0..w,
         };
         self.check_budget(&win, 4, "f32")?;
-        let data = self.paint_f32(&win, Access::Shared)?;
+        let data = self.paint_f32(&win)?;
         Ok(Cube {
             data,
             times: self.times(),
@@ -472,7 +474,7 @@ impl<'w> QueryPlan<'w> {
             cols: 0..w,
         };
         self.check_budget(&win, T::DTYPE.size(), T::DTYPE.name())?;
-        let data = self.paint_native::<T>(&win, fill, Access::Shared)?;
+        let data = self.paint_native::<T>(&win, fill)?;
         Ok(NativeCube {
             data,
             fill,
@@ -491,7 +493,7 @@ impl<'w> QueryPlan<'w> {
     /// windows that follow in row-major order (see [`QueryPlan::windows`]).
     pub fn chunk_f32(&self, win: &CubeWindow) -> Result<Array4<f32>> {
         self.check_window(win)?;
-        let out = self.paint_f32(win, Access::Transient);
+        let out = self.paint_f32(win);
         self.release(win);
         out
     }
@@ -500,7 +502,7 @@ impl<'w> QueryPlan<'w> {
     pub fn chunk_native<T: Pixel>(&self, win: &CubeWindow) -> Result<Array4<T>> {
         self.check_window(win)?;
         let fill = self.native_fill::<T>()?;
-        let out = self.paint_native::<T>(win, fill, Access::Transient);
+        let out = self.paint_native::<T>(win, fill);
         self.release(win);
         out
     }
@@ -560,19 +562,15 @@ impl<'w> QueryPlan<'w> {
             pool.clear();
             return;
         }
-        pool.retain(|&i, _| {
+        // Views belong to their window: the next window reads its own.
+        pool.retain(|&(i, window), _| {
             let (rows, cols) = &self.rects[i];
-            rows.end > win.rows.end || cols.end > win.cols.end
+            window.is_none() && (rows.end > win.rows.end || cols.end > win.cols.end)
         });
     }
 
     /// Opens the fragments that reach `win` and places them on its grid.
-    fn layers(
-        &self,
-        win: &CubeWindow,
-        inputs: &Range<usize>,
-        access: Access,
-    ) -> Result<Layers<'_>> {
+    fn layers(&self, win: &CubeWindow, inputs: &Range<usize>) -> Result<Layers<'_>> {
         let p = &self.parts;
         let chosen: Vec<usize> = (0..p.entries.len())
             .filter(|&i| {
@@ -586,33 +584,32 @@ impl<'w> QueryPlan<'w> {
                         .any(|s| s.is_some_and(|s| inputs.contains(&s)))
             })
             .collect();
+        let out = self.window_grid(win);
         let fragments: Vec<Arc<Fragment>> = chosen
             .par_iter()
             .map(|&i| -> Result<Arc<Fragment>> {
                 if let Some(f) = &p.opened[i] {
                     return Ok(f.clone());
                 }
-                match access {
-                    Access::Shared => Ok(p.snapshot.fragment(&p.entries[i])?),
-                    Access::Transient => {
-                        if let Some(f) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get(&i)
-                        {
-                            return Ok(f.clone());
-                        }
-                        let f = match p.snapshot.cached_fragment(&p.entries[i]) {
-                            Some(f) => f,
-                            None => Arc::new(p.snapshot.read_fragment(&p.entries[i])?),
-                        };
-                        self.pool
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(i, f.clone());
-                        Ok(f)
-                    }
+                let entry = &p.entries[i];
+                // Only the part of the tile this window paints is read.
+                let window = read_window(entry, &out);
+                if let Some(f) = self
+                    .pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(i, window))
+                {
+                    return Ok(f.clone());
                 }
+                let f = Arc::new(p.snapshot.fragment_window(entry, window, p.times)?);
+                self.pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((i, window), f.clone());
+                Ok(f)
             })
             .collect::<Result<_>>()?;
-        let out = self.window_grid(win);
         let fragments: Vec<(&FragmentEntry, Arc<Fragment>)> = chosen
             .iter()
             .zip(fragments)
@@ -703,15 +700,10 @@ impl<'w> QueryPlan<'w> {
 
     /// Paints the input steps of `win` for the input bands with `painter`, clips polygons
     /// and masks clouds: `(input step, band, y, x)`.
-    fn paint_inputs<P: Painter>(
-        &self,
-        win: &CubeWindow,
-        painter: &P,
-        access: Access,
-    ) -> Result<Array4<P::Elem>> {
+    fn paint_inputs<P: Painter>(&self, win: &CubeWindow, painter: &P) -> Result<Array4<P::Elem>> {
         let p = &self.parts;
         let inputs = self.input_steps(&win.steps);
-        let layers = self.layers(win, &inputs, access)?;
+        let layers = self.layers(win, &inputs)?;
         let (h, w) = (win.rows.len(), win.cols.len());
         let grid = self.window_grid(win);
         let clip = clip_mask(&p.region, &grid.transform, w, h);
@@ -727,10 +719,16 @@ impl<'w> QueryPlan<'w> {
             limit: "the memory available to this process".into(),
         };
         let elem = std::mem::size_of::<P::Elem>() as u64;
+        let scaling = |fi: usize, obs: usize| {
+            p.obs_scaling
+                .get(layers.index[fi])
+                .and_then(|s| s.get(obs).copied().flatten())
+        };
         let mut data = paint_cube(
             &mut work,
             &layers.fragments,
             &layers.placements,
+            &scaling,
             (w, h),
             clip.as_deref(),
             painter,
@@ -749,6 +747,7 @@ impl<'w> QueryPlan<'w> {
                 &mut qa_work,
                 &layers.fragments,
                 &layers.placements,
+                &|_, _| None,
                 (w, h),
                 None,
                 &AsF32 { physical: false },
@@ -795,14 +794,13 @@ impl<'w> QueryPlan<'w> {
             .collect()
     }
 
-    fn paint_f32(&self, win: &CubeWindow, access: Access) -> Result<Array4<f32>> {
+    fn paint_f32(&self, win: &CubeWindow) -> Result<Array4<f32>> {
         let p = &self.parts;
         let mut data = self.paint_inputs(
             win,
             &AsF32 {
                 physical: p.physical,
             },
-            access,
         )?;
         if let Some((name, _, e)) = &p.expr {
             data = apply_expression(data, &p.inputs, name, e)?;
@@ -813,13 +811,8 @@ impl<'w> QueryPlan<'w> {
         })
     }
 
-    fn paint_native<T: Pixel>(
-        &self,
-        win: &CubeWindow,
-        fill: T,
-        access: Access,
-    ) -> Result<Array4<T>> {
-        let data = self.paint_inputs(win, &Native { fill }, access)?;
+    fn paint_native<T: Pixel>(&self, win: &CubeWindow, fill: T) -> Result<Array4<T>> {
+        let data = self.paint_inputs(win, &Native { fill })?;
         Ok(match self.parts.composite {
             Some(r) => reduce_native(data.view(), &self.window_groups(win), r, fill),
             None => self.select_kept(data, win),
@@ -869,4 +862,30 @@ fn apply_expression(
     let mut out = result.insert_axis(Axis(1));
     out.mapv_inplace(|v| if v.is_finite() { v } else { f32::NAN });
     Ok(out)
+}
+
+/// The pixels of `entry`'s tile that painting `out` may sample: the tile pixels under the
+/// output grid, widened by a margin for interpolation kernels and for averaging when the
+/// output is coarser, clipped to the tile. `None` when the tile does not reach the grid.
+pub(super) fn read_window(entry: &FragmentEntry, out: &OutGrid) -> Option<PixelWindow> {
+    let t = &entry.index.transform;
+    let res = entry.resolution;
+    if !(res.is_finite() && res > 0.0) {
+        return None;
+    }
+    let ot = &out.transform;
+    let (x0, x1) = (ot.origin_x, ot.origin_x + out.width as f64 * ot.pixel_width);
+    let (y1, y0) = (
+        ot.origin_y,
+        ot.origin_y + out.height as f64 * ot.pixel_height,
+    );
+    let ratio = (ot.pixel_width.abs() / res).max(1.0);
+    let margin = 3.0 + (2.0 * ratio).ceil();
+    let (w, h) = (entry.width as f64, entry.height as f64);
+    let c0 = (((x0.min(x1) - t.origin_x) / res).floor() - margin).clamp(0.0, w);
+    let c1 = (((x0.max(x1) - t.origin_x) / res).ceil() + margin).clamp(0.0, w);
+    let r0 = (((t.origin_y - y1.max(y0)) / res).floor() - margin).clamp(0.0, h);
+    let r1 = (((t.origin_y - y1.min(y0)) / res).ceil() + margin).clamp(0.0, h);
+    (c1 > c0 && r1 > r0)
+        .then(|| PixelWindow::new(c0 as u32, r0 as u32, (c1 - c0) as u32, (r1 - r0) as u32))
 }

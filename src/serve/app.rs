@@ -214,7 +214,8 @@ impl App {
             "version": current.version(),
             "pinned": self.live.is_pinned(),
             "cache": {
-                "fragments": cache.fragments,
+                "files": cache.files,
+                "entries": cache.entries,
                 "bytes": cache.bytes,
                 "max_bytes": cache.max_bytes,
                 "hits": cache.hits,

@@ -10,13 +10,13 @@
 //! read the object back to learn whose it is.
 
 use super::client::{self, Failure};
-use super::http::{is_loopback, jitter, with_attempts, RemoteOptions};
+use super::http::{is_loopback, retry_after, RemoteOptions};
+use super::retry::{Backoff, Retryable};
 use super::s3::{authorization, uri_encode, CanonicalRequest, S3Config, S3Location, EMPTY_SHA256};
 use super::s3_xml;
 use super::{Error, Result, TransferStats};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 /// Objects larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 32 << 20;
@@ -59,6 +59,8 @@ struct Counters {
 /// An answer read in full.
 struct Answer {
     status: u16,
+    /// Attempts it took (the answer of the last one).
+    attempts: u32,
     headers: ureq::http::HeaderMap,
     body: Vec<u8>,
 }
@@ -442,7 +444,7 @@ impl Bucket {
         Error::HttpStatus {
             url: self.url_of(key),
             status: a.status,
-            attempts: 1,
+            attempts: a.attempts,
             hint,
         }
     }
@@ -454,62 +456,57 @@ impl Bucket {
         }
     }
 
-    /// Sends a request, retrying timeouts, dropped connections and 408/429/5xx answers with
-    /// backoff.
+    /// Sends a request, retrying timeouts, dropped connections and 408/5xx answers a few
+    /// times and throttling answers (429, 503 Slow Down) within the time budget, with
+    /// exponential backoff and full jitter (see [`super::retry`]). The last answer or error
+    /// is returned with the number of attempts made.
     fn send(&self, r: Request<'_>) -> Result<Answer> {
-        let attempts = self.options.retries.saturating_add(1);
-        let mut delay = self.options.backoff;
+        let mut backoff = Backoff::new(&self.options);
         let name = self.url_of(r.key.unwrap_or(""));
-        for attempt in 1..=attempts {
-            let retry = match self.attempt(&r) {
-                Ok(a) if matches!(a.status, 408 | 429 | 500..=599) => {
-                    if attempt == attempts {
-                        return Ok(a);
+        loop {
+            let (why, asked, failure) = match self.attempt(&r) {
+                Ok(mut a) => match Retryable::of_status(a.status) {
+                    None => return Ok(a),
+                    Some(why) => {
+                        let asked = retry_after(&a.headers);
+                        a.attempts = backoff.attempts();
+                        (why, asked, Ok(a))
                     }
-                    let wait = a
-                        .headers
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    wait
-                }
-                Ok(a) => return Ok(a),
+                },
                 Err(Failure::Fatal(e)) => {
                     return Err(Error::Transport {
                         url: name,
-                        attempts: attempt,
+                        attempts: backoff.attempts(),
                         source: Box::new(e),
                     })
                 }
-                Err(Failure::Timeout(e)) if attempt == attempts => {
-                    return Err(with_attempts(
-                        Error::Timeout {
-                            url: name,
-                            attempts: 1,
-                            source: Box::new(e),
-                        },
-                        attempt,
-                    ))
-                }
-                Err(Failure::Transient(e)) if attempt == attempts => {
-                    return Err(with_attempts(
-                        Error::Transport {
-                            url: name,
-                            attempts: 1,
-                            source: Box::new(e),
-                        },
-                        attempt,
-                    ))
-                }
-                Err(_) => None,
+                Err(Failure::Timeout(e)) => (
+                    Retryable::Transient,
+                    None,
+                    Err(Error::Timeout {
+                        url: name.clone(),
+                        attempts: backoff.attempts(),
+                        source: Box::new(e),
+                    }),
+                ),
+                Err(Failure::Transient(e)) => (
+                    Retryable::Transient,
+                    None,
+                    Err(Error::Transport {
+                        url: name.clone(),
+                        attempts: backoff.attempts(),
+                        source: Box::new(e),
+                    }),
+                ),
             };
-            self.counters.retries.fetch_add(1, Ordering::Relaxed);
-            let asked = retry.unwrap_or_default().min(self.options.max_backoff);
-            std::thread::sleep(jitter(delay).max(asked));
-            delay = (delay * 2).min(self.options.max_backoff);
+            match backoff.next_wait(why, asked) {
+                Some(wait) => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(wait);
+                }
+                None => return failure,
+            }
         }
-        unreachable!("the loop returns on its last attempt")
     }
 
     /// One request, signed now.
@@ -605,6 +602,7 @@ impl Bucket {
         }
         Ok(Answer {
             status,
+            attempts: 1,
             headers,
             body,
         })

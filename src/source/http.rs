@@ -12,6 +12,7 @@
 
 use super::cache::BlockCache;
 use super::client::{self, Failure};
+use super::retry::{Backoff, Retryable};
 use super::{merge_ranges, ByteSource, Error, MergedRead, ResponseProblem, Result, TransferStats};
 use bytes::Bytes;
 use std::io::Read;
@@ -37,12 +38,16 @@ pub struct RemoteOptions {
     pub cache_bytes: usize,
     /// Requests in flight at once for scattered ranges. Default 8.
     pub concurrency: usize,
-    /// Retries after a timeout, a dropped connection or a 5xx/429 answer. Default 4.
+    /// Retries after a timeout, a dropped connection or a 408/500/502/504 answer. Default 4.
     pub retries: u32,
-    /// Wait before the first retry; it doubles for each further retry. Default 200 ms.
+    /// Ceiling of the wait before the first retry; it doubles for each further retry, and
+    /// each wait is drawn uniformly below it (full jitter). Default 200 ms.
     pub backoff: Duration,
-    /// Longest wait between two retries. Default 5 s.
+    /// Largest ceiling of a wait between two retries. Default 5 s.
     pub max_backoff: Duration,
+    /// How long throttling answers (429, 503 Slow Down) are retried before giving up.
+    /// Default 30 s, or `PIXELQUERY_THROTTLE_BUDGET` (seconds) when set.
+    pub throttle_budget: Duration,
     /// Time allowed to connect (including TLS). Zero means no limit. Default 10 s.
     pub connect_timeout: Duration,
     /// Time allowed for the response to start, and between two reads of its body. Zero means
@@ -61,6 +66,11 @@ pub struct RemoteOptions {
     /// Credentials for `s3://` URLs; else `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
     /// (anonymous without them).
     pub s3_credentials: Option<super::s3::Credentials>,
+    /// `s3://` objects are in a requester-pays bucket (`usgs-landsat`): requests carry
+    /// `x-amz-request-payer: requester` and must be signed (the transfer is billed to the
+    /// credentials' account); without credentials opening fails with
+    /// [`Error::RequesterPays`](super::Error::RequesterPays). Default `false`.
+    pub s3_requester_pays: bool,
 }
 
 impl Default for RemoteOptions {
@@ -75,15 +85,24 @@ impl Default for RemoteOptions {
             retries: 4,
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
+            throttle_budget: throttle_budget_from_env().unwrap_or(Duration::from_secs(30)),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(300),
             s3_region: None,
             s3_endpoint: None,
             s3_credentials: None,
+            s3_requester_pays: false,
             ca_file: None,
         }
     }
+}
+
+/// `PIXELQUERY_THROTTLE_BUDGET` in seconds, when set to a number.
+fn throttle_budget_from_env() -> Option<Duration> {
+    let text = std::env::var("PIXELQUERY_THROTTLE_BUDGET").ok()?;
+    let secs: f64 = text.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 /// Signs each request (S3 SigV4); see [`super::s3`].
@@ -110,9 +129,9 @@ struct Fetched {
 
 /// Why one attempt failed.
 enum Attempt {
-    /// Worth trying again (unless attempts are used up, then this error is reported), after
+    /// Worth trying again (unless the schedule gives up, then this error is reported), after
     /// at least the wait the server asked for (`Retry-After`), if any.
-    Retry(Error, Option<Duration>),
+    Retry(Error, Retryable, Option<Duration>),
     /// Trying again cannot help.
     Fail(Error),
 }
@@ -410,24 +429,20 @@ impl Remote {
     /// Fetches `range`, retrying what is worth retrying. `expect` is the version seen first
     /// (`None` for the opening request, which may ask past the end of a small file).
     fn fetch(&self, range: Range<u64>, expect: Option<&Version>) -> Result<Fetched> {
-        let attempts = self.options.retries.saturating_add(1);
-        let mut delay = self.options.backoff;
-        for attempt in 1..=attempts {
+        let mut backoff = Backoff::new(&self.options);
+        loop {
             match self.attempt(range.clone(), expect) {
                 Ok(fetched) => return Ok(fetched),
-                Err(Attempt::Fail(e)) => return Err(with_attempts(e, attempt)),
-                Err(Attempt::Retry(e, _)) if attempt == attempts => {
-                    return Err(with_attempts(e, attempt))
-                }
-                Err(Attempt::Retry(_, asked)) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    let asked = asked.unwrap_or_default().min(self.options.max_backoff);
-                    std::thread::sleep(jitter(delay).max(asked));
-                    delay = (delay * 2).min(self.options.max_backoff);
-                }
+                Err(Attempt::Fail(e)) => return Err(with_attempts(e, backoff.attempts())),
+                Err(Attempt::Retry(e, why, asked)) => match backoff.next_wait(why, asked) {
+                    Some(wait) => {
+                        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(wait);
+                    }
+                    None => return Err(with_attempts(e, backoff.attempts())),
+                },
             }
         }
-        unreachable!("the loop returns on its last attempt")
     }
 
     /// One request for `range`.
@@ -571,12 +586,13 @@ impl Remote {
                     after: etag.or(last_modified).unwrap_or_else(|| "412".into()),
                 }))
             }
-            408 | 429 | 500..=599 => {
-                // `Retry-After: <seconds>` (the HTTP-date form is rare and ignored).
-                let wait = header("retry-after")
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                Err(Attempt::Retry(self.status_error(status, headers), wait))
+            status if Retryable::of_status(status).is_some() => {
+                let why = Retryable::of_status(status).unwrap_or(Retryable::Transient);
+                Err(Attempt::Retry(
+                    self.status_error(status, headers),
+                    why,
+                    retry_after(headers),
+                ))
             }
             _ => Err(Attempt::Fail(self.status_error(status, headers))),
         }
@@ -600,6 +616,7 @@ impl Remote {
                     attempts: 1,
                     source: Box::new(e),
                 },
+                Retryable::Transient,
                 None,
             ),
             Failure::Transient(e) => Attempt::Retry(
@@ -608,6 +625,7 @@ impl Remote {
                     attempts: 1,
                     source: Box::new(e),
                 },
+                Retryable::Transient,
                 None,
             ),
             Failure::Fatal(e) => Attempt::Fail(Error::Transport {
@@ -666,6 +684,7 @@ impl Remote {
                     end,
                     problem,
                 },
+                Retryable::Transient,
                 None,
             ));
         }
@@ -746,7 +765,7 @@ fn cap_groups(plan: Vec<MergedRead>, ranges: &[Range<u64>], cap: u64) -> Vec<Mer
 }
 
 /// Sets the attempt count on errors that carry one.
-pub(crate) fn with_attempts(mut e: Error, n: u32) -> Error {
+fn with_attempts(mut e: Error, n: u32) -> Error {
     match &mut e {
         Error::HttpStatus { attempts, .. }
         | Error::Timeout { attempts, .. }
@@ -756,14 +775,14 @@ pub(crate) fn with_attempts(mut e: Error, n: u32) -> Error {
     e
 }
 
-/// Waits between 75% and 100% of `d`, so that many clients retrying do not stay in step.
-pub(crate) fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let frac = 0.75 + 0.25 * f64::from(nanos % 1000) / 1000.0;
-    d.mul_f64(frac)
+/// The wait a `Retry-After: <seconds>` header asks for (the HTTP-date form is rare and
+/// ignored).
+pub(crate) fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(3600)))
 }
 
 /// Parses `bytes FIRST-LAST/TOTAL` into `(FIRST, LAST + 1, TOTAL)`; `None` if malformed,

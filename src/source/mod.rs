@@ -14,6 +14,7 @@ use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
 
+pub mod api;
 pub mod bucket;
 mod cache;
 mod client;
@@ -21,6 +22,7 @@ pub(crate) mod http;
 mod local;
 mod memory;
 pub mod resolve;
+mod retry;
 pub mod s3;
 pub mod s3_xml;
 
@@ -144,7 +146,7 @@ pub enum Error {
         problem: &'static str,
     },
     /// The server answered with an HTTP error status (after retries, for 5xx).
-    #[error("{url}: HTTP {status}{}{}", reason_suffix(*.status), hint_suffix(.hint))]
+    #[error("{url}: HTTP {status}{}{}{}", reason_suffix(*.status), hint_suffix(.hint), attempts_suffix(*.attempts))]
     HttpStatus {
         /// The URL.
         url: String,
@@ -154,6 +156,12 @@ pub enum Error {
         attempts: u32,
         /// What the user may do about it, if we know.
         hint: Option<String>,
+    },
+    /// An object of a requester-pays bucket, and no AWS credentials to pay with.
+    #[error("{url}: the bucket is requester-pays: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the transfer is billed to that account)")]
+    RequesterPays {
+        /// The `s3://` URL.
+        url: String,
     },
     /// The server does not honour `Range` requests, so the file would have to be downloaded whole.
     #[error("{url}: the server ignores HTTP Range requests (answered {status} with the whole file{}); remote COGs are read by range and are not downloaded whole", size_suffix(*.size))]
@@ -268,6 +276,14 @@ fn reason_suffix(status: u16) -> String {
 
 fn hint_suffix(hint: &Option<String>) -> String {
     hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+fn attempts_suffix(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(", after {attempts} attempts")
+    } else {
+        String::new()
+    }
 }
 
 fn size_suffix(size: Option<u64>) -> String {

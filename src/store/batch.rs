@@ -3,13 +3,16 @@
 //! the next version of the catalog table.
 
 use super::catalog::{self, EncodedPart, FragmentEntry, PartKind, SceneEntry, SceneRecord};
+use super::compact::auto::{self, AutoCompaction, Group};
 use super::delta::action::{Action, Add};
 use super::delta::{TableState, Version, TABLE_DIR};
-use super::fragment::{write_fragment_bytes, write_fragment_file, FragmentData};
+use super::fragment::write::{write_fragment_bytes, write_fragment_file};
+use super::fragment::FragmentData;
 use super::layout::{self, io_err, validate_name, FRAGMENTS_DIR};
-use super::snapshot::{read_scene_part, PartRef, CHECKSUM_TAG};
+use super::published;
+use super::snapshot::{open_checked, read_scene_part, PartRef, CHECKSUM_TAG};
 use super::syncer::Syncer;
-use super::{check_products, Commit, Error, Operation, Result, Warehouse};
+use super::{check_metadata, Commit, Error, Operation, Result, Snapshot, Warehouse};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -21,6 +24,7 @@ struct BatchState {
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneRecord>,
     products: BTreeMap<String, serde_json::Value>,
+    searches: BTreeMap<String, serde_json::Value>,
     dirs: BTreeSet<PathBuf>,
 }
 
@@ -36,6 +40,10 @@ pub struct Batch<'w> {
     /// Fsyncs written fragments in the background.
     syncer: Syncer,
     committed: bool,
+    /// Catalog parts written for commit attempts whose fate is not settled yet.
+    attempted_parts: Vec<String>,
+    /// A commit attempt may have landed: nothing may be deleted.
+    outcome_unknown: bool,
 }
 
 impl<'w> Batch<'w> {
@@ -46,6 +54,8 @@ impl<'w> Batch<'w> {
             state: Mutex::new(BatchState::default()),
             syncer: Syncer::new(),
             committed: false,
+            attempted_parts: Vec::new(),
+            outcome_unknown: false,
         }
     }
 
@@ -76,7 +86,7 @@ impl<'w> Batch<'w> {
     /// To skip scenes that are already in the warehouse, check
     /// [`Snapshot::has_scene_fingerprint`](super::Snapshot::has_scene_fingerprint) on a
     /// snapshot taken *after* `begin_batch`: scenes committed later by another writer are
-    /// caught by [`Batch::commit`], which then fails with [`Error::SceneAlreadyCommitted`].
+    /// caught by [`Batch::commit`], which drops them from the batch and reports them.
     pub fn add_scene(&self, scene: SceneRecord) -> Result<()> {
         validate_name("product", &scene.product)?;
         self.state().scenes.push(scene);
@@ -91,6 +101,15 @@ impl<'w> Batch<'w> {
         Ok(())
     }
 
+    /// Records a search (by id) in the table's metadata as part of this commit, so the
+    /// warehouse keeps it (`ingest --update` runs it again). A search already recorded under
+    /// the id is kept as it is.
+    pub fn register_search(&self, id: &str, search: serde_json::Value) -> Result<()> {
+        validate_name("search id", id)?;
+        self.state().searches.insert(id.to_string(), search);
+        Ok(())
+    }
+
     /// Number of fragments written so far.
     pub fn fragment_count(&self) -> usize {
         self.state().fragments.len()
@@ -100,26 +119,60 @@ impl<'w> Batch<'w> {
     /// durable, then creates the next version of the catalog table (retrying on version
     /// conflicts). A batch that adds nothing (no fragment, no scene, no new product) creates
     /// no version and returns the latest one.
-    pub fn commit(mut self) -> Result<Version> {
-        let st = std::mem::take(&mut *self.state());
+    ///
+    /// Scenes of the batch that another writer committed since the batch began are dropped
+    /// from it (their observations are taken out of the batch's fragments) and reported in
+    /// [`Committed::skipped`]; the rest is committed.
+    pub fn commit(mut self) -> Result<Committed> {
+        let mut st = std::mem::take(&mut *self.state());
         let wh = self.warehouse;
-        if st.fragments.is_empty() && st.scenes.is_empty() {
-            // Products alone are only worth a version when they are new.
-            let state = wh.log().state(None, false)?;
-            if check_products(&state, &st.products)?.is_none() {
-                self.committed = true;
-                return Ok(state.version);
+        let mut skipped = Vec::new();
+        loop {
+            if st.fragments.is_empty() && st.scenes.is_empty() {
+                // Products and searches alone are only worth a version when they are new.
+                let state = wh.log().state(None, false)?;
+                if !skipped.is_empty()
+                    || check_metadata(&state, &st.products, &st.searches)?.is_none()
+                {
+                    self.committed = true;
+                    return Ok(Committed {
+                        version: state.version,
+                        created: false,
+                        skipped,
+                        compaction: None,
+                    });
+                }
+            }
+            match self.try_commit(&mut st)? {
+                Attempt::Done(version, compaction) => {
+                    return Ok(Committed {
+                        version,
+                        created: true,
+                        skipped,
+                        compaction,
+                    })
+                }
+                Attempt::Conflicts { scenes, seen } => {
+                    self.drop_scenes(&mut st, &scenes)?;
+                    skipped.extend(scenes);
+                    self.base = Some(seen);
+                }
             }
         }
-        // Put the rows back so that a failure below still cleans up on drop.
-        let fragments = st.fragments.clone();
-        self.state().fragments = st.fragments;
+    }
+
+    /// Writes the catalog parts of `st` and tries to commit them once (retrying only version
+    /// races that bring no conflict).
+    fn try_commit(&mut self, st: &mut BatchState) -> Result<Attempt> {
+        let wh = self.warehouse;
+        // Keep the rows in the shared state too, so that a failure below cleans up on drop.
+        self.state().fragments = st.fragments.clone();
         let now = Utc::now();
         let id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), layout::unique_id());
         let mut adds = Vec::new();
-        if !fragments.is_empty() {
+        if !st.fragments.is_empty() {
             adds.push(write_part(wh, &id, PartKind::Fragment, |p| {
-                catalog::encode_fragments(p, &fragments)
+                catalog::encode_fragments(p, &st.fragments)
             })?);
         }
         let fingerprints: BTreeMap<String, String> = st
@@ -130,9 +183,9 @@ impl<'w> Batch<'w> {
         if !st.scenes.is_empty() {
             let rows: Vec<SceneEntry> = st
                 .scenes
-                .into_iter()
+                .iter()
                 .map(|scene| SceneEntry {
-                    scene,
+                    scene: scene.clone(),
                     ingested: now,
                 })
                 .collect();
@@ -140,45 +193,163 @@ impl<'w> Batch<'w> {
                 catalog::encode_scenes(p, &rows)
             })?);
         }
+        let part_keys: Vec<String> = adds.iter().map(part_key).collect();
+        self.attempted_parts.extend(part_keys.iter().cloned());
         // Everything the commit will name must be durable first: fragment files (synced in
         // the background as they were written), their directory entries, the catalog parts.
         self.syncer.finish()?;
         let dirs: Vec<PathBuf> = st.dirs.iter().cloned().collect();
         layout::sync_all_paths(&dirs)?;
-        let part_keys: Vec<String> = adds.iter().map(part_key).collect();
         wh.storage().persist(&part_keys)?;
-        let products = st.products;
         let base = self.base.unwrap_or(0);
+        let mut conflicts: Option<(Vec<SkippedScene>, Version)> = None;
         let committed = wh.commit(|state| {
-            let metadata = check_products(state, &products)?;
-            check_new_scenes(wh, state, base, &fingerprints)?;
+            let metadata = check_metadata(state, &st.products, &st.searches)?;
+            let found = scenes_committed_since(wh, state, base, &fingerprints)?;
+            if !found.is_empty() {
+                conflicts = Some((found, state.version));
+                return Ok(None);
+            }
             let mut actions: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
             actions.extend(adds.iter().cloned().map(Action::Add));
             Ok(Some(Commit {
                 operation: Operation::Append,
                 actions,
+                info: Default::default(),
             }))
         });
         match committed {
             Ok(Some((version, state))) => {
                 self.committed = true;
-                // Keep the number of catalog parts bounded (best effort, like checkpoints).
-                let _ = super::merge::merge_if_needed(wh, &state);
-                Ok(version)
+                // Upkeep, best effort (the commit stands either way): merge the touched
+                // tile-bands' fragments size-tiered, then keep the catalog parts few.
+                let groups: BTreeSet<Group> = st
+                    .fragments
+                    .iter()
+                    .map(|f| (f.tile, f.band.clone(), f.product.clone()))
+                    .collect();
+                let mut compaction = None;
+                let mut latest = state;
+                if !wh.options().no_auto_compact && !groups.is_empty() {
+                    let merged = Snapshot::load(wh, &latest, Default::default())
+                        .and_then(|snap| auto::after_commit(wh, &snap, &groups));
+                    compaction = Some(merged.map_err(|e| e.to_string()));
+                    if let Some(Ok(AutoCompaction {
+                        version: Some(_), ..
+                    })) = &compaction
+                    {
+                        if let Ok(s) = wh.log().state(None, false) {
+                            latest = s;
+                        }
+                    }
+                }
+                let _ = super::merge::merge_if_needed(wh, &latest);
+                Ok(Attempt::Done(version, compaction))
             }
             Ok(None) => {
-                self.committed = true;
-                wh.latest_version()
-            }
-            Err(e) => {
-                // Not committed: the parts are orphans, remove them with the fragments.
+                // Nothing was committed with these parts: another writer's scenes conflict.
                 for k in &part_keys {
                     let _ = wh.storage().delete(k);
+                }
+                self.attempted_parts.clear();
+                let (scenes, seen) =
+                    conflicts.expect("the commit closure only declines on conflicts");
+                Ok(Attempt::Conflicts { scenes, seen })
+            }
+            Err(e) => {
+                if matches!(e, Error::CommitUnknown { .. }) {
+                    // It may have landed: keep everything it names.
+                    self.outcome_unknown = true;
+                } else if published::delete_unless_published(wh, self.base, &part_keys, &[]) {
+                    self.attempted_parts.clear();
+                } else {
+                    self.outcome_unknown = true;
                 }
                 Err(e)
             }
         }
     }
+
+    /// Takes `scenes` out of the batch: their rows, and their observations from the batch's
+    /// fragments (rewritten without them, or deleted when nothing else is left).
+    fn drop_scenes(&mut self, st: &mut BatchState, scenes: &[SkippedScene]) -> Result<()> {
+        let wh = self.warehouse;
+        let ids: BTreeSet<&str> = scenes.iter().map(|s| s.scene_id.as_str()).collect();
+        st.scenes.retain(|s| !ids.contains(s.scene_id.as_str()));
+        let mut kept = Vec::with_capacity(st.fragments.len());
+        for entry in std::mem::take(&mut st.fragments) {
+            let fragment = open_checked(wh.storage(), &entry, false)?;
+            let hit = (0..fragment.len()).any(|i| ids.contains(fragment.scene_id(i)));
+            if !hit {
+                kept.push(entry);
+                continue;
+            }
+            let mut observations = Vec::new();
+            for i in 0..fragment.len() {
+                if !ids.contains(fragment.scene_id(i)) {
+                    observations.push(fragment.observation(i)?);
+                }
+            }
+            let meta = fragment.meta().clone();
+            drop(fragment);
+            if !observations.is_empty() {
+                let data = FragmentData::refill(
+                    &meta,
+                    entry.footprint_lonlat.clone(),
+                    entry.resolution,
+                    observations,
+                );
+                let (new_entry, placed) = write_new_fragment(wh, data)?;
+                if let Placed::Local { dirs, file } = placed {
+                    self.syncer
+                        .sync(file, layout::resolve(wh.root(), &new_entry.path));
+                    st.dirs.extend(dirs);
+                }
+                kept.push(new_entry);
+            }
+            // Ours and never published (the commit declined before naming it).
+            let _ = wh.storage().delete(&entry.path);
+        }
+        st.fragments = kept;
+        self.state().fragments = st.fragments.clone();
+        Ok(())
+    }
+}
+
+/// What one commit attempt of a batch came to.
+enum Attempt {
+    /// Committed as this version (and what automatic compaction did after it).
+    Done(Version, Option<std::result::Result<AutoCompaction, String>>),
+    /// Scenes another writer committed first (seen up to version `seen`).
+    Conflicts {
+        scenes: Vec<SkippedScene>,
+        seen: Version,
+    },
+}
+
+/// The outcome of [`Batch::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The version that holds the batch (the latest one when nothing was left to commit).
+    pub version: Version,
+    /// True when this commit created `version`.
+    pub created: bool,
+    /// Scenes dropped from the batch because another writer committed them first.
+    pub skipped: Vec<SkippedScene>,
+    /// What automatic compaction did after the commit (`None` when it did not run; an
+    /// error leaves the commit standing and the fragments as they were).
+    pub compaction: Option<std::result::Result<AutoCompaction, String>>,
+}
+
+/// A scene another writer committed while this batch was being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedScene {
+    /// The scene (as this batch named it).
+    pub scene_id: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// The version that committed it.
+    pub version: Version,
 }
 
 /// The warehouse key of a part added to the table.
@@ -186,16 +357,17 @@ pub(crate) fn part_key(add: &Add) -> String {
     format!("{TABLE_DIR}/{}", add.path)
 }
 
-/// Fails if a commit after `base` added a scene with one of these fingerprints (two writers
-/// ingesting the same scene at once: the second to commit backs off).
-fn check_new_scenes(
+/// Scenes with one of these fingerprints that a commit after `base` added (two writers
+/// ingesting the same scene at once: the second to commit drops it).
+fn scenes_committed_since(
     wh: &Warehouse,
     state: &TableState,
     base: Version,
     fingerprints: &BTreeMap<String, String>,
-) -> Result<()> {
+) -> Result<Vec<SkippedScene>> {
+    let mut found = Vec::new();
     if fingerprints.is_empty() || state.version <= base {
-        return Ok(());
+        return Ok(found);
     }
     let log = wh.log();
     for version in base + 1..=state.version {
@@ -219,7 +391,7 @@ fn check_new_scenes(
             }
             for row in read_scene_part(wh.storage(), &part)? {
                 if let Some(id) = fingerprints.get(&row.scene.fingerprint) {
-                    return Err(Error::SceneAlreadyCommitted {
+                    found.push(SkippedScene {
                         scene_id: id.clone(),
                         fingerprint: row.scene.fingerprint,
                         version,
@@ -228,7 +400,7 @@ fn check_new_scenes(
             }
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Encodes a catalog part and writes it under a fresh name (the caller makes it durable);
@@ -263,13 +435,18 @@ pub(crate) fn write_part(
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        if self.committed {
+        if self.committed || self.outcome_unknown {
             return;
         }
         // Best effort: anything left behind is an unreferenced orphan that vacuum removes.
-        for f in &self.state().fragments {
-            let _ = self.warehouse.storage().delete(&f.path);
-        }
+        let fragments: Vec<String> = self
+            .state()
+            .fragments
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
+        let parts = std::mem::take(&mut self.attempted_parts);
+        published::delete_unless_published(self.warehouse, self.base, &parts, &fragments);
     }
 }
 
@@ -287,45 +464,68 @@ pub(crate) enum Placed {
     Uploaded,
 }
 
+/// Where a new fragment goes: its key, and in a local warehouse its file and the folders
+/// whose entries must be made durable (created here).
+pub(crate) struct NewFragment {
+    /// The warehouse key (`fragments/{tile}/{band}/{product}_{start}_{id}.arrow`).
+    pub key: String,
+    /// The file and its folders (fragments/, the tile's, the band's), when local.
+    pub local: Option<(PathBuf, [PathBuf; 3])>,
+}
+
+/// A fresh, unique location for a fragment of `tile`, `band` and `product` whose first
+/// observation is at `start`.
+pub(crate) fn new_fragment_location(
+    wh: &Warehouse,
+    tile: crate::grid::TileId,
+    band: &str,
+    product: &str,
+    start: chrono::DateTime<Utc>,
+) -> Result<NewFragment> {
+    validate_name("band", band)?;
+    validate_name("product", product)?;
+    let tile = tile.to_string();
+    let name = format!(
+        "{product}_{}_{}.arrow",
+        start.format("%Y%m%dT%H%M%SZ"),
+        layout::unique_id()
+    );
+    let key = format!("{FRAGMENTS_DIR}/{tile}/{band}/{name}");
+    let local = match wh.local_root() {
+        Some(root) => {
+            let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
+            let dir = tile_dir.join(band);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            Some((dir.join(&name), [root.join(FRAGMENTS_DIR), tile_dir, dir]))
+        }
+        None => None,
+    };
+    Ok(NewFragment { key, local })
+}
+
 /// Writes a fragment under a fresh unique name and returns its catalog row and where it
 /// went.
 pub(crate) fn write_new_fragment(
     wh: &Warehouse,
     mut data: FragmentData,
 ) -> Result<(FragmentEntry, Placed)> {
-    validate_name("band", &data.band)?;
-    validate_name("product", &data.product)?;
-    let tile = data.tile.to_string();
     let start = data
         .observations
         .iter()
         .map(|o| o.time)
         .min()
         .unwrap_or_default();
-    let name = format!(
-        "{}_{}_{}.arrow",
-        data.product,
-        start.format("%Y%m%dT%H%M%SZ"),
-        layout::unique_id()
-    );
-    let key = format!("{FRAGMENTS_DIR}/{tile}/{}/{name}", data.band);
-    let config = wh.config();
-    let (epsg, compression, crop) = (config.grid.epsg, config.compression, config.crop);
-    let (written, placed) = match wh.local_root() {
-        Some(root) => {
-            let tile_dir = root.join(FRAGMENTS_DIR).join(&tile);
-            let dir = tile_dir.join(&data.band);
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            let path = dir.join(&name);
-            let (written, file) =
-                write_fragment_file(&path, &mut data, epsg, compression, crop)?.with_out(());
-            let dirs = [root.join(FRAGMENTS_DIR), tile_dir, dir];
+    let at = new_fragment_location(wh, data.tile, &data.band, &data.product, start)?;
+    let key = at.key.clone();
+    let settings = wh.fragment_settings();
+    let (written, placed) = match at.local {
+        Some((path, dirs)) => {
+            let (written, file) = write_fragment_file(&path, &mut data, &settings)?.with_out(());
             (written, Placed::Local { dirs, file })
         }
         None => {
             let path = wh.storage().locate(&key);
-            let (written, bytes) =
-                write_fragment_bytes(&path, &mut data, epsg, compression, crop)?.with_out(());
+            let (written, bytes) = write_fragment_bytes(&path, &mut data, &settings)?.with_out(());
             wh.storage().put(&key, &bytes)?;
             (written, Placed::Uploaded)
         }
@@ -357,6 +557,7 @@ pub(crate) fn write_new_fragment(
         valid_max: written.stats.max,
         valid_mean: written.stats.mean,
         window: written.window,
+        index: written.index,
     };
     Ok((entry, placed))
 }

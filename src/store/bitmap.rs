@@ -66,34 +66,6 @@ pub fn pack_mask(mask: &[u8]) -> Option<BooleanBuffer> {
     (!complete).then(|| BooleanBuffer::new(Buffer::from_vec(words), 0, mask.len()))
 }
 
-/// Joins per-observation bitmaps of `len` bits each (`None` = all valid) into one; `None`
-/// when every part is all-valid.
-pub(crate) fn concat(parts: &[Option<&BooleanBuffer>], len: usize) -> Option<BooleanBuffer> {
-    if parts.iter().all(|p| p.is_none()) {
-        return None;
-    }
-    let total = len * parts.len();
-    if len.is_multiple_of(64) {
-        // Word-aligned parts (every tile size that is a multiple of 8): whole words.
-        let mut words: Vec<u64> = Vec::with_capacity(total / 64);
-        for part in parts {
-            match part {
-                Some(bits) => words.extend(bits.bit_chunks().iter()),
-                None => words.extend(std::iter::repeat_n(u64::MAX, len / 64)),
-            }
-        }
-        return Some(BooleanBuffer::new(Buffer::from_vec(words), 0, total));
-    }
-    let mut builder = BooleanBufferBuilder::new(total);
-    for part in parts {
-        match part {
-            Some(bits) => builder.append_buffer(bits),
-            None => builder.append_n(len, true),
-        }
-    }
-    Some(builder.finish())
-}
-
 /// The smallest rectangle `(columns, rows)` holding every set bit of a row-major
 /// `width`-wide bitmap; `None` when no bit is set.
 pub(crate) fn set_rect(bits: &BooleanBuffer, width: usize) -> Option<(Range<usize>, Range<usize>)> {
@@ -120,34 +92,6 @@ pub(crate) fn set_rect(bits: &BooleanBuffer, width: usize) -> Option<(Range<usiz
         rows = Some(rows.map_or(row, |r| r.start)..row + 1);
     }
     Some((cols?, rows?))
-}
-
-/// Crops each part (one `width`-wide bitmap per observation, `None` = all valid) to the
-/// rectangle `(cols, rows)` and joins the results; `None` when every kept bit is set.
-pub(crate) fn crop(
-    parts: &[Option<&BooleanBuffer>],
-    width: usize,
-    (cols, rows): (Range<usize>, Range<usize>),
-) -> Option<BooleanBuffer> {
-    if parts.iter().all(|p| p.is_none()) {
-        return None;
-    }
-    let kept = cols.len() * rows.len();
-    let mut builder = BooleanBufferBuilder::new(kept * parts.len());
-    for part in parts {
-        match part {
-            Some(bits) => {
-                for row in rows.clone() {
-                    let start = bits.offset() + row * width;
-                    builder
-                        .append_packed_range(start + cols.start..start + cols.end, bits.values());
-                }
-            }
-            None => builder.append_n(kept, true),
-        }
-    }
-    let joined = builder.finish();
-    (joined.count_set_bits() < joined.len()).then_some(joined)
 }
 
 /// The inverse of [`crop`] for one observation: the `width` x `height` bitmap that is `bits`
@@ -199,25 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn concat_matches_naive_for_aligned_unaligned_and_sliced_parts() {
-        for len in [64, 100, 128] {
-            let a: Vec<bool> = (0..len).map(|i| i % 5 != 0).collect();
-            let b: Vec<bool> = (0..len).map(|i| i % 7 == 0).collect();
-            let pa = BooleanBuffer::from(a.clone());
-            // A part that is a slice at a non-zero offset (as read back from a fragment).
-            let wide: Vec<bool> = b.iter().copied().chain(b.iter().copied()).collect();
-            let pb = BooleanBuffer::from(wide).slice(len, len);
-            let joined = concat(&[Some(&pa), None, Some(&pb)], len).unwrap();
-            let mut expected = a.clone();
-            expected.extend(std::iter::repeat_n(true, len));
-            expected.extend(b.iter().copied());
-            assert_eq!(joined.iter().collect::<Vec<_>>(), expected, "len {len}");
-        }
-        assert!(concat(&[None, None], 64).is_none());
-    }
-
-    #[test]
-    fn rectangles_crops_and_expansions_match_naive() {
+    fn rectangles_and_expansions_match_naive() {
         let (w, h) = (70, 9);
         let rect = |f: &dyn Fn(usize, usize) -> bool| {
             let v: Vec<bool> = (0..w * h).map(|i| f(i % w, i / w)).collect();
@@ -235,25 +161,20 @@ mod tests {
         assert_eq!(set_rect(&b, w), Some((69..70, 8..9)));
 
         let window = (2..67, 1..8);
-        let cropped = crop(&[Some(&a_off), None, Some(&b)], w, window.clone()).unwrap();
-        let mut want = Vec::new();
-        for bits in [Some(&a), None, Some(&b)] {
+        let crop_one = |bits: &BooleanBuffer| {
+            let mut v = Vec::new();
             for y in window.1.clone() {
                 for x in window.0.clone() {
-                    want.push(bits.is_none_or(|b| b.value(y * w + x)));
+                    v.push(bits.value(y * w + x));
                 }
             }
-        }
-        assert_eq!(cropped.iter().collect::<Vec<_>>(), want);
-        assert!(crop(&[None, None], w, window.clone()).is_none());
-        assert!(crop(&[Some(&rect(&|_, _| true))], w, window.clone()).is_none());
-
+            BooleanBuffer::from(v)
+        };
         // Expanding the first cropped part gives back `a` (all of a's set bits are inside).
-        let n = window.0.len() * window.1.len();
-        let first = cropped.slice(0, n);
+        let first = crop_one(&a_off);
         assert_eq!(expand(Some(&first), (w, h), window.clone()), a);
-        let second = cropped.slice(n, n);
-        let full = expand(Some(&second), (w, h), window.clone());
+        let all = BooleanBuffer::from(vec![true; window.0.len() * window.1.len()]);
+        let full = expand(Some(&all), (w, h), window.clone());
         let inside = |i: usize| window.0.contains(&(i % w)) && window.1.contains(&(i / w));
         assert!(full.iter().enumerate().all(|(i, v)| v == inside(i)));
         assert_eq!(expand(None, (w, h), window.clone()), full);

@@ -1,70 +1,102 @@
-//! Opened fragments kept for reuse, bounded in bytes and count, least recently used out first.
+//! What reading fragments keeps for reuse: opened files, decoded batches and whole views,
+//! bounded in bytes and in open files, least recently used out first.
 //!
 //! Every [`Snapshot`](super::Snapshot) reads fragments through one of these. By default each
 //! snapshot has its own; a long-lived reader that follows new versions (a server, a Python
 //! `Warehouse` kept open while ingests commit) gives all its snapshots one cache with
 //! [`Warehouse::snapshot_with_cache`](super::Warehouse::snapshot_with_cache), so a new version
-//! reuses what the previous one opened, a superseded snapshot takes nothing with it when it is
-//! dropped, and memory stays within the cache's budget however many versions go by.
-//! Fragment files are immutable and their paths unique, so a fragment opened for one version
-//! is right for every version that names it.
+//! reuses what the previous one decoded, a superseded snapshot takes nothing with it when it
+//! is dropped, and memory stays within the cache's budget however many versions go by.
+//! Fragment files are immutable and their paths unique, so what was read for one version is
+//! right for every version that names the file.
 
+use super::fragment::read::{ChunkedFile, DecodedBatch};
 use super::fragment::Fragment;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
-/// Most fragments a cache keeps open (each may be one memory mapping).
-pub const DEFAULT_MAX_FRAGMENTS: usize = 4096;
+/// Most files a cache keeps open (each may be one memory mapping).
+pub const DEFAULT_MAX_FILES: usize = 4096;
 /// Bytes a snapshot's own cache may hold (see [`FragmentCache::new`]).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
-/// A shared, bounded cache of opened fragments (cheap to clone: clones share it).
+/// A shared, bounded cache of what reading fragments opens and decodes (cheap to clone:
+/// clones share it).
 ///
-/// A fragment costs its decompressed pixels plus its file's bytes (mapped pages that reads
-/// touch count towards the process's resident memory too). Inserting beyond the byte budget
-/// or [`DEFAULT_MAX_FRAGMENTS`] evicts the least recently used fragments; one larger than the
-/// whole budget is not kept. Evicted fragments stay alive for as long as a query holds them.
+/// Decoded pixels and bytes fetched from object storage count at their size, and a
+/// memory-mapped file at its size too (the pages reads touch are resident memory). Keeping
+/// something beyond the byte budget or [`DEFAULT_MAX_FILES`] open files evicts the least
+/// recently used entries; one larger than the whole budget is not kept. Evicted entries live
+/// on for as long as a query holds them.
 #[derive(Clone)]
 pub struct FragmentCache {
-    inner: Arc<Mutex<Lru>>,
-    /// Signalled whenever an open in flight ends.
-    opened: Arc<Condvar>,
+    state: Arc<Mutex<State>>,
+    /// Signalled whenever a decode in flight ends.
+    done: Arc<Condvar>,
 }
 
 /// What a cache holds and how it has been used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheStats {
-    /// Fragments held.
-    pub fragments: usize,
+    /// Open files.
+    pub files: usize,
+    /// Entries of every kind (files, decoded batches, whole fragments).
+    pub entries: usize,
     /// Bytes they account for.
     pub bytes: u64,
     /// The byte budget.
     pub max_bytes: u64,
-    /// Lookups that found the fragment.
+    /// Lookups that found their entry.
     pub hits: u64,
     /// Lookups that did not.
     pub misses: u64,
-    /// Fragments evicted to make room (or dropped by [`FragmentCache::retain`]).
+    /// Entries evicted to make room (or dropped by [`FragmentCache::retain`]).
     pub evictions: u64,
 }
 
+/// An entry's key: its fragment's path and what of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    /// The opened file.
+    File(String),
+    /// Batch `block` of run `run`, decoded.
+    Batch(String, usize, usize),
+    /// Every observation over the stored window.
+    Whole(String),
+}
+
+impl Key {
+    fn path(&self) -> &str {
+        match self {
+            Key::File(p) | Key::Batch(p, ..) | Key::Whole(p) => p,
+        }
+    }
+}
+
+/// A cached value.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    File(Arc<ChunkedFile>),
+    Batch(Arc<DecodedBatch>),
+    Whole(Arc<Fragment>),
+}
+
 struct Slot {
-    fragment: Arc<Fragment>,
+    item: Item,
     bytes: u64,
     tick: u64,
 }
 
-struct Lru {
-    slots: HashMap<String, Slot>,
-    /// Paths being opened by one caller of [`FragmentCache::get_or_open`] (and its thread);
-    /// others wait.
-    opening: HashMap<String, std::thread::ThreadId>,
-    /// Last use → path, oldest first.
-    order: BTreeMap<u64, String>,
+struct State {
+    slots: HashMap<Key, Slot>,
+    /// Last use → key, oldest first.
+    order: BTreeMap<u64, Key>,
+    /// Keys being made by one caller of [`FragmentCache::get_or_make`] (and its thread).
+    making: HashMap<Key, ThreadId>,
     tick: u64,
-    max_bytes: u64,
-    max_fragments: usize,
+    max_files: usize,
     stats: CacheStats,
 }
 
@@ -73,8 +105,8 @@ impl fmt::Debug for FragmentCache {
         let s = self.stats();
         write!(
             f,
-            "FragmentCache({} fragments, {} of {} bytes)",
-            s.fragments, s.bytes, s.max_bytes
+            "FragmentCache({} entries, {} of {} bytes)",
+            s.entries, s.bytes, s.max_bytes
         )
     }
 }
@@ -86,150 +118,51 @@ impl Default for FragmentCache {
 }
 
 impl FragmentCache {
-    /// An empty cache holding at most `max_bytes` (and [`DEFAULT_MAX_FRAGMENTS`] fragments).
+    /// An empty cache holding at most `max_bytes` (and [`DEFAULT_MAX_FILES`] open files).
     pub fn new(max_bytes: u64) -> FragmentCache {
-        FragmentCache::with_limits(max_bytes, DEFAULT_MAX_FRAGMENTS)
+        FragmentCache::with_limits(max_bytes, DEFAULT_MAX_FILES)
     }
 
-    /// An empty cache holding at most `max_bytes` in at most `max_fragments` fragments.
-    pub fn with_limits(max_bytes: u64, max_fragments: usize) -> FragmentCache {
+    /// An empty cache holding at most `max_bytes` and `max_files` open files.
+    pub fn with_limits(max_bytes: u64, max_files: usize) -> FragmentCache {
         FragmentCache {
-            opened: Arc::new(Condvar::new()),
-            inner: Arc::new(Mutex::new(Lru {
+            state: Arc::new(Mutex::new(State {
                 slots: HashMap::new(),
-                opening: Default::default(),
                 order: BTreeMap::new(),
+                making: HashMap::new(),
                 tick: 0,
-                max_bytes,
-                max_fragments: max_fragments.max(1),
+                max_files: max_files.max(1),
                 stats: CacheStats {
                     max_bytes,
                     ..CacheStats::default()
                 },
             })),
+            done: Arc::new(Condvar::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Lru> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // The cache holds no invariant a panicking holder could break: use it anyway.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The fragment at `path` if the cache holds it (and marks it used).
-    pub fn get(&self, path: &str) -> Option<Arc<Fragment>> {
-        let mut lru = self.lock();
-        lru.tick += 1;
-        let tick = lru.tick;
-        let Some(slot) = lru.slots.get_mut(path) else {
-            lru.stats.misses += 1;
-            return None;
-        };
-        let old = std::mem::replace(&mut slot.tick, tick);
-        let fragment = slot.fragment.clone();
-        lru.order.remove(&old);
-        lru.order.insert(tick, path.to_string());
-        lru.stats.hits += 1;
-        Some(fragment)
+    /// Size, budget and counters.
+    pub fn stats(&self) -> CacheStats {
+        self.lock().stats
     }
 
-    /// The fragment at `path`, from the cache or opened by `open` (which also gives the bytes
-    /// to account) and kept. Concurrent callers asking for one path open it once: the others
-    /// wait for it (and open it themselves only when that failed or was too large to keep).
-    /// The thread opening a path never waits for itself (a work-stealing pool may hand it
-    /// another task asking for the same path while it opens); `open` must not wait for other
-    /// threads that could ask this cache for the same path.
-    pub fn get_or_open<E>(
-        &self,
-        path: &str,
-        open: impl FnOnce() -> Result<(Arc<Fragment>, u64), E>,
-    ) -> Result<Arc<Fragment>, E> {
-        let mut lru = self.lock();
-        loop {
-            lru.tick += 1;
-            let tick = lru.tick;
-            if let Some(slot) = lru.slots.get_mut(path) {
-                let old = std::mem::replace(&mut slot.tick, tick);
-                let fragment = slot.fragment.clone();
-                lru.order.remove(&old);
-                lru.order.insert(tick, path.to_string());
-                lru.stats.hits += 1;
-                return Ok(fragment);
-            }
-            match lru.opening.get(path) {
-                None => break,
-                Some(t) if *t == std::thread::current().id() => {
-                    drop(lru);
-                    return open().map(|(f, _)| f);
-                }
-                Some(_) => {}
-            }
-            lru = self.opened.wait(lru).unwrap_or_else(|e| e.into_inner());
-            if !lru.opening.contains_key(path) && !lru.slots.contains_key(path) {
-                // The open failed or was not kept: open it here.
-                drop(lru);
-                let (fragment, _) = open()?;
-                return Ok(fragment);
-            }
-        }
-        lru.stats.misses += 1;
-        lru.opening
-            .insert(path.to_string(), std::thread::current().id());
-        drop(lru);
-        let result = open();
-        let kept = result
-            .as_ref()
-            .ok()
-            .map(|(f, bytes)| self.insert(path, f.clone(), *bytes));
-        self.lock().opening.remove(path);
-        self.opened.notify_all();
-        result.map(|(f, _)| kept.unwrap_or(f))
-    }
-
-    /// The fragment at `path` if the cache holds it, without counting a lookup or marking it
-    /// used.
-    pub fn peek(&self, path: &str) -> Option<Arc<Fragment>> {
-        self.lock().slots.get(path).map(|s| s.fragment.clone())
-    }
-
-    /// Keeps `fragment` (accounting `bytes`) under `path`, evicting the least recently used
-    /// to make room, and returns the fragment the cache now holds for `path` (an earlier
-    /// insert by another thread wins, so everyone shares one copy).
-    pub fn insert(&self, path: &str, fragment: Arc<Fragment>, bytes: u64) -> Arc<Fragment> {
-        let mut lru = self.lock();
-        if let Some(slot) = lru.slots.get(path) {
-            return slot.fragment.clone();
-        }
-        if bytes > lru.max_bytes {
-            return fragment;
-        }
-        while lru.stats.fragments >= lru.max_fragments || lru.stats.bytes + bytes > lru.max_bytes {
-            if !lru.evict_oldest() {
-                break;
-            }
-        }
-        lru.tick += 1;
-        let tick = lru.tick;
-        lru.order.insert(tick, path.to_string());
-        lru.slots.insert(
-            path.to_string(),
-            Slot {
-                fragment: fragment.clone(),
-                bytes,
-                tick,
-            },
-        );
-        lru.stats.fragments += 1;
-        lru.stats.bytes += bytes;
-        fragment
-    }
-
-    /// Drops every fragment whose path `keep` rejects (e.g. those a new version no longer
-    /// names).
+    /// Drops every entry of a fragment whose path `keep` rejects (e.g. those a new version
+    /// no longer names).
     pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        let mut lru = self.lock();
-        let gone: Vec<String> = lru.slots.keys().filter(|p| !keep(p)).cloned().collect();
-        for path in gone {
-            lru.remove(&path);
+        let mut s = self.lock();
+        let gone: Vec<Key> = s
+            .slots
+            .keys()
+            .filter(|k| !keep(k.path()))
+            .cloned()
+            .collect();
+        for key in gone {
+            s.remove(&key);
         }
     }
 
@@ -238,33 +171,141 @@ impl FragmentCache {
         self.retain(|_| false);
     }
 
-    /// Size, budget and counters.
-    pub fn stats(&self) -> CacheStats {
-        self.lock().stats
+    /// The entry under `key`, marked used (counted as a hit or a miss).
+    pub(crate) fn get(&self, key: &Key) -> Option<Item> {
+        let mut s = self.lock();
+        let item = s.touch(key);
+        if item.is_some() {
+            s.stats.hits += 1;
+        } else {
+            s.stats.misses += 1;
+        }
+        item
+    }
+
+    /// The entry under `key`, neither counted nor marked used.
+    pub(crate) fn peek(&self, key: &Key) -> Option<Item> {
+        self.lock().slots.get(key).map(|s| s.item.clone())
+    }
+
+    /// Keeps `item` (accounting `bytes`) under `key`, evicting the least recently used to
+    /// make room; an entry already there is replaced when `replace`, else it wins and is
+    /// returned (so everyone shares one copy).
+    pub(crate) fn put(&self, key: Key, item: Item, bytes: u64, replace: bool) -> Item {
+        self.lock().put(key, item, bytes, replace)
+    }
+
+    /// The entry under `key`, or the one `make` makes (with its bytes), kept. Concurrent
+    /// callers asking for one key make it once: the others wait (and make it themselves
+    /// only when that failed or was too large to keep). The thread making a key never waits
+    /// for itself (a work-stealing pool may hand it another task wanting the same key while
+    /// it makes it); `make` must not wait for other threads that could want the same key.
+    pub(crate) fn get_or_make<E>(
+        &self,
+        key: &Key,
+        make: impl FnOnce() -> Result<(Item, u64), E>,
+    ) -> Result<Item, E> {
+        let me = std::thread::current().id();
+        let mut s = self.lock();
+        let mut waited = false;
+        loop {
+            if let Some(item) = s.touch(key) {
+                s.stats.hits += 1;
+                return Ok(item);
+            }
+            match s.making.get(key) {
+                None if waited => {
+                    // Made by another thread but not kept (failed, or too large).
+                    drop(s);
+                    return make().map(|(item, _)| item);
+                }
+                None => break,
+                Some(t) if *t == me => {
+                    drop(s);
+                    return make().map(|(item, _)| item);
+                }
+                Some(_) => {
+                    s = self.done.wait(s).unwrap_or_else(|e| e.into_inner());
+                    waited = true;
+                }
+            }
+        }
+        s.stats.misses += 1;
+        s.making.insert(key.clone(), me);
+        drop(s);
+        let made = make();
+        let mut s = self.lock();
+        s.making.remove(key);
+        let result = made.map(|(item, bytes)| s.put(key.clone(), item, bytes, false));
+        drop(s);
+        self.done.notify_all();
+        result
     }
 }
 
-impl Lru {
-    /// Evicts the least recently used fragment; false when there is none.
-    fn evict_oldest(&mut self) -> bool {
-        let Some((_, path)) = self.order.pop_first() else {
-            return false;
-        };
-        if let Some(slot) = self.slots.remove(&path) {
-            self.stats.fragments -= 1;
-            self.stats.bytes -= slot.bytes;
-            self.stats.evictions += 1;
-        }
-        true
+impl State {
+    fn touch(&mut self, key: &Key) -> Option<Item> {
+        self.tick += 1;
+        let tick = self.tick;
+        let slot = self.slots.get_mut(key)?;
+        let old = std::mem::replace(&mut slot.tick, tick);
+        let item = slot.item.clone();
+        self.order.remove(&old);
+        self.order.insert(tick, key.clone());
+        Some(item)
     }
 
-    fn remove(&mut self, path: &str) {
-        if let Some(slot) = self.slots.remove(path) {
-            self.order.remove(&slot.tick);
-            self.stats.fragments -= 1;
-            self.stats.bytes -= slot.bytes;
-            self.stats.evictions += 1;
+    fn put(&mut self, key: Key, item: Item, bytes: u64, replace: bool) -> Item {
+        if self.slots.contains_key(&key) {
+            if !replace {
+                return self.touch(&key).unwrap_or(item);
+            }
+            self.remove(&key);
+            self.stats.evictions -= 1;
         }
+        if bytes > self.stats.max_bytes {
+            return item;
+        }
+        let file = matches!(key, Key::File(_));
+        while self.stats.bytes + bytes > self.stats.max_bytes
+            || (file && self.stats.files >= self.max_files)
+        {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(slot) = self.slots.remove(&oldest) {
+                self.forget(&oldest, slot.bytes);
+            }
+        }
+        self.tick += 1;
+        self.order.insert(self.tick, key.clone());
+        self.slots.insert(
+            key,
+            Slot {
+                item: item.clone(),
+                bytes,
+                tick: self.tick,
+            },
+        );
+        self.stats.entries += 1;
+        self.stats.files += usize::from(file);
+        self.stats.bytes += bytes;
+        item
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(slot) = self.slots.remove(key) {
+            self.order.remove(&slot.tick);
+            self.forget(key, slot.bytes);
+        }
+    }
+
+    /// Accounts for an entry that left.
+    fn forget(&mut self, key: &Key, bytes: u64) {
+        self.stats.entries -= 1;
+        self.stats.files -= usize::from(matches!(key, Key::File(_)));
+        self.stats.bytes -= bytes;
+        self.stats.evictions += 1;
     }
 }
 
@@ -274,8 +315,8 @@ mod tests {
     use crate::store::{FragmentData, Observation, Warehouse, WarehouseConfig};
     use crate::{DataType, GeoTransform, GridSpec, TileId};
 
-    /// A real fragment to put in caches (the cache never looks inside).
-    fn fragment() -> Arc<Fragment> {
+    /// A warehouse of `n` one-observation fragments (one per tile), compressed.
+    fn warehouse(n: i64) -> (tempfile::TempDir, Warehouse) {
         let dir = tempfile::tempdir().unwrap();
         let grid = GridSpec {
             epsg: 32633,
@@ -285,100 +326,112 @@ mod tests {
         };
         let wh = Warehouse::create(dir.path(), WarehouseConfig::new(grid)).unwrap();
         let batch = wh.begin_batch();
-        batch
-            .write_fragment(FragmentData {
-                tile: TileId::new(0, 0),
-                band: "B04".into(),
-                product: "S2".into(),
-                dtype: DataType::U16,
-                nodata: Some(0.0),
-                scale: 1.0,
-                offset: 0.0,
-                tile_transform: GeoTransform::north_up(0.0, 40.0, 10.0, 10.0),
-                width: 4,
-                height: 4,
-                footprint_lonlat: vec![(15.0, 0.0), (15.1, 0.0), (15.1, 0.1), (15.0, 0.1)],
-                resolution: 10.0,
-                observations: vec![Observation {
-                    time: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-                    scene_id: "s".into(),
-                    pixels: vec![7u16; 16].into(),
-                    valid: None,
-                }],
-            })
-            .unwrap();
+        for i in 0..n {
+            let tile = TileId::new(i, 0);
+            let b = grid.tile_bounds(tile);
+            batch
+                .write_fragment(FragmentData {
+                    tile,
+                    band: "B04".into(),
+                    product: "S2".into(),
+                    dtype: DataType::U16,
+                    nodata: Some(0.0),
+                    scale: 1.0,
+                    offset: 0.0,
+                    tile_transform: GeoTransform::north_up(b.min_x, b.max_y, 10.0, 10.0),
+                    width: 4,
+                    height: 4,
+                    footprint_lonlat: vec![(15.0, 0.0), (15.1, 0.0), (15.1, 0.1), (15.0, 0.1)],
+                    resolution: 10.0,
+                    observations: vec![Observation {
+                        time: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                        scene_id: format!("s{i}"),
+                        pixels: vec![7u16 + i as u16; 16].into(),
+                        valid: None,
+                    }],
+                })
+                .unwrap();
+        }
         batch.commit().unwrap();
-        let snap = wh.snapshot(None).unwrap();
-        Arc::new(snap.read_fragment(&snap.fragments()[0]).unwrap())
+        (dir, wh)
     }
 
     #[test]
-    fn evicts_least_recently_used_within_the_budget() {
-        let f = fragment();
-        let cache = FragmentCache::new(300);
-        cache.insert("a", f.clone(), 100);
-        cache.insert("b", f.clone(), 100);
-        cache.insert("c", f.clone(), 100);
-        assert!(cache.get("a").is_some(), "a is now the most recent");
-        cache.insert("d", f.clone(), 100);
-        assert!(cache.peek("b").is_none(), "b was the least recently used");
-        assert!(cache.peek("a").is_some() && cache.peek("c").is_some());
-        let s = cache.stats();
-        assert_eq!((s.fragments, s.bytes, s.evictions), (3, 300, 1));
-        // Larger than the budget: handed back, not kept, nothing evicted for it.
-        let big = cache.insert("e", f.clone(), 301);
-        assert!(Arc::ptr_eq(&big, &f) && cache.peek("e").is_none());
-        assert_eq!(cache.stats().fragments, 3);
-    }
-
-    #[test]
-    fn concurrent_misses_open_a_fragment_once() {
-        let f = fragment();
+    fn snapshots_of_one_cache_share_what_they_read_within_its_budget() {
+        let (_dir, wh) = warehouse(6);
         let cache = FragmentCache::new(1 << 20);
-        let opens = std::sync::atomic::AtomicUsize::new(0);
+        let a = wh.snapshot_with_cache(None, &cache).unwrap();
+        let b = wh.snapshot_with_cache(None, &cache).unwrap();
+        for e in a.fragments() {
+            a.fragment(e).unwrap();
+        }
+        let misses = cache.stats().misses;
+        for e in b.fragments() {
+            let f = b.fragment(e).unwrap();
+            assert!(Arc::ptr_eq(&f, &a.fragment(e).unwrap()), "one shared copy");
+        }
+        assert_eq!(
+            cache.stats().misses,
+            misses,
+            "the second snapshot read nothing again"
+        );
+        // A budget of about two fragments' files: the least recently used go.
+        let file = a.fragments()[0].bytes;
+        let small = FragmentCache::new(2 * file + file / 2);
+        let c = wh.snapshot_with_cache(None, &small).unwrap();
+        for e in c.fragments() {
+            let f = c.fragment(e).unwrap();
+            assert_eq!(f.pixels::<u16>(0).unwrap()[0], 7 + e.tile.col as u16);
+            assert!(small.stats().bytes <= small.stats().max_bytes);
+        }
+        assert!(small.stats().evictions > 0);
+        // Retain drops what a version no longer names; clear drops the rest.
+        let keep = a.fragments()[0].path.clone();
+        cache.retain(|p| p == keep);
+        assert!(cache.stats().entries > 0);
+        assert!(cache
+            .peek(&Key::Whole(a.fragments()[1].path.clone()))
+            .is_none());
+        cache.clear();
+        assert_eq!((cache.stats().entries, cache.stats().bytes), (0, 0));
+    }
+
+    #[test]
+    fn concurrent_misses_make_an_entry_once() {
+        let (_dir, wh) = warehouse(1);
+        let snap = wh.snapshot(None).unwrap();
+        let f = Arc::new(snap.read_fragment(&snap.fragments()[0]).unwrap());
+        let cache = FragmentCache::new(1 << 20);
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let key = Key::Whole("a".into());
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
                     let got = cache
-                        .get_or_open("a", || {
-                            opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        .get_or_make(&key, || {
+                            made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             std::thread::sleep(std::time::Duration::from_millis(50));
-                            Ok::<_, ()>((f.clone(), 10))
+                            Ok::<_, ()>((Item::Whole(f.clone()), 10))
                         })
                         .unwrap();
-                    assert!(Arc::ptr_eq(&got, &f));
+                    assert!(matches!(got, Item::Whole(g) if Arc::ptr_eq(&g, &f)));
                 });
             }
         });
-        assert_eq!(opens.into_inner(), 1);
+        assert_eq!(made.into_inner(), 1);
         let s = cache.stats();
-        assert_eq!((s.misses, s.hits, s.fragments), (1, 7, 1));
-        // A failed open leaves nothing behind; the next caller tries again.
+        assert_eq!((s.misses, s.hits, s.entries), (1, 7, 1));
+        // A failed make leaves nothing behind; the next caller tries again.
+        let b = Key::Whole("b".into());
         assert!(cache
-            .get_or_open("b", || Err::<(Arc<Fragment>, u64), _>("broken"))
+            .get_or_make(&b, || Err::<(Item, u64), _>("broken"))
             .is_err());
         assert!(cache
-            .get_or_open("b", || Ok::<_, ()>((f.clone(), 10)))
+            .get_or_make(&b, || Ok::<_, ()>((Item::Whole(f.clone()), 10)))
             .is_ok());
-    }
-
-    #[test]
-    fn the_first_insert_wins_and_retain_releases() {
-        let (f1, f2) = (fragment(), fragment());
-        let cache = FragmentCache::with_limits(1000, 2);
-        let kept = cache.insert("a", f1.clone(), 10);
-        assert!(Arc::ptr_eq(&kept, &f1));
-        let again = cache.insert("a", f2, 10);
-        assert!(Arc::ptr_eq(&again, &f1), "one shared copy per path");
-        cache.insert("b", f1.clone(), 10);
-        cache.insert("c", f1.clone(), 10);
-        assert_eq!(cache.stats().fragments, 2, "count bound");
-        cache.retain(|p| p == "c");
-        assert_eq!(cache.stats().fragments, 1);
-        assert_eq!(cache.stats().bytes, 10);
-        cache.clear();
-        assert_eq!(cache.stats().bytes, 0);
-        drop((kept, again));
-        assert_eq!(Arc::strong_count(&f1), 1, "the cache let go of every copy");
+        // Larger than the budget: handed back, not kept.
+        let tiny = FragmentCache::new(5);
+        tiny.put(Key::Whole("c".into()), Item::Whole(f.clone()), 6, false);
+        assert_eq!(tiny.stats().entries, 0);
     }
 }

@@ -8,7 +8,7 @@
 //! metadata, so GeoPandas and DuckDB's spatial extension also open a single part unaided.
 //! Which parts form a version is decided by the Delta log (`super::delta`).
 
-use super::fragment::PixelWindow;
+use super::fragment::{ChunkIndex, PixelWindow};
 use super::layout::validate_rel_path;
 use super::{Error, Result};
 use crate::dtype::DataType;
@@ -31,7 +31,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -78,10 +78,22 @@ pub struct FragmentEntry {
     pub valid_mean: Option<f64>,
     /// The window of the tile the fragment stores (the whole tile unless cropped).
     pub window: PixelWindow,
+    /// Where the fragment's chunks are, and its scalar metadata: a reader goes straight to
+    /// the bytes it needs.
+    pub index: ChunkIndex,
+}
+
+/// The scale and offset that make one band of one scene physical: `raw * scale + offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BandScaling {
+    /// Multiplier.
+    pub scale: f64,
+    /// Added after scaling.
+    pub offset: f64,
 }
 
 /// A scene as recorded when ingested.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SceneRecord {
     /// Scene identifier (unique per product).
     pub scene_id: String,
@@ -97,6 +109,12 @@ pub struct SceneRecord {
     pub cloud_cover: Option<f64>,
     /// Content fingerprint: re-ingesting a scene with a committed fingerprint is a no-op.
     pub fingerprint: String,
+    /// Per warehouse band, the scale and offset of this scene when its source declares its
+    /// own (a STAC item's `raster:bands`, a Sentinel-2 processing baseline); bands not listed
+    /// take the fragment's, the product profile's. Kept per scene because fragments hold many
+    /// scenes and compaction merges them. Column `scaling` (JSON), null when empty; parts
+    /// written before it existed read as empty.
+    pub scaling: BTreeMap<String, BandScaling>,
 }
 
 /// A committed scene: the record plus when it was ingested.
@@ -244,6 +262,7 @@ const FRAGMENT_ONLY: &[&str] = &[
     "window_row",
     "window_width",
     "window_height",
+    "chunk_index",
 ];
 const SCENE_ONLY: &[&str] = &[
     "scene_id",
@@ -252,6 +271,7 @@ const SCENE_ONLY: &[&str] = &[
     "cloud_cover",
     "ingested",
     "fingerprint",
+    "scaling",
 ];
 /// Columns that may be null even in their own kind's rows.
 const OPTIONAL: &[&str] = &[
@@ -260,11 +280,14 @@ const OPTIONAL: &[&str] = &[
     "valid_max",
     "valid_mean",
     "cloud_cover",
+    "scaling",
 ];
+/// Columns added after the first format: parts written before them lack them (read as null).
+const ADDED_LATER: &[&str] = &["scaling"];
 
 fn column_type(name: &str) -> ArrowType {
     match name {
-        "geometry" => ArrowType::Binary,
+        "geometry" | "chunk_index" => ArrowType::Binary,
         "bbox" => ArrowType::Struct(bbox_fields()),
         "time_min" | "time_max" | "acquired" | "ingested" => ts_type(),
         "observations" | "bytes" | "valid_count" => ArrowType::Int64,
@@ -475,6 +498,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
     let mut vmax = Float64Builder::new();
     let mut vmean = Float64Builder::new();
     let mut window = [(); 4].map(|_| Int32Builder::new());
+    let mut index = BinaryBuilder::new();
     let mut boxes = Vec::with_capacity(rows.len());
     for r in rows {
         tile.append_value(r.tile.to_string());
@@ -500,6 +524,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
         for (b, v) in window.iter_mut().zip([w.col, w.row, w.width, w.height]) {
             b.append_value(v as i32);
         }
+        index.append_value(r.index.encode());
     }
     let own: HashMap<&'static str, ArrayRef> = HashMap::from([
         ("tile", Arc::new(tile.finish()) as ArrayRef),
@@ -521,6 +546,7 @@ pub(crate) fn encode_fragments(path: &Path, rows: &[FragmentEntry]) -> Result<En
         ("valid_min", Arc::new(vmin.finish())),
         ("valid_max", Arc::new(vmax.finish())),
         ("valid_mean", Arc::new(vmean.finish())),
+        ("chunk_index", Arc::new(index.finish())),
     ]);
     let mut own = own;
     for (name, b) in ["window_col", "window_row", "window_width", "window_height"]
@@ -556,9 +582,20 @@ pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<EncodedP
     let mut cloud = Float64Builder::new();
     let mut ingested = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut fp = StringBuilder::new();
+    let mut scaling = StringBuilder::new();
     let mut boxes = Vec::with_capacity(rows.len());
     for r in rows {
         let s = &r.scene;
+        if s.scaling.is_empty() {
+            scaling.append_null();
+        } else {
+            scaling.append_value(serde_json::to_string(&s.scaling).map_err(|e| {
+                Error::CorruptCatalog {
+                    path: path.to_path_buf(),
+                    reason: format!("scene {}: scaling: {e}", s.scene_id),
+                }
+            })?);
+        }
         id.append_value(&s.scene_id);
         source.append_value(&s.source);
         acquired.append_value(s.acquired.timestamp_micros());
@@ -579,6 +616,7 @@ pub(crate) fn encode_scenes(path: &Path, rows: &[SceneEntry]) -> Result<EncodedP
         ("cloud_cover", Arc::new(cloud.finish())),
         ("ingested", Arc::new(ingested.finish())),
         ("fingerprint", Arc::new(fp.finish())),
+        ("scaling", Arc::new(scaling.finish())),
     ]);
     let stats = delta_stats(
         rows.len(),
@@ -621,9 +659,11 @@ fn read_batches(path: &Path, bytes: Vec<u8>, kind: PartKind) -> Result<Vec<Recor
         let schema = builder.schema().clone();
         let mut indices = Vec::with_capacity(wanted.len());
         for name in &wanted {
-            let (i, field) = schema
-                .column_with_name(name)
-                .ok_or_else(|| format!("no column {name:?}"))?;
+            let found = schema.column_with_name(name);
+            if found.is_none() && ADDED_LATER.contains(name) {
+                continue;
+            }
+            let (i, field) = found.ok_or_else(|| format!("no column {name:?}"))?;
             if *field.data_type() != column_type(name) {
                 return Err(format!(
                     "column {name:?} is {}, not {}",
@@ -708,6 +748,7 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
         let wr = col::<Int32Array>(b, "window_row")?;
         let ww = col::<Int32Array>(b, "window_width")?;
         let wh = col::<Int32Array>(b, "window_height")?;
+        let chunk_index = col::<BinaryArray>(b, "chunk_index")?;
         for i in 0..b.num_rows() {
             let footprint = parse_wkb_polygon(geom.value(i))
                 .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?;
@@ -729,6 +770,12 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                     "row {i}: window {window:?} is not inside the {w}x{h} tile"
                 ));
             }
+            let index = ChunkIndex::decode(chunk_index.value(i))
+                .map_err(|e| format!("row {i}: chunk index: {e}"))?;
+            let observations = non_negative(obs.value(i), "observation count")?;
+            let file_bytes = non_negative(bytes.value(i), "byte size")?;
+            check_index(&index, observations, file_bytes, w, h)
+                .map_err(|e| format!("row {i}: chunk index: {e}"))?;
             out.push(FragmentEntry {
                 tile: tile
                     .value(i)
@@ -738,12 +785,12 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 product: product.value(i).to_string(),
                 time_min: ts(tmin.value(i))?,
                 time_max: ts(tmax.value(i))?,
-                observations: non_negative(obs.value(i), "observation count")?,
+                observations,
                 bbox: ring_bounds(&footprint).unwrap_or(Bounds::new(0.0, 0.0, 0.0, 0.0)),
                 footprint_lonlat: footprint,
                 resolution: res.value(i),
                 path,
-                bytes: non_negative(bytes.value(i), "byte size")?,
+                bytes: file_bytes,
                 checksum: sum.value(i).to_string(),
                 dtype: DataType::parse(dt).ok_or_else(|| format!("row {i}: bad dtype {dt:?}"))?,
                 width: w,
@@ -753,6 +800,7 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
                 valid_max: opt_f64(vmax, i),
                 valid_mean: opt_f64(vmean, i),
                 window,
+                index,
             });
         }
         Ok(())
@@ -764,6 +812,34 @@ pub(crate) fn decode_fragments(path: &Path, bytes: Vec<u8>) -> Result<Vec<Fragme
         })?;
     }
     Ok(out)
+}
+
+/// A chunk index agrees with its row: its blocks hold the row's observations, its chunks lie
+/// in the tile, its runs and footer in the file.
+fn check_index(
+    index: &ChunkIndex,
+    observations: u64,
+    bytes: u64,
+    width: u32,
+    height: u32,
+) -> std::result::Result<(), String> {
+    if index.observations() != observations {
+        return Err(format!(
+            "blocks hold {} observations, the row {observations}",
+            index.observations()
+        ));
+    }
+    if index.shape.rows > height || index.shape.cols > width {
+        return Err("chunks larger than the tile".into());
+    }
+    let count = index.shape.count(width, height);
+    if index.runs.is_empty() || index.runs.iter().any(|r| r.chunk >= count) {
+        return Err(format!("chunks outside the tile's {count}"));
+    }
+    if index.footer >= bytes || index.runs.iter().any(|r| r.end > index.footer) {
+        return Err("runs or footer past the end of the file".into());
+    }
+    Ok(())
 }
 
 /// Decodes a scenes part.
@@ -779,7 +855,16 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
         let cloud = col::<Float64Array>(b, "cloud_cover")?;
         let ingested = col::<TimestampMicrosecondArray>(b, "ingested")?;
         let fp = col::<StringArray>(b, "fingerprint")?;
+        let scaling = match b.column_by_name("scaling") {
+            Some(_) => Some(col::<StringArray>(b, "scaling")?),
+            None => None,
+        };
         for i in 0..b.num_rows() {
+            let scaling = match scaling.filter(|a| a.is_valid(i)) {
+                Some(a) => serde_json::from_str(a.value(i))
+                    .map_err(|e| format!("row {i}: scaling {:?}: {e}", a.value(i)))?,
+                None => BTreeMap::new(),
+            };
             out.push(SceneEntry {
                 scene: SceneRecord {
                     scene_id: id.value(i).to_string(),
@@ -790,6 +875,7 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
                         .ok_or_else(|| format!("row {i}: malformed WKB footprint"))?,
                     cloud_cover: opt_f64(cloud, i),
                     fingerprint: fp.value(i).to_string(),
+                    scaling,
                 },
                 ingested: ts(ingested.value(i))?,
             });
@@ -845,6 +931,22 @@ mod tests {
             valid_max: if i == 0 { None } else { Some(9.0) },
             valid_mean: Some(4.5),
             window: PixelWindow::new(i as u32, 0, 256 - i as u32, 200),
+            index: ChunkIndex {
+                shape: crate::store::ChunkShape::DEFAULT,
+                blocks: vec![3],
+                dictionary: 100..200,
+                runs: vec![crate::store::ChunkRun {
+                    chunk: 1,
+                    start: 200,
+                    end: 900,
+                }],
+                footer: 908,
+                epsg: 32633,
+                transform: crate::geo::GeoTransform::north_up(0.0, 2560.0, 10.0, 10.0),
+                nodata: Some(0.0),
+                scale: 1e-4,
+                offset: 0.0,
+            },
         }
     }
 
@@ -910,15 +1012,61 @@ mod tests {
                 footprint_lonlat: vec![],
                 cloud_cover: None,
                 fingerprint: "fp1".into(),
+                scaling: BTreeMap::new(),
             },
             ingested: when(1_700_000_000),
         }];
+        let mut rows = rows;
+        let mut scaled = rows[0].clone();
+        scaled.scene.scene_id = "S2A_2".into();
+        scaled.scene.scaling = BTreeMap::from([(
+            "B04".to_string(),
+            BandScaling {
+                scale: 1e-4,
+                offset: -0.1,
+            },
+        )]);
+        rows.push(scaled);
         let p = Path::new("s.parquet");
         let back = decode_scenes(p, encode_scenes(p, &rows).unwrap().bytes).unwrap();
         assert_eq!(back, rows);
         // A scenes part is not a fragments part: its fragment columns are null.
         let e = decode_fragments(p, encode_scenes(p, &rows).unwrap().bytes).unwrap_err();
         assert!(e.to_string().contains("has nulls"), "{e}");
+    }
+
+    #[test]
+    fn scene_parts_written_before_the_scaling_column_read_as_unscaled() {
+        let row = SceneEntry {
+            scene: SceneRecord {
+                scene_id: "old".into(),
+                source: "a.tif".into(),
+                acquired: when(1_650_000_000),
+                product: "S2".into(),
+                fingerprint: "fp".into(),
+                ..Default::default()
+            },
+            ingested: when(1_700_000_000),
+        };
+        let p = Path::new("old.parquet");
+        let bytes = encode_scenes(p, std::slice::from_ref(&row)).unwrap().bytes;
+        // Drop the column, as a part of an older warehouse lacks it.
+        let batch = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| batch.schema().field(i).name() != "scaling")
+            .collect();
+        let old = batch.project(&keep).unwrap();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, old.schema(), None).unwrap();
+        w.write(&old).unwrap();
+        w.close().unwrap();
+        assert_eq!(decode_scenes(p, out).unwrap(), vec![row]);
     }
 
     #[test]

@@ -17,18 +17,22 @@ pub enum Operation {
     Compact,
     /// Small catalog parts were merged into one (no data changed).
     Merge,
+    /// The catalog was set back to the contents of an earlier version.
+    Restore,
     /// A commit by another Delta writer, with the operation it recorded.
     Foreign(String),
 }
 
 impl Operation {
-    /// PixelQuery's name (`create`, `append`, `compact`, `merge`), kept in `commitInfo`.
+    /// PixelQuery's name (`create`, `append`, `compact`, `merge`, `restore`), kept in
+    /// `commitInfo`.
     pub fn name(&self) -> &str {
         match self {
             Operation::Create => "create",
             Operation::Append => "append",
             Operation::Compact => "compact",
             Operation::Merge => "merge",
+            Operation::Restore => "restore",
             Operation::Foreign(op) => op,
         }
     }
@@ -40,6 +44,7 @@ impl Operation {
             Operation::Append => "WRITE",
             Operation::Compact => "OPTIMIZE",
             Operation::Merge => "OPTIMIZE",
+            Operation::Restore => "RESTORE",
             Operation::Foreign(op) => op,
         }
     }
@@ -50,6 +55,7 @@ impl Operation {
             Some("append") => Operation::Append,
             Some("compact") => Operation::Compact,
             Some("merge") => Operation::Merge,
+            Some("restore") => Operation::Restore,
             _ => Operation::Foreign(delta.unwrap_or("UNKNOWN").to_string()),
         }
     }

@@ -52,6 +52,8 @@ pub struct WarehouseInfo {
     pub fragments: usize,
     /// Bytes of referenced fragments.
     pub bytes: u64,
+    /// STAC API searches the warehouse keeps up to date (`ingest --update`), by id.
+    pub searches: BTreeMap<String, serde_json::Value>,
 }
 
 impl Warehouse {
@@ -105,6 +107,7 @@ impl Warehouse {
             tiles: tiles.len(),
             fragments: snapshot.fragments().len(),
             bytes,
+            searches: snapshot.searches().clone(),
         })
     }
 }
@@ -145,6 +148,46 @@ impl std::fmt::Display for WarehouseInfo {
                 )?;
             }
         }
+        for (id, search) in &self.searches {
+            writeln!(f, "search      {id}  {}", describe_search(search))?;
+        }
         Ok(())
     }
+}
+
+/// One line for a stored search: its API, then each criterion as `key value`.
+fn describe_search(search: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    let mut parts = vec![search.get("api").map(text).unwrap_or_default()];
+    for key in [
+        "collections",
+        "bbox",
+        "intersects",
+        "datetime",
+        "filter",
+        "max_items",
+        "product",
+        "bands",
+    ] {
+        if let Some(v) = search.get(key).filter(|v| !v.is_null()) {
+            let v = if key == "intersects" {
+                "(geometry)".to_string()
+            } else {
+                text(v)
+            };
+            parts.push(format!("{key} {v}"));
+        }
+    }
+    parts.join("  ")
 }

@@ -12,7 +12,7 @@ use super::catalog::{self, PartKind};
 use super::delta::action::{Action, Remove};
 use super::delta::{TableState, Version};
 use super::snapshot::{parts_of, read_parts, PartRef};
-use super::{Commit, Operation, Result, Warehouse};
+use super::{published, Commit, Error, Operation, Result, Warehouse};
 use chrono::Utc;
 use std::collections::BTreeSet;
 
@@ -57,7 +57,7 @@ pub(crate) fn merge_if_needed(wh: &Warehouse, state: &TableState) -> Result<Opti
         if group.is_empty() {
             return Ok(last);
         }
-        match merge_group(wh, &group)? {
+        match merge_group(wh, &group, state.version)? {
             Some((version, after)) => {
                 last = Some(version);
                 parts = parts_of(wh.storage(), &after)?;
@@ -73,8 +73,13 @@ pub fn merge_catalog_parts(wh: &Warehouse) -> Result<Option<Version>> {
     merge_if_needed(wh, &state)
 }
 
-/// Rewrites `group` (parts of one kind) as one part and commits the swap.
-fn merge_group(wh: &Warehouse, group: &[PartRef]) -> Result<Option<(Version, TableState)>> {
+/// Rewrites `group` (parts of one kind, live at version `seen`) as one part and commits the
+/// swap.
+fn merge_group(
+    wh: &Warehouse,
+    group: &[PartRef],
+    seen: Version,
+) -> Result<Option<(Version, TableState)>> {
     let kind = group[0].kind;
     let (fragments, scenes) = read_parts(wh.storage(), group)?;
     let id = format!(
@@ -107,10 +112,16 @@ fn merge_group(wh: &Warehouse, group: &[PartRef]) -> Result<Option<(Version, Tab
         Ok(Some(Commit {
             operation: Operation::Merge,
             actions,
+            info: Default::default(),
         }))
     });
-    if !matches!(result, Ok(Some(_))) {
-        let _ = wh.storage().delete(&key);
+    match &result {
+        Ok(Some(_)) => {}
+        // It may have landed: keep the part it names.
+        Err(Error::CommitUnknown { .. }) => {}
+        _ => {
+            published::delete_unless_published(wh, Some(seen), std::slice::from_ref(&key), &[]);
+        }
     }
     result
 }

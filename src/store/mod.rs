@@ -36,7 +36,7 @@
 //!     observations: vec![Observation {
 //!         time, scene_id: "scene-1".into(), pixels: vec![7u16; 16].into(), valid: None }],
 //! }).unwrap();
-//! let version = batch.commit().unwrap();
+//! let version = batch.commit().unwrap().version;
 //! let snap = wh.snapshot(None).unwrap();
 //! assert_eq!(snap.version(), version);
 //! let fragment = snap.read_fragment(&snap.fragments()[0]).unwrap();
@@ -51,12 +51,15 @@ mod codec;
 mod compact;
 mod delta;
 mod fragment;
+mod health;
 mod history;
 mod info;
 mod ipc;
 mod layout;
 mod location;
 mod merge;
+mod published;
+mod reader;
 mod snapshot;
 mod storage;
 mod syncer;
@@ -66,24 +69,25 @@ mod zstd_decode;
 mod zstd_encode;
 
 pub use arrow_buffer::BooleanBuffer;
-pub use batch::Batch;
+pub use batch::{Batch, Committed, SkippedScene};
 pub use bitmap::{pack_mask, pack_where};
 pub use cache::{CacheStats, FragmentCache};
 pub use catalog::{
-    parse_wkb_polygon, wkb_polygon, FragmentEntry, PartKind, SceneEntry, SceneRecord,
+    parse_wkb_polygon, wkb_polygon, BandScaling, FragmentEntry, PartKind, SceneEntry, SceneRecord,
 };
+pub use compact::auto::AutoCompaction;
 pub use compact::{compact, CompactPeriod, CompactReport};
 pub use delta::{Version, CHECKPOINT_INTERVAL};
 pub use fragment::{
-    Fragment, FragmentData, FragmentMeta, Observation, Pixel, PixelBuffer, PixelStats, PixelWindow,
-    FRAGMENT_FORMAT_VERSION,
+    ChunkIndex, ChunkRun, ChunkShape, Fragment, FragmentData, FragmentMeta, Observation, Pixel,
+    PixelBuffer, PixelStats, PixelWindow, FRAGMENT_FORMAT_VERSION,
 };
+pub use health::{check_latest_complete, completeness, restore, Completeness, RestoreReport};
 pub use history::{CommitSummary, Operation};
 pub use info::{BandSummary as InfoBand, WarehouseInfo};
 pub use layout::validate_name;
 pub use location::Location;
 pub use merge::merge_catalog_parts;
-pub(crate) use snapshot::heap_bytes;
 pub use snapshot::{FragmentFilter, PartRef, Snapshot};
 pub use storage::{Listed, LocalStorage, ObjectStorage, Storage};
 pub use vacuum::{parse_duration, vacuum, VacuumReport};
@@ -100,9 +104,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Version of the warehouse layout written by this code: 2 keeps the catalog as a Delta Lake
+/// Version of the warehouse layout written by this code: 3 cuts fragments into chunks and
+/// keeps each fragment's chunk index in its catalog row; 2 kept the catalog as a Delta Lake
 /// table (version 1 had its own `_log/`).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Errors of the warehouse. Every variant about a file names it.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +228,7 @@ pub enum Error {
         reason: String,
     },
     /// The warehouse was written in an older layout this version cannot read.
-    #[error("{path}: warehouse format version {version} ({layout}) is not readable by this version of PixelQuery, which reads format {FORMAT_VERSION} (catalog as a Delta Lake table, cropped and compressed fragments); ingest the scenes again into a new warehouse")]
+    #[error("{path}: warehouse format version {version} ({layout}) is not readable by this version of PixelQuery, which reads format {FORMAT_VERSION} (fragments cut into chunks, indexed by a Delta Lake catalog); ingest the scenes again into a new warehouse")]
     OldFormat {
         /// The configuration file.
         path: PathBuf,
@@ -283,18 +288,35 @@ pub enum Error {
         /// The product.
         product: String,
     },
-    /// A batch's scene was committed by another writer since the batch began (or before:
-    /// ingest should have skipped it). Nothing of the batch was committed.
-    #[error(
-        "scene {scene_id:?} (fingerprint {fingerprint:?}) is already committed (version {version})"
-    )]
-    SceneAlreadyCommitted {
-        /// The scene.
-        scene_id: String,
-        /// Its fingerprint.
-        fingerprint: String,
-        /// The version that committed it.
+    /// A commit whose outcome could not be learnt: its request may have landed (a lost
+    /// answer) and its log entry could not be read back. Nothing it names was deleted.
+    #[error("{path}: the outcome of this commit is unknown ({reason}); nothing it names was deleted: run the same command again (it finds out what landed and finishes), then `pixelquery verify`")]
+    CommitUnknown {
+        /// The log entry.
+        path: PathBuf,
+        /// What the store answered.
+        reason: String,
+    },
+    /// The warehouse's latest version names files that are gone: data was lost (by a bug,
+    /// a hand edit or a foreign tool), and writing on top of it would bury the damage.
+    #[error("{path}: version {version} references {missing} missing file(s), e.g. {example} (data loss); run `pixelquery verify` to list them and `pixelquery restore` to go back to the newest complete version, then re-run the ingest")]
+    DataLoss {
+        /// The warehouse.
+        path: PathBuf,
+        /// The damaged version.
         version: Version,
+        /// How many referenced files are missing.
+        missing: usize,
+        /// One of them.
+        example: String,
+    },
+    /// `restore` cannot go back to the version asked for.
+    #[error("{path}: cannot restore: {reason}")]
+    Restore {
+        /// The warehouse.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// A compaction lost a race with another compaction (nothing was changed).
     #[error("{path}: catalog part was removed by a concurrent commit; compaction abandoned")]
@@ -416,6 +438,9 @@ pub struct WarehouseConfig {
     /// whole tiles, so every fragment of a band has the same shape.
     #[serde(default = "crop_by_default")]
     pub crop: bool,
+    /// How fragments are cut into chunks (pixels per side, observations per block).
+    #[serde(default)]
+    pub chunk: ChunkShape,
     /// Product profiles registered when the warehouse is created (more can be registered by
     /// commits). They live in the catalog table's metadata, so every version has its own;
     /// [`Snapshot::products`] gives them. Empty on an opened warehouse.
@@ -430,6 +455,7 @@ impl WarehouseConfig {
             grid,
             compression: FragmentCompression::default(),
             crop: true,
+            chunk: ChunkShape::DEFAULT,
             products: BTreeMap::new(),
         }
     }
@@ -449,11 +475,24 @@ struct ConfigFile {
 /// Table property holding the product profiles (a JSON object, name → profile).
 const PRODUCTS_PROPERTY: &str = "pixelquery.products";
 
+/// Table property holding the searches whose results the warehouse keeps (a JSON object,
+/// search id → search), re-run by `ingest --update`.
+const SEARCHES_PROPERTY: &str = "pixelquery.searches";
+
 /// The product profiles recorded in the catalog table's metadata.
 pub(crate) fn products_of(metadata: &Metadata) -> BTreeMap<String, serde_json::Value> {
     metadata
         .configuration
         .get(PRODUCTS_PROPERTY)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+/// The stored searches recorded in the catalog table's metadata.
+pub(crate) fn searches_of(metadata: &Metadata) -> BTreeMap<String, serde_json::Value> {
+    metadata
+        .configuration
+        .get(SEARCHES_PROPERTY)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default()
 }
@@ -506,6 +545,8 @@ pub(crate) struct Commit {
     pub operation: Operation,
     /// The actions (adds, removes, metadata); commit info is added.
     pub actions: Vec<Action>,
+    /// Fields added to the commit info.
+    pub info: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How a warehouse is opened: settings that are not part of the warehouse itself.
@@ -516,6 +557,11 @@ pub struct OpenOptions {
     /// Write even to an object store that ignores conditional creates. Safe only when a
     /// single process ever writes to the warehouse (`--unsafe-single-writer`).
     pub unsafe_single_writer: bool,
+    /// Do not merge fragments automatically after commits (`ingest --no-auto-compact`).
+    pub no_auto_compact: bool,
+    /// Memory automatic compaction may use, in bytes (0: 256 MiB). Ingest passes its
+    /// `--memory-budget`.
+    pub compaction_memory: u64,
 }
 
 /// An open warehouse. Cheap to clone; safe to share between threads.
@@ -604,6 +650,13 @@ impl Warehouse {
                     path: cfg_path,
                     version: 1,
                     layout: "catalog replayed from its own _log/ folder",
+                })
+            }
+            2 => {
+                return Err(Error::OldFormat {
+                    path: cfg_path,
+                    version: 2,
+                    layout: "fragments compressed whole, one record batch each",
                 })
             }
             v => {
@@ -751,6 +804,21 @@ impl Warehouse {
         &self.config
     }
 
+    /// The options it was opened with.
+    pub fn options(&self) -> &OpenOptions {
+        &self.options
+    }
+
+    /// How this warehouse writes fragments.
+    pub(crate) fn fragment_settings(&self) -> fragment::write::FragmentSettings {
+        fragment::write::FragmentSettings {
+            epsg: self.config.grid.epsg,
+            compression: self.config.compression,
+            crop: self.config.crop,
+            chunk: self.config.chunk,
+        }
+    }
+
     /// Where the warehouse's files are.
     pub fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
@@ -814,9 +882,25 @@ impl Warehouse {
                 path: self.storage.locate(delta::LOG_DIR),
                 reason,
             })?;
-            let Some(commit) = make(&state)? else {
+            let Some(mut commit) = make(&state)? else {
                 return Ok(None);
             };
+            // Parts this version writes may hold columns an older table lacks: declare them.
+            if commit.actions.iter().any(|a| matches!(a, Action::Add(_))) {
+                if let Some(schema) = upgraded_schema(&state.metadata.schema_string) {
+                    match commit.actions.iter_mut().find_map(|a| match a {
+                        Action::Metadata(m) => Some(m),
+                        _ => None,
+                    }) {
+                        Some(m) => m.schema_string = schema,
+                        None => {
+                            let mut m = state.metadata.clone();
+                            m.schema_string = schema;
+                            commit.actions.insert(0, Action::Metadata(m));
+                        }
+                    }
+                }
+            }
             let version = state.version + 1;
             let now = chrono::Utc::now().timestamp_millis();
             let mut other = serde_json::Map::new();
@@ -831,6 +915,7 @@ impl Warehouse {
                     .iter()
                     .all(|a| matches!(a, Action::Add(_) | Action::Metadata(_)));
             other.insert("isBlindAppend".into(), blind_append.into());
+            other.extend(commit.info);
             let mut actions = vec![Action::CommitInfo(CommitInfo {
                 timestamp: Some(now),
                 operation: Some(commit.operation.delta_name().into()),
@@ -839,7 +924,7 @@ impl Warehouse {
                 other,
             })];
             actions.extend(commit.actions);
-            if log.try_commit(version, &actions)? {
+            if log.try_commit(version, &actions)? == delta::CommitOutcome::Landed {
                 let mut after = state;
                 if let Err(reason) = after.apply_commit(version, &actions) {
                     return Err(Error::UnsupportedTable {
@@ -888,6 +973,58 @@ fn root_of(location: &Location) -> PathBuf {
         Location::Local(p) => p.clone(),
         Location::S3(url) => PathBuf::from(url),
     }
+}
+
+/// The metadata a commit must carry for the products and searches it registers, or `None`
+/// when the table already holds them. Products must agree with what the table holds
+/// ([`check_products`]); searches are added by id (the same id is the same search).
+pub(crate) fn check_metadata(
+    state: &TableState,
+    products: &BTreeMap<String, serde_json::Value>,
+    searches: &BTreeMap<String, serde_json::Value>,
+) -> Result<Option<Metadata>> {
+    let mut metadata = check_products(state, products)?;
+    let base = metadata.as_ref().unwrap_or(&state.metadata);
+    let mut all = searches_of(base);
+    let before = all.len();
+    for (id, search) in searches {
+        all.entry(id.clone()).or_insert_with(|| search.clone());
+    }
+    if all.len() != before {
+        let mut m = metadata.unwrap_or_else(|| state.metadata.clone());
+        m.configuration.insert(
+            SEARCHES_PROPERTY.to_string(),
+            serde_json::to_string(&all).expect("JSON values serialise"),
+        );
+        metadata = Some(m);
+    }
+    Ok(metadata)
+}
+
+/// The table schema a commit that adds catalog parts must declare: the table's own when it
+/// has every column this version writes, else the table's columns followed by the missing
+/// ones (a table created by an older version; adding nullable columns is a plain Delta
+/// schema change that readers apply to older files as nulls).
+fn upgraded_schema(current: &str) -> Option<String> {
+    let ours: serde_json::Value =
+        serde_json::from_str(&delta::schema::schema_string(&catalog::table_schema())).ok()?;
+    let mut theirs: serde_json::Value = serde_json::from_str(current).ok()?;
+    let names: std::collections::HashSet<String> = theirs["fields"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<serde_json::Value> = ours["fields"]
+        .as_array()?
+        .iter()
+        .filter(|f| f["name"].as_str().is_some_and(|n| !names.contains(n)))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    theirs["fields"].as_array_mut()?.extend(missing);
+    Some(theirs.to_string())
 }
 
 /// Products registered by a commit must agree with what the table already holds.

@@ -4,15 +4,16 @@ use super::cache::FragmentCache;
 use super::catalog::{self, FragmentEntry, PartKind, SceneEntry};
 use super::delta::action::Add;
 use super::delta::{TableState, Version, TABLE_DIR};
-use super::fragment::Fragment;
+use super::fragment::{Fragment, PixelWindow};
 use super::layout;
+use super::reader::FragmentReader;
 use super::storage::Storage;
 use super::{Error, Result, Warehouse};
 use crate::geo::Bounds;
 use crate::grid::TileId;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,12 +58,16 @@ pub struct Snapshot {
     timestamp: Option<DateTime<Utc>>,
     parts: Vec<PartRef>,
     products: BTreeMap<String, serde_json::Value>,
+    searches: BTreeMap<String, serde_json::Value>,
     fragments: Vec<FragmentEntry>,
     scenes: Vec<SceneEntry>,
     fingerprints: HashSet<String>,
-    /// Fragments opened through [`Snapshot::fragment`], shared by clones of the snapshot (and
-    /// by other snapshots given the same cache).
-    cache: FragmentCache,
+    /// (product, scene id) → index into `scenes`.
+    scene_index: HashMap<(String, String), usize>,
+    /// Opens and decodes fragments, shared by clones of the snapshot; its cache may be shared
+    /// by other snapshots too. Files are immutable, so what it caches stays right for as long
+    /// as any snapshot names it.
+    reader: Arc<FragmentReader>,
 }
 
 /// A catalog part (a data file of the catalog table) as the Delta log describes it.
@@ -250,16 +255,27 @@ impl Snapshot {
             (a.scene.acquired, &a.scene.scene_id).cmp(&(b.scene.acquired, &b.scene.scene_id))
         });
         let fingerprints = scenes.iter().map(|s| s.scene.fingerprint.clone()).collect();
+        let scene_index = scenes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.scene.product.clone(), s.scene.scene_id.clone()), i))
+            .collect();
         Ok(Snapshot {
             storage: wh.storage_arc(),
             version: state.version,
             timestamp: state.timestamp,
             parts,
             products: super::products_of(&state.metadata),
+            searches: super::searches_of(&state.metadata),
             fragments,
             scenes,
             fingerprints,
-            cache,
+            scene_index,
+            reader: Arc::new(FragmentReader::new(
+                wh.storage_arc(),
+                wh.config().compression,
+                cache,
+            )),
         })
     }
 
@@ -281,6 +297,18 @@ impl Snapshot {
     /// Product profiles registered up to this version (the catalog table's metadata).
     pub fn products(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.products
+    }
+
+    /// Searches the warehouse keeps up to date (`ingest --update`), by id, as recorded.
+    pub fn searches(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.searches
+    }
+
+    /// The committed scene of `product` with this id, if any.
+    pub fn scene(&self, product: &str, scene_id: &str) -> Option<&SceneEntry> {
+        self.scene_index
+            .get(&(product.to_string(), scene_id.to_string()))
+            .map(|&i| &self.scenes[i])
     }
 
     /// Every fragment row, ordered by tile, band, product and time.
@@ -317,36 +345,53 @@ impl Snapshot {
         self.storage.transfer_stats()
     }
 
-    /// Reads and decodes a fragment (memory-mapped from a local warehouse, one ranged read
-    /// from object storage), checking that it is the file the catalog describes (size, tile,
-    /// band, product, dtype, size, observation count).
+    /// Reads and decodes a whole fragment (memory-mapped from a local warehouse, one ranged
+    /// read from object storage), checking that it is the file the catalog describes (size,
+    /// tile, band, product, dtype, window, chunk index). Not cached.
     pub fn read_fragment(&self, entry: &FragmentEntry) -> Result<Fragment> {
         open_checked(self.storage.as_ref(), entry, false)
     }
 
-    /// The fragment if this snapshot's cache has it open already; never opens or caches
-    /// anything (exports use it to reuse what queries opened).
+    /// The whole fragment if this snapshot (or a clone) has it open already; never opens
+    /// or caches anything (exports use it to reuse what queries opened).
     pub fn cached_fragment(&self, entry: &FragmentEntry) -> Option<Arc<Fragment>> {
-        self.cache.peek(&entry.path)
+        self.reader.cached_whole(entry)
     }
 
-    /// Like [`Snapshot::read_fragment`], shared: a fragment is opened and checked once (also
+    /// Every observation of a fragment over its stored window, shared: decoded once (also
     /// when threads ask for it at the same moment) and reused by later calls, by clones of the
-    /// snapshot and by snapshots given the same [`FragmentCache`], so repeated queries skip
-    /// mapping and decoding. The cache is bounded
-    /// (by default a few thousand fragments and 1 GiB; see [`FragmentCache`]), least recently
-    /// used out first.
+    /// snapshot and by snapshots given the same [`FragmentCache`]. The cache is bounded (by
+    /// default 1 GiB and a few thousand open files), least recently used out first.
     pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
-        self.cache.get_or_open(&entry.path, || {
-            let f = Arc::new(self.read_fragment(entry)?);
-            let bytes = heap_bytes(entry, &f) + entry.bytes;
-            Ok((f, bytes))
-        })
+        self.reader.whole(entry)
     }
 
-    /// The cache this snapshot opens fragments through.
+    /// The observations of a fragment whose times fall in `times` (microseconds since the
+    /// epoch, inclusive), over `window` of its tile (clipped to the stored window; the
+    /// stored window when `None`). Only the chunks the window meets are read and decoded
+    /// (once per snapshot); on object storage only their byte ranges are fetched.
+    pub fn fragment_window(
+        &self,
+        entry: &FragmentEntry,
+        window: Option<PixelWindow>,
+        times: Option<(i64, i64)>,
+    ) -> Result<Fragment> {
+        self.reader.view(entry, window, times)
+    }
+
+    /// The times (microseconds) and scene ids of a fragment's observations in `times`, in
+    /// the order [`Snapshot::fragment_window`] gives them, without decoding pixels.
+    pub fn fragment_observations(
+        &self,
+        entry: &FragmentEntry,
+        times: Option<(i64, i64)>,
+    ) -> Result<Vec<(i64, String)>> {
+        Ok(self.reader.observations(entry, times)?.1)
+    }
+
+    /// The cache this snapshot reads fragments through.
     pub fn cache(&self) -> &FragmentCache {
-        &self.cache
+        self.reader.cache()
     }
 
     /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before
@@ -356,47 +401,15 @@ impl Snapshot {
     }
 }
 
-/// Heap memory an open fragment holds: its decompressed pixel values (none when it maps the
-/// file or a buffer it was read into as is).
-pub(crate) fn heap_bytes(entry: &FragmentEntry, fragment: &Fragment) -> u64 {
-    if fragment.is_zero_copy() {
-        0
-    } else {
-        entry.observations * entry.window.pixels() as u64 * entry.dtype.size() as u64
-    }
-}
-
-/// Opens a fragment and checks it against its catalog row.
+/// Opens a whole fragment and checks it against its catalog row (and its checksum when
+/// `verify`).
 pub(crate) fn open_checked(
     storage: &dyn Storage,
     entry: &FragmentEntry,
     verify: bool,
 ) -> Result<Fragment> {
-    let path = storage.locate(&entry.path);
-    let checksum = verify.then_some(entry.checksum.as_str());
-    let f = match storage.local_root() {
-        Some(_) => Fragment::open_expecting(&path, entry.bytes, checksum)?,
-        None => {
-            let bytes = storage.read_range(&entry.path, 0..entry.bytes)?;
-            Fragment::from_buffer_checked(&path, arrow_buffer::Buffer::from_vec(bytes), checksum)?
-        }
-    };
-    let m = f.meta();
-    if m.tile != entry.tile
-        || m.band != entry.band
-        || m.product != entry.product
-        || m.dtype != entry.dtype
-        || m.width != entry.width
-        || m.height != entry.height
-        || m.window != entry.window
-        || f.len() as u64 != entry.observations
-    {
-        return Err(Error::CorruptFragment {
-            path,
-            reason: "contents do not match the catalog row".into(),
-        });
-    }
-    Ok(f)
+    let file = super::reader::open_whole(storage, entry, verify, None)?;
+    super::fragment::whole_view(&file)
 }
 
 #[cfg(test)]
@@ -427,6 +440,22 @@ mod tests {
             valid_max: None,
             valid_mean: None,
             window: crate::store::PixelWindow::full(1, 1),
+            index: crate::store::ChunkIndex {
+                shape: crate::store::ChunkShape::DEFAULT.for_tile(1, 1),
+                blocks: vec![1],
+                dictionary: 7..8,
+                runs: vec![crate::store::ChunkRun {
+                    chunk: 0,
+                    start: 8,
+                    end: 9,
+                }],
+                footer: 10,
+                epsg: 4326,
+                transform: crate::geo::GeoTransform::north_up(0.0, 1.0, 1.0, 1.0),
+                nodata: None,
+                scale: 1.0,
+                offset: 0.0,
+            },
         }
     }
 

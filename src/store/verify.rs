@@ -4,6 +4,7 @@
 
 use super::catalog::{FragmentEntry, PartKind};
 use super::delta::{checkpoint, checkpoint_key, commit_key, Version, LOG_DIR, TABLE_DIR};
+use super::health::completeness;
 use super::layout::FRAGMENTS_DIR;
 use super::snapshot::{open_checked, read_fragment_part, read_scene_part};
 use super::vacuum::retained_parts;
@@ -17,7 +18,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProblemKind {
-    /// A referenced file does not exist.
+    /// A file a published version references does not exist: data loss (unlike
+    /// unreferenced files, which are harmless orphans).
     Missing,
     /// A file's size differs from the recorded one.
     Size,
@@ -54,7 +56,17 @@ impl Problem {
     fn from_error(e: Error, fallback: PathBuf) -> Problem {
         let detail = e.to_string();
         let (path, kind) = match e {
-            Error::MissingFile { path } => (path, ProblemKind::Missing),
+            Error::MissingFile { path } => {
+                let detail = format!(
+                    "{}: missing, but a published version references it (data loss)",
+                    path.display()
+                );
+                return Problem {
+                    path,
+                    kind: ProblemKind::Missing,
+                    detail,
+                };
+            }
             Error::SizeMismatch { path, .. } => (path, ProblemKind::Size),
             Error::ChecksumMismatch { path, .. } => (path, ProblemKind::Checksum),
             Error::CorruptFragment { path, .. } => (path, ProblemKind::Fragment),
@@ -85,6 +97,15 @@ pub struct VerifyReport {
     pub unreferenced_files: usize,
     /// Everything wrong.
     pub problems: Vec<Problem>,
+    /// Data loss: retained versions that name missing files, with how many are missing.
+    pub incomplete_versions: BTreeMap<Version, usize>,
+    /// Incomplete versions that a later `restore` went back past, with how many files they
+    /// miss: not problems (the warehouse as it stands is whole), but time travel to them
+    /// fails until `vacuum` expires them.
+    pub abandoned_versions: BTreeMap<Version, usize>,
+    /// The newest retained version whose files all exist (when some version is
+    /// incomplete): `pixelquery restore` goes back to it.
+    pub newest_complete: Option<Version>,
 }
 
 impl VerifyReport {
@@ -205,6 +226,26 @@ pub fn verify(wh: &Warehouse) -> VerifyReport {
         }
     }
     referenced.extend(fragments.into_keys());
+    if report
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::Missing)
+    {
+        match completeness(wh, oldest) {
+            Ok(c) => {
+                // Files missing only from versions a restore went back past are history,
+                // not damage to the warehouse as it stands.
+                let live: BTreeSet<PathBuf> = c.missing.iter().map(|k| storage.locate(k)).collect();
+                report
+                    .problems
+                    .retain(|p| p.kind != ProblemKind::Missing || live.contains(&p.path));
+                report.incomplete_versions = c.incomplete;
+                report.abandoned_versions = c.abandoned;
+                report.newest_complete = c.newest_complete;
+            }
+            Err(e) => report.problems.push(log_problem(LOG_DIR, e)),
+        }
+    }
     let log_prefix = format!("{LOG_DIR}/");
     for dir in [FRAGMENTS_DIR, TABLE_DIR] {
         match storage.list(dir) {

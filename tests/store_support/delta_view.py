@@ -12,7 +12,8 @@ import deltalake
 
 FRAGMENT = ["tile", "band", "product", "time_min", "time_max", "observations", "resolution",
             "path", "bytes", "checksum", "dtype", "width", "height", "valid_count"]
-SCENE = ["scene_id", "source", "acquired", "product", "cloud_cover", "fingerprint", "ingested"]
+SCENE = ["scene_id", "source", "acquired", "product", "cloud_cover", "fingerprint", "ingested",
+         "scaling"]
 
 
 def value(v):
@@ -28,7 +29,8 @@ def view(root, version):
         return {"error": f"{type(e).__name__}: {e}"}
     rows = table.to_pylist()
     fragments = [{k: value(r[k]) for k in FRAGMENT} for r in rows if r["kind"] == "fragment"]
-    scenes = [{k: value(r[k]) for k in SCENE} for r in rows if r["kind"] == "scene"]
+    # Columns added later (scaling) are absent from versions written before them.
+    scenes = [{k: value(r.get(k)) for k in SCENE} for r in rows if r["kind"] == "scene"]
     for r in rows:
         if r["kind"] not in ("fragment", "scene"):
             return {"error": f"unexpected kind {r['kind']!r}"}

@@ -45,6 +45,15 @@ pub fn checkpoint_key(version: Version) -> String {
     format!("{LOG_DIR}/{version:020}.checkpoint.parquet")
 }
 
+/// Whose commit a version holds after [`DeltaLog::try_commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Ours: the version is committed, with everything it names.
+    Landed,
+    /// Another writer's: ours did not land and never will at this version.
+    Lost,
+}
+
 /// What a file in the log folder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFile {
@@ -450,28 +459,69 @@ impl<'s> DeltaLog<'s> {
         Ok(v)
     }
 
-    /// Creates the commit of `version` unless it exists; `Ok(false)` when another writer won.
+    /// Creates the commit of `version` unless it exists, and says whose commit is there.
     ///
-    /// A failure that leaves the outcome unknown (an error from the store after the request
-    /// may have landed) is settled by reading the commit back: it is ours when it carries our
-    /// commit id.
-    pub fn try_commit(&self, version: Version, actions: &[Action]) -> Result<bool> {
+    /// A create that the store confirms is [`CommitOutcome::Landed`]. Every other answer is
+    /// settled by reading the entry back and comparing its commit id with ours, because a
+    /// request can land while its answer is lost: a 412 on a retry (our own first attempt
+    /// created the key), a 409, a 5xx or a timeout. Our id there means landed; another id
+    /// means [`CommitOutcome::Lost`] to another writer; no entry means the create did not
+    /// land, and it is tried again. When the entry cannot be read back the outcome stays
+    /// unknown: [`Error::CommitUnknown`], and the caller must not delete anything the
+    /// commit names. Actions without a commit id (tests, foreign writers) cannot be told
+    /// apart: an existing entry counts as lost.
+    pub fn try_commit(&self, version: Version, actions: &[Action]) -> Result<CommitOutcome> {
+        const ROUNDS: u32 = 3;
         let key = commit_key(version);
         let bytes = action::encode_commit(actions);
-        match self.storage.put_if_absent(&key, &bytes) {
-            Ok(created) => Ok(created),
-            Err(e) => {
-                let ours = actions.iter().find_map(|a| match a {
-                    Action::CommitInfo(c) => c.commit_id.clone(),
-                    _ => None,
-                });
-                match (ours, self.commit_info(version)) {
-                    (Some(id), Ok(Some(info))) => Ok(info.commit_id.as_deref() == Some(&id)),
-                    (_, Ok(Some(_))) => Ok(false),
-                    _ => Err(e),
+        let ours = actions.iter().find_map(|a| match a {
+            Action::CommitInfo(c) => c.commit_id.clone(),
+            _ => None,
+        });
+        let mut last_error = None;
+        for _ in 0..ROUNDS {
+            match self.storage.put_if_absent(&key, &bytes) {
+                Ok(true) => return Ok(CommitOutcome::Landed),
+                Ok(false) if ours.is_none() => return Ok(CommitOutcome::Lost),
+                Ok(false) => {}
+                Err(e) => last_error = Some(e),
+            }
+            match self.read_commit(version) {
+                Ok(Some(entry)) => {
+                    let theirs = entry.iter().find_map(|a| match a {
+                        Action::CommitInfo(c) => c.commit_id.as_deref(),
+                        _ => None,
+                    });
+                    let landed = ours.is_some() && theirs == ours.as_deref();
+                    return Ok(if landed {
+                        CommitOutcome::Landed
+                    } else {
+                        CommitOutcome::Lost
+                    });
+                }
+                // Not there: the create did not land. Try again.
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Error::CommitUnknown {
+                        path: self.storage.locate(&key),
+                        reason: format!(
+                            "{}; reading it back failed: {e}",
+                            last_error.map_or_else(
+                                || "the store said it exists".to_string(),
+                                |e| e.to_string()
+                            )
+                        ),
+                    })
                 }
             }
         }
+        Err(Error::CommitUnknown {
+            path: self.storage.locate(&key),
+            reason: last_error.map_or_else(
+                || "the store kept answering that it exists, yet it could not be read".into(),
+                |e| e.to_string(),
+            ),
+        })
     }
 
     /// Writes the checkpoint of `state` (if none exists yet for its version) and points
@@ -556,7 +606,10 @@ mod tests {
             Action::Protocol(Protocol::minimal()),
             Action::Metadata(metadata()),
         ];
-        assert!(DeltaLog::new(&s).try_commit(0, &first).unwrap());
+        assert_eq!(
+            DeltaLog::new(&s).try_commit(0, &first).unwrap(),
+            CommitOutcome::Landed
+        );
         s
     }
 
@@ -589,13 +642,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = new_log(d.path());
         let log = DeltaLog::new(&s);
-        assert!(log.try_commit(1, &[add("a")]).unwrap());
-        assert!(
-            !log.try_commit(1, &[add("b")]).unwrap(),
+        let landed = CommitOutcome::Landed;
+        assert_eq!(log.try_commit(1, &[add("a")]).unwrap(), landed);
+        assert_eq!(
+            log.try_commit(1, &[add("b")]).unwrap(),
+            CommitOutcome::Lost,
             "version 1 is taken"
         );
-        assert!(log.try_commit(2, &[add("b")]).unwrap());
-        assert!(log.try_commit(3, &[remove("a"), add("c")]).unwrap());
+        assert_eq!(log.try_commit(2, &[add("b")]).unwrap(), landed);
+        assert_eq!(log.try_commit(3, &[remove("a"), add("c")]).unwrap(), landed);
         assert_eq!(log.latest_version().unwrap(), 3);
         assert_eq!(files(&log.state(None, false).unwrap()), ["b", "c"]);
         assert_eq!(files(&log.state(Some(1), false).unwrap()), ["a"]);
@@ -614,7 +669,10 @@ mod tests {
         let s = new_log(d.path());
         let log = DeltaLog::new(&s);
         for v in 1..=25 {
-            assert!(log.try_commit(v, &[add(&format!("f{v:02}"))]).unwrap());
+            assert_eq!(
+                log.try_commit(v, &[add(&format!("f{v:02}"))]).unwrap(),
+                CommitOutcome::Landed
+            );
             if v % 10 == 0 {
                 log.write_checkpoint(&log.state(None, true).unwrap())
                     .unwrap();

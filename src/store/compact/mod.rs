@@ -3,6 +3,9 @@
 //! atomic commit, then checkpoints the log. The replaced files stay readable by older
 //! snapshots until vacuumed.
 
+pub mod auto;
+mod rewrite;
+
 use super::batch::{part_key, write_new_fragment, write_part, Placed};
 use super::catalog::{self, FragmentEntry, PartKind};
 use super::delta::action::{Action, Remove};
@@ -10,7 +13,7 @@ use super::delta::Version;
 use super::fragment::{Fragment, FragmentData};
 use super::layout;
 use super::snapshot::{open_checked, parts_of, read_parts};
-use super::{Commit, Error, Operation, Result, Warehouse};
+use super::{published, Commit, Error, Operation, Result, Warehouse};
 use chrono::{DateTime, Datelike, Utc};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,7 +140,7 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
         cleanup(&new_files);
         return Err(e);
     }
-    let result = commit_catalog(wh, &replaced, &new_rows, &dirs);
+    let result = commit_catalog(wh, snap.version(), &replaced, &new_rows, &dirs, &new_files);
     match result {
         Ok((version, parts_replaced, fragments_after)) => {
             report.version = Some(version);
@@ -147,10 +150,8 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
             let _ = wh.checkpoint(version);
             Ok(report)
         }
-        Err(e) => {
-            cleanup(&new_files);
-            Err(e)
-        }
+        // commit_catalog cleaned up what it could prove unpublished.
+        Err(e) => Err(e),
     }
 }
 
@@ -159,9 +160,11 @@ pub fn compact(wh: &Warehouse, period: CompactPeriod) -> Result<CompactReport> {
 /// newer version, as long as the replaced fragments are still live there.
 fn commit_catalog(
     wh: &Warehouse,
+    seen: Version,
     replaced: &BTreeSet<&str>,
     new_rows: &[FragmentEntry],
     to_sync: &BTreeSet<PathBuf>,
+    new_files: &[String],
 ) -> Result<(Version, usize, usize)> {
     let storage = wh.storage();
     // New local fragment files and their folders (nothing for object storage).
@@ -217,16 +220,17 @@ fn commit_catalog(
         Ok(Some(Commit {
             operation: Operation::Compact,
             actions,
+            info: Default::default(),
         }))
     });
     match result {
         Ok(Some((version, _))) => Ok((version, outcome.0, outcome.1)),
         // The closure always commits; were it not to, nothing changed.
         Ok(None) => Ok((wh.latest_version()?, 0, outcome.1)),
+        // It may have landed: keep everything it names.
+        Err(e @ Error::CommitUnknown { .. }) => Err(e),
         Err(e) => {
-            for k in &written {
-                let _ = storage.delete(k);
-            }
+            published::delete_unless_published(wh, Some(seen), &written, new_files);
             Err(e)
         }
     }
@@ -263,21 +267,12 @@ fn merge_group(wh: &Warehouse, group: &[&FragmentEntry]) -> Result<Option<Merged
         }
     }
     let first = group[0];
-    let data = FragmentData {
-        tile: m0.tile,
-        band: m0.band.clone(),
-        product: m0.product.clone(),
-        dtype: m0.dtype,
-        nodata: m0.nodata,
-        scale: m0.scale,
-        offset: m0.offset,
-        tile_transform: m0.transform,
-        width: m0.width,
-        height: m0.height,
-        footprint_lonlat: first.footprint_lonlat.clone(),
-        resolution: first.resolution,
+    let data = FragmentData::refill(
+        &m0,
+        first.footprint_lonlat.clone(),
+        first.resolution,
         observations,
-    };
+    );
     // The caller fsyncs the new files together with its catalog part.
     let (entry, placed) = write_new_fragment(wh, data)?;
     let to_sync = match placed {

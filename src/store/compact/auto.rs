@@ -1,0 +1,284 @@
+//! Automatic compaction: after a commit, the fragments of each (tile, band, product) the
+//! commit touched are merged size-tiered, so a tile-band holds a bounded number of fragments
+//! however long the archive grows, and each observation is rewritten a bounded number of
+//! times.
+//!
+//! A fragment of `n` observations is in tier `floor(log4 n)`. Whenever [`FAN_IN`] fragments of
+//! one tier follow each other in time, they are merged into one of the next tier (and the
+//! check repeats, so merges cascade). A daily archive of `N` scenes therefore holds about the
+//! base-4 digit sum of `N` fragments per tile-band (7 for 1,825 scenes, at most 3 per tier),
+//! and an observation is copied once per tier it climbs (about log4 N times, its bytes as they
+//! are) and re-encoded once, when its small batches are gathered into a full time block (see
+//! [`super::rewrite`]).
+//!
+//! The merge is a commit that changes no data (`dataChange: false`, like the catalog part
+//! merges): the new fragments and the catalog parts that swap the rows are written first, then
+//! the next log entry is created; a crash leaves the old or the new state, and the replaced
+//! files stay for older snapshots until `vacuum`. Another writer that committed meanwhile is
+//! rebased on; one that merged the same fragments wins and this merge is dropped, its files
+//! deleted once the log shows nothing names them.
+
+use super::rewrite::{self, MergedFragment};
+use crate::grid::TileId;
+use crate::store::batch::{part_key, write_part, Placed};
+use crate::store::catalog::{self, FragmentEntry, PartKind};
+use crate::store::delta::action::{Action, Remove};
+use crate::store::delta::{TableState, Version};
+use crate::store::snapshot::{parts_of, read_fragment_part, PartRef};
+use crate::store::{layout, published, Commit, Error, Operation, Result, Snapshot, Warehouse};
+use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Fragments of one tier merged at once, and the size ratio between tiers.
+pub const FAN_IN: usize = 4;
+/// Memory automatic compaction uses when not told otherwise.
+const DEFAULT_MEMORY: u64 = 256 << 20;
+
+/// A (tile, band, product) a commit wrote fragments for.
+pub type Group = (TileId, String, String);
+
+/// What an automatic compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoCompaction {
+    /// The version it committed, `None` when nothing was due (or it lost to another writer).
+    pub version: Option<Version>,
+    /// Merges made (a cascade counts each step).
+    pub merges: usize,
+    /// Fragments replaced.
+    pub fragments_replaced: usize,
+    /// Bytes of fragments written.
+    pub bytes_written: u64,
+    /// Batches copied as they were, and encoded again.
+    pub batches_copied: usize,
+    /// Batches encoded again (small blocks gathered into full ones).
+    pub batches_encoded: usize,
+}
+
+/// The size tier of a fragment of `n` observations.
+pub fn tier(n: u64) -> u32 {
+    let mut t = 0;
+    let mut limit = FAN_IN as u64;
+    while n >= limit && t < 31 {
+        limit = limit.saturating_mul(FAN_IN as u64);
+        t += 1;
+    }
+    t
+}
+
+/// The first run of [`FAN_IN`] fragments of one tier that follow each other in time (the
+/// list is sorted by time), as indices.
+fn due(list: &[FragmentEntry]) -> Option<std::ops::Range<usize>> {
+    let mut start = 0;
+    for i in 1..=list.len() {
+        let same = i < list.len()
+            && tier(list[i].observations) == tier(list[start].observations)
+            && list[i - 1].time_max <= list[i].time_min;
+        if !same {
+            start = i;
+            continue;
+        }
+        if i + 1 - start == FAN_IN {
+            return Some(start..i + 1);
+        }
+    }
+    None
+}
+
+/// Merges what is due in `groups` of `snapshot` and commits the swap. Best effort for the
+/// caller: an error means nothing was committed (the files it wrote are cleaned up).
+pub(crate) fn after_commit(
+    wh: &Warehouse,
+    snapshot: &Snapshot,
+    groups: &BTreeSet<Group>,
+) -> Result<AutoCompaction> {
+    let mut report = AutoCompaction::default();
+    let settings = wh.fragment_settings();
+    let memory = match wh.options().compaction_memory {
+        0 => DEFAULT_MEMORY,
+        m => m,
+    };
+    let mut by_group: BTreeMap<Group, Vec<FragmentEntry>> = BTreeMap::new();
+    for e in snapshot.fragments() {
+        let key = (e.tile, e.band.clone(), e.product.clone());
+        if groups.contains(&key) {
+            by_group.entry(key).or_default().push(e.clone());
+        }
+    }
+    let remote = wh.local_root().is_none();
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    let mut written: Vec<MergedFragment> = Vec::new();
+    let result = (|| -> Result<()> {
+        for list in by_group.values_mut() {
+            list.sort_by_key(|e| (e.time_min, e.time_max));
+            while let Some(run) = due(list) {
+                let sources: Vec<&FragmentEntry> = list[run.clone()].iter().collect();
+                let bytes: u64 = sources.iter().map(|e| e.bytes).sum();
+                // Object storage holds the sources and the result in memory.
+                if remote && bytes.saturating_mul(2) > memory {
+                    break;
+                }
+                let Some(merged) = rewrite::merge(wh, &sources, &settings)? else {
+                    break;
+                };
+                for e in &sources {
+                    // A fragment this compaction wrote is not in the catalog: only its file.
+                    if !written.iter().any(|m| m.entry.path == e.path) {
+                        replaced.insert(e.path.clone());
+                    }
+                }
+                report.merges += 1;
+                report.bytes_written += merged.bytes;
+                report.batches_copied += merged.copied;
+                report.batches_encoded += merged.encoded;
+                let entry = merged.entry.clone();
+                list.splice(run, [entry]);
+                written.push(merged);
+            }
+        }
+        Ok(())
+    })();
+    // Intermediate results of a cascade are not committed: only what survives.
+    let (kept, dropped): (Vec<MergedFragment>, Vec<MergedFragment>) =
+        written.into_iter().partition(|m| {
+            by_group
+                .values()
+                .any(|l| l.iter().any(|e| e.path == m.entry.path))
+        });
+    for m in &dropped {
+        let _ = wh.storage().delete(&m.entry.path);
+    }
+    let new_files: Vec<String> = kept.iter().map(|m| m.entry.path.clone()).collect();
+    if let Err(e) = result {
+        for k in &new_files {
+            let _ = wh.storage().delete(k);
+        }
+        return Err(e);
+    }
+    if kept.is_empty() {
+        return Ok(report);
+    }
+    report.fragments_replaced = replaced.len();
+    // New local files and their folders must be durable before the commit names them.
+    let mut to_sync: Vec<PathBuf> = Vec::new();
+    let mut rows = Vec::new();
+    for m in kept {
+        if let Placed::Local { dirs, file } = m.placed {
+            file.sync_all()
+                .map_err(layout::io_err(&wh.storage().locate(&m.entry.path)))?;
+            to_sync.extend(dirs);
+        }
+        rows.push(m.entry);
+    }
+    to_sync.sort();
+    to_sync.dedup();
+    layout::sync_all_paths(&to_sync)?;
+    report.version = commit_swap(wh, snapshot.version(), &replaced, &rows, &new_files)?;
+    Ok(report)
+}
+
+/// Commits the swap of the `replaced` fragment rows for `rows`: the catalog parts holding
+/// replaced rows are rewritten without them, and one new part holds the new rows. `None`
+/// when another writer replaced some of the same fragments first (then nothing changed and
+/// the new files are deleted).
+fn commit_swap(
+    wh: &Warehouse,
+    seen: Version,
+    replaced: &BTreeSet<String>,
+    rows: &[FragmentEntry],
+    new_files: &[String],
+) -> Result<Option<Version>> {
+    let storage = wh.storage();
+    let mut written: Vec<String> = Vec::new();
+    let mut lost = false;
+    let result = wh.commit(|state: &TableState| {
+        // Parts of an earlier attempt lost to another writer: never published.
+        for k in written.drain(..) {
+            let _ = storage.delete(&k);
+        }
+        let parts = parts_of(storage, state)?;
+        let mut affected: Vec<(&PartRef, Vec<FragmentEntry>)> = Vec::new();
+        let mut found = 0usize;
+        for part in parts.iter().filter(|p| p.kind == PartKind::Fragment) {
+            let all = read_fragment_part(storage, part)?;
+            let hits = all.iter().filter(|e| replaced.contains(&e.path)).count();
+            if hits > 0 {
+                found += hits;
+                let rest = all
+                    .into_iter()
+                    .filter(|e| !replaced.contains(&e.path))
+                    .collect();
+                affected.push((part, rest));
+            }
+        }
+        if found != replaced.len() {
+            // Some were merged by another writer: leave it to that one.
+            lost = true;
+            return Ok(None);
+        }
+        let id = format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            layout::unique_id()
+        );
+        let mut adds = Vec::new();
+        for (k, (_, rest)) in affected.iter().enumerate() {
+            if rest.is_empty() {
+                continue;
+            }
+            let mut add = write_part(wh, &format!("{id}-{k}"), PartKind::Fragment, |p| {
+                catalog::encode_fragments(p, rest)
+            })?;
+            add.data_change = false;
+            adds.push(add);
+        }
+        let mut add = write_part(wh, &format!("{id}-new"), PartKind::Fragment, |p| {
+            catalog::encode_fragments(p, rows)
+        })?;
+        add.data_change = false;
+        adds.push(add);
+        written = adds.iter().map(part_key).collect();
+        storage.persist(&written)?;
+        let now = Utc::now().timestamp_millis();
+        let prefix = crate::store::delta::TABLE_DIR.len() + 1;
+        let mut actions: Vec<Action> = affected
+            .iter()
+            .map(|(part, _)| {
+                let path = &part.path[prefix..];
+                Action::Remove(Remove::of(&state.files[path], now, false))
+            })
+            .collect();
+        actions.extend(adds.into_iter().map(Action::Add));
+        Ok(Some(Commit {
+            operation: Operation::Compact,
+            actions,
+            info: Default::default(),
+        }))
+    });
+    match result {
+        Ok(Some((version, _))) => Ok(Some(version)),
+        Ok(None) => {
+            debug_assert!(lost);
+            published::delete_unless_published(wh, Some(seen), &written, new_files);
+            Ok(None)
+        }
+        Err(e @ Error::CommitUnknown { .. }) => Err(e),
+        Err(e) => {
+            published::delete_unless_published(wh, Some(seen), &written, new_files);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_are_powers_of_the_fan_in() {
+        assert_eq!(
+            [1, 3, 4, 15, 16, 63, 64, 1825].map(tier),
+            [0, 0, 1, 1, 2, 2, 3, 5]
+        );
+    }
+}

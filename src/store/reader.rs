@@ -1,0 +1,316 @@
+//! Reading fragments for a snapshot: files opened once (memory-mapped locally; on object
+//! storage only the chunk runs a read needs, fetched by range, neighbours merged), batches
+//! decoded once, and views of any window and time range assembled from them. Everything is
+//! shared by clones of a snapshot and bounded in memory.
+
+use super::cache::{FragmentCache, Item, Key};
+use super::catalog::FragmentEntry;
+use super::fragment::read::{self, ChunkedFile, DecodedBatch, FileBytes};
+use super::fragment::{Fragment, FragmentMeta, PixelWindow, FRAGMENT_FORMAT_VERSION};
+use super::storage::Storage;
+use super::{Error, FragmentCompression, Result};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Runs of one fragment closer than this are fetched by one ranged request.
+const MERGE_GAP: u64 = 64 << 10;
+
+/// Observations' index range and their (time in microseconds, scene id).
+pub(crate) type Observations = (Range<usize>, Vec<(i64, String)>);
+
+/// Opens, decodes and caches the fragments of one warehouse, in a cache that may be shared
+/// with the readers of other snapshots.
+#[derive(Debug)]
+pub(crate) struct FragmentReader {
+    storage: Arc<dyn Storage>,
+    compression: FragmentCompression,
+    cache: FragmentCache,
+}
+
+/// The metadata a fragment's catalog row and chunk index give (what the file's schema
+/// holds, without reading it).
+pub(crate) fn meta_of(entry: &FragmentEntry) -> FragmentMeta {
+    let index = &entry.index;
+    FragmentMeta {
+        tile: entry.tile,
+        band: entry.band.clone(),
+        product: entry.product.clone(),
+        epsg: index.epsg,
+        transform: index.transform,
+        width: entry.width,
+        height: entry.height,
+        window: entry.window,
+        dtype: entry.dtype,
+        nodata: index.nodata,
+        scale: index.scale,
+        offset: index.offset,
+        format_version: FRAGMENT_FORMAT_VERSION,
+        chunk: index.shape,
+        blocks: index.blocks.clone(),
+        chunks: index.runs.iter().map(|r| r.chunk).collect(),
+    }
+}
+
+impl FragmentReader {
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        compression: FragmentCompression,
+        cache: FragmentCache,
+    ) -> Self {
+        FragmentReader {
+            storage,
+            compression,
+            cache,
+        }
+    }
+
+    /// The cache it keeps what it reads in.
+    pub(crate) fn cache(&self) -> &FragmentCache {
+        &self.cache
+    }
+
+    /// The file, opened with at least the runs of `chunks` at hand (all runs of a local
+    /// file; on object storage, the missing ones are fetched).
+    fn file(&self, entry: &FragmentEntry, chunks: &[u32]) -> Result<Arc<ChunkedFile>> {
+        let cached = match self.cache.get(&Key::File(entry.path.clone())) {
+            Some(Item::File(f)) => Some(f),
+            _ => None,
+        };
+        let path = self.storage.locate(&entry.path);
+        if self.storage.local_root().is_some() {
+            if let Some(f) = cached {
+                return Ok(f);
+            }
+            let bytes = read::map_file(&path, Some(entry.bytes))?;
+            let f = Arc::new(ChunkedFile::from_index(
+                &path,
+                meta_of(entry),
+                &entry.index,
+                FileBytes::Whole(bytes),
+                Some(self.compression),
+            )?);
+            self.remember_file(entry, &f);
+            return Ok(f);
+        }
+        let mut have: Vec<(Range<u64>, arrow_buffer::Buffer)> =
+            match cached.as_deref().map(ChunkedFile::bytes) {
+                Some(FileBytes::Ranges(parts)) => parts.clone(),
+                _ => Vec::new(),
+            };
+        let wanted: Vec<Range<u64>> = chunks
+            .iter()
+            .filter_map(|&k| entry.index.run(k))
+            .map(|r| r.start..r.end)
+            .filter(|r| {
+                !have
+                    .iter()
+                    .any(|(h, _)| h.start <= r.start && r.end <= h.end)
+            })
+            .collect();
+        if wanted.is_empty() {
+            if let Some(f) = cached {
+                return Ok(f);
+            }
+        }
+        for range in merge_ranges(wanted) {
+            let bytes = self.storage.read_range(&entry.path, range.clone())?;
+            have.push((range, arrow_buffer::Buffer::from_vec(bytes)));
+        }
+        let f = Arc::new(ChunkedFile::from_index(
+            &path,
+            meta_of(entry),
+            &entry.index,
+            FileBytes::Ranges(have),
+            Some(self.compression),
+        )?);
+        self.remember_file(entry, &f);
+        Ok(f)
+    }
+
+    /// Keeps an opened file: a mapping counts at the file's size (the pages reads touch are
+    /// resident), fetched runs at theirs.
+    fn remember_file(&self, entry: &FragmentEntry, f: &Arc<ChunkedFile>) {
+        let bytes = match f.bytes() {
+            read::FileBytes::Whole(_) => entry.bytes,
+            ranges => ranges.heap_bytes(),
+        };
+        self.cache.put(
+            Key::File(entry.path.clone()),
+            Item::File(f.clone()),
+            bytes,
+            true,
+        );
+    }
+
+    /// Batch `block` of run `run` of `file`, decoded once.
+    fn batch(
+        &self,
+        entry: &FragmentEntry,
+        file: &ChunkedFile,
+        run: usize,
+        block: usize,
+    ) -> Result<Arc<DecodedBatch>> {
+        let key = Key::Batch(entry.path.clone(), run, block);
+        let item = self.cache.get_or_make(&key, || {
+            let b = Arc::new(file.decode(run, block)?);
+            let heap = b.heap_bytes();
+            Ok::<_, Error>((Item::Batch(b), heap))
+        })?;
+        match item {
+            Item::Batch(b) => Ok(b),
+            _ => Err(Error::CorruptFragment {
+                path: self.storage.locate(&entry.path),
+                reason: "cache entry of the wrong kind".into(),
+            }),
+        }
+    }
+
+    /// The times and scene ids of the fragment's observations in `times` (microseconds,
+    /// inclusive), with their index range (what a view of the same range holds).
+    pub(crate) fn observations(
+        &self,
+        entry: &FragmentEntry,
+        times: Option<(i64, i64)>,
+    ) -> Result<Observations> {
+        let first: Vec<u32> = entry
+            .index
+            .runs
+            .first()
+            .map(|r| r.chunk)
+            .into_iter()
+            .collect();
+        let file = self.file(entry, &first)?;
+        let range = file.observations_between(times)?;
+        let (t, ids) = file.observations()?;
+        let list = range
+            .clone()
+            .map(|i| (t[i], ids.value(i).to_string()))
+            .collect();
+        Ok((range, list))
+    }
+
+    /// A view of the observations in `times` over `window` (the stored window when
+    /// `None`), assembled from cached batches.
+    pub(crate) fn view(
+        &self,
+        entry: &FragmentEntry,
+        window: Option<PixelWindow>,
+        times: Option<(i64, i64)>,
+    ) -> Result<Fragment> {
+        let window = window.unwrap_or(entry.window);
+        let shape = entry.index.shape;
+        let chunks = shape.touching(&window, entry.width, entry.height);
+        let mut needed: Vec<u32> = chunks
+            .into_iter()
+            .filter(|&k| entry.index.run(k).is_some())
+            .collect();
+        if let Some(first) = entry.index.runs.first() {
+            // The observations' times and scene ids come from the first run.
+            needed.insert(0, first.chunk);
+        }
+        let file = self.file(entry, &needed)?;
+        let obs = file.observations_between(times)?;
+        file.view(window, obs, &|r, b| self.batch(entry, &file, r, b))
+    }
+
+    /// The whole fragment (every observation, the stored window), shared.
+    pub(crate) fn whole(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
+        let item = self
+            .cache
+            .get_or_make(&Key::Whole(entry.path.clone()), || {
+                let f = Arc::new(self.view(entry, None, None)?);
+                let heap = f.heap_bytes();
+                Ok::<_, Error>((Item::Whole(f), heap))
+            })?;
+        match item {
+            Item::Whole(f) => Ok(f),
+            _ => Err(Error::CorruptFragment {
+                path: self.storage.locate(&entry.path),
+                reason: "cache entry of the wrong kind".into(),
+            }),
+        }
+    }
+
+    /// The whole fragment if a view of it is cached.
+    pub(crate) fn cached_whole(&self, entry: &FragmentEntry) -> Option<Arc<Fragment>> {
+        match self.cache.peek(&Key::Whole(entry.path.clone())) {
+            Some(Item::Whole(f)) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Opens a whole fragment file and checks it against its row (size, checksum when
+/// `verify`, footer against the chunk index, schema against the row). `compression` is the
+/// warehouse's setting, when known.
+pub(crate) fn open_whole(
+    storage: &dyn Storage,
+    entry: &FragmentEntry,
+    verify: bool,
+    compression: Option<FragmentCompression>,
+) -> Result<ChunkedFile> {
+    let path = storage.locate(&entry.path);
+    let bytes = match storage.local_root() {
+        Some(_) => read::map_file(&path, Some(entry.bytes))?,
+        None => {
+            let b = storage.read_range(&entry.path, 0..entry.bytes)?;
+            arrow_buffer::Buffer::from_vec(b)
+        }
+    };
+    if verify {
+        read::check_checksum(&path, bytes.as_slice(), &entry.checksum)?;
+    }
+    let whole = ChunkedFile::from_whole(&path, bytes.clone())?;
+    if !same_meta(whole.meta(), &meta_of(entry)) {
+        return Err(Error::CorruptFragment {
+            path,
+            reason: "contents do not match the catalog row".into(),
+        });
+    }
+    ChunkedFile::from_index(
+        &path,
+        meta_of(entry),
+        &entry.index,
+        FileBytes::Whole(bytes),
+        compression,
+    )
+}
+
+/// Two metadata agree on everything a row and index record (the window and chunk list
+/// included).
+fn same_meta(file: &FragmentMeta, row: &FragmentMeta) -> bool {
+    let same_f64 = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+    let same_nodata = match (file.nodata, row.nodata) {
+        (Some(a), Some(b)) => same_f64(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    file.tile == row.tile
+        && file.band == row.band
+        && file.product == row.product
+        && file.dtype == row.dtype
+        && file.width == row.width
+        && file.height == row.height
+        && file.window == row.window
+        && file.chunk == row.chunk
+        && file.blocks == row.blocks
+        && file.chunks == row.chunks
+        && file.epsg == row.epsg
+        && file.transform == row.transform
+        && same_nodata
+        && same_f64(file.scale, row.scale)
+        && same_f64(file.offset, row.offset)
+}
+
+/// Sorted ranges, neighbours closer than [`MERGE_GAP`] joined.
+fn merge_ranges(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end + MERGE_GAP => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
