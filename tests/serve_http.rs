@@ -681,12 +681,13 @@ fn requests_are_bounded() {
 fn the_cli_serves_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
     let wh = demo_warehouse().display().to_string();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pixelquery"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pixelquery"))
         .args(["serve", &wh, "--addr", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = ServerProcess(child);
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let addr: std::net::SocketAddr = first
         .split("http://")
@@ -708,12 +709,7 @@ fn the_cli_serves_and_stops_on_sigterm() {
         logged[1].starts_with("GET /nope 404 ") && logged[1].ends_with(" B"),
         "{logged:?}"
     );
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
+    let status = child.terminate();
     assert!(status.success(), "{status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
@@ -831,13 +827,14 @@ fn an_s3_warehouse_serves_like_a_local_one() {
         &env,
     );
     assert_eq!(code, 0, "{err}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pixelquery"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pixelquery"))
         .args(["serve", &url, "--addr", "127.0.0.1:0", "--quiet"])
         .envs(env)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = ServerProcess(child);
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
     let remote: std::net::SocketAddr = first
@@ -866,8 +863,5 @@ fn an_s3_warehouse_serves_like_a_local_one() {
             "{target}: the s3:// answer differs from the local one"
         );
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    assert!(child.terminate().success());
 }

@@ -97,10 +97,14 @@ impl FragmentReader {
                 Some(FileBytes::Ranges(parts)) => parts.clone(),
                 _ => Vec::new(),
             };
-        let wanted: Vec<Range<u64>> = chunks
-            .iter()
-            .filter_map(|&k| entry.index.run(k))
-            .map(|r| r.start..r.end)
+        // The scene dictionary is read with the runs: every view names its scenes.
+        let wanted: Vec<Range<u64>> = std::iter::once(entry.index.dictionary.clone())
+            .chain(
+                chunks
+                    .iter()
+                    .filter_map(|&k| entry.index.run(k))
+                    .map(|r| r.start..r.end),
+            )
             .filter(|r| {
                 !have
                     .iter()

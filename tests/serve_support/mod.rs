@@ -204,3 +204,27 @@ pub fn tile_of(lon: f64, lat: f64, z: u8) -> (u64, u64) {
         ((1.0 - lat.to_radians().tan().asinh() / std::f64::consts::PI) / 2.0 * n).floor() as u64;
     (x, y)
 }
+
+/// A `pixelquery serve` child process, killed by its PID if a test ends before stopping it.
+pub struct ServerProcess(pub std::process::Child);
+
+impl ServerProcess {
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
