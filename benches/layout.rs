@@ -204,7 +204,10 @@ print(time.perf_counter() - t, len(values))
         .ok()
 }
 
-fn s3_remote() -> Option<(RemoteOptions, Vec<(&'static str, String)>, String)> {
+/// Remote settings, the environment the CLI needs, and the bucket.
+type S3Remote = (RemoteOptions, Vec<(&'static str, String)>, String);
+
+fn s3_remote() -> Option<S3Remote> {
     let endpoint = std::env::var("PIXELQUERY_TEST_S3").ok()?;
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
     let bucket = std::env::var("PIXELQUERY_TEST_S3_BUCKET").unwrap_or_else(|_| "pqtest".into());

@@ -12,6 +12,7 @@ pub mod grid;
 pub mod ingest;
 pub mod profile;
 pub mod query;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod time;

@@ -34,6 +34,37 @@ pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     None
 }
 
+/// Parses a time range `START..END` (dates `YYYY-MM-DD` or RFC 3339; inclusive; a bare date
+/// as END means the whole day; either side may be empty for an open range).
+pub fn parse_time_range(text: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let (a, b) = text.split_once("..").ok_or_else(|| {
+        format!("invalid time range {text:?}: expected START..END, e.g. 2023-01-01..2023-06-30")
+    })?;
+    let parse = |s: &str, end: bool| -> Result<DateTime<Utc>, String> {
+        if s.trim().is_empty() {
+            return Ok(if end {
+                DateTime::<Utc>::MAX_UTC
+            } else {
+                DateTime::<Utc>::MIN_UTC
+            });
+        }
+        let t = parse_datetime(s).ok_or_else(|| {
+            format!("invalid date {s:?} in time range {text:?}: use YYYY-MM-DD or RFC 3339")
+        })?;
+        let date_only = s.trim().len() <= 10;
+        Ok(if end && date_only {
+            t + chrono::Duration::days(1) - chrono::Duration::microseconds(1)
+        } else {
+            t
+        })
+    };
+    let (start, end) = (parse(a, false)?, parse(b, true)?);
+    if start > end {
+        return Err(format!("invalid time range {text:?}: START is after END"));
+    }
+    Ok((start, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +94,21 @@ mod tests {
             parse_datetime("20230611"),
             Some(utc("2023-06-11T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn time_ranges() {
+        let (a, b) = parse_time_range("2023-01-01..2023-01-31").unwrap();
+        assert_eq!(a, utc("2023-01-01T00:00:00Z"));
+        assert_eq!(b, utc("2023-01-31T23:59:59.999999Z"));
+        let (a, b) = parse_time_range("..2023-01-31T12:00:00Z").unwrap();
+        assert_eq!(
+            (a, b),
+            (DateTime::<Utc>::MIN_UTC, utc("2023-01-31T12:00:00Z"))
+        );
+        for bad in ["2023-01-01", "2023-02-01..2023-01-01", "x..y"] {
+            assert!(parse_time_range(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -27,9 +27,12 @@ pub fn pool(n: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
-/// The shared corpus beside the checkout, if present.
+/// The shared corpus: `PQ_CORPUS` when set, else `../shared/corpus` beside the checkout, if
+/// present.
 pub fn corpus() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let p = std::env::var_os("PQ_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
     p.is_dir().then_some(p)
 }
 

@@ -47,17 +47,28 @@ PathLike = Union[str, "os.PathLike[str]"]
 Progress = Union[bool, Callable[[int, int, int, str], Any], None]
 
 
-def open(path_or_url: PathLike) -> "Warehouse":  # noqa: A001 - mirrors the library's name
+def open(path_or_url: PathLike, *, cache_mb: int = 256) -> "Warehouse":  # noqa: A001 - mirrors the library's name
     """Opens the warehouse at ``path_or_url`` (a directory; ``s3://`` once the store has it).
+
+    Opened fragments are cached for repeated queries in at most ``cache_mb`` MiB, shared by
+    every version the warehouse is queried at (a warehouse kept open while ingests commit
+    does not grow with the versions it sees).
 
     Raises :class:`NotFoundError` when there is no warehouse there.
     """
     if not isinstance(path_or_url, (str, os.PathLike)):
         raise InvalidInputError(f"invalid warehouse {path_or_url!r}: expected a path or URL")
+    if isinstance(cache_mb, bool) or not isinstance(cache_mb, int) or cache_mb < 0:
+        raise InvalidInputError(f"invalid cache_mb {cache_mb!r}: expected a number of MiB >= 0")
     path = os.fspath(path_or_url)
     if "://" not in path:
         path = os.path.abspath(path)  # Dask workers may run elsewhere in the tree
-    return Warehouse(_pixelquery.Warehouse.open(path))
+    return Warehouse(_pixelquery.Warehouse.open(path, cache_mb), cache_mb)
+
+
+def _reopen(path: str, cache_mb: int) -> "Warehouse":
+    """Unpickles a :class:`Warehouse` (Dask workers open it by path)."""
+    return open(path, cache_mb=cache_mb)
 
 
 def _progress_printer(stream: Any = None) -> Callable[[int, int, int, str], None]:
@@ -176,8 +187,9 @@ class Warehouse:
     Picklable (by path), so Dask workers can open it too.
     """
 
-    def __init__(self, native: "_pixelquery.Warehouse") -> None:
+    def __init__(self, native: "_pixelquery.Warehouse", cache_mb: int = 256) -> None:
         self._native = native
+        self._cache_mb = cache_mb
 
     @property
     def path(self) -> str:
@@ -205,7 +217,7 @@ class Warehouse:
         return f"pixelquery.Warehouse({self.path!r})"
 
     def __reduce__(self) -> Any:
-        return (open, (self.path,))
+        return (_reopen, (self.path, self._cache_mb))
 
     def info(self, as_of: Optional[int] = None) -> Dict[str, Any]:
         """What ``pixelquery info --json`` prints: grid, compression, version, snapshots,

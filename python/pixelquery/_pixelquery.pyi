@@ -16,7 +16,9 @@ ProgressCallback = Callable[[int, int, int, str], Any]
 
 class Warehouse:
     @staticmethod
-    def open(path: str) -> Warehouse: ...
+    def open(path: str, cache_mb: int = 256) -> Warehouse: ...
+    def cache_stats(self) -> Dict[str, Any]:
+        """``{files, entries, bytes, max_bytes, hits, misses, evictions, snapshots}``."""
     @property
     def path(self) -> str: ...
     @property

@@ -7,7 +7,7 @@ use crate::cube::AnyCube;
 use crate::errors::{Error, Result};
 use crate::grid;
 use crate::spec::QuerySpec;
-use pixelquery::store::{Snapshot, Version};
+use pixelquery::store::{FragmentCache, Snapshot, Version};
 use pixelquery::DataType;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -15,7 +15,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Snapshots of other versions (`as_of`) kept open besides the current one.
+/// Snapshots of other versions (`as_of`) kept open besides the current one (their catalogs;
+/// opened fragments live in the warehouse's one cache).
 const KEPT_SNAPSHOTS: usize = 4;
 
 /// An open warehouse (the Python `pixelquery.Warehouse` wraps it). Queries without `as_of`
@@ -28,6 +29,9 @@ pub struct Warehouse {
     current: Mutex<Arc<Snapshot>>,
     /// Recently used snapshots of other versions, newest last.
     kept: Mutex<VecDeque<Arc<Snapshot>>>,
+    /// The opened fragments of every snapshot, bounded: a warehouse kept open while ingests
+    /// commit shares them between versions instead of holding a copy per version.
+    cache: FragmentCache,
 }
 
 /// Locks a mutex whose data stays valid if a holder panicked (it only swaps `Arc`s).
@@ -47,7 +51,7 @@ impl Warehouse {
         if let Some(s) = lock(&self.kept).iter().find(|s| s.version() == version) {
             return Ok(s.clone());
         }
-        let snapshot = Arc::new(self.inner.snapshot(Some(version))?);
+        let snapshot = Arc::new(self.inner.snapshot_with_cache(Some(version), &self.cache)?);
         let mut kept = lock(&self.kept);
         if !kept.iter().any(|s| s.version() == version) {
             if kept.len() == KEPT_SNAPSHOTS {
@@ -126,18 +130,22 @@ fn run_native(
 
 #[pymethods]
 impl Warehouse {
-    /// Opens the warehouse at `path`, pinned to its latest version.
+    /// Opens the warehouse at `path`, pinned to its latest version, caching opened fragments
+    /// in at most `cache_mb` MiB.
     #[staticmethod]
-    fn open(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Warehouse> {
+    #[pyo3(signature = (path, cache_mb=256))]
+    fn open(py: Python<'_>, path: std::path::PathBuf, cache_mb: u64) -> PyResult<Warehouse> {
+        let cache = FragmentCache::new(cache_mb.saturating_mul(1 << 20));
         let (inner, current) = py.detach(|| -> Result<_> {
             let inner = pixelquery::store::Warehouse::open(&path)?;
-            let current = inner.snapshot(None)?;
+            let current = inner.snapshot_with_cache(None, &cache)?;
             Ok((inner, current))
         })?;
         Ok(Warehouse {
             inner,
             current: Mutex::new(Arc::new(current)),
             kept: Mutex::new(VecDeque::new()),
+            cache,
         })
     }
 
@@ -160,7 +168,11 @@ impl Warehouse {
             .cloned();
         let fresh = match kept {
             Some(s) => s,
-            None => Arc::new(py.detach(|| self.inner.snapshot(Some(latest)).map_err(Error::from))?),
+            None => Arc::new(py.detach(|| {
+                self.inner
+                    .snapshot_with_cache(Some(latest), &self.cache)
+                    .map_err(Error::from)
+            })?),
         };
         let old = std::mem::replace(&mut *lock(&self.current), fresh);
         lock(&self.kept).retain(|s| s.version() != latest && s.version() != old.version());
@@ -173,6 +185,22 @@ impl Warehouse {
         let mut out = vec![self.version()];
         out.extend(lock(&self.kept).iter().map(|s| s.version()));
         out
+    }
+
+    /// The fragment cache: `{files, entries, bytes, max_bytes, hits, misses, evictions}` and the
+    /// versions of the snapshots kept.
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.cache.stats();
+        let d = PyDict::new(py);
+        d.set_item("files", s.files)?;
+        d.set_item("entries", s.entries)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("max_bytes", s.max_bytes)?;
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        d.set_item("evictions", s.evictions)?;
+        d.set_item("snapshots", self.held_versions())?;
+        Ok(d)
     }
 
     /// The warehouse directory.

@@ -11,6 +11,7 @@ mod ingest;
 mod inspect;
 mod query;
 mod restore;
+mod serve;
 mod vacuum;
 mod verify;
 
@@ -34,6 +35,8 @@ enum Command {
     Info(info::Args),
     /// Time series and cubes by point, bbox or polygon, with band math and composites.
     Query(query::Args),
+    /// Serve the warehouse over HTTP: map tiles, point series, statistics and a map page.
+    Serve(serve::Args),
     /// Merge each tile's small fragments per period into one (atomic commit).
     Compact(compact::Args),
     /// Delete files that no retained snapshot references.
@@ -62,6 +65,7 @@ pub fn run() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         Command::Info(args) => info::run(args),
         Command::Query(args) => query::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Vacuum(args) => vacuum::run(args),
         Command::Restore(args) => restore::run(args),

@@ -4,7 +4,7 @@ use super::{parse_epsg, CliResult, Outcome};
 use pixelquery::query::export::{self, ExportOptions, OutputType, PngKind};
 use pixelquery::query::{Period, Reducer, Region};
 use pixelquery::store::Warehouse;
-use pixelquery::time::parse_datetime;
+use pixelquery::time::parse_time_range;
 use std::path::PathBuf;
 
 /// Arguments of `pixelquery query`.
@@ -104,37 +104,6 @@ pub struct Args {
     /// object-storage warehouse (catalog and fragments).
     #[arg(long)]
     pub io_stats: bool,
-}
-
-/// Parses `START..END` (inclusive; a bare date as END means the whole day).
-pub fn parse_time_range(
-    text: &str,
-) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), String> {
-    let (a, b) = text.split_once("..").ok_or_else(|| {
-        format!("invalid --time {text:?}: expected START..END, e.g. 2023-01-01..2023-06-30")
-    })?;
-    let parse = |s: &str, end: bool| -> Result<chrono::DateTime<chrono::Utc>, String> {
-        if s.trim().is_empty() {
-            return Ok(if end {
-                chrono::DateTime::<chrono::Utc>::MAX_UTC
-            } else {
-                chrono::DateTime::<chrono::Utc>::MIN_UTC
-            });
-        }
-        let t = parse_datetime(s)
-            .ok_or_else(|| format!("invalid date {s:?} in --time: use YYYY-MM-DD or RFC 3339"))?;
-        let date_only = s.trim().len() <= 10;
-        Ok(if end && date_only {
-            t + chrono::Duration::days(1) - chrono::Duration::microseconds(1)
-        } else {
-            t
-        })
-    };
-    let (start, end) = (parse(a, false)?, parse(b, true)?);
-    if start > end {
-        return Err(format!("invalid --time {text:?}: START is after END"));
-    }
-    Ok((start, end))
 }
 
 /// Where the query looks, for chart titles.

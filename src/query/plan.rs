@@ -141,8 +141,11 @@ pub struct QueryPlan<'w> {
     rects: Vec<(Range<usize>, Range<usize>)>,
     /// Views read for windows (entries the plan did not keep open), by entry and window of
     /// its tile.
-    pool: Mutex<HashMap<(usize, Option<PixelWindow>), Arc<Fragment>>>,
+    pool: Mutex<ViewPool>,
 }
+
+/// Views read for windows, by entry index and window of its tile.
+type ViewPool = HashMap<(usize, Option<PixelWindow>), Arc<Fragment>>;
 
 impl std::fmt::Debug for QueryPlan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

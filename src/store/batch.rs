@@ -242,7 +242,7 @@ impl<'w> Batch<'w> {
                     _ => groups,
                 };
                 if !wh.options().no_auto_compact && !groups.is_empty() {
-                    let merged = Snapshot::load(wh, &latest)
+                    let merged = Snapshot::load(wh, &latest, Default::default())
                         .and_then(|snap| auto::after_commit(wh, &snap, &groups));
                     compaction = Some(merged.map_err(|e| e.to_string()));
                     if let Some(Ok(AutoCompaction {

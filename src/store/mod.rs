@@ -45,6 +45,7 @@
 
 mod batch;
 mod bitmap;
+mod cache;
 mod catalog;
 mod codec;
 mod compact;
@@ -73,6 +74,7 @@ mod zstd_encode;
 pub use arrow_buffer::BooleanBuffer;
 pub use batch::{Batch, Committed, SkippedScene};
 pub use bitmap::{pack_mask, pack_where};
+pub use cache::{CacheStats, FragmentCache};
 pub use catalog::{
     parse_wkb_polygon, wkb_polygon, BandScaling, FragmentEntry, PartKind, SceneEntry, SceneRecord,
 };
@@ -971,10 +973,22 @@ impl Warehouse {
         history::read(self)
     }
 
-    /// A consistent view of the warehouse at `version` (the latest when `None`).
+    /// A consistent view of the warehouse at `version` (the latest when `None`), with a
+    /// fragment cache of its own.
     pub fn snapshot(&self, version: Option<Version>) -> Result<Snapshot> {
+        self.snapshot_with_cache(version, &FragmentCache::default())
+    }
+
+    /// Like [`Warehouse::snapshot`], opening fragments through `cache`: snapshots of many
+    /// versions given one cache share what they open, and memory stays within its budget
+    /// however many versions a long-lived reader follows.
+    pub fn snapshot_with_cache(
+        &self,
+        version: Option<Version>,
+        cache: &FragmentCache,
+    ) -> Result<Snapshot> {
         let state = self.log().state(version, false)?;
-        Snapshot::load(self, &state)
+        Snapshot::load(self, &state, cache.clone())
     }
 
     /// Starts a batch of writes that becomes visible atomically on commit.

@@ -3,46 +3,28 @@
 //! decoded once, and views of any window and time range assembled from them. Everything is
 //! shared by clones of a snapshot and bounded in memory.
 
+use super::cache::{FragmentCache, Item, Key};
 use super::catalog::FragmentEntry;
 use super::fragment::read::{self, ChunkedFile, DecodedBatch, FileBytes};
 use super::fragment::{Fragment, FragmentMeta, PixelWindow, FRAGMENT_FORMAT_VERSION};
 use super::storage::Storage;
 use super::{Error, FragmentCompression, Result};
-use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-/// Most heap bytes (decoded batches, fetched runs, whole views) the cache may hold before
-/// it starts over.
-const CACHE_MAX_HEAP_BYTES: u64 = 1 << 30;
-/// Most files kept open (each a memory mapping or a set of fetched runs).
-const CACHE_MAX_FILES: usize = 4096;
 /// Runs of one fragment closer than this are fetched by one ranged request.
 const MERGE_GAP: u64 = 64 << 10;
 
-/// What has been opened and decoded, by fragment path.
-#[derive(Debug, Default)]
-struct Cache {
-    files: HashMap<String, Arc<ChunkedFile>>,
-    batches: HashMap<(String, usize, usize), Arc<DecodedBatch>>,
-    views: HashMap<String, Arc<Fragment>>,
-    heap_bytes: u64,
-}
+/// Observations' index range and their (time in microseconds, scene id).
+pub(crate) type Observations = (Range<usize>, Vec<(i64, String)>);
 
-impl Cache {
-    fn make_room(&mut self, bytes: u64) {
-        if self.heap_bytes + bytes > CACHE_MAX_HEAP_BYTES || self.files.len() >= CACHE_MAX_FILES {
-            *self = Cache::default();
-        }
-    }
-}
-
-/// Opens, decodes and caches the fragments of one warehouse.
+/// Opens, decodes and caches the fragments of one warehouse, in a cache that may be shared
+/// with the readers of other snapshots.
 #[derive(Debug)]
 pub(crate) struct FragmentReader {
     storage: Arc<dyn Storage>,
     compression: FragmentCompression,
-    cache: Mutex<Cache>,
+    cache: FragmentCache,
 }
 
 /// The metadata a fragment's catalog row and chunk index give (what the file's schema
@@ -70,23 +52,30 @@ pub(crate) fn meta_of(entry: &FragmentEntry) -> FragmentMeta {
 }
 
 impl FragmentReader {
-    pub(crate) fn new(storage: Arc<dyn Storage>, compression: FragmentCompression) -> Self {
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        compression: FragmentCompression,
+        cache: FragmentCache,
+    ) -> Self {
         FragmentReader {
             storage,
             compression,
-            cache: Mutex::default(),
+            cache,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Cache> {
-        // The cache holds no invariant a panicking holder could break: use it anyway.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// The cache it keeps what it reads in.
+    pub(crate) fn cache(&self) -> &FragmentCache {
+        &self.cache
     }
 
     /// The file, opened with at least the runs of `chunks` at hand (all runs of a local
     /// file; on object storage, the missing ones are fetched).
     fn file(&self, entry: &FragmentEntry, chunks: &[u32]) -> Result<Arc<ChunkedFile>> {
-        let cached = self.lock().files.get(&entry.path).cloned();
+        let cached = match self.cache.get(&Key::File(entry.path.clone())) {
+            Some(Item::File(f)) => Some(f),
+            _ => None,
+        };
         let path = self.storage.locate(&entry.path);
         if let Some(root) = self.storage.local_root() {
             if let Some(f) = cached {
@@ -142,16 +131,19 @@ impl FragmentReader {
         Ok(f)
     }
 
+    /// Keeps an opened file: a mapping counts at the file's size (the pages reads touch are
+    /// resident), fetched runs at theirs.
     fn remember_file(&self, entry: &FragmentEntry, f: &Arc<ChunkedFile>) {
-        let heap = f.bytes().heap_bytes();
-        let mut cache = self.lock();
-        let before = cache
-            .files
-            .get(&entry.path)
-            .map_or(0, |old| old.bytes().heap_bytes());
-        cache.make_room(heap);
-        cache.heap_bytes = cache.heap_bytes.saturating_sub(before) + heap;
-        cache.files.insert(entry.path.clone(), f.clone());
+        let bytes = match f.bytes() {
+            read::FileBytes::Whole(_) => entry.bytes,
+            ranges => ranges.heap_bytes(),
+        };
+        self.cache.put(
+            Key::File(entry.path.clone()),
+            Item::File(f.clone()),
+            bytes,
+            true,
+        );
     }
 
     /// Batch `block` of run `run` of `file`, decoded once.
@@ -162,17 +154,19 @@ impl FragmentReader {
         run: usize,
         block: usize,
     ) -> Result<Arc<DecodedBatch>> {
-        let key = (entry.path.clone(), run, block);
-        if let Some(b) = self.lock().batches.get(&key) {
-            return Ok(b.clone());
+        let key = Key::Batch(entry.path.clone(), run, block);
+        let item = self.cache.get_or_make(&key, || {
+            let b = Arc::new(file.decode(run, block)?);
+            let heap = b.heap_bytes();
+            Ok::<_, Error>((Item::Batch(b), heap))
+        })?;
+        match item {
+            Item::Batch(b) => Ok(b),
+            _ => Err(Error::CorruptFragment {
+                path: self.storage.locate(&entry.path),
+                reason: "cache entry of the wrong kind".into(),
+            }),
         }
-        let b = Arc::new(file.decode(run, block)?);
-        let heap = b.heap_bytes();
-        let mut cache = self.lock();
-        cache.make_room(heap);
-        cache.heap_bytes += heap;
-        cache.batches.insert(key, b.clone());
-        Ok(b)
     }
 
     /// The times and scene ids of the fragment's observations in `times` (microseconds,
@@ -181,7 +175,7 @@ impl FragmentReader {
         &self,
         entry: &FragmentEntry,
         times: Option<(i64, i64)>,
-    ) -> Result<(Range<usize>, Vec<(i64, String)>)> {
+    ) -> Result<Observations> {
         let first: Vec<u32> = entry
             .index
             .runs
@@ -225,20 +219,28 @@ impl FragmentReader {
 
     /// The whole fragment (every observation, the stored window), shared.
     pub(crate) fn whole(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
-        if let Some(f) = self.cached_whole(entry) {
-            return Ok(f);
+        let item = self
+            .cache
+            .get_or_make(&Key::Whole(entry.path.clone()), || {
+                let f = Arc::new(self.view(entry, None, None)?);
+                let heap = f.heap_bytes();
+                Ok::<_, Error>((Item::Whole(f), heap))
+            })?;
+        match item {
+            Item::Whole(f) => Ok(f),
+            _ => Err(Error::CorruptFragment {
+                path: self.storage.locate(&entry.path),
+                reason: "cache entry of the wrong kind".into(),
+            }),
         }
-        let f = Arc::new(self.view(entry, None, None)?);
-        let heap = f.heap_bytes();
-        let mut cache = self.lock();
-        cache.make_room(heap);
-        cache.heap_bytes += heap;
-        Ok(cache.views.entry(entry.path.clone()).or_insert(f).clone())
     }
 
     /// The whole fragment if a view of it is cached.
     pub(crate) fn cached_whole(&self, entry: &FragmentEntry) -> Option<Arc<Fragment>> {
-        self.lock().views.get(&entry.path).cloned()
+        match self.cache.peek(&Key::Whole(entry.path.clone())) {
+            Some(Item::Whole(f)) => Some(f),
+            _ => None,
+        }
     }
 }
 

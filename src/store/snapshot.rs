@@ -1,5 +1,6 @@
 //! A consistent, read-only view of the warehouse at one commit version.
 
+use super::cache::FragmentCache;
 use super::catalog::{self, FragmentEntry, PartKind, SceneEntry};
 use super::delta::action::Add;
 use super::delta::{TableState, Version, TABLE_DIR};
@@ -63,8 +64,9 @@ pub struct Snapshot {
     fingerprints: HashSet<String>,
     /// (product, scene id) → index into `scenes`.
     scene_index: HashMap<(String, String), usize>,
-    /// Opens and decodes fragments, shared by clones of the snapshot. Files are immutable,
-    /// so what it caches stays right for as long as any snapshot names it.
+    /// Opens and decodes fragments, shared by clones of the snapshot; its cache may be shared
+    /// by other snapshots too. Files are immutable, so what it caches stays right for as long
+    /// as any snapshot names it.
     reader: Arc<FragmentReader>,
 }
 
@@ -255,7 +257,11 @@ pub(crate) fn read_parts(
 }
 
 impl Snapshot {
-    pub(crate) fn load(wh: &Warehouse, state: &TableState) -> Result<Snapshot> {
+    pub(crate) fn load(
+        wh: &Warehouse,
+        state: &TableState,
+        cache: FragmentCache,
+    ) -> Result<Snapshot> {
         let storage = wh.storage();
         let products = super::products_checked(storage, state)?;
         let parts = parts_of(storage, state)?;
@@ -288,6 +294,7 @@ impl Snapshot {
             reader: Arc::new(FragmentReader::new(
                 wh.storage_arc(),
                 wh.config().compression,
+                cache,
             )),
         })
     }
@@ -371,9 +378,10 @@ impl Snapshot {
         self.reader.cached_whole(entry)
     }
 
-    /// Every observation of a fragment over its stored window, shared: decoded once per
-    /// snapshot and reused by later calls (and by clones of the snapshot). Up to 1 GiB of
-    /// decoded pixels are kept; beyond that the cache starts over.
+    /// Every observation of a fragment over its stored window, shared: decoded once (also
+    /// when threads ask for it at the same moment) and reused by later calls, by clones of the
+    /// snapshot and by snapshots given the same [`FragmentCache`]. The cache is bounded (by
+    /// default 1 GiB and a few thousand open files), least recently used out first.
     pub fn fragment(&self, entry: &FragmentEntry) -> Result<Arc<Fragment>> {
         self.reader.whole(entry)
     }
@@ -399,6 +407,11 @@ impl Snapshot {
         times: Option<(i64, i64)>,
     ) -> Result<Vec<(i64, String)>> {
         Ok(self.reader.observations(entry, times)?.1)
+    }
+
+    /// The cache this snapshot reads fragments through.
+    pub fn cache(&self) -> &FragmentCache {
+        self.reader.cache()
     }
 
     /// Like [`Snapshot::read_fragment`], and also checks the file's checksum before

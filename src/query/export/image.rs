@@ -10,14 +10,6 @@ use crate::query::composite::Reducer;
 use crate::query::cube::Cube;
 use ndarray::{ArrayView2, Axis};
 
-/// Viridis at five stops.
-const VIRIDIS: [[f32; 3]; 5] = [
-    [68.0, 1.0, 84.0],
-    [59.0, 82.0, 139.0],
-    [33.0, 145.0, 140.0],
-    [94.0, 201.0, 98.0],
-    [253.0, 231.0, 37.0],
-];
 const BLACK: [u8; 3] = [0, 0, 0];
 const NO_DATA: [u8; 3] = [230, 230, 230];
 /// Text scale.
@@ -29,14 +21,8 @@ const BAR: usize = 150;
 const LINE: usize = 7 * S + 8;
 
 fn viridis(t: f32) -> [u8; 3] {
-    let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f32;
-    let i = (t.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = t - i as f32;
-    let mut c = [0u8; 3];
-    for k in 0..3 {
-        c[k] = (VIRIDIS[i][k] + (VIRIDIS[i + 1][k] - VIRIDIS[i][k]) * f).round() as u8;
-    }
-    c
+    let [r, g, b, _] = super::colormap::viridis(t);
+    [r, g, b]
 }
 
 /// 2nd and 98th percentiles of the valid values.

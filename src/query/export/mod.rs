@@ -15,6 +15,7 @@
 //! otherwise.
 
 mod chart;
+pub mod colormap;
 mod folder;
 mod font;
 mod geotiff;
@@ -387,6 +388,18 @@ pub fn statistics_csv(plan: &QueryPlan<'_>) -> Result<String, Error> {
         ),
         false,
     ))
+}
+
+/// Per-date statistics of the area a plan covers, in memory: the CSV or JSON bytes that
+/// `query --stats --out FILE.csv|.json` writes (other formats are an error).
+pub fn statistics(plan: &QueryPlan<'_>, format: Format) -> Result<Vec<u8>, Error> {
+    if !matches!(format, Format::Csv | Format::Json) {
+        return Err(Error::Unsuitable {
+            file: "statistics".into(),
+            reason: "statistics in memory are CSV or JSON".into(),
+        });
+    }
+    stats::encode(&source::FloatPlan::new(plan), format, "statistics")
 }
 
 /// Writes a cube held in memory to `path` in the format its extension names.

@@ -69,12 +69,12 @@ pub(super) fn compute<T: Pixel>(src: &dyn Source<T>) -> Result<Vec<Vec<Stats>>, 
         .collect())
 }
 
-/// Writes the statistics table.
-pub(super) fn write<T: Pixel>(
+/// The statistics table as CSV, JSON or Parquet bytes (`file` names it in errors).
+pub(super) fn encode<T: Pixel>(
     src: &dyn Source<T>,
-    path: &Path,
     format: Format,
-) -> Result<Written, super::Error> {
+    file: &str,
+) -> Result<Vec<u8>, super::Error> {
     let info = src.info();
     let stats = compute(src)?;
     let rows = stats_rows(
@@ -84,7 +84,7 @@ pub(super) fn write<T: Pixel>(
         &info.bands,
         &stats,
     );
-    let bytes = match format {
+    Ok(match format {
         Format::Json => json_of(
             info.epsg,
             false,
@@ -97,13 +97,23 @@ pub(super) fn write<T: Pixel>(
         Format::Parquet => {
             super::parquet::encode_rows(&rows, false, info.epsg).map_err(|reason| {
                 super::Error::Unsuitable {
-                    file: path.display().to_string(),
+                    file: file.to_string(),
                     reason,
                 }
             })?
         }
         _ => csv_of(&rows, false).into_bytes(),
-    };
+    })
+}
+
+/// Writes the statistics table.
+pub(super) fn write<T: Pixel>(
+    src: &dyn Source<T>,
+    path: &Path,
+    format: Format,
+) -> Result<Written, super::Error> {
+    let info = src.info();
+    let bytes = encode(src, format, &path.display().to_string())?;
     std::fs::write(path, &bytes).map_err(io_error(path))?;
     let (t, b, _, _) = info.dim();
     Ok(Written {

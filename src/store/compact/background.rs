@@ -129,7 +129,7 @@ fn work(wh: &Warehouse, rx: &Receiver<BTreeSet<Group>>) -> CompactionTotals {
 /// Merges what is due in `groups` at the latest version, then keeps the catalog parts few.
 fn round(wh: &Warehouse, groups: &BTreeSet<Group>) -> crate::store::Result<AutoCompaction> {
     let state = wh.log().state(None, false)?;
-    let snapshot = Snapshot::load(wh, &state)?;
+    let snapshot = Snapshot::load(wh, &state, Default::default())?;
     let done = auto::after_commit(wh, &snapshot, groups)?;
     if done.version.is_some() {
         let latest = wh.log().state(None, false)?;

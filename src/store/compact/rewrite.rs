@@ -397,7 +397,7 @@ fn run_of(file: &ChunkedFile, k: u32) -> Option<usize> {
 
 /// True when chunks of `inner` tile chunks of `outer` exactly (same or a multiple per side).
 fn fits_into(outer: ChunkShape, inner: ChunkShape) -> bool {
-    outer.rows % inner.rows == 0 && outer.cols % inner.cols == 0
+    outer.rows.is_multiple_of(inner.rows) && outer.cols.is_multiple_of(inner.cols)
 }
 
 /// Where output chunk `k` (of shape `out` on a `w` x `h` tile) lies in `file`: its run (when
