@@ -64,10 +64,22 @@ pub fn is_part_key(key: &str) -> bool {
     else {
         return false;
     };
-    rest.strip_prefix(PART_PREFIX)
+    let Some(name) = rest
+        .strip_prefix(PART_PREFIX)
         .and_then(|r| r.strip_suffix(".parquet"))
-        .and_then(|r| r.rsplit_once('-'))
-        .is_some_and(|(stamp, id)| is_stamp(stamp) && is_unique_id(id))
+    else {
+        return false;
+    };
+    let stamped = |r: &str| {
+        r.rsplit_once('-')
+            .is_some_and(|(stamp, id)| is_stamp(stamp) && is_unique_id(id))
+    };
+    // Compaction's swaps add a suffix: the rewritten parts (`-{n}`) and the new rows (`-new`).
+    stamped(name)
+        || name.rsplit_once('-').is_some_and(|(r, suffix)| {
+            (suffix == "new" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())))
+                && stamped(r)
+        })
 }
 
 /// True for the name of a temporary file (`.tmp-{id}`).
@@ -284,11 +296,16 @@ mod tests {
         ] {
             assert_eq!(parse_fragment_key(bad), None, "{bad}");
         }
-        assert!(is_part_key(
-            "catalog/kind=scene/part-20240501T103000Z-0123456789abcdef.parquet"
-        ));
+        for good in ["", "-new", "-0", "-12"] {
+            let key = format!(
+                "catalog/kind=fragment/part-20240501T103000Z-0123456789abcdef{good}.parquet"
+            );
+            assert!(is_part_key(&key), "{key}");
+        }
         for bad in [
             "catalog/kind=scene/part-x.parquet",
+            "catalog/kind=scene/part-20240501T103000Z-0123456789abcdef-old.parquet",
+            "catalog/kind=scene/part-20240501T103000Z-0123456789abcdef-.parquet",
             "catalog/kind=other/part-20240501T103000Z-0123456789abcdef.parquet",
             "catalog/kind=scene/data.parquet",
             "catalog/part-20240501T103000Z-0123456789abcdef.parquet",
