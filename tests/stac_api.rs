@@ -161,7 +161,7 @@ fn a_search_ingests_like_files_across_pages_duplicates_and_the_baseline_change()
     assert_eq!(from_api.data.dim().0, 10);
     assert_eq!(from_api.times, from_files.times);
     assert_eq!(from_api.data, from_files.data);
-    let scl = |w: &Warehouse| query(w, &["scl"]).run_native::<u8>().unwrap().data;
+    let scl = |w: &Warehouse| query(w, &["scl"]).run_native::<u8>().unwrap().into_data();
     assert_eq!(scl(&api_wh), scl(&file_wh));
 
     // Physical values are continuous across the baseline change: every date's red is its

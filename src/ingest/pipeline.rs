@@ -209,6 +209,17 @@ pub struct IngestReport {
     pub stac: Vec<super::stac::StacReport>,
 }
 
+impl IngestReport {
+    /// Adds what automatic compaction did to the report's totals.
+    fn add_compaction(&mut self, totals: crate::store::CompactionTotals) {
+        self.compaction_merges += totals.merges;
+        self.compaction_bytes += totals.bytes_written;
+        self.compaction_ms.0 += totals.merge_ms;
+        self.compaction_ms.1 += totals.commit_ms;
+        self.compaction_errors.extend(totals.errors);
+    }
+}
+
 /// Bytes the block cache of a remote file may hold during ingest: each block is read once,
 /// so the cache only serves the header.
 const REMOTE_CACHE: usize = 1 << 20;
@@ -239,7 +250,7 @@ struct Run<'a> {
     fragments: AtomicUsize,
     bytes_out: AtomicU64,
     /// Automatic compaction after this group's commits: merges, bytes, errors, milliseconds.
-    compaction: std::sync::Mutex<(usize, u64, Vec<String>, (u64, u64))>,
+    compaction: std::sync::Mutex<crate::store::CompactionTotals>,
 }
 
 enum SceneResult {
@@ -476,11 +487,7 @@ fn run(
         report.fragments += run.fragments.load(Ordering::Relaxed);
         report.bytes_out += run.bytes_out.load(Ordering::Relaxed);
         let totals = std::mem::take(&mut *run.compaction.lock().unwrap_or_else(|e| e.into_inner()));
-        report.compaction_merges += totals.0;
-        report.compaction_bytes += totals.1;
-        report.compaction_errors.extend(totals.2);
-        report.compaction_ms.0 += totals.3 .0;
-        report.compaction_ms.1 += totals.3 .1;
+        report.add_compaction(totals);
         if main_has_scenes {
             if let (Some(p), Some(json)) = (&profile, &run.product_json) {
                 run.main.register_product(&p.id, json.clone())?;
@@ -489,16 +496,13 @@ fn run(
             if committed.created {
                 report.versions.push(committed.version);
             }
+            let mut totals = crate::store::CompactionTotals::default();
             match &committed.compaction {
-                Some(Ok(c)) => {
-                    report.compaction_merges += c.merges;
-                    report.compaction_bytes += c.bytes_written;
-                    report.compaction_ms.0 += c.merge_ms;
-                    report.compaction_ms.1 += c.commit_ms;
-                }
-                Some(Err(e)) => report.compaction_errors.push(e.clone()),
+                Some(Ok(c)) => totals.add(c),
+                Some(Err(e)) => totals.errors.push(e.clone()),
                 None => {}
             }
+            report.add_compaction(totals);
             for scene in committed.skipped {
                 report.scenes_ingested = report.scenes_ingested.saturating_sub(1);
                 report.skipped.push(committed_elsewhere(scene));
@@ -512,12 +516,7 @@ fn run(
         batch.commit()?;
     }
     if let Some(worker) = background {
-        let totals = worker.finish();
-        report.compaction_merges += totals.merges;
-        report.compaction_bytes += totals.bytes_written;
-        report.compaction_ms.0 += totals.merge_ms;
-        report.compaction_ms.1 += totals.commit_ms;
-        report.compaction_errors.extend(totals.errors);
+        report.add_compaction(worker.finish());
     }
     report.versions.sort_unstable();
     report.versions.dedup();
@@ -895,13 +894,8 @@ impl<'a> Run<'a> {
     fn count_compaction(&self, compaction: &Option<Result<crate::store::AutoCompaction, String>>) {
         let mut totals = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
         match compaction {
-            Some(Ok(c)) => {
-                totals.0 += c.merges;
-                totals.1 += c.bytes_written;
-                totals.3 .0 += c.merge_ms;
-                totals.3 .1 += c.commit_ms;
-            }
-            Some(Err(e)) => totals.2.push(e.clone()),
+            Some(Ok(c)) => totals.add(c),
+            Some(Err(e)) => totals.errors.push(e.clone()),
             None => {}
         }
     }

@@ -179,10 +179,24 @@ impl<T: Sample> NativeCube<T> {
 
 /// A dropped cube's buffer goes back to the query buffer pool ([`super::recycle`]), so the
 /// next query of a similar size paints into warm memory. (So the fields cannot be moved out
-/// of a cube: take its data with `std::mem::take(&mut cube.data)`.)
+/// of a cube: take its data with `into_data()`.)
 impl Drop for Cube {
     fn drop(&mut self) {
         super::recycle::give_array(std::mem::take(&mut self.data));
+    }
+}
+
+impl Cube {
+    /// The values, taking them out of the cube (which then gives nothing back to the pool).
+    pub fn into_data(mut self) -> Array4<f32> {
+        std::mem::take(&mut self.data)
+    }
+}
+
+impl<T: Sample> NativeCube<T> {
+    /// The samples, taking them out of the cube (which then gives nothing back to the pool).
+    pub fn into_data(mut self) -> Array4<T> {
+        std::mem::take(&mut self.data)
     }
 }
 

@@ -29,7 +29,8 @@ pub struct CompactionTotals {
 }
 
 impl CompactionTotals {
-    fn add(&mut self, round: &AutoCompaction) {
+    /// Adds what one round (or one inline compaction) did.
+    pub fn add(&mut self, round: &AutoCompaction) {
         self.versions += usize::from(round.version.is_some());
         self.merges += round.merges;
         self.bytes_written += round.bytes_written;
