@@ -677,14 +677,14 @@ impl<'w> Query<'w> {
                             Ok((obs, dtype, nodata, Some(Arc::new(f))))
                         }
                         None => Ok((
-                            snapshot.fragment_observations(e, range)?,
+                            snapshot.fragment_observations(e, range, read_window(e, &out))?,
                             dtype,
                             nodata,
                             None,
                         )),
                     },
                     Access::Transient => Ok((
-                        snapshot.fragment_observations(e, range)?,
+                        snapshot.fragment_observations(e, range, read_window(e, &out))?,
                         dtype,
                         nodata,
                         None,

@@ -175,15 +175,10 @@ impl FragmentReader {
         &self,
         entry: &FragmentEntry,
         times: Option<(i64, i64)>,
+        window: Option<PixelWindow>,
     ) -> Result<Observations> {
-        let first: Vec<u32> = entry
-            .index
-            .runs
-            .first()
-            .map(|r| r.chunk)
-            .into_iter()
-            .collect();
-        let file = self.file(entry, &first)?;
+        // Any run holds the times: read those a later view of `window` needs anyway.
+        let file = self.file(entry, &chunks_for(entry, window))?;
         let range = file.observations_between(times)?;
         let (t, ids) = file.observations()?;
         let list = range
@@ -202,17 +197,7 @@ impl FragmentReader {
         times: Option<(i64, i64)>,
     ) -> Result<Fragment> {
         let window = window.unwrap_or(entry.window);
-        let shape = entry.index.shape;
-        let chunks = shape.touching(&window, entry.width, entry.height);
-        let mut needed: Vec<u32> = chunks
-            .into_iter()
-            .filter(|&k| entry.index.run(k).is_some())
-            .collect();
-        if needed.is_empty() {
-            // The observations' times are in every run: read one when the window has none.
-            needed.extend(entry.index.runs.first().map(|r| r.chunk));
-        }
-        let file = self.file(entry, &needed)?;
+        let file = self.file(entry, &chunks_for(entry, Some(window)))?;
         let obs = file.observations_between(times)?;
         file.view(window, obs, &|r, b| self.batch(entry, &file, r, b))
     }
@@ -278,6 +263,23 @@ pub(crate) fn open_whole(
         FileBytes::Whole(bytes),
         compression,
     )
+}
+
+/// The present chunks of `entry` that `window` (the stored window when `None`) meets; the
+/// first present chunk when it meets none (the observations' times are in every run).
+fn chunks_for(entry: &FragmentEntry, window: Option<PixelWindow>) -> Vec<u32> {
+    let window = window.unwrap_or(entry.window);
+    let mut needed: Vec<u32> = entry
+        .index
+        .shape
+        .touching(&window, entry.width, entry.height)
+        .into_iter()
+        .filter(|&k| entry.index.run(k).is_some())
+        .collect();
+    if needed.is_empty() {
+        needed.extend(entry.index.runs.first().map(|r| r.chunk));
+    }
+    needed
 }
 
 /// Maps the fragment of `entry` below `root`, refusing a link anywhere on its path.

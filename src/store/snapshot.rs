@@ -400,13 +400,16 @@ impl Snapshot {
     }
 
     /// The times (microseconds) and scene ids of a fragment's observations in `times`, in
-    /// the order [`Snapshot::fragment_window`] gives them, without decoding pixels.
+    /// the order [`Snapshot::fragment_window`] gives them, without decoding pixels. `window`
+    /// is the part of the tile a later read will want, if known: on object storage the times
+    /// are read from its chunks, so that read fetches nothing more.
     pub fn fragment_observations(
         &self,
         entry: &FragmentEntry,
         times: Option<(i64, i64)>,
+        window: Option<PixelWindow>,
     ) -> Result<Vec<(i64, String)>> {
-        Ok(self.reader.observations(entry, times)?.1)
+        Ok(self.reader.observations(entry, times, window)?.1)
     }
 
     /// The cache this snapshot reads fragments through.
