@@ -476,10 +476,20 @@ fn main() {
                 .collect();
             let ms = median(runs.iter().map(|r| r.0).collect());
             let stats = &runs[0].1;
+            let remote_wh = Warehouse::open_with(
+                &url,
+                &pixelquery::store::OpenOptions {
+                    remote: remote.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let (max, mean, _) = layout_of(&remote_wh);
             println!(
-                "S3: ingest {:.1} ms/scene ({} requests in all); pixel history cold CLI process {ms:.0} ms, {} requests, {:.2} MB",
+                "S3: ingest {:.1} ms/scene ({} requests in all; fragments per tile-band max {max}, mean {mean:.1}; {} compaction errors); pixel history cold CLI process {ms:.0} ms, {} requests, {:.2} MB",
                 fed.report.seconds * 1e3 / n as f64,
                 fed.report.warehouse_transfer.requests,
+                fed.report.compaction_errors.len(),
                 stats["requests"],
                 stats["bytes"].as_f64().unwrap_or(0.0) / 1e6
             );
