@@ -262,9 +262,12 @@ pub(crate) fn merge(
         width: first.width,
         height: first.height,
         valid_count,
-        valid_min: entries.iter().filter_map(|e| e.valid_min).reduce(f64::min),
-        valid_max: entries.iter().filter_map(|e| e.valid_max).reduce(f64::max),
-        valid_mean: (valid_count > 0).then(|| weighted / valid_count as f64),
+        // A statistic one source does not know (infinite samples) is unknown for the merge.
+        valid_min: known(entries, |e| e.valid_min).and_then(|v| v.reduce(f64::min)),
+        valid_max: known(entries, |e| e.valid_max).and_then(|v| v.reduce(f64::max)),
+        valid_mean: known(entries, |e| e.valid_mean)
+            .and_then(|_| (valid_count > 0).then(|| weighted / valid_count as f64))
+            .filter(|m| m.is_finite()),
         window,
         index,
     };
@@ -398,6 +401,20 @@ fn run_of(file: &ChunkedFile, k: u32) -> Option<usize> {
 /// True when chunks of `inner` tile chunks of `outer` exactly (same or a multiple per side).
 fn fits_into(outer: ChunkShape, inner: ChunkShape) -> bool {
     outer.rows.is_multiple_of(inner.rows) && outer.cols.is_multiple_of(inner.cols)
+}
+
+/// The values of a statistic of the sources holding valid pixels, `None` when one of them
+/// does not know it.
+fn known(
+    entries: &[&FragmentEntry],
+    stat: impl Fn(&FragmentEntry) -> Option<f64>,
+) -> Option<impl Iterator<Item = f64>> {
+    let with_pixels = || entries.iter().copied().filter(|e| e.valid_count > 0);
+    if with_pixels().any(|e| stat(e).is_none()) {
+        return None;
+    }
+    let values: Vec<f64> = with_pixels().filter_map(stat).collect();
+    Some(values.into_iter())
 }
 
 /// Where output chunk `k` (of shape `out` on a `w` x `h` tile) lies in `file`: its run (when

@@ -234,11 +234,14 @@ impl StatAcc {
         if self.count == 0 {
             return PixelStats::default();
         }
+        // Catalog statistics are finite numbers: infinite samples (valid in float bands)
+        // leave the statistic they reach unknown.
+        let finite = |v: f64| v.is_finite().then_some(v);
         PixelStats {
             valid_count: self.count,
-            min: Some(self.min),
-            max: Some(self.max),
-            mean: Some(self.sum / self.count as f64),
+            min: finite(self.min),
+            max: finite(self.max),
+            mean: finite(self.sum / self.count as f64),
         }
     }
 }
