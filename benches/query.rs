@@ -473,7 +473,15 @@ fn multi_product_table(
 /// 10 m and at 15 m: time of each and its ratio to nearest at the same place, interleaved.
 fn kernel_table(wh: &Warehouse, snap: &Snapshot, shapes: &Shapes, runs: usize) {
     use pixelquery::warp::Resampling;
-    println!("\nkernels: 12 dates x 4 bands, medians of {runs} interleaved runs");
+    let (t, b, _, _) = wh
+        .query()
+        .on_snapshot(snap)
+        .bbox(shapes.tile)
+        .crs(shapes.epsg)
+        .run()
+        .unwrap()
+        .dim();
+    println!("\nkernels: {t} dates x {b} bands, medians of {runs} interleaved runs");
     println!("| shape | resolution | nearest | bilinear | cubic | bilinear / nearest | cubic / nearest |");
     println!("|---|---|---|---|---|---|---|");
     for (name, bounds) in [("tile", shapes.tile), ("2x2 tiles", shapes.tile2)] {

@@ -778,17 +778,21 @@ fn source_mosaic<T: Pixel>(
     let (ec0, er0) = (w.col as i64 - left, w.row as i64 - top);
     let ew = stride + (left + right) as usize;
     let eh = rows + (top + bottom) as usize;
-    let fill = *own.iter().next()?;
-    let mut data = ndarray::Array3::from_elem((1, eh, ew), fill);
-    let mut mask = ndarray::Array2::<u8>::zeros((eh, ew));
+    let src = own.as_slice()?;
+    let mut data = vec![*src.first()?; eh * ew];
+    let mut mask = vec![0u8; eh * ew];
     let own_bits = f.validity(layer.obs);
-    for y in 0..rows {
-        let (dy, dx) = (y + top as usize, left as usize);
-        for x in 0..stride {
-            data[[0, dy, dx + x]] = own[[0, y, x]];
-            mask[[dy, dx + x]] = own_bits
-                .as_ref()
-                .map_or(1, |b| u8::from(b.value(y * stride + x)));
+    for (y, row) in src.chunks_exact(stride).enumerate() {
+        let at = (y + top as usize) * ew + left as usize;
+        data[at..at + stride].copy_from_slice(row);
+        let valid = &mut mask[at..at + stride];
+        match &own_bits {
+            Some(bits) => {
+                for (x, m) in valid.iter_mut().enumerate() {
+                    *m = u8::from(bits.value(y * stride + x));
+                }
+            }
+            None => valid.fill(1),
         }
     }
     for (nf, j, (oc, or)) in found {
@@ -811,8 +815,8 @@ fn source_mosaic<T: Pixel>(
                 let ok = raw == raw
                     && nodata.is_none_or(|nd| raw != nd)
                     && bits.as_ref().is_none_or(|b| b.value(k));
-                data[[0, dy, dx]] = v;
-                mask[[dy, dx]] = u8::from(ok);
+                data[dy * ew + dx] = v;
+                mask[dy * ew + dx] = u8::from(ok);
             }
         }
     }
@@ -823,7 +827,11 @@ fn source_mosaic<T: Pixel>(
         res,
         res,
     );
-    Some((data, mask, transform))
+    Some((
+        ndarray::Array3::from_shape_vec((1, eh, ew), data).ok()?,
+        ndarray::Array2::from_shape_vec((eh, ew), mask).ok()?,
+        transform,
+    ))
 }
 
 /// Asks Linux to back a large buffer with transparent huge pages before it is first written:
