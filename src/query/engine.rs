@@ -8,7 +8,8 @@ use super::composite::{group_times, Period, Reducer};
 use super::cube::{Cube, NativeCube, Values};
 use super::expr::{preset, Expr};
 use super::paint::{
-    advise_huge_pages, default_kernel, paint_slab, Layer, Neighbour, OutGrid, Painter, Placement,
+    advise_huge_pages, default_kernel, paint_slab, tile_kernel, Layer, Neighbour, OutGrid, Painter,
+    Placement,
 };
 use super::plan::{read_window, Access, BandChoice, QueryPlan, Step};
 use super::region::Region;
@@ -635,9 +636,10 @@ impl<'w> Query<'w> {
                 .is_none_or(|(start, end)| f.time_max >= start && f.time_min <= end)
         };
         let resampled = |f: &FragmentEntry| {
-            self.resampling
-                .unwrap_or_else(|| default_kernel(f.resolution, res))
-                != Resampling::Nearest
+            let k = self
+                .resampling
+                .unwrap_or_else(|| default_kernel(f.resolution, res));
+            tile_kernel(k, &f.index.transform, f.resolution, &out.transform) != Resampling::Nearest
         };
         let seam_sources: Vec<&FragmentEntry> = nearby
             .into_iter()

@@ -11,7 +11,7 @@
 
 use crate::crs::Crs;
 use crate::store::{Fragment, FragmentEntry, Pixel, PixelWindow};
-use crate::warp::{warp, Resampling, SourceRaster, TargetGrid, WarpOptions};
+use crate::warp::{aligned_offset, warp, Resampling, SourceRaster, TargetGrid, WarpOptions};
 use crate::{DataType, GeoTransform, Sample};
 use arrow_buffer::bit_chunk_iterator::BitChunks;
 use std::mem::MaybeUninit;
@@ -88,6 +88,24 @@ pub(crate) struct Neighbour {
     pub fragment: Arc<Fragment>,
     /// Offset of the neighbour tile in pixels of the painted tile.
     pub offset: (i64, i64),
+}
+
+/// The kernel that paints a tile (pixel (0, 0) at `tile`, `resolution` pixels) onto `out`:
+/// `kernel`, except on the tile's own lattice at its resolution, where every kernel copies
+/// the samples (the warp's aligned path) and nearest neighbour paints the same values
+/// without reading across seams.
+pub(crate) fn tile_kernel(
+    kernel: Resampling,
+    tile: &GeoTransform,
+    resolution: f64,
+    out: &GeoTransform,
+) -> Resampling {
+    let lattice = GeoTransform::north_up(tile.origin_x, tile.origin_y, resolution, resolution);
+    if aligned_offset(&lattice, out).is_some() {
+        Resampling::Nearest
+    } else {
+        kernel
+    }
 }
 
 /// The kernel a query uses when none is asked for, as the warp layer chooses at ingest:

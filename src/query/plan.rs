@@ -11,7 +11,8 @@ use super::cube::{Cube, NativeCube, Values};
 use super::engine::{clip_mask, paint_cube, Error, Result};
 use super::expr::Expr;
 use super::paint::{
-    default_kernel, kernel_margin, AsF32, Native, Neighbour, OutGrid, Painter, Placement,
+    default_kernel, kernel_margin, tile_kernel, AsF32, Native, Neighbour, OutGrid, Painter,
+    Placement,
 };
 use super::recycle;
 use super::region::Region;
@@ -604,8 +605,10 @@ impl<'w> QueryPlan<'w> {
             if self.is_cloud_band(entry) {
                 Resampling::Nearest
             } else {
-                p.resampling
-                    .unwrap_or_else(|| default_kernel(entry.resolution, out_res))
+                let k = p
+                    .resampling
+                    .unwrap_or_else(|| default_kernel(entry.resolution, out_res));
+                tile_kernel(k, &entry.index.transform, entry.resolution, &out.transform)
             }
         };
         // Kernels read the neighbouring tiles' samples across the seams: the fragments of
