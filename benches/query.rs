@@ -24,7 +24,12 @@
 //! Sentinel-2 product alone (physical too), as cubes (`run`) and written to `.tif`: time per
 //! time step of each and their ratio, gross (goal: <= 1.5x).
 //!
-//! `cargo bench --bench query` (`cargo bench --bench query -- multi`: the multi-sensor row only)
+//! Then the kernel rows (issue #25): a tile and a 2x2-tile box painted with nearest neighbour
+//! and with bilinear and cubic kernels, at the native 10 m and at 15 m (kernels off the
+//! source lattice), kernels reading the neighbour tiles across tile seams.
+//!
+//! `cargo bench --bench query` (`cargo bench --bench query -- multi`: the multi-sensor row only;
+//! `-- kernels`: the kernel rows only)
 
 mod fragment_settings;
 mod support;
@@ -263,6 +268,10 @@ fn main() {
     ];
     let quick =
         std::env::args().any(|a| a == "--test") || std::env::var_os("PQ_BENCH_QUICK").is_some();
+    if std::env::args().skip(1).any(|a| a == "kernels") {
+        kernel_table(wh, snap, &shapes, if quick { 1 } else { 21 });
+        return;
+    }
     if std::env::args().skip(1).any(|a| a == "multi") {
         multi_product_table(
             tmp.path(),
@@ -457,6 +466,55 @@ fn multi_product_table(
         };
         let [a, b] = interleaved_medians(runs, [&mut || write(&one), &mut || write(&both)]);
         print_multi_row(name, "`.tif`", (t1, t2), mb, (a, b), "-");
+    }
+}
+
+/// Nearest against bilinear and cubic kernels for a tile and a 2x2-tile box, at the native
+/// 10 m and at 15 m: time of each and its ratio to nearest at the same place, interleaved.
+fn kernel_table(wh: &Warehouse, snap: &Snapshot, shapes: &Shapes, runs: usize) {
+    use pixelquery::warp::Resampling;
+    let (t, b, _, _) = wh
+        .query()
+        .on_snapshot(snap)
+        .bbox(shapes.tile)
+        .crs(shapes.epsg)
+        .run()
+        .unwrap()
+        .dim();
+    println!("\nkernels: {t} dates x {b} bands, medians of {runs} interleaved runs");
+    println!("| shape | resolution | nearest | bilinear | cubic | bilinear / nearest | cubic / nearest |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, bounds) in [("tile", shapes.tile), ("2x2 tiles", shapes.tile2)] {
+        for res in [10.0, 15.0] {
+            let run = |kernel: Resampling| {
+                let cube = wh
+                    .query()
+                    .on_snapshot(snap)
+                    .bbox(bounds)
+                    .crs(shapes.epsg)
+                    .resolution(res)
+                    .resampling(kernel)
+                    .run()
+                    .unwrap();
+                std::hint::black_box(cube.dim());
+            };
+            let [n, b, c] = interleaved_medians(
+                runs,
+                [
+                    &mut || run(Resampling::Nearest),
+                    &mut || run(Resampling::Bilinear),
+                    &mut || run(Resampling::Cubic),
+                ],
+            );
+            println!(
+                "| {name} | {res} m | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}x | {:.2}x |",
+                n * 1e3,
+                b * 1e3,
+                c * 1e3,
+                b / n,
+                c / n
+            );
+        }
     }
 }
 

@@ -155,8 +155,7 @@ fn l8_pixel((x, y): (f64, f64)) -> (usize, usize) {
     )
 }
 
-/// A box well inside one warehouse tile (kernels see only one tile's samples) and inside the
-/// Landsat scenes, in EPSG:32652.
+/// A box well inside one warehouse tile and inside the Landsat scenes, in EPSG:32652.
 fn inner_box(wh: &Warehouse) -> Bounds {
     let grid = wh.config().grid;
     let (x, y) = s2_centre(200, 200);
@@ -784,4 +783,146 @@ fn output_grid_is_the_grid_queries_paint() {
         .bands(&["thermal"])
         .output_grid()
         .is_err());
+}
+
+/// A 600 m box centred on a corner of four warehouse tiles, inside both products' scenes: its
+/// pixels near the seams need samples of two to four tiles.
+fn seam_box(wh: &Warehouse) -> Bounds {
+    let grid = wh.config().grid;
+    let (x, y) = s2_centre(256, 128);
+    let corner = grid.tile_bounds(grid.tile_at(x, y));
+    let (cx, cy) = (corner.min_x, corner.max_y);
+    let inside = |v: f64, lo: f64, hi: f64| v - 300.0 >= lo && v + 300.0 <= hi;
+    assert!(inside(cx, L8_ORIGIN.0, L8_ORIGIN.0 + L8_SIZE as f64 * 30.0));
+    assert!(inside(cy, L8_ORIGIN.1 - L8_SIZE as f64 * 30.0, L8_ORIGIN.1));
+    assert!(inside(
+        cx,
+        demo::ORIGIN.0,
+        demo::ORIGIN.0 + demo::SIZE as f64 * 10.0
+    ));
+    assert!(inside(
+        cy,
+        demo::ORIGIN.1 - demo::SIZE as f64 * 10.0,
+        demo::ORIGIN.1
+    ));
+    Bounds::new(cx - 300.0, cy - 300.0, cx + 300.0, cy + 300.0)
+}
+
+/// The Landsat red steps of `cube` (a `kernel` resampling of the seam box at 10 m) equal our
+/// warp layer's resampling of each whole file exactly, and `gdalwarp`'s within 1 DN when
+/// GDAL is installed.
+fn assert_landsat_steps_match_whole_files(
+    fx: &Fixture,
+    cube: &pixelquery::query::Cube,
+    b: &Bounds,
+    kernel: Resampling,
+) {
+    let (_, _, h, w) = cube.dim();
+    assert_eq!(
+        (h, w),
+        (
+            ((b.max_y - b.min_y) / 10.0) as usize,
+            ((b.max_x - b.min_x) / 10.0) as usize
+        )
+    );
+    let l8_steps: Vec<usize> = (0..cube.dim().0)
+        .filter(|&t| cube.products[t] == L8)
+        .collect();
+    assert_eq!(l8_steps.len(), 3);
+    let scale = ProductProfile::built_in(L8)
+        .unwrap()
+        .band("red")
+        .unwrap()
+        .scale as f32;
+    for (k, &t) in l8_steps.iter().enumerate() {
+        let file = &fx.l8_files[k].0;
+        let ours = warp_reference(file, &cube.transform, w, h, kernel);
+        let gdal = gdalwarp(file, b, kernel);
+        if gdal.is_none() {
+            eprintln!("gdalwarp not found; checking against the warp layer only");
+        }
+        let got = cube.data.index_axis(Axis(0), t);
+        for y in 0..h {
+            for x in 0..w {
+                let v = got[[0, y, x]];
+                let what = format!("{} at ({x}, {y}) of {}", kernel.name(), L8_TIMES[k]);
+                assert_close(v, l8_physical(ours[[0, y, x]] as f64), &what);
+                if let Some(g) = &gdal {
+                    let want = l8_physical(g[[0, y, x]] as f64);
+                    assert!(
+                        (v.is_nan() && want.is_nan()) || (v - want).abs() <= scale + 1e-6,
+                        "{what}: got {v}, gdalwarp {want}"
+                    );
+                }
+            }
+        }
+        assert!(got.iter().all(|v| !v.is_nan()), "no gaps at the seams");
+    }
+}
+
+#[test]
+fn kernels_read_across_tile_seams_as_gdalwarp_does() {
+    let fx = fixture();
+    let wh = Warehouse::open(&fx.wh).unwrap();
+    let b = seam_box(&wh);
+    for kernel in [Resampling::Bilinear, Resampling::Cubic] {
+        // One product: the 30 m Landsat-like series painted at 10 m.
+        let one = wh
+            .query()
+            .crs(32652)
+            .bbox(b)
+            .bands(&["red"])
+            .product(L8)
+            .physical(true)
+            .resolution(10.0)
+            .resampling(kernel);
+        let cube = one.clone().run().unwrap();
+        assert!(cube.products.iter().all(|p| p == L8));
+        assert_landsat_steps_match_whole_files(fx, &cube, &b, kernel);
+        // The same cube painted window by window (what exports do): windows cut inside
+        // tiles read their neighbours' samples too.
+        let plan = one.prepare().unwrap();
+        let (t, _, h, w) = plan.dim();
+        for (rows, cols) in [(0..h / 3, 0..w), (h / 3..h, 0..w / 2), (h / 3..h, w / 2..w)] {
+            let win = pixelquery::query::CubeWindow {
+                steps: 0..t,
+                rows: rows.clone(),
+                cols: cols.clone(),
+            };
+            let part = plan.chunk_f32(&win).unwrap();
+            for ((s, bd, y, x), v) in part.indexed_iter() {
+                let want = cube.data[[s, bd, rows.start + y, cols.start + x]];
+                assert!(
+                    v.to_bits() == want.to_bits(),
+                    "window {win:?} at ({x}, {y}) step {s}: {v} against {want}"
+                );
+            }
+        }
+        // A box inside one tile, its north and east edges 10 m from the seams: the kernels
+        // read the tiles outside the region.
+        let quarter = Bounds::new(b.min_x, b.min_y, b.min_x + 290.0, b.min_y + 290.0);
+        let cube = wh
+            .query()
+            .crs(32652)
+            .bbox(quarter)
+            .bands(&["red"])
+            .product(L8)
+            .physical(true)
+            .resolution(10.0)
+            .resampling(kernel)
+            .run()
+            .unwrap();
+        assert_landsat_steps_match_whole_files(fx, &cube, &quarter, kernel);
+        // Fused: both products on one time axis, the Landsat steps resampled onto 10 m.
+        let fused = wh
+            .query()
+            .crs(32652)
+            .bbox(b)
+            .bands(&["red"])
+            .resampling(kernel)
+            .run()
+            .unwrap();
+        assert_eq!(fused.dim().0, 8 + 3);
+        assert_landsat_steps_match_whole_files(fx, &fused, &b, kernel);
+    }
 }

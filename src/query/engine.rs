@@ -7,14 +7,17 @@ use super::budget::{default_memory_budget, human_bytes};
 use super::composite::{group_times, Period, Reducer};
 use super::cube::{Cube, NativeCube, Values};
 use super::expr::{preset, Expr};
-use super::paint::{advise_huge_pages, paint_slab, Layer, OutGrid, Painter, Placement};
+use super::paint::{
+    advise_huge_pages, default_kernel, paint_slab, tile_kernel, Layer, Neighbour, OutGrid, Painter,
+    Placement,
+};
 use super::plan::{read_window, Access, BandChoice, QueryPlan, Step};
 use super::region::Region;
 use crate::crs::Crs;
 use crate::profile::{BandRole, CloudMaskRule, ProductProfile};
 use crate::store::{Fragment, FragmentEntry, FragmentFilter, Pixel, Snapshot, Version, Warehouse};
 use crate::warp::Resampling;
-use crate::{Bounds, DataType, GeoTransform};
+use crate::{Bounds, DataType, GeoTransform, TileId};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -539,17 +542,33 @@ impl<'w> Query<'w> {
                 .into_iter()
                 .collect()
         };
+        // Kernels other than nearest neighbour also read the tiles around the region, near
+        // its edges (which ones is decided once the output grid is known).
+        let kernels = self.resampling != Some(Resampling::Nearest);
+        let span = |f: fn(&TileId) -> i64| {
+            let v = tiles.iter().map(f);
+            (v.clone().min().unwrap_or(0), v.max().unwrap_or(-1))
+        };
+        let ((c0, c1), (r0, r1)) = (span(|t| t.col), span(|t| t.row));
+        let around = |t: &TileId| {
+            (c0 - 1..=c1 + 1).contains(&t.col)
+                && (r0 - 1..=r1 + 1).contains(&t.row)
+                && !tiles.contains(t)
+        };
         let mut region_fragments: Vec<&FragmentEntry> = Vec::new();
+        let mut nearby: Vec<&FragmentEntry> = Vec::new();
         for (k, id) in products.iter().enumerate() {
-            region_fragments.extend(
-                snapshot
-                    .select(&FragmentFilter {
-                        product: Some(id.clone()),
-                        ..Default::default()
-                    })
-                    .into_iter()
-                    .filter(|f| tiles.contains(&f.tile) && load(k, &f.band)),
-            );
+            for f in snapshot.select(&FragmentFilter {
+                product: Some(id.clone()),
+                ..Default::default()
+            }) {
+                if tiles.contains(&f.tile) && load(k, &f.band) {
+                    region_fragments.push(f);
+                } else if kernels && inputs.iter().any(|b| b.stored[k] == f.band) && around(&f.tile)
+                {
+                    nearby.push(f);
+                }
+            }
         }
         // Those that may hold observations in the time range (catalog time span).
         let in_region: Vec<&FragmentEntry> = match self.time {
@@ -612,6 +631,20 @@ impl<'w> Query<'w> {
             return Err(Error::Invalid(format!("invalid resolution {res}")));
         }
         let out = output_grid(&region, &grid, res)?;
+        let in_time = |f: &FragmentEntry| {
+            self.time
+                .is_none_or(|(start, end)| f.time_max >= start && f.time_min <= end)
+        };
+        let resampled = |f: &FragmentEntry| {
+            let k = self
+                .resampling
+                .unwrap_or_else(|| default_kernel(f.resolution, res));
+            tile_kernel(k, &f.index.transform, f.resolution, &out.transform) != Resampling::Nearest
+        };
+        let seam_sources: Vec<&FragmentEntry> = nearby
+            .into_iter()
+            .filter(|f| resampled(f) && in_time(f) && read_window(f, &out).is_some())
+            .collect();
         Ok(Selection {
             grid,
             grid_crs,
@@ -623,6 +656,7 @@ impl<'w> Query<'w> {
             cloud,
             expr,
             in_region,
+            seam_sources,
             covering,
             out,
         })
@@ -643,6 +677,7 @@ impl<'w> Query<'w> {
             cloud,
             expr,
             in_region,
+            seam_sources,
             covering,
             out,
         } = self.select(&snapshot)?;
@@ -789,6 +824,23 @@ impl<'w> Query<'w> {
                 opened.push(f);
             }
         }
+        let seam_views: Vec<Option<Arc<Fragment>>> = seam_sources
+            .par_iter()
+            .map(|e| -> Result<Option<Arc<Fragment>>> {
+                match (access, read_window(e, &out)) {
+                    (Access::Shared, Some(window)) => Ok(Some(Arc::new(
+                        snapshot.fragment_window(e, Some(window), range)?,
+                    ))),
+                    _ => Ok(None),
+                }
+            })
+            .collect::<Result<_>>()?;
+        for (e, f) in seam_sources.iter().zip(seam_views) {
+            entries.push((*e).clone());
+            obs_steps.push(Vec::new());
+            obs_scaling.push(Vec::new());
+            opened.push(f);
+        }
         if stored_types.is_empty() {
             // No fragment in the region: the catalog's types of these bands.
             stored_types = snapshot
@@ -910,6 +962,9 @@ struct Selection<'s> {
     expr: Option<(String, String, Expr)>,
     /// Fragments of the region's tiles that may hold observations in the time range.
     in_region: Vec<&'s FragmentEntry>,
+    /// Fragments of the tiles around the region within a kernel's reach of the output grid:
+    /// read for the samples kernels take across tile seams, never painted.
+    seam_sources: Vec<&'s FragmentEntry>,
     /// (time, product index, scene id) of each scene whose footprint covers the region.
     covering: Vec<(i64, usize, &'s str)>,
     out: OutGrid,
@@ -1071,10 +1126,12 @@ pub(super) fn clip_mask(
 /// when a dropped cube's fits, see [`super::recycle`]): the painters write each element
 /// once (and fault fresh pages in on their own threads) instead of a fill first. Pixels
 /// outside `clip` get the painter's empty marker. `None` when the memory cannot be had.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn paint_cube<P: Painter>(
     work: &mut [Vec<(i64, usize, usize)>],
     fragments: &[(&FragmentEntry, Arc<Fragment>)],
     placements: &[Option<Placement>],
+    neighbours: &[Vec<Neighbour>],
     scaling: &(dyn Fn(usize, usize) -> Option<(f32, f32)> + Sync),
     (width, height): (usize, usize),
     clip: Option<&[bool]>,
@@ -1100,6 +1157,7 @@ pub(super) fn paint_cube<P: Painter>(
                         obs,
                         placement,
                         scaling: scaling(fi, obs),
+                        neighbours: neighbours.get(fi).map_or(&[], Vec::as_slice),
                     })
                 })
                 .collect();

@@ -10,12 +10,13 @@
 //! are plain slice loops that vectorise.
 
 use crate::crs::Crs;
-use crate::store::{Fragment, FragmentEntry, PixelWindow};
-use crate::warp::{warp, Resampling, SourceRaster, TargetGrid, WarpOptions};
+use crate::store::{Fragment, FragmentEntry, Pixel, PixelWindow};
+use crate::warp::{aligned_offset, warp, Resampling, SourceRaster, TargetGrid, WarpOptions};
 use crate::{DataType, GeoTransform, Sample};
 use arrow_buffer::bit_chunk_iterator::BitChunks;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// The output pixel grid of a query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,17 +55,57 @@ pub(crate) struct Placement {
     resample: Option<Resample>,
 }
 
-/// A tile painted through the warp kernels: its stored window is warped onto the output
+/// A tile painted through the warp kernels: its stored window, widened across the tile's
+/// edges by the neighbour tiles' samples of the same scene, is warped onto the output
 /// rectangle of the placement (a tile-sized temporary, never a copy of the whole cube).
 #[derive(Debug, Clone, PartialEq)]
 struct Resample {
     kernel: Resampling,
     /// Georeferencing of the stored window's pixel (0, 0).
     window: GeoTransform,
+    /// The stored window in tile pixels, and the tile's size in pixels.
+    stored: PixelWindow,
+    tile: (u32, u32),
     /// Georeferencing of output pixel (`xs.start`, `ys.start`).
     target: GeoTransform,
     /// The grid CRS (source and target share it).
     crs: Crs,
+}
+
+/// Source pixels a kernel may reach beyond the pixels under the output grid, when output
+/// pixels are `ratio` source pixels wide: the widest kernel (cubic, 2 taps a side) widened
+/// when downsampling, plus slack for the output pixels' half-pixel reach.
+pub(crate) fn kernel_margin(ratio: f64) -> f64 {
+    3.0 + (2.0 * ratio.max(1.0)).ceil()
+}
+
+/// A fragment of a neighbouring tile (same product, band and resolution) whose samples a
+/// kernel reads across the seam: `offset` is where the neighbour tile's pixel (0, 0) lies in
+/// the painted tile's pixel lattice (columns, rows).
+#[derive(Debug, Clone)]
+pub(crate) struct Neighbour {
+    /// The neighbour's view (its window near the output grid).
+    pub fragment: Arc<Fragment>,
+    /// Offset of the neighbour tile in pixels of the painted tile.
+    pub offset: (i64, i64),
+}
+
+/// The kernel that paints a tile (pixel (0, 0) at `tile`, `resolution` pixels) onto `out`:
+/// `kernel`, except on the tile's own lattice at its resolution, where every kernel copies
+/// the samples (the warp's aligned path) and nearest neighbour paints the same values
+/// without reading across seams.
+pub(crate) fn tile_kernel(
+    kernel: Resampling,
+    tile: &GeoTransform,
+    resolution: f64,
+    out: &GeoTransform,
+) -> Resampling {
+    let lattice = GeoTransform::north_up(tile.origin_x, tile.origin_y, resolution, resolution);
+    if aligned_offset(&lattice, out).is_some() {
+        Resampling::Nearest
+    } else {
+        kernel
+    }
 }
 
 /// The kernel a query uses when none is asked for, as the warp layer chooses at ingest:
@@ -162,11 +203,14 @@ impl Placement {
     }
 
     /// Paints with `kernel` instead of nearest neighbour (`crs` is the grid's), given the
-    /// fragment's tile geotransform, native `resolution` and stored window.
+    /// fragment's tile geotransform and size in pixels, native `resolution` and stored
+    /// window.
+    #[allow(clippy::too_many_arguments)]
     pub fn with_kernel(
         mut self,
         kernel: Resampling,
         tile: &GeoTransform,
+        tile_size: (u32, u32),
         resolution: f64,
         window: &PixelWindow,
         out: &OutGrid,
@@ -180,6 +224,8 @@ impl Placement {
                 resolution,
                 resolution,
             ),
+            stored: *window,
+            tile: tile_size,
             target: out
                 .transform
                 .window(self.xs.start as f64, self.ys.start as f64, 1.0, 1.0),
@@ -206,6 +252,9 @@ pub(crate) struct Layer<'a> {
     /// The observation's own scale and offset (its scene declares them), over the
     /// fragment's, for physical values.
     pub scaling: Option<(f32, f32)>,
+    /// Fragments of the neighbouring tiles kernels read across the tile's edges (empty for
+    /// nearest neighbour).
+    pub neighbours: &'a [Neighbour],
 }
 
 /// An output element type: `f32` (NaN marks "no valid value") or a native sample type (the
@@ -513,7 +562,7 @@ fn run_bits<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(dst: &mut [S], src: &[T]
     }
 }
 
-fn paint_typed<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
+fn paint_typed<T: Pixel, C: Convert<T>, S: Slot<C::Elem>>(
     pixels: &[T],
     slab: &mut [S],
     width: usize,
@@ -643,10 +692,11 @@ fn convert_span<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
 }
 
 /// Paints a layer through the warp kernels: the stored window (its nodata and validity bits
-/// excluded, as `gdalwarp` excludes nodata) is warped onto the placement's output rectangle,
-/// then converted. Pixels near the tile's edge see only this tile's samples (the weights are
-/// renormalised over them).
-fn paint_resampled<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
+/// excluded, as `gdalwarp` excludes nodata), widened across the tile's edges by the same
+/// scene's samples in the neighbouring tiles (see [`source_mosaic`]), is warped onto the
+/// placement's output rectangle, then converted. So pixels near a tile's edge are
+/// interpolated from the samples on both sides, as `gdalwarp` of the scene does.
+fn paint_resampled<T: Pixel, C: Convert<T>, S: Slot<C::Elem>>(
     pixels: &[T],
     slab: &mut [S],
     width: usize,
@@ -660,14 +710,22 @@ fn paint_resampled<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
     let rows = pixels.len().checked_div(stride).unwrap_or(0);
     let warped = (rows > 0)
         .then(|| {
-            let data = ndarray::ArrayView3::from_shape((1, rows, stride), &pixels[..rows * stride])
+            let own = ndarray::ArrayView3::from_shape((1, rows, stride), &pixels[..rows * stride])
                 .ok()?;
-            let mask = layer.fragment.validity(layer.obs).map(|bits| {
-                ndarray::Array2::from_shape_fn((rows, stride), |(y, x)| {
-                    u8::from(bits.value(y * stride + x))
-                })
-            });
-            let src = SourceRaster::new(data, r.window, r.crs.clone())
+            let (data, mask, transform) = match source_mosaic(own, layer, r) {
+                Some((data, mask, transform)) => {
+                    (ndarray::CowArray::from(data), Some(mask), transform)
+                }
+                None => {
+                    let mask = layer.fragment.validity(layer.obs).map(|bits| {
+                        ndarray::Array2::from_shape_fn((rows, stride), |(y, x)| {
+                            u8::from(bits.value(y * stride + x))
+                        })
+                    });
+                    (ndarray::CowArray::from(own), mask, r.window)
+                }
+            };
+            let src = SourceRaster::new(data.view(), transform, r.crs.clone())
                 .with_nodata(layer.fragment.meta().nodata)
                 .with_mask(mask.as_ref().map(|m| m.view()));
             let dst = TargetGrid::new(r.target, p.xs.len(), p.ys.len(), r.crs.clone());
@@ -691,6 +749,107 @@ fn paint_resampled<T: Sample, C: Convert<T>, S: Slot<C::Elem>>(
             d.put(v, empty);
         }
     }
+}
+
+/// The layer's stored window `own` widened by the kernel's margin across every tile edge it
+/// reaches, filled with the samples of the same observation (same scene and time) in the
+/// neighbouring tiles' fragments: the samples, their validity (validity bits, nodata and NaN
+/// of each fragment) and the georeferencing of pixel (0, 0). `None` when no neighbour holds
+/// that observation near the edges (the stored window alone is warped then).
+fn source_mosaic<T: Pixel>(
+    own: ndarray::ArrayView3<'_, T>,
+    layer: &Layer<'_>,
+    r: &Resample,
+) -> Option<(ndarray::Array3<T>, ndarray::Array2<u8>, GeoTransform)> {
+    if layer.neighbours.is_empty() {
+        return None;
+    }
+    let w = r.stored;
+    let (tw, th) = r.tile;
+    let ratio = r.target.pixel_width.abs() / r.window.pixel_width.abs();
+    let m = kernel_margin(ratio) as i64;
+    let edge = |at: bool| if at { m } else { 0 };
+    let (left, top) = (edge(w.col == 0), edge(w.row == 0));
+    let (right, bottom) = (edge(w.col + w.width >= tw), edge(w.row + w.height >= th));
+    if left + top + right + bottom == 0 {
+        return None;
+    }
+    // The same observation in each neighbour: same time, same scene.
+    let f = layer.fragment;
+    let (time, scene) = (f.times_micros()[layer.obs], f.scene_id(layer.obs));
+    let found: Vec<(&Fragment, usize, (i64, i64))> = layer
+        .neighbours
+        .iter()
+        .filter_map(|n| {
+            let times = n.fragment.times_micros();
+            let first = times.partition_point(|&t| t < time);
+            let j = (first..times.len())
+                .take_while(|&j| times[j] == time)
+                .find(|&j| n.fragment.scene_id(j) == scene)?;
+            Some((n.fragment.as_ref(), j, n.offset))
+        })
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    let (_, rows, stride) = own.dim();
+    let (ec0, er0) = (w.col as i64 - left, w.row as i64 - top);
+    let ew = stride + (left + right) as usize;
+    let eh = rows + (top + bottom) as usize;
+    let src = own.as_slice()?;
+    let mut data = vec![*src.first()?; eh * ew];
+    let mut mask = vec![0u8; eh * ew];
+    let own_bits = f.validity(layer.obs);
+    for (y, row) in src.chunks_exact(stride).enumerate() {
+        let at = (y + top as usize) * ew + left as usize;
+        data[at..at + stride].copy_from_slice(row);
+        let valid = &mut mask[at..at + stride];
+        match &own_bits {
+            Some(bits) => {
+                for (x, m) in valid.iter_mut().enumerate() {
+                    *m = u8::from(bits.value(y * stride + x));
+                }
+            }
+            None => valid.fill(1),
+        }
+    }
+    for (nf, j, (oc, or)) in found {
+        let Ok(px) = nf.pixels::<T>(j) else {
+            continue;
+        };
+        let nw = nf.window();
+        let bits = nf.validity(j);
+        let nodata = nf.meta().nodata;
+        let (c0, r0) = (oc + nw.col as i64, or + nw.row as i64);
+        let cols = c0.max(ec0)..(c0 + nw.width as i64).min(ec0 + ew as i64);
+        let rows = r0.max(er0)..(r0 + nw.height as i64).min(er0 + eh as i64);
+        for yy in rows {
+            for xx in cols.clone() {
+                let k = ((yy - r0) * nw.width as i64 + (xx - c0)) as usize;
+                let (dy, dx) = ((yy - er0) as usize, (xx - ec0) as usize);
+                let v = px[k];
+                let raw = v.to_f64();
+                #[allow(clippy::eq_op)]
+                let ok = raw == raw
+                    && nodata.is_none_or(|nd| raw != nd)
+                    && bits.as_ref().is_none_or(|b| b.value(k));
+                data[dy * ew + dx] = v;
+                mask[dy * ew + dx] = u8::from(ok);
+            }
+        }
+    }
+    let res = r.window.pixel_width.abs();
+    let transform = GeoTransform::north_up(
+        r.window.origin_x - left as f64 * res,
+        r.window.origin_y + top as f64 * res,
+        res,
+        res,
+    );
+    Some((
+        ndarray::Array3::from_shape_vec((1, eh, ew), data).ok()?,
+        ndarray::Array2::from_shape_vec((eh, ew), mask).ok()?,
+        transform,
+    ))
 }
 
 /// Asks Linux to back a large buffer with transparent huge pages before it is first written:
@@ -909,6 +1068,7 @@ mod tests {
                     obs,
                     placement: placements[fi].as_ref()?,
                     scaling: None,
+                    neighbours: &[],
                 })
             })
             .collect();
@@ -1128,6 +1288,7 @@ mod tests {
                         obs,
                         placement: placements[fi].as_ref()?,
                         scaling: None,
+                        neighbours: &[],
                     })
                 })
                 .collect()

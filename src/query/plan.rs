@@ -10,14 +10,17 @@ use super::composite::{reduce, reduce_native, Reducer, TimeGroup};
 use super::cube::{Cube, NativeCube, Values};
 use super::engine::{clip_mask, paint_cube, Error, Result};
 use super::expr::Expr;
-use super::paint::{default_kernel, AsF32, Native, OutGrid, Painter, Placement};
+use super::paint::{
+    default_kernel, kernel_margin, tile_kernel, AsF32, Native, Neighbour, OutGrid, Painter,
+    Placement,
+};
 use super::recycle;
 use super::region::Region;
 use crate::crs::Crs;
 use crate::profile::CloudMaskRule;
 use crate::store::{Fragment, FragmentEntry, Pixel, PixelWindow, Snapshot};
 use crate::warp::Resampling;
-use crate::{DataType, GeoTransform, GridSpec};
+use crate::{DataType, GeoTransform, GridSpec, TileId};
 use chrono::{DateTime, Utc};
 use ndarray::{Array3, Array4, Axis};
 use rayon::prelude::*;
@@ -76,7 +79,9 @@ pub(super) struct Parts<'w> {
     pub snapshot: Cow<'w, Snapshot>,
     pub grid_spec: GridSpec,
     pub entries: Vec<FragmentEntry>,
-    /// Per entry, the input step of each observation (`None`: not part of the query).
+    /// Per entry, the input step of each observation (`None`: not part of the query). Empty
+    /// for fragments of tiles just outside the region, read only for the samples kernels
+    /// reach across tile seams.
     pub obs_steps: Vec<Vec<Option<usize>>>,
     /// Per entry, the scale and offset of each observation's scene when it declares its own
     /// (empty: the fragment's for all; only filled for physical values).
@@ -142,6 +147,8 @@ pub struct QueryPlan<'w> {
     /// Views read for windows (entries the plan did not keep open), by entry and window of
     /// its tile.
     pool: Mutex<ViewPool>,
+    /// Entries by product, band and tile: where kernels find the neighbouring tiles.
+    by_tile: HashMap<(String, String, TileId), Vec<usize>>,
 }
 
 /// Views read for windows, by entry index and window of its tile.
@@ -158,6 +165,8 @@ impl std::fmt::Debug for QueryPlan<'_> {
 struct Layers<'p> {
     fragments: Vec<(&'p FragmentEntry, Arc<Fragment>)>,
     placements: Vec<Option<Placement>>,
+    /// Per fragment: the fragments of neighbouring tiles its kernel reads across the seams.
+    neighbours: Vec<Vec<Neighbour>>,
     /// Per fragment: its entry index.
     index: Vec<usize>,
 }
@@ -180,11 +189,19 @@ impl<'w> QueryPlan<'w> {
                 (r0..r1, c0..c1)
             })
             .collect();
+        let mut by_tile: HashMap<(String, String, TileId), Vec<usize>> = HashMap::new();
+        for (i, e) in parts.entries.iter().enumerate() {
+            by_tile
+                .entry((e.product.clone(), e.band.clone(), e.tile))
+                .or_default()
+                .push(i);
+        }
         QueryPlan {
             keep: (0..parts.groups.len()).collect(),
             parts,
             rects,
             pool: Mutex::new(HashMap::new()),
+            by_tile,
         }
     }
 
@@ -586,7 +603,45 @@ impl<'w> QueryPlan<'w> {
             })
             .collect();
         let out = self.window_grid(win);
-        let fragments: Vec<Arc<Fragment>> = chosen
+        let out_res = out.transform.pixel_width;
+        let kernel_of = |entry: &FragmentEntry| {
+            if self.is_cloud_band(entry) {
+                Resampling::Nearest
+            } else {
+                let k = p
+                    .resampling
+                    .unwrap_or_else(|| default_kernel(entry.resolution, out_res));
+                tile_kernel(k, &entry.index.transform, entry.resolution, &out.transform)
+            }
+        };
+        // Kernels read the neighbouring tiles' samples across the seams: the fragments of
+        // the 8 tiles around each resampled one (same product, band and resolution) that
+        // reach within a kernel margin of the window.
+        let mut wanted = chosen.clone();
+        let mut seams: Vec<Vec<usize>> = vec![Vec::new(); chosen.len()];
+        for (k, &i) in chosen.iter().enumerate() {
+            let e = &p.entries[i];
+            if kernel_of(e) == Resampling::Nearest {
+                continue;
+            }
+            for (dc, dr) in (-1..=1).flat_map(|dc| (-1..=1).map(move |dr| (dc, dr))) {
+                let tile = TileId::new(e.tile.col + dc, e.tile.row + dr);
+                if tile == e.tile {
+                    continue;
+                }
+                let key = (e.product.clone(), e.band.clone(), tile);
+                for &j in self.by_tile.get(&key).map_or(&[][..], Vec::as_slice) {
+                    let n = &p.entries[j];
+                    if n.resolution == e.resolution && read_window(n, &out).is_some() {
+                        seams[k].push(j);
+                        if !wanted.contains(&j) {
+                            wanted.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        let fragments: Vec<Arc<Fragment>> = wanted
             .par_iter()
             .map(|&i| -> Result<Arc<Fragment>> {
                 if let Some(f) = &p.opened[i] {
@@ -611,25 +666,37 @@ impl<'w> QueryPlan<'w> {
                 Ok(f)
             })
             .collect::<Result<_>>()?;
+        let neighbours: Vec<Vec<Neighbour>> = seams
+            .iter()
+            .enumerate()
+            .map(|(k, near)| {
+                let e = &p.entries[chosen[k]];
+                near.iter()
+                    .filter_map(|&j| {
+                        let at = wanted.iter().position(|&w| w == j)?;
+                        Some(Neighbour {
+                            fragment: fragments[at].clone(),
+                            offset: tile_offset(e, &p.entries[j])?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        // Only the chosen fragments are painted; the others lend samples.
         let fragments: Vec<(&FragmentEntry, Arc<Fragment>)> = chosen
             .iter()
             .zip(fragments)
             .map(|(&i, f)| (&p.entries[i], f))
             .collect();
-        let out_res = out.transform.pixel_width;
         let placements = fragments
             .iter()
             .map(|(entry, f)| {
-                let kernel = if self.is_cloud_band(entry) {
-                    Resampling::Nearest
-                } else {
-                    p.resampling
-                        .unwrap_or_else(|| default_kernel(entry.resolution, out_res))
-                };
                 Placement::of_fragment(entry, f, &out).map(|placement| {
+                    let m = f.meta();
                     placement.with_kernel(
-                        kernel,
-                        &f.meta().transform,
+                        kernel_of(entry),
+                        &m.transform,
+                        (m.width, m.height),
                         entry.resolution,
                         &f.window(),
                         &out,
@@ -641,6 +708,7 @@ impl<'w> QueryPlan<'w> {
         Ok(Layers {
             fragments,
             placements,
+            neighbours,
             index: chosen,
         })
     }
@@ -729,6 +797,7 @@ impl<'w> QueryPlan<'w> {
             &mut work,
             &layers.fragments,
             &layers.placements,
+            &layers.neighbours,
             &scaling,
             (w, h),
             clip.as_deref(),
@@ -748,6 +817,7 @@ impl<'w> QueryPlan<'w> {
                 &mut qa_work,
                 &layers.fragments,
                 &layers.placements,
+                &layers.neighbours,
                 &|_, _| None,
                 (w, h),
                 None,
@@ -880,6 +950,19 @@ fn apply_expression(
     Ok(out)
 }
 
+/// Where `neighbour`'s tile pixel (0, 0) lies in `entry`'s tile pixels (columns, rows), when
+/// both tiles share a pixel lattice (same resolution, origins a whole number of pixels
+/// apart).
+fn tile_offset(entry: &FragmentEntry, neighbour: &FragmentEntry) -> Option<(i64, i64)> {
+    let (a, b) = (&entry.index.transform, &neighbour.index.transform);
+    let res = entry.resolution;
+    let whole = |v: f64| ((v - v.round()).abs() < 1e-6).then_some(v.round() as i64);
+    Some((
+        whole((b.origin_x - a.origin_x) / res)?,
+        whole((a.origin_y - b.origin_y) / res)?,
+    ))
+}
+
 /// The pixels of `entry`'s tile that painting `out` may sample: the tile pixels under the
 /// output grid, widened by a margin for interpolation kernels and for averaging when the
 /// output is coarser, clipped to the tile. `None` when the tile does not reach the grid.
@@ -895,8 +978,7 @@ pub(super) fn read_window(entry: &FragmentEntry, out: &OutGrid) -> Option<PixelW
         ot.origin_y,
         ot.origin_y + out.height as f64 * ot.pixel_height,
     );
-    let ratio = (ot.pixel_width.abs() / res).max(1.0);
-    let margin = 3.0 + (2.0 * ratio).ceil();
+    let margin = kernel_margin(ot.pixel_width.abs() / res);
     let (w, h) = (entry.width as f64, entry.height as f64);
     let c0 = (((x0.min(x1) - t.origin_x) / res).floor() - margin).clamp(0.0, w);
     let c1 = (((x0.max(x1) - t.origin_x) / res).ceil() + margin).clamp(0.0, w);

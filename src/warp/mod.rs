@@ -50,6 +50,7 @@ mod plan;
 mod separable;
 mod validity;
 
+pub(crate) use copy::aligned_offset;
 pub use plan::{plan_read, ReadPlan, SceneLayout, Window};
 
 use crate::crs::{self, Crs};
