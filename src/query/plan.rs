@@ -978,7 +978,13 @@ pub(super) fn read_window(entry: &FragmentEntry, out: &OutGrid) -> Option<PixelW
         ot.origin_y,
         ot.origin_y + out.height as f64 * ot.pixel_height,
     );
-    let margin = kernel_margin(ot.pixel_width.abs() / res);
+    // An output on the tile's own pixel lattice is painted by copying: no kernel reaches
+    // past the pixels under it (a point's history then reads one chunk, not its neighbours).
+    let margin = if tile_kernel(Resampling::Bilinear, t, res, ot) == Resampling::Nearest {
+        0.0
+    } else {
+        kernel_margin(ot.pixel_width.abs() / res)
+    };
     let (w, h) = (entry.width as f64, entry.height as f64);
     let c0 = (((x0.min(x1) - t.origin_x) / res).floor() - margin).clamp(0.0, w);
     let c1 = (((x0.max(x1) - t.origin_x) / res).ceil() + margin).clamp(0.0, w);
