@@ -12,7 +12,12 @@ use store_support::*;
 #[test]
 fn parallel_batch_commit_and_snapshots() {
     let d = tempfile::tempdir().unwrap();
-    let wh = Warehouse::create(d.path(), WarehouseConfig::new(grid())).unwrap();
+    // Manual compaction is what this test checks: no automatic merges.
+    let options = OpenOptions {
+        no_auto_compact: true,
+        ..Default::default()
+    };
+    let wh = Warehouse::create_with(d.path(), WarehouseConfig::new(grid()), &options).unwrap();
     // Fragments written concurrently from rayon threads into one batch.
     let batch = wh.begin_batch();
     let jobs: Vec<(u32, (i64, i64), usize)> = (0..3)
@@ -53,14 +58,18 @@ fn parallel_batch_commit_and_snapshots() {
     // pixels as the whole fragment.
     let whole = snap.read_fragment(e).unwrap();
     let win = pixelquery::store::PixelWindow::new(3, 2, 5, 4);
-    let t1 = whole.times_micros()[1];
-    let part = snap
-        .fragment_window(e, Some(win), Some((t1, i64::MAX)))
+    let t0 = whole.times_micros()[0];
+    let later = snap
+        .fragment_window(e, Some(win), Some((t0 + 1, i64::MAX)))
         .unwrap();
-    assert_eq!(part.len(), whole.len() - 1);
+    assert_eq!(later.len(), 0, "no observation after the last one");
+    let part = snap
+        .fragment_window(e, Some(win), Some((t0, i64::MAX)))
+        .unwrap();
+    assert_eq!(part.len(), whole.len());
     assert_eq!(part.window(), win);
     let (ws, w) = (whole.window(), whole.window().width as usize);
-    let all = whole.pixel_bytes(1);
+    let all = whole.pixel_bytes(0);
     let got = part.pixel_bytes(0);
     for r in 0..4usize {
         for c in 0..5usize {
@@ -212,7 +221,7 @@ fn fragments_open_with_the_plain_arrow_ipc_reader() {
         assert_eq!(md.get("pixelquery.crs").unwrap(), "EPSG:32633");
         assert_eq!(md.get("pixelquery.dtype").unwrap(), "u16");
         assert_eq!(md.get("pixelquery.nodata").unwrap(), "0.0");
-        assert_eq!(md.get("pixelquery.format_version").unwrap(), "2");
+        assert_eq!(md.get("pixelquery.format_version").unwrap(), "3");
         assert_eq!(md.get("pixelquery.window").unwrap(), "[0, 0, 16, 16]");
         let gt: Vec<f64> =
             serde_json::from_str(md.get("pixelquery.geotransform").unwrap()).unwrap();
@@ -221,13 +230,19 @@ fn fragments_open_with_the_plain_arrow_ipc_reader() {
         assert_eq!(batches.len(), 1);
         let batch = &batches[0];
         assert_eq!(batch.num_rows(), 2);
-        let ids = batch
+        let keys = batch
             .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::DictionaryArray<arrow_array::types::Int32Type>>()
+            .unwrap();
+        let values = keys
+            .values()
             .as_any()
             .downcast_ref::<arrow_array::StringArray>()
             .unwrap();
+        let id = |i: usize| values.value(keys.keys().value(i) as usize);
         assert_eq!(
-            (ids.value(0), ids.value(1)),
+            (id(0), id(1)),
             ("r-0000", "r-0001"),
             "sorted by time"
         );
