@@ -241,11 +241,7 @@ fn fragments_open_with_the_plain_arrow_ipc_reader() {
             .downcast_ref::<arrow_array::StringArray>()
             .unwrap();
         let id = |i: usize| values.value(keys.keys().value(i) as usize);
-        assert_eq!(
-            (id(0), id(1)),
-            ("r-0000", "r-0001"),
-            "sorted by time"
-        );
+        assert_eq!((id(0), id(1)), ("r-0000", "r-0001"), "sorted by time");
         let times = batch
             .column(0)
             .as_any()
