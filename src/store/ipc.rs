@@ -132,6 +132,31 @@ fn record_batch_fb<'a>(
     b.finish()
 }
 
+/// A framed `RecordBatch` message with its body.
+fn record_batch_message(
+    rows: usize,
+    nodes: &[arrow_ipc::FieldNode],
+    buffers: &[arrow_ipc::Buffer],
+    codec: Option<Codec>,
+    body: Vec<u8>,
+) -> EncodedBatch {
+    let mut fbb = FlatBufferBuilder::new();
+    let batch = record_batch_fb(&mut fbb, rows, nodes, buffers, codec);
+    let message = {
+        let mut m = arrow_ipc::MessageBuilder::new(&mut fbb);
+        m.add_version(arrow_ipc::MetadataVersion::V5);
+        m.add_header_type(arrow_ipc::MessageHeader::RecordBatch);
+        m.add_header(batch.as_union_value());
+        m.add_bodyLength(body.len() as i64);
+        m.finish()
+    };
+    fbb.finish(message, None);
+    EncodedBatch {
+        metadata: framed(fbb),
+        body,
+    }
+}
+
 /// The message's metadata bytes: continuation marker, length (padded so the body starts
 /// aligned), flatbuffer, padding.
 fn framed(fbb: FlatBufferBuilder<'_>) -> Vec<u8> {
@@ -174,21 +199,7 @@ pub(crate) fn encode_batch(
         arrow_ipc::FieldNode::new(rows as i64, 0),
         arrow_ipc::FieldNode::new(pixels as i64, item_nulls as i64),
     ];
-    let mut fbb = FlatBufferBuilder::new();
-    let batch = record_batch_fb(&mut fbb, rows, &nodes, &buffers, codec);
-    let message = {
-        let mut m = arrow_ipc::MessageBuilder::new(&mut fbb);
-        m.add_version(arrow_ipc::MetadataVersion::V5);
-        m.add_header_type(arrow_ipc::MessageHeader::RecordBatch);
-        m.add_header(batch.as_union_value());
-        m.add_bodyLength(body.len() as i64);
-        m.finish()
-    };
-    fbb.finish(message, None);
-    Ok(EncodedBatch {
-        metadata: framed(fbb),
-        body,
-    })
+    Ok(record_batch_message(rows, &nodes, &buffers, codec, body))
 }
 
 /// Encodes the dictionary batch (id 0) of the `scene_id` column: the fragment's scene ids.
@@ -799,19 +810,5 @@ pub(crate) fn rekey_batch(
         .iter()
         .copied()
         .collect();
-    let mut fbb = FlatBufferBuilder::new();
-    let batch = record_batch_fb(&mut fbb, rows, &nodes, &buffers, codec);
-    let message = {
-        let mut m = arrow_ipc::MessageBuilder::new(&mut fbb);
-        m.add_version(arrow_ipc::MetadataVersion::V5);
-        m.add_header_type(arrow_ipc::MessageHeader::RecordBatch);
-        m.add_header(batch.as_union_value());
-        m.add_bodyLength(out.len() as i64);
-        m.finish()
-    };
-    fbb.finish(message, None);
-    Ok(EncodedBatch {
-        metadata: framed(fbb),
-        body: out,
-    })
+    Ok(record_batch_message(rows, &nodes, &buffers, codec, out))
 }
