@@ -66,18 +66,27 @@ struct Run {
 /// with the parent's high-water mark.) The mark only grows, so a sample misses at most what
 /// the last millisecond before exit added.
 fn pq(args: &[&std::ffi::OsStr]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_pixelquery"))
+    // The command starts as a shell waiting for a line: the sampler reads its status once
+    // before it execs pixelquery, so a command that ends within a millisecond still has a
+    // sample (exec starts a new high-water mark).
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("read _ && exec \"$0\" \"$@\" </dev/null")
+        .arg(env!("CARGO_BIN_EXE_pixelquery"))
         .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let status = format!("/proc/{}/status", child.id());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started, first) = std::sync::mpsc::channel();
     let sampler = {
         let done = done.clone();
         std::thread::spawn(move || {
             let mut peak = 0u64;
+            let mut started = Some(started);
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok(text) = std::fs::read_to_string(&status) else {
                     break;
@@ -87,11 +96,20 @@ fn pq(args: &[&std::ffi::OsStr]) -> Run {
                     .find_map(|l| l.strip_prefix("VmHWM:"))
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
                 peak = peak.max(hwm.unwrap_or(0) * 1024);
+                if let Some(s) = started.take() {
+                    let _ = s.send(());
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
             peak
         })
     };
+    let _ = first.recv();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"go\n");
+    }
     let out = child.wait_with_output().unwrap();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     Run {
