@@ -12,7 +12,12 @@
 //!   tile at one date; the tile's yearly median NDVI; and GDAL (Python bindings) reading the
 //!   same pixel from the N COGs in one process, the baseline;
 //! - with an S3 server (`PIXELQUERY_TEST_S3`, from `.ci/s3-server start`), the same ingest
-//!   into `s3://` and the pixel's history as a cold CLI process, with its requests and bytes.
+//!   into `s3://` and the pixel's history as a cold CLI process, with its requests and bytes
+//!   (for N up to `PQ_LAYOUT_S3_DATES`, default 365).
+//!
+//! Archives are fed 365 scenes at a time with a vacuum (zero retention) in between, so the
+//! files merges replace do not pile up (for 1,825 dates they would be ~60 GB); each
+//! warehouse is deleted once measured.
 //!
 //! `PQ_LAYOUT_SHAPES=32x32x16,64x64x16` ingests the local compacted archive once per chunk shape
 //! and prints the query costs of each (the data behind the default shape). Needs the corpus;
@@ -95,31 +100,79 @@ fn write_archive(dir: &Path, scenes: &[PathBuf], n: usize) -> (Vec<String>, u64)
     (items, bytes)
 }
 
-/// What one archive ingest measured.
+/// Scenes ingested between two vacuums: files that merges replaced are deleted then, so an
+/// archive of years fits on a build machine's disk (they would total ~5x the warehouse).
+const SEGMENT: usize = 365;
+
+/// What one archive ingest measured (vacuums between segments not counted).
 struct Fed {
-    report: IngestReport,
+    seconds: f64,
+    bytes_out: u64,
+    compaction_bytes: u64,
+    compaction_merges: usize,
+    compaction_errors: usize,
+    requests: u64,
+    vacuum_seconds: f64,
     per_scene_ms: Vec<f64>,
 }
 
 fn feed(location: &str, items: &[String], options: IngestOptions) -> Fed {
-    let stamps = Stamps(Mutex::new(Vec::new()));
-    let start = Instant::now();
-    let report = ingest(Path::new(location), items, &options, &stamps).expect("ingest");
-    assert_eq!(report.scenes_ingested, items.len(), "{:?}", report.failed);
-    let mut t = stamps.0.into_inner().unwrap();
-    t.sort();
-    let mut last = start;
-    let per_scene_ms = t
-        .into_iter()
-        .map(|s| {
+    let mut fed = Fed {
+        seconds: 0.0,
+        bytes_out: 0,
+        compaction_bytes: 0,
+        compaction_merges: 0,
+        compaction_errors: 0,
+        requests: 0,
+        vacuum_seconds: 0.0,
+        per_scene_ms: Vec::with_capacity(items.len()),
+    };
+    for (i, segment) in items.chunks(SEGMENT).enumerate() {
+        if i > 0 {
+            let t = Instant::now();
+            let wh = Warehouse::open_with(
+                location,
+                &pixelquery::store::OpenOptions {
+                    remote: options.remote.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            pixelquery::store::vacuum(&wh, std::time::Duration::ZERO).expect("vacuum");
+            fed.vacuum_seconds += t.elapsed().as_secs_f64();
+        }
+        let stamps = Stamps(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let report: IngestReport =
+            ingest(Path::new(location), segment, &options, &stamps).expect("ingest");
+        assert_eq!(report.scenes_ingested, segment.len(), "{:?}", report.failed);
+        let mut t = stamps.0.into_inner().unwrap();
+        t.sort();
+        let mut last = start;
+        fed.per_scene_ms.extend(t.into_iter().map(|s| {
             let ms = (s - last).as_secs_f64() * 1e3;
             last = s;
             ms
-        })
-        .collect();
-    Fed {
-        report,
-        per_scene_ms,
+        }));
+        fed.seconds += report.seconds;
+        fed.bytes_out += report.bytes_out;
+        fed.compaction_bytes += report.compaction_bytes;
+        fed.compaction_merges += report.compaction_merges;
+        fed.compaction_errors += report.compaction_errors.len();
+        fed.requests += report.warehouse_transfer.requests;
+    }
+    fed
+}
+
+/// The vacuums' share of a long feed, when there were any.
+fn vacuums(fed: &Fed) -> String {
+    if fed.vacuum_seconds > 0.0 {
+        format!(
+            " (+ {:.1} s of vacuums every {SEGMENT} scenes, not counted)",
+            fed.vacuum_seconds
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -278,6 +331,10 @@ fn main() {
     let scenes = support::time_series(&root.path().join("demo"));
     let _ = corpus;
     let s3 = s3_remote();
+    let s3_dates: usize = std::env::var("PQ_LAYOUT_S3_DATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(365);
     for &n in &dates {
         let dir = root.path().join(format!("n{n}"));
         let (items, cog_bytes) = write_archive(&dir, &scenes, n);
@@ -286,6 +343,7 @@ fn main() {
             cog_bytes as f64 / 1e6
         );
         let point = format!("{},{}", POINT.0, POINT.1);
+        let mut compacted_seconds = f64::NAN;
         for (k, &shape) in shapes.iter().enumerate() {
             let label = format!("{}x{}x{}", shape.rows, shape.cols, shape.observations);
             let wh_path = dir.join(format!("wh-{label}"));
@@ -295,19 +353,23 @@ fn main() {
                 &items,
                 ingest_options(true, shape, RemoteOptions::default()),
             );
+            if k == 0 {
+                compacted_seconds = fed.seconds;
+            }
             let wh = Warehouse::open(&wh_path).unwrap();
             let (max_frags, mean_frags, kept) = layout_of(&wh);
-            let written = fed.report.bytes_out + fed.report.compaction_bytes;
+            let written = fed.bytes_out + fed.compaction_bytes;
             let per = &fed.per_scene_ms;
             let first = median(per.iter().take(100).copied().collect());
             let last = median(per.iter().rev().take(100).copied().collect());
             println!("chunks {label}:");
             println!(
-                "  ingest, auto-compaction: {:.1} ms/scene (median {:.1}; first 100 {first:.1}, last 100 {last:.1}: {:.2}x), {} merges",
-                fed.report.seconds * 1e3 / n as f64,
+                "  ingest, auto-compaction: {:.1} ms/scene (median {:.1}; first 100 {first:.1}, last 100 {last:.1}: {:.2}x), {} merges{}",
+                fed.seconds * 1e3 / n as f64,
                 median(per.clone()),
                 last / first,
-                fed.report.compaction_merges
+                fed.compaction_merges,
+                vacuums(&fed)
             );
             println!(
                 "  fragments per tile-band: max {max_frags}, mean {mean_frags:.1}; written {:.0} MB, kept {:.0} MB (write amplification {:.2}); warehouse / COGs {:.2}",
@@ -405,6 +467,8 @@ fn main() {
                     );
                 }
             }
+            drop((snap, wh));
+            let _ = std::fs::remove_dir_all(&wh_path);
         }
         // The same archive without automatic compaction.
         let plain = dir.join("wh-no-compaction");
@@ -437,12 +501,16 @@ fn main() {
                 .collect(),
         );
         println!(
-            "no auto-compaction: ingest {:.1} ms/scene (first 100 {first:.1}, last 100 {last:.1}), {max_frags} fragments per tile-band, {:.0} MB kept; pixel history CLI process {cli_point:.1} ms",
-            fed.report.seconds * 1e3 / n as f64,
+            "no auto-compaction: ingest {:.1} ms/scene (first 100 {first:.1}, last 100 {last:.1}; {:.2}x with auto-compaction), {max_frags} fragments per tile-band, {:.0} MB kept; pixel history CLI process {cli_point:.1} ms",
+            fed.seconds * 1e3 / n as f64,
+            compacted_seconds / fed.seconds,
             kept as f64 / 1e6
         );
-        // Object storage.
-        if let Some((remote, env, bucket)) = &s3 {
+        drop(wh);
+        let _ = std::fs::remove_dir_all(&plain);
+        // Object storage (up to PQ_LAYOUT_S3_DATES dates: its server keeps what merges
+        // replaced until the vacuums).
+        if let Some((remote, env, bucket)) = s3.as_ref().filter(|_| n <= s3_dates) {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
@@ -487,9 +555,9 @@ fn main() {
             let (max, mean, _) = layout_of(&remote_wh);
             println!(
                 "S3: ingest {:.1} ms/scene ({} requests in all; fragments per tile-band max {max}, mean {mean:.1}; {} compaction errors); pixel history cold CLI process {ms:.0} ms, {} requests, {:.2} MB",
-                fed.report.seconds * 1e3 / n as f64,
-                fed.report.warehouse_transfer.requests,
-                fed.report.compaction_errors.len(),
+                fed.seconds * 1e3 / n as f64,
+                fed.requests,
+                fed.compaction_errors,
                 stats["requests"],
                 stats["bytes"].as_f64().unwrap_or(0.0) / 1e6
             );

@@ -7,7 +7,7 @@ mod common;
 use pixelquery::source::s3::Credentials;
 use pixelquery::source::RemoteOptions;
 use pixelquery::store::*;
-use pixelquery::GridSpec;
+use pixelquery::{GridSpec, TileId};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 
@@ -118,6 +118,94 @@ fn a_warehouse_in_a_bucket_commits_checkpoints_and_vacuums() {
     let v = verify(&wh);
     assert!(v.is_healthy(), "{:?}", v.problems);
     assert_eq!(v.unreferenced_files, 0);
+}
+
+/// On object storage a read names its observations from the snapshot's scene table, so it
+/// fetches a fragment's chunk runs and not its scene dictionary; where two scenes of the
+/// product share a time the table cannot say which is which, and the dictionary is fetched.
+/// The ids are the dictionary's either way.
+#[test]
+fn observations_are_named_by_the_scene_table_or_the_dictionary() {
+    let Some(options) = s3() else { return };
+    let location = url("names");
+    let wh = Warehouse::create_with(&location, WarehouseConfig::new(grid()), &options).unwrap();
+    let at = |day: i64| chrono::DateTime::from_timestamp(1_700_000_000 + day * 86_400, 0).unwrap();
+    // Tile (0, 0): three scenes on three days; tile (1, 0): two scenes of one moment.
+    let tiles = [
+        (TileId::new(0, 0), vec![("a", 0), ("b", 1), ("c", 2)]),
+        (TileId::new(1, 0), vec![("d", 5), ("e", 5)]),
+    ];
+    let batch = wh.begin_batch();
+    for (tile, scenes) in &tiles {
+        let (tile_transform, n) = grid().tile_geotransform(*tile, 10.0).unwrap();
+        for &(id, day) in scenes {
+            batch
+                .add_scene(SceneRecord {
+                    scene_id: id.into(),
+                    acquired: at(day),
+                    fingerprint: format!("fp-{id}"),
+                    ..scene("names", 0)
+                })
+                .unwrap();
+        }
+        let observations = scenes
+            .iter()
+            .map(|&(id, day)| Observation {
+                time: at(day),
+                scene_id: id.into(),
+                pixels: vec![day as u16 + 1; (n * n) as usize].into(),
+                valid: None,
+            })
+            .collect();
+        batch
+            .write_fragment(FragmentData {
+                tile: *tile,
+                band: "red".into(),
+                product: "S2".into(),
+                dtype: pixelquery::DataType::U16,
+                nodata: Some(0.0),
+                scale: 1.0,
+                offset: 0.0,
+                tile_transform,
+                width: n,
+                height: n,
+                footprint_lonlat: vec![(15.0, 36.0), (15.1, 36.0), (15.1, 36.1), (15.0, 36.1)],
+                resolution: 10.0,
+                observations,
+            })
+            .unwrap();
+    }
+    batch.commit().unwrap();
+    let snap = Warehouse::open_with(&location, &options)
+        .unwrap()
+        .snapshot(None)
+        .unwrap();
+    assert_eq!(snap.fragments().len(), 2);
+    for entry in snap.fragments() {
+        let (_, scenes) = tiles.iter().find(|(t, _)| *t == entry.tile).unwrap();
+        let before = snap.transfer_stats().requests;
+        let named = snap.fragment_observations(entry, None, None).unwrap();
+        let requests = snap.transfer_stats().requests - before;
+        let want: Vec<(i64, String)> = scenes
+            .iter()
+            .map(|&(id, day)| (at(day).timestamp_micros(), id.to_string()))
+            .collect();
+        assert_eq!(named, want, "tile {:?}", entry.tile);
+        // One chunk run per fragment; the dictionary only where a time is shared.
+        let shared = scenes.windows(2).any(|w| w[0].1 == w[1].1);
+        assert_eq!(
+            requests,
+            if shared { 2 } else { 1 },
+            "tile {:?}",
+            entry.tile
+        );
+        let view = snap.fragment_window(entry, None, None).unwrap();
+        assert_eq!(view.len(), scenes.len());
+        for (i, &(id, day)) in scenes.iter().enumerate() {
+            assert_eq!(view.scene_id(i), id);
+            assert_eq!(view.pixel_bytes(i)[..2], (day as u16 + 1).to_le_bytes());
+        }
+    }
 }
 
 #[test]

@@ -63,6 +63,7 @@ mod merge;
 mod parquet_check;
 mod published;
 mod reader;
+mod scene_names;
 mod snapshot;
 mod storage;
 mod syncer;

@@ -7,6 +7,7 @@ use super::cache::{FragmentCache, Item, Key};
 use super::catalog::FragmentEntry;
 use super::fragment::read::{self, ChunkedFile, DecodedBatch, FileBytes};
 use super::fragment::{Fragment, FragmentMeta, PixelWindow, FRAGMENT_FORMAT_VERSION};
+use super::scene_names::SceneNames;
 use super::storage::Storage;
 use super::{Error, FragmentCompression, Result};
 use std::ops::Range;
@@ -25,6 +26,8 @@ pub(crate) struct FragmentReader {
     storage: Arc<dyn Storage>,
     compression: FragmentCompression,
     cache: FragmentCache,
+    /// On object storage, names observations without fetching scene dictionaries.
+    scene_names: Option<Arc<SceneNames>>,
 }
 
 /// The metadata a fragment's catalog row and chunk index give (what the file's schema
@@ -52,15 +55,19 @@ pub(crate) fn meta_of(entry: &FragmentEntry) -> FragmentMeta {
 }
 
 impl FragmentReader {
+    /// A reader of `storage`'s fragments. `scene_names` (a snapshot's scene table) spares
+    /// object-storage reads the request for each fragment's scene dictionary.
     pub(crate) fn new(
         storage: Arc<dyn Storage>,
         compression: FragmentCompression,
         cache: FragmentCache,
+        scene_names: Option<Arc<SceneNames>>,
     ) -> Self {
         FragmentReader {
             storage,
             compression,
             cache,
+            scene_names,
         }
     }
 
@@ -97,19 +104,23 @@ impl FragmentReader {
                 Some(FileBytes::Ranges(parts)) => parts.clone(),
                 _ => Vec::new(),
             };
-        // The scene dictionary is read with the runs: every view names its scenes.
-        let wanted: Vec<Range<u64>> = std::iter::once(entry.index.dictionary.clone())
+        let held = |have: &[(Range<u64>, arrow_buffer::Buffer)], r: &Range<u64>| {
+            have.iter()
+                .any(|(h, _)| h.start <= r.start && r.end <= h.end)
+        };
+        // Every view names its scenes: the dictionary is fetched with the runs, unless the
+        // snapshot's scene table names them (then the runs alone answer).
+        let dictionary = entry.index.dictionary.clone();
+        let wanted: Vec<Range<u64>> = (self.scene_names.is_none())
+            .then(|| dictionary.clone())
+            .into_iter()
             .chain(
                 chunks
                     .iter()
                     .filter_map(|&k| entry.index.run(k))
                     .map(|r| r.start..r.end),
             )
-            .filter(|r| {
-                !have
-                    .iter()
-                    .any(|(h, _)| h.start <= r.start && r.end <= h.end)
-            })
+            .filter(|r| !held(&have, r))
             .collect();
         if wanted.is_empty() {
             if let Some(f) = cached {
@@ -120,13 +131,24 @@ impl FragmentReader {
             let bytes = self.storage.read_range(&entry.path, range.clone())?;
             have.push((range, arrow_buffer::Buffer::from_vec(bytes)));
         }
-        let f = Arc::new(ChunkedFile::from_index(
-            &path,
-            meta_of(entry),
-            &entry.index,
-            FileBytes::Ranges(have),
-            Some(self.compression),
-        )?);
+        let open = |have: Vec<(Range<u64>, arrow_buffer::Buffer)>| {
+            ChunkedFile::from_index(
+                &path,
+                meta_of(entry),
+                &entry.index,
+                FileBytes::Ranges(have),
+                Some(self.compression),
+            )
+            .map(|f| f.with_scene_names(self.scene_names.clone()))
+        };
+        let mut f = open(have.clone())?;
+        if !f.can_name_observations()? {
+            // Two scenes share a time (or the table does not know one): ask the file.
+            let bytes = self.storage.read_range(&entry.path, dictionary.clone())?;
+            have.push((dictionary, arrow_buffer::Buffer::from_vec(bytes)));
+            f = open(have)?;
+        }
+        let f = Arc::new(f);
         self.remember_file(entry, &f);
         Ok(f)
     }

@@ -7,6 +7,7 @@ use super::delta::{TableState, Version, TABLE_DIR};
 use super::fragment::{Fragment, PixelWindow};
 use super::layout;
 use super::reader::FragmentReader;
+use super::scene_names::SceneNames;
 use super::storage::Storage;
 use super::{Error, Result, Warehouse};
 use crate::geo::Bounds;
@@ -280,6 +281,17 @@ impl Snapshot {
             .enumerate()
             .map(|(i, s)| ((s.scene.product.clone(), s.scene.scene_id.clone()), i))
             .collect();
+        // Local files are mapped whole (their dictionaries come free); on object storage the
+        // scene table names observations, saving a request per fragment.
+        let scene_names = storage.local_root().is_none().then(|| {
+            Arc::new(SceneNames::new(scenes.iter().map(|s| {
+                (
+                    s.scene.product.as_str(),
+                    s.scene.acquired.timestamp_micros(),
+                    s.scene.scene_id.as_str(),
+                )
+            })))
+        });
         Ok(Snapshot {
             storage: wh.storage_arc(),
             version: state.version,
@@ -295,6 +307,7 @@ impl Snapshot {
                 wh.storage_arc(),
                 wh.config().compression,
                 cache,
+                scene_names,
             )),
         })
     }

@@ -10,6 +10,7 @@ use super::{FragmentMeta, PixelWindow, FRAGMENT_FORMAT_VERSION};
 use crate::store::codec::Codec;
 use crate::store::ipc::{self, BatchBlock, BatchShape};
 use crate::store::layout::io_err;
+use crate::store::scene_names::SceneNames;
 use crate::store::{Error, FragmentCompression, Result};
 use arrow_array::StringArray;
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, OffsetBuffer, ScalarBuffer};
@@ -82,6 +83,8 @@ pub(crate) struct ChunkedFile {
     dictionary: Range<u64>,
     bytes: FileBytes,
     codec: Option<Codec>,
+    /// Names observations when the dictionary's bytes were not fetched.
+    scene_names: Option<Arc<SceneNames>>,
     /// Times and scene ids of every observation, read once.
     observations: OnceLock<(ScalarBuffer<i64>, StringArray)>,
 }
@@ -205,6 +208,7 @@ impl ChunkedFile {
                 dictionary: dictionary.offset as u64..dictionary.end() as u64,
                 bytes: FileBytes::Whole(bytes.clone()),
                 codec,
+                scene_names: None,
                 observations: OnceLock::new(),
             })
         })
@@ -266,6 +270,7 @@ impl ChunkedFile {
             dictionary: index.dictionary.clone(),
             bytes,
             codec,
+            scene_names: None,
             observations: OnceLock::new(),
         })
     }
@@ -372,12 +377,82 @@ impl ChunkedFile {
         })
     }
 
+    /// Names observations through `names` (a snapshot's scene table) when the file's scene
+    /// dictionary is not at hand.
+    pub(crate) fn with_scene_names(mut self, names: Option<Arc<SceneNames>>) -> Self {
+        self.scene_names = names;
+        self
+    }
+
+    /// True when the observations can be named with the bytes at hand: the dictionary is
+    /// among them, or the scene names name every observation's time.
+    pub(crate) fn can_name_observations(&self) -> Result<bool> {
+        if self.observations.get().is_some() || self.bytes.holding(&self.dictionary).is_some() {
+            return Ok(true);
+        }
+        if self.scene_names.is_none() {
+            return Ok(false);
+        }
+        let times = self.times_and_keys()?.0;
+        Ok(match self.ids_from_names(&times) {
+            Some(ids) => {
+                let _ = self.observations.set((ScalarBuffer::from(times), ids));
+                true
+            }
+            None => false,
+        })
+    }
+
     /// Times and scene ids of every observation: times from the batches of a run at hand
-    /// (every run holds the same observations), scene ids from the dictionary they refer to.
+    /// (every run holds the same observations), scene ids from the dictionary they refer to
+    /// (or, without it, from the scene names).
     pub(crate) fn observations(&self) -> Result<&(ScalarBuffer<i64>, StringArray)> {
         if let Some(o) = self.observations.get() {
             return Ok(o);
         }
+        let (times, keys) = self.times_and_keys()?;
+        let ids = if self.bytes.holding(&self.dictionary).is_some() {
+            self.ids_from_dictionary(&keys)?
+        } else {
+            self.ids_from_names(&times).ok_or_else(|| {
+                self.corrupt(format!(
+                    "bytes {}..{} (the scene dictionary) were not read",
+                    self.dictionary.start, self.dictionary.end
+                ))
+            })?
+        };
+        let _ = self.observations.set((ScalarBuffer::from(times), ids));
+        Ok(self.observations.get().expect("just set"))
+    }
+
+    /// Every observation's time and dictionary key, from a run at hand, checked.
+    fn times_and_keys(&self) -> Result<(Vec<i64>, Vec<i32>)> {
+        let total: usize = self.meta.blocks.iter().map(|&b| b as usize).sum();
+        let mut times = Vec::with_capacity(total);
+        let mut keys = Vec::with_capacity(total);
+        let run = (0..self.runs.len())
+            .find(|&r| {
+                let run = &self.runs[r];
+                self.bytes.holding(&(run.start..run.end)).is_some()
+            })
+            .unwrap_or(0);
+        for b in 0..self.meta.blocks.len() {
+            let buffers = self.read(run, b, false)?;
+            let rows = buffers.rows;
+            times.extend_from_slice(&ScalarBuffer::<i64>::new(buffers.times, 0, rows));
+            keys.extend_from_slice(&ScalarBuffer::<i32>::new(buffers.keys, 0, rows));
+        }
+        if times.len() != total {
+            return Err(self.corrupt("blocks and batches disagree".into()));
+        }
+        if times.windows(2).any(|w| w[1] < w[0]) {
+            return Err(self.corrupt("observations are not sorted by time".into()));
+        }
+        Ok((times, keys))
+    }
+
+    /// The scene ids `keys` refer to in the file's dictionary.
+    fn ids_from_dictionary(&self, keys: &[i32]) -> Result<StringArray> {
         let range = self.dictionary.clone();
         let (buffer, base) = self.bytes.holding(&range).ok_or_else(|| {
             self.corrupt(format!(
@@ -391,51 +466,36 @@ impl ChunkedFile {
             ipc::read_dictionary(buffer, block).map_err(|e| self.corrupt(e))
         })?;
         let scenes = offsets.len() - 1;
-        let total: usize = self.meta.blocks.iter().map(|&b| b as usize).sum();
-        let mut times = Vec::with_capacity(total);
-        let mut ids: Vec<i32> = Vec::with_capacity(total + 1);
+        let mut ids: Vec<i32> = Vec::with_capacity(keys.len() + 1);
         let mut text_out = Vec::new();
         ids.push(0);
-        // Every run holds the times and keys of every observation: read one at hand.
-        let run = (0..self.runs.len())
-            .find(|&r| {
-                let run = &self.runs[r];
-                self.bytes.holding(&(run.start..run.end)).is_some()
-            })
-            .unwrap_or(0);
-        for b in 0..self.meta.blocks.len() {
-            let buffers = self.read(run, b, false)?;
-            let rows = buffers.rows;
-            times.extend_from_slice(&ScalarBuffer::<i64>::new(buffers.times, 0, rows));
-            for &key in ScalarBuffer::<i32>::new(buffers.keys, 0, rows).iter() {
-                let k = usize::try_from(key)
-                    .ok()
-                    .filter(|&k| k < scenes)
-                    .ok_or_else(|| {
-                        self.corrupt(format!("scene key {key} outside the dictionary"))
-                    })?;
-                text_out.extend_from_slice(
-                    &text.as_slice()[offsets[k] as usize..offsets[k + 1] as usize],
-                );
-                let end = i32::try_from(text_out.len())
-                    .map_err(|_| self.corrupt("scene ids exceed 2 GiB".into()))?;
-                ids.push(end);
-            }
+        for &key in keys {
+            let k = usize::try_from(key)
+                .ok()
+                .filter(|&k| k < scenes)
+                .ok_or_else(|| self.corrupt(format!("scene key {key} outside the dictionary")))?;
+            text_out
+                .extend_from_slice(&text.as_slice()[offsets[k] as usize..offsets[k + 1] as usize]);
+            let end = i32::try_from(text_out.len())
+                .map_err(|_| self.corrupt("scene ids exceed 2 GiB".into()))?;
+            ids.push(end);
         }
-        if times.len() != total {
-            return Err(self.corrupt("blocks and batches disagree".into()));
-        }
-        if times.windows(2).any(|w| w[1] < w[0]) {
-            return Err(self.corrupt("observations are not sorted by time".into()));
-        }
-        let ids = StringArray::try_new(
+        StringArray::try_new(
             OffsetBuffer::new(ScalarBuffer::from(ids)),
             Buffer::from_vec(text_out),
             None,
         )
-        .map_err(|e| self.corrupt(format!("scene ids: {e}")))?;
-        let _ = self.observations.set((ScalarBuffer::from(times), ids));
-        Ok(self.observations.get().expect("just set"))
+        .map_err(|e| self.corrupt(format!("scene ids: {e}")))
+    }
+
+    /// The scene ids the scene names give `times`, if they name every one.
+    fn ids_from_names(&self, times: &[i64]) -> Option<StringArray> {
+        let names = self.scene_names.as_deref()?;
+        let ids: Option<Vec<&str>> = times
+            .iter()
+            .map(|&t| names.get(&self.meta.product, t))
+            .collect();
+        Some(StringArray::from_iter_values(ids?))
     }
 
     /// The observations whose times fall in `[start, end]` (microseconds), as a range of
