@@ -229,6 +229,36 @@ fn daily_commits_merge_into_few_fragments_with_identical_answers_at_every_versio
     assert_eq!(queries(&s(&auto), &dir.path().join("q-v0"), None), expected);
 }
 
+/// Fragments that overlap in time (here two feeds of alternate days, each one commit; also
+/// the flushes of one large batch) are merged by interleaving their observations: one fragment
+/// per tile-band, answers identical to the scenes ingested at once without compaction.
+#[test]
+fn fragments_overlapping_in_time_are_interleaved() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenes = write_scenes(&dir.path().join("scenes"), 37);
+    let (even, odd): (Vec<String>, Vec<String>) = (
+        scenes.iter().step_by(2).cloned().collect(),
+        scenes.iter().skip(1).step_by(2).cloned().collect(),
+    );
+    let (auto, single) = (dir.path().join("auto"), dir.path().join("single"));
+    let s = |p: &PathBuf| p.display().to_string();
+    ok(&ingest_args(&s(&auto), &even, &[]));
+    ok(&ingest_args(&s(&auto), &odd, &[]));
+    ok(&ingest_args(&s(&single), &scenes, &["--no-auto-compact"]));
+    let per = fragments_per_tile_band(&auto);
+    assert!(!per.is_empty() && per.values().all(|&n| n == 1), "{per:?}");
+    let snap = Warehouse::open(&auto).unwrap().snapshot(None).unwrap();
+    for e in snap.fragments() {
+        let f = snap.fragment(e).unwrap();
+        assert!(f.times_micros().windows(2).all(|w| w[0] <= w[1]));
+    }
+    assert_eq!(
+        queries(&s(&auto), &dir.path().join("q-auto"), None),
+        queries(&s(&single), &dir.path().join("q-single"), None)
+    );
+    ok(&["verify", &s(&auto)]);
+}
+
 /// pyarrow reads compacted fragments (copied, re-keyed and re-cut batches) unaided: every
 /// batch, put back into each observation's window, equals what PixelQuery reads.
 #[test]

@@ -1004,7 +1004,7 @@ pub(crate) fn decode_scenes(path: &Path, bytes: Vec<u8>) -> Result<Vec<SceneEntr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn when(s: i64) -> DateTime<Utc> {

@@ -11,6 +11,10 @@
 //! are) and re-encoded once, when its small batches are gathered into a full time block (see
 //! [`super::rewrite`]).
 //!
+//! Fragments that overlap in time (the flushes of one large batch, or writers feeding
+//! different dates at once) are merged first, up to 16 at a time, their observations
+//! interleaved; without that a batch-ingested tile-band kept one fragment per flush.
+//!
 //! The merge is a commit that changes no data (`dataChange: false`, like the catalog part
 //! merges): the new fragments and the catalog parts that swap the rows are written first, then
 //! the next log entry is created; a crash leaves the old or the new state, and the replaced
@@ -71,9 +75,43 @@ pub fn tier(n: u64) -> u32 {
     t
 }
 
-/// The first run of [`FAN_IN`] fragments of one tier that follow each other in time (the
-/// list is sorted by time), as indices.
+/// Most fragments that overlap in time merged at once.
+const MAX_OVERLAPPING: usize = FAN_IN * FAN_IN;
+
+/// What to merge next in `list` (sorted by start time), as indices: fragments that overlap in
+/// time first, then a tier's run.
 fn due(list: &[FragmentEntry]) -> Option<std::ops::Range<usize>> {
+    overlapping(list).or_else(|| tiered(list))
+}
+
+/// The first run of fragments that overlap in time (each starts before the latest end of
+/// those before it in the run; the flushes of a large batch, or writers feeding different
+/// dates at once), at most [`MAX_OVERLAPPING`]. Their observations are interleaved by the
+/// merge, whatever their tiers: tiers only bound the work of fragments that follow each
+/// other.
+fn overlapping(list: &[FragmentEntry]) -> Option<std::ops::Range<usize>> {
+    let mut start = 0;
+    let mut end = list.first()?.time_max;
+    for (i, e) in list.iter().enumerate().skip(1) {
+        if e.time_min < end {
+            end = end.max(e.time_max);
+            if i + 1 - start == MAX_OVERLAPPING {
+                return Some(start..i + 1);
+            }
+        } else {
+            if i - start >= 2 {
+                return Some(start..i);
+            }
+            start = i;
+            end = e.time_max;
+        }
+    }
+    (list.len() - start >= 2).then_some(start..list.len())
+}
+
+/// The first run of [`FAN_IN`] fragments of one tier that follow each other in time, as
+/// indices.
+fn tiered(list: &[FragmentEntry]) -> Option<std::ops::Range<usize>> {
     let mut start = 0;
     for i in 1..=list.len() {
         let same = i < list.len()
@@ -339,6 +377,32 @@ fn commit_swap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spans(spans: &[(i64, i64)]) -> Vec<FragmentEntry> {
+        spans
+            .iter()
+            .map(|&(a, b)| FragmentEntry {
+                time_min: chrono::DateTime::from_timestamp(a, 0).unwrap(),
+                time_max: chrono::DateTime::from_timestamp(b, 0).unwrap(),
+                observations: 1,
+                ..crate::store::catalog::tests::entry(0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_fragments_are_due_before_tiers() {
+        // Following each other: only tiers decide (four of tier 0).
+        let list = spans(&[(0, 0), (1, 1), (2, 2), (3, 3)]);
+        assert_eq!(overlapping(&list), None);
+        assert_eq!(due(&list), Some(0..4));
+        // 1..5 overlaps 2..3 and 4..9; 10..11 follows.
+        let list = spans(&[(0, 0), (1, 5), (2, 3), (4, 9), (10, 11)]);
+        assert_eq!(due(&list), Some(1..4));
+        // A run ends at the cap.
+        let many: Vec<(i64, i64)> = (0..40).map(|i| (i, i + 2)).collect();
+        assert_eq!(overlapping(&spans(&many)), Some(0..MAX_OVERLAPPING));
+    }
 
     #[test]
     fn tiers_are_powers_of_the_fan_in() {

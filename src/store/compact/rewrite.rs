@@ -1,13 +1,15 @@
 //! Merging fragments into one, chunk run by chunk run, without decoding what need not be.
 //!
-//! The sources (one tile, band and product, in time order and not overlapping in time) share
-//! a chunk grid, so each output run is the sources' runs of that chunk one after the other.
+//! The sources (one tile, band and product) share a chunk grid. When they follow each other
+//! in time, each output run is the sources' runs of that chunk one after the other.
 //! A source batch that is a full time block is copied as it is (its compressed bytes); runs of
 //! small batches (the one-scene commits of a daily archive) are decoded and encoded again as
 //! full blocks once they add up to one, so each observation is re-encoded once in its life and
 //! otherwise only copied. A chunk a source lacks (it held no valid pixel there) is filled with
-//! invalid pixels for that source's observations. Memory: one chunk's batches of one block at
-//! a time, plus the bytes of the sources on object storage.
+//! invalid pixels for that source's observations. Sources that overlap in time (the flushes of
+//! one large batch, or writers feeding different dates at once) are interleaved instead: every
+//! output block is built from the sources' rows in time order. Memory: one chunk's batches of
+//! one block at a time, plus the bytes of the sources on object storage.
 
 use crate::store::batch::{new_fragment_location, Placed};
 use crate::store::catalog::FragmentEntry;
@@ -91,13 +93,58 @@ fn plan_blocks(sizes: &[&[u32]], copyable: &[bool], full: usize) -> Vec<OutBlock
     out
 }
 
+/// The output blocks of sources that overlap in time: every observation of every source in
+/// time order (ties in source order), cut into blocks of `full`, each built from runs of rows.
+/// `times[s]` are source `s`'s observation times, `sizes[s]` its blocks. Also gives each
+/// observation's place in the output, by source.
+fn plan_interleaved(
+    times: &[&[i64]],
+    sizes: &[&[u32]],
+    full: usize,
+) -> (Vec<OutBlock>, Vec<Vec<usize>>) {
+    // (time, source, observation), sorted: the output order.
+    let mut order: Vec<(i64, usize, usize)> = times
+        .iter()
+        .enumerate()
+        .flat_map(|(s, t)| t.iter().enumerate().map(move |(j, &t)| (t, s, j)))
+        .collect();
+    order.sort_unstable();
+    // Each observation's (block, row in block), by source.
+    let located: Vec<Vec<(usize, usize)>> = sizes
+        .iter()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .enumerate()
+                .flat_map(|(b, &n)| (0..n as usize).map(move |r| (b, r)))
+                .collect()
+        })
+        .collect();
+    let mut place: Vec<Vec<usize>> = times.iter().map(|t| vec![0; t.len()]).collect();
+    let mut plan = Vec::with_capacity(order.len().div_ceil(full.max(1)));
+    for (g, group) in order.chunks(full.max(1)).enumerate() {
+        let mut parts: Vec<(usize, usize, Range<usize>)> = Vec::new();
+        for (i, &(_, s, j)) in group.iter().enumerate() {
+            place[s][j] = g * full.max(1) + i;
+            let (b, r) = located[s][j];
+            match parts.last_mut() {
+                Some((ps, pb, rows)) if *ps == s && *pb == b && rows.end == r => rows.end += 1,
+                _ => parts.push((s, b, r..r + 1)),
+            }
+        }
+        plan.push(OutBlock::Build(parts));
+    }
+    (plan, place)
+}
+
 /// Checks that `sources` can be merged chunk by chunk: one tile, band, product, sample type,
-/// georeferencing, nodata, scale, offset and chunk shape, in time order without overlap.
-fn check_sources(entries: &[&FragmentEntry]) -> std::result::Result<(), String> {
+/// georeferencing, nodata, scale, offset and chunk shape. True when some overlap in time
+/// (taken in the order given).
+fn check_sources(entries: &[&FragmentEntry]) -> std::result::Result<bool, String> {
     let first = entries.first().ok_or("nothing to merge")?;
     let (m0, i0) = (meta_of(first), &first.index);
     let same_f64 = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
-    for (k, e) in entries.iter().enumerate() {
+    for e in entries {
         let i = &e.index;
         let nodata_same = match (i.nodata, i0.nodata) {
             (Some(a), Some(b)) => same_f64(a, b),
@@ -118,15 +165,8 @@ fn check_sources(entries: &[&FragmentEntry]) -> std::result::Result<(), String> 
         {
             return Err(format!("{} differs from {} in layout", e.path, first.path));
         }
-        if k > 0 && entries[k - 1].time_max > e.time_min {
-            return Err(format!(
-                "{} overlaps {} in time",
-                e.path,
-                entries[k - 1].path
-            ));
-        }
     }
-    Ok(())
+    Ok(entries.windows(2).any(|w| w[0].time_max > w[1].time_min))
 }
 
 /// What [`merge`] wrote.
@@ -150,9 +190,10 @@ pub(crate) fn merge(
     entries: &[&FragmentEntry],
     settings: &FragmentSettings,
 ) -> Result<Option<MergedFragment>> {
-    if entries.len() < 2 || check_sources(entries).is_err() {
-        return Ok(None);
-    }
+    let overlapping = match check_sources(entries) {
+        Ok(o) if entries.len() >= 2 => o,
+        _ => return Ok(None),
+    };
     let sources: Vec<ChunkedFile> = entries
         .iter()
         .map(|e| open_whole(wh.storage(), e, false, Some(settings.compression)))
@@ -174,7 +215,16 @@ pub(crate) fn merge(
     }
     let copyable: Vec<bool> = sources.iter().map(|s| s.meta().chunk == shape).collect();
     let sizes: Vec<&[u32]> = sources.iter().map(|s| s.meta().blocks.as_slice()).collect();
-    let plan = plan_blocks(&sizes, &copyable, full);
+    let (plan, order) = if overlapping {
+        let times: Vec<&[i64]> = sources
+            .iter()
+            .map(|s| s.observations().map(|(t, _)| &t[..]))
+            .collect::<Result<_>>()?;
+        let (plan, place) = plan_interleaved(&times, &sizes, full);
+        (plan, Some(place))
+    } else {
+        (plan_blocks(&sizes, &copyable, full), None)
+    };
     let window = sources
         .iter()
         .map(|s| s.meta().window)
@@ -214,7 +264,7 @@ pub(crate) fn merge(
                 BufWriter::with_capacity(1 << 20, file),
                 &meta,
                 &sources,
-                &plan,
+                (&plan, order.as_deref()),
                 settings,
                 &name,
             )?;
@@ -222,8 +272,14 @@ pub(crate) fn merge(
             (Out::File(file), copied, encoded, bytes, sum, index)
         }
         None => {
-            let (bytes, copied, encoded, len, sum, index) =
-                write_merged(Vec::new(), &meta, &sources, &plan, settings, &name)?;
+            let (bytes, copied, encoded, len, sum, index) = write_merged(
+                Vec::new(),
+                &meta,
+                &sources,
+                (&plan, order.as_deref()),
+                settings,
+                &name,
+            )?;
             wh.storage().put(&at.key, &bytes)?;
             (Out::Uploaded, copied, encoded, len, sum, index)
         }
@@ -287,12 +343,13 @@ enum Out {
 
 type Written<W> = (W, usize, usize, u64, String, crate::store::ChunkIndex);
 
-/// Writes the merged file: per output chunk, its blocks copied or built.
+/// Writes the merged file: per output chunk, its blocks copied or built. `order` gives, for
+/// interleaved sources, each source observation's place in the output.
 fn write_merged<W: Write>(
     out: W,
     meta: &FragmentMeta,
     sources: &[ChunkedFile],
-    plan: &[OutBlock],
+    (plan, order): (&[OutBlock], Option<&[Vec<usize>]>),
     settings: &FragmentSettings,
     name: &std::path::Path,
 ) -> Result<Written<W>> {
@@ -305,14 +362,31 @@ fn write_merged<W: Write>(
         source,
     };
     let codec = settings.codec();
-    // The merged dictionary: every source's scene ids, in observation order (key `i` is
-    // observation `i`'s scene), so source `s`'s keys move by `bases[s]`.
+    // The merged dictionary: every scene id in output order (key `i` is observation `i`'s
+    // scene). Sources that follow each other keep their order, so source `s`'s keys move by
+    // `bases[s]` (copied batches are re-keyed so); `keys[s][j]` is the key of its observation
+    // `j`.
     let mut ids: Vec<String> = Vec::new();
     let mut bases = Vec::with_capacity(sources.len());
-    for src in sources {
+    let mut keys: Vec<Vec<i32>> = Vec::with_capacity(sources.len());
+    for (s, src) in sources.iter().enumerate() {
         bases.push(ids.len() as i32);
         let (_, names) = src.observations()?;
+        keys.push(match order {
+            Some(place) => place[s].iter().map(|&p| p as i32).collect(),
+            None => (0..arrow_array::Array::len(names) as i32)
+                .map(|j| bases[s] + j)
+                .collect(),
+        });
         ids.extend(names.iter().map(|n| n.unwrap_or_default().to_string()));
+    }
+    if order.is_some() {
+        let mut placed = vec![String::new(); ids.len()];
+        let flat = keys.iter().flatten();
+        for (id, &k) in ids.into_iter().zip(flat) {
+            placed[k as usize] = id;
+        }
+        ids = placed;
     }
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut writer = ChunkedWriter::new(out, meta.clone(), &id_refs, codec).map_err(arrow_err)?;
@@ -332,7 +406,7 @@ fn write_merged<W: Write>(
                                 // The source has nothing there: invalid rows.
                                 None => build(
                                     sources,
-                                    &bases,
+                                    &keys,
                                     &decoded,
                                     meta,
                                     k,
@@ -347,7 +421,7 @@ fn write_merged<W: Write>(
                             }
                         }
                         OutBlock::Build(parts) => {
-                            build(sources, &bases, &decoded, meta, k, parts, codec).map(Some)
+                            build(sources, &keys, &decoded, meta, k, parts, codec).map(Some)
                         }
                     })
                     .collect::<Result<Vec<_>>>()
@@ -468,10 +542,10 @@ impl Decoded {
 
 /// Encodes output chunk `k`'s rows of `parts` (source, block, rows) as one batch, cutting it
 /// out of each source's (larger or equal) chunk; source `s`'s observation `i` is key
-/// `bases[s] + i` of the merged dictionary.
+/// `keys[s][i]` of the merged dictionary.
 fn build(
     sources: &[ChunkedFile],
-    bases: &[i32],
+    keys_of: &[Vec<i32>],
     decoded: &Decoded,
     out: &FragmentMeta,
     k: u32,
@@ -505,7 +579,7 @@ fn build(
         };
         for i in r.clone() {
             times.push(t[start + i]);
-            keys.push(bases[*s] + (start + i) as i32);
+            keys.push(keys_of[*s][start + i]);
             match &batch {
                 Some((d, dr, dc)) => {
                     let src = d.values.as_slice();
@@ -550,6 +624,20 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_sources_are_interleaved_in_time() {
+        // Source 0: times 1, 3, 5 in blocks [2, 1]; source 1: times 2, 3, 4 in one block.
+        let (plan, place) = plan_interleaved(&[&[1, 3, 5], &[2, 3, 4]], &[&[2, 1], &[3]], 4);
+        assert_eq!(
+            plan,
+            vec![
+                OutBlock::Build(vec![(0, 0, 0..1), (1, 0, 0..1), (0, 0, 1..2), (1, 0, 1..2)]),
+                OutBlock::Build(vec![(1, 0, 2..3), (0, 1, 0..1)]),
+            ]
+        );
+        assert_eq!(place, vec![vec![0, 2, 5], vec![1, 3, 4]]);
+    }
 
     #[test]
     fn full_blocks_are_copied_and_small_ones_gathered() {
