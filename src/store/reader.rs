@@ -111,7 +111,14 @@ impl FragmentReader {
         // Every view names its scenes: the dictionary is fetched with the runs, unless the
         // snapshot's scene table names them (then the runs alone answer).
         let dictionary = entry.index.dictionary.clone();
-        let wanted: Vec<Range<u64>> = (self.scene_names.is_none())
+        let named = self.scene_names.as_ref().is_some_and(|n| {
+            !n.shares_time_in(
+                &entry.product,
+                entry.time_min.timestamp_micros(),
+                entry.time_max.timestamp_micros(),
+            )
+        });
+        let wanted: Vec<Range<u64>> = (!named)
             .then(|| dictionary.clone())
             .into_iter()
             .chain(

@@ -78,35 +78,60 @@ pub fn tier(n: u64) -> u32 {
 /// Most fragments that overlap in time merged at once.
 const MAX_OVERLAPPING: usize = FAN_IN * FAN_IN;
 
-/// What to merge next in `list` (sorted by start time), as indices: fragments that overlap in
-/// time first, then a tier's run.
-fn due(list: &[FragmentEntry]) -> Option<std::ops::Range<usize>> {
-    overlapping(list).or_else(|| tiered(list))
+/// What to merge next in `list` (sorted by start time), as indices in time order: fragments
+/// that overlap in time first (unless `overlaps` is false), then a tier's run.
+fn due(list: &[FragmentEntry], overlaps: bool) -> Option<Vec<usize>> {
+    overlaps
+        .then(|| overlapping(list))
+        .flatten()
+        .or_else(|| tiered(list).map(|r| r.collect()))
 }
 
-/// The first run of fragments that overlap in time (each starts before the latest end of
-/// those before it in the run; the flushes of a large batch, or writers feeding different
-/// dates at once), at most [`MAX_OVERLAPPING`]. Their observations are interleaved by the
-/// merge, whatever their tiers: tiers only bound the work of fragments that follow each
-/// other.
-fn overlapping(list: &[FragmentEntry]) -> Option<std::ops::Range<usize>> {
+/// Fragments that overlap in time (the flushes of a large batch, or writers feeding
+/// different dates at once), found as the first run of fragments each starting before the
+/// latest end of those before it, at most [`MAX_OVERLAPPING`]. Their observations are
+/// interleaved by the merge, which encodes every block again, so a fragment more than
+/// [`FAN_IN`] times the size of the others together is left out (a late scene inside a
+/// year's fragment waits for more of its kind instead of rewriting the year): each
+/// observation is then rewritten a bounded number of times, as with the tiers.
+fn overlapping(list: &[FragmentEntry]) -> Option<Vec<usize>> {
     let mut start = 0;
     let mut end = list.first()?.time_max;
     for (i, e) in list.iter().enumerate().skip(1) {
-        if e.time_min < end {
+        if e.time_min < end && i - start < MAX_OVERLAPPING {
             end = end.max(e.time_max);
-            if i + 1 - start == MAX_OVERLAPPING {
-                return Some(start..i + 1);
-            }
-        } else {
-            if i - start >= 2 {
-                return Some(start..i);
-            }
-            start = i;
-            end = e.time_max;
+            continue;
         }
+        if let Some(chosen) = worth_interleaving(list, start..i) {
+            return Some(chosen);
+        }
+        start = i;
+        end = e.time_max;
     }
-    (list.len() - start >= 2).then_some(start..list.len())
+    worth_interleaving(list, start..list.len())
+}
+
+/// The fragments of `run` (overlapping in time) worth merging: the largest left out while it
+/// outweighs the others [`FAN_IN`] times; `None` unless two that overlap remain.
+fn worth_interleaving(list: &[FragmentEntry], run: std::ops::Range<usize>) -> Option<Vec<usize>> {
+    let mut chosen: Vec<usize> = run.collect();
+    while chosen.len() >= 2 {
+        let total: u64 = chosen.iter().map(|&i| list[i].observations).sum();
+        let (at, largest) = chosen
+            .iter()
+            .enumerate()
+            .map(|(at, &i)| (at, list[i].observations))
+            .max_by_key(|&(_, n)| n)?;
+        if largest <= FAN_IN as u64 * (total - largest) {
+            break;
+        }
+        chosen.remove(at);
+    }
+    // What is left must still overlap (else the tiers take it).
+    let overlaps = chosen
+        .windows(2)
+        .any(|w| list[w[0]].time_max > list[w[1]].time_min);
+    (chosen.len() >= 2 && overlaps).then_some(chosen)
 }
 
 /// The first run of [`FAN_IN`] fragments of one tier that follow each other in time, as
@@ -253,15 +278,25 @@ fn compact_group(
         result: Ok(()),
     };
     list.sort_by_key(|e| (e.time_min, e.time_max));
-    while let Some(run) = due(list) {
-        let sources: Vec<&FragmentEntry> = list[run.clone()].iter().collect();
+    // Overlapping fragments a merge declined (or that would not fit in memory) are left for
+    // this round: the tiers go on without them.
+    let mut overlaps = true;
+    while let Some(picked) = due(list, overlaps) {
+        let from_overlap = overlaps && overlapping(list).as_ref() == Some(&picked);
+        let sources: Vec<&FragmentEntry> = picked.iter().map(|&i| &list[i]).collect();
         let bytes: u64 = sources.iter().map(|e| e.bytes).sum();
         // Object storage holds the sources and the result in memory.
-        if remote && bytes.saturating_mul(2) > memory {
-            break;
-        }
-        let merged = match rewrite::merge(wh, &sources, settings) {
+        let merged = if remote && bytes.saturating_mul(2) > memory {
+            Ok(None)
+        } else {
+            rewrite::merge(wh, &sources, settings)
+        };
+        let merged = match merged {
             Ok(Some(m)) => m,
+            Ok(None) if from_overlap => {
+                overlaps = false;
+                continue;
+            }
             Ok(None) => break,
             Err(e) => {
                 out.result = Err(e);
@@ -274,8 +309,13 @@ fn compact_group(
                 out.replaced.insert(e.path.clone());
             }
         }
-        let entry = merged.entry.clone();
-        list.splice(run, [entry]);
+        for &i in picked.iter().rev() {
+            list.remove(i);
+        }
+        let at = list.partition_point(|e| {
+            (e.time_min, e.time_max) <= (merged.entry.time_min, merged.entry.time_max)
+        });
+        list.insert(at, merged.entry.clone());
         out.written.push(merged);
     }
     out
@@ -378,13 +418,13 @@ fn commit_swap(
 mod tests {
     use super::*;
 
-    fn spans(spans: &[(i64, i64)]) -> Vec<FragmentEntry> {
+    fn spans(spans: &[(i64, i64)], observations: u64) -> Vec<FragmentEntry> {
         spans
             .iter()
             .map(|&(a, b)| FragmentEntry {
                 time_min: chrono::DateTime::from_timestamp(a, 0).unwrap(),
                 time_max: chrono::DateTime::from_timestamp(b, 0).unwrap(),
-                observations: 1,
+                observations,
                 ..crate::store::catalog::tests::entry(0)
             })
             .collect()
@@ -393,15 +433,29 @@ mod tests {
     #[test]
     fn overlapping_fragments_are_due_before_tiers() {
         // Following each other: only tiers decide (four of tier 0).
-        let list = spans(&[(0, 0), (1, 1), (2, 2), (3, 3)]);
+        let list = spans(&[(0, 0), (1, 1), (2, 2), (3, 3)], 1);
         assert_eq!(overlapping(&list), None);
-        assert_eq!(due(&list), Some(0..4));
+        assert_eq!(due(&list, true), Some(vec![0, 1, 2, 3]));
         // 1..5 overlaps 2..3 and 4..9; 10..11 follows.
-        let list = spans(&[(0, 0), (1, 5), (2, 3), (4, 9), (10, 11)]);
-        assert_eq!(due(&list), Some(1..4));
+        let list = spans(&[(0, 0), (1, 5), (2, 3), (4, 9), (10, 11)], 1);
+        assert_eq!(due(&list, true), Some(vec![1, 2, 3]));
+        // Declined overlaps leave the tiers to go on.
+        assert_eq!(due(&list, false), None);
         // A run ends at the cap.
         let many: Vec<(i64, i64)> = (0..40).map(|i| (i, i + 2)).collect();
-        assert_eq!(overlapping(&spans(&many)), Some(0..MAX_OVERLAPPING));
+        assert_eq!(
+            overlapping(&spans(&many, 1)),
+            Some((0..MAX_OVERLAPPING).collect())
+        );
+        // A late scene inside a large fragment does not rewrite it; two late ones merge.
+        let mut list = spans(&[(0, 100), (50, 50)], 1);
+        list[0].observations = 100;
+        assert_eq!(overlapping(&list), None);
+        let mut list = spans(&[(0, 100), (50, 60), (55, 55)], 1);
+        list[0].observations = 100;
+        assert_eq!(overlapping(&list), Some(vec![1, 2]));
+        list[1].observations = 30;
+        assert_eq!(overlapping(&list), Some(vec![0, 1, 2]));
     }
 
     #[test]

@@ -94,19 +94,20 @@ fn plan_blocks(sizes: &[&[u32]], copyable: &[bool], full: usize) -> Vec<OutBlock
 }
 
 /// The output blocks of sources that overlap in time: every observation of every source in
-/// time order (ties in source order), cut into blocks of `full`, each built from runs of rows.
-/// `times[s]` are source `s`'s observation times, `sizes[s]` its blocks. Also gives each
-/// observation's place in the output, by source.
+/// time order (ties by scene id, as a fragment written at once orders them), cut into blocks
+/// of `full`, each built from runs of rows. `observations[s]` are source `s`'s observations'
+/// times and scene ids, `sizes[s]` its blocks. Also gives each observation's place in the
+/// output, by source.
 fn plan_interleaved(
-    times: &[&[i64]],
+    observations: &[Vec<(i64, &str)>],
     sizes: &[&[u32]],
     full: usize,
 ) -> (Vec<OutBlock>, Vec<Vec<usize>>) {
-    // (time, source, observation), sorted: the output order.
-    let mut order: Vec<(i64, usize, usize)> = times
+    // (time, scene id, source, observation), sorted: the output order.
+    let mut order: Vec<(i64, &str, usize, usize)> = observations
         .iter()
         .enumerate()
-        .flat_map(|(s, t)| t.iter().enumerate().map(move |(j, &t)| (t, s, j)))
+        .flat_map(|(s, o)| o.iter().enumerate().map(move |(j, &(t, id))| (t, id, s, j)))
         .collect();
     order.sort_unstable();
     // Each observation's (block, row in block), by source.
@@ -120,11 +121,11 @@ fn plan_interleaved(
                 .collect()
         })
         .collect();
-    let mut place: Vec<Vec<usize>> = times.iter().map(|t| vec![0; t.len()]).collect();
+    let mut place: Vec<Vec<usize>> = observations.iter().map(|o| vec![0; o.len()]).collect();
     let mut plan = Vec::with_capacity(order.len().div_ceil(full.max(1)));
     for (g, group) in order.chunks(full.max(1)).enumerate() {
         let mut parts: Vec<(usize, usize, Range<usize>)> = Vec::new();
-        for (i, &(_, s, j)) in group.iter().enumerate() {
+        for (i, &(_, _, s, j)) in group.iter().enumerate() {
             place[s][j] = g * full.max(1) + i;
             let (b, r) = located[s][j];
             match parts.last_mut() {
@@ -216,11 +217,14 @@ pub(crate) fn merge(
     let copyable: Vec<bool> = sources.iter().map(|s| s.meta().chunk == shape).collect();
     let sizes: Vec<&[u32]> = sources.iter().map(|s| s.meta().blocks.as_slice()).collect();
     let (plan, order) = if overlapping {
-        let times: Vec<&[i64]> = sources
+        let observations: Vec<Vec<(i64, &str)>> = sources
             .iter()
-            .map(|s| s.observations().map(|(t, _)| &t[..]))
+            .map(|s| {
+                s.observations()
+                    .map(|(t, ids)| t.iter().copied().zip(ids.iter().flatten()).collect())
+            })
             .collect::<Result<_>>()?;
-        let (plan, place) = plan_interleaved(&times, &sizes, full);
+        let (plan, place) = plan_interleaved(&observations, &sizes, full);
         (plan, Some(place))
     } else {
         (plan_blocks(&sizes, &copyable, full), None)
@@ -628,15 +632,20 @@ mod tests {
     #[test]
     fn overlapping_sources_are_interleaved_in_time() {
         // Source 0: times 1, 3, 5 in blocks [2, 1]; source 1: times 2, 3, 4 in one block.
-        let (plan, place) = plan_interleaved(&[&[1, 3, 5], &[2, 3, 4]], &[&[2, 1], &[3]], 4);
+        // At time 3, scene "a" (source 1) comes before "b" (source 0).
+        let observations = [
+            vec![(1, "x"), (3, "b"), (5, "y")],
+            vec![(2, "z"), (3, "a"), (4, "w")],
+        ];
+        let (plan, place) = plan_interleaved(&observations, &[&[2, 1], &[3]], 4);
         assert_eq!(
             plan,
             vec![
-                OutBlock::Build(vec![(0, 0, 0..1), (1, 0, 0..1), (0, 0, 1..2), (1, 0, 1..2)]),
+                OutBlock::Build(vec![(0, 0, 0..1), (1, 0, 0..2), (0, 0, 1..2)]),
                 OutBlock::Build(vec![(1, 0, 2..3), (0, 1, 0..1)]),
             ]
         );
-        assert_eq!(place, vec![vec![0, 2, 5], vec![1, 3, 4]]);
+        assert_eq!(place, vec![vec![0, 3, 5], vec![1, 2, 4]]);
     }
 
     #[test]
