@@ -134,6 +134,39 @@ fn ingest_then_query_returns_the_source_pixels() {
         .unwrap();
     assert_eq!(june.times.len(), 1);
 
+    // A monthly median NDVI whose inputs (3 months x 2 bands, ~1 MB) do not fit in a 500 kB
+    // budget but whose output does: painted a month at a time, the same cube.
+    let monthly = |budget: Option<u64>| {
+        let q = warehouse
+            .query()
+            .bbox(Bounds::new(
+                ORIGIN.0 + 200.0,
+                ORIGIN.1 - 1200.0,
+                ORIGIN.0 + 1200.0,
+                ORIGIN.1 - 200.0,
+            ))
+            .crs(32652)
+            .index("ndvi")
+            .unwrap()
+            .composite(Reducer::Median, Period::Month);
+        match budget {
+            Some(b) => q.memory_budget(b).run(),
+            None => q.run(),
+        }
+    };
+    let whole = monthly(None).unwrap();
+    assert_eq!(whole.data.dim(), (3, 1, 100, 100));
+    let by_month = monthly(Some(500_000)).unwrap();
+    assert_eq!(by_month.times, whole.times);
+    assert!(by_month
+        .data
+        .iter()
+        .zip(whole.data.iter())
+        .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+    // When one month's inputs alone do not fit, the error says how large the cube is.
+    let e = monthly(Some(250_000)).unwrap_err();
+    assert!(e.to_string().contains("in memory"), "{e}");
+
     // Polygon clip: a triangle keeps roughly half the box.
     let tri = Region::Polygons(vec![vec![vec![
         (ORIGIN.0 + 100.0, ORIGIN.1 - 100.0),

@@ -459,14 +459,7 @@ impl<'w> QueryPlan<'w> {
 
     /// The whole cube as `f32` with NaN where invalid, if it fits in the memory budget.
     pub fn cube(&self) -> Result<Cube> {
-        let (t, _, h, w) = self.dim();
-        let win = CubeWindow {
-            steps: 0..t,
-            rows: 0..h,
-            cols: 0..w,
-        };
-        self.check_budget(&win, 4, "f32")?;
-        let data = self.paint_f32(&win)?;
+        let data = self.paint_whole(4, "f32", |win| self.paint_f32(win))?;
         Ok(Cube {
             data,
             times: self.times(),
@@ -480,19 +473,63 @@ impl<'w> QueryPlan<'w> {
         })
     }
 
+    /// Paints the whole cube with `paint`. When its inputs do not fit in the memory budget
+    /// but its output does with room to spare (a composite's periods, an index of several
+    /// bands), it is painted in runs of steps whose inputs fit, one after the other: a
+    /// yearly median over five years of daily scenes holds one year's inputs at a time.
+    fn paint_whole<E: Clone>(
+        &self,
+        elem: usize,
+        dtype: &str,
+        paint: impl Fn(&CubeWindow) -> Result<Array4<E>>,
+    ) -> Result<Array4<E>> {
+        let (t, b, h, w) = self.dim();
+        let steps = |s: Range<usize>| CubeWindow {
+            steps: s,
+            rows: 0..h,
+            cols: 0..w,
+        };
+        let whole = steps(0..t);
+        let budget = self.parts.budget;
+        let out = (t * b * h * w * elem) as u64;
+        if self.window_bytes(&whole, elem) <= budget || t < 2 || out > budget / 2 {
+            self.check_budget(&whole, elem, dtype)?;
+            return paint(&whole);
+        }
+        let room = budget - out;
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        let mut start = 0;
+        for end in 1..=t {
+            if end - start > 1 && self.window_bytes(&steps(start..end), elem) > room {
+                runs.push(start..end - 1);
+                start = end - 1;
+            }
+        }
+        runs.push(start..t);
+        if runs
+            .iter()
+            .any(|r| self.window_bytes(&steps(r.clone()), elem) > room)
+        {
+            // One step's inputs alone are too many: the whole cube's error says how large.
+            self.check_budget(&whole, elem, dtype)?;
+        }
+        let parts = runs
+            .into_iter()
+            .map(|r| paint(&steps(r)))
+            .collect::<Result<Vec<_>>>()?;
+        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+        ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| Error::Invalid(format!("assembling the cube's steps: {e}")))
+    }
+
     /// The whole cube in the bands' sample type `T` (nodata where invalid), if it fits in
     /// the memory budget. Errors when the query needs floats or `T` is not the bands' type
     /// (see [`QueryPlan::native_type`]).
     pub fn native_cube<T: Pixel>(&self) -> Result<NativeCube<T>> {
         let fill = self.native_fill::<T>()?;
-        let (t, _, h, w) = self.dim();
-        let win = CubeWindow {
-            steps: 0..t,
-            rows: 0..h,
-            cols: 0..w,
-        };
-        self.check_budget(&win, T::DTYPE.size(), T::DTYPE.name())?;
-        let data = self.paint_native::<T>(&win, fill)?;
+        let data = self.paint_whole(T::DTYPE.size(), T::DTYPE.name(), |win| {
+            self.paint_native::<T>(win, fill)
+        })?;
         Ok(NativeCube {
             data,
             fill,
