@@ -122,8 +122,10 @@ def query(warehouse: Any, spec: Dict[str, Any], dtype: Optional[str], chunks: Di
         spec["as_of"] = native.version  # the pinned version: the eager queries' too
     transform, width, height = native.output_grid(spec)
     res = transform[1]
-    # The probe: the same query at one pixel as large as the whole output.
-    probe = dict(spec, resolution=max(width, height) * res)
+    # The probe: the same query at one pixel as large as the whole output (its time axis,
+    # bands and sample type are the output's). Nearest: it reads one source pixel per
+    # fragment, where the default for a coarser output (average) would read them all.
+    probe = dict(spec, resolution=max(width, height) * res, resampling="nearest")
     raw = native.query(probe, dtype)
     grid = warehouse.grid
     epsg = raw["epsg"]

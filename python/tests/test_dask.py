@@ -113,3 +113,30 @@ def test_a_large_box_stays_lazy(dask_warehouse):
     assert lazy.data.npartitions > 600
     small = lazy.isel(x=slice(0, 40), y=slice(0, 40), time=slice(0, 2)).compute(scheduler="threads")
     assert small.shape == (2, 1, 40, 40)
+
+
+def test_a_scene_off_the_centre_is_a_chunked_time_step(tmp_path):
+    """The lazy cube's time axis comes from a one-pixel probe of the whole box; a scene that
+    covers only a corner of the box (not its centre) is a time step, as in the eager cube."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    def write(path, width, value):
+        profile = dict(driver="GTiff", width=width, height=400, count=4, dtype="uint16", crs="EPSG:32652",
+                       transform=from_origin(300000.0, 4000000.0, 10, 10), nodata=0, tiled=True,
+                       blockxsize=256, blockysize=256)
+        with rasterio.open(path, "w", **profile) as d:
+            d.write(np.full((4, 400, width), value, np.uint16))
+            d.descriptions = ("B02", "B03", "B04", "B08")
+
+    whole, corner = tmp_path / "S2_20230601_10m.tif", tmp_path / "S2_20230602_10m.tif"
+    write(whole, 400, 1000)
+    write(corner, 100, 2000)
+    pixelquery.ingest(tmp_path / "wh", [str(whole), str(corner)], product="sentinel2_l2a", progress=False)
+    wh = pixelquery.open(tmp_path / "wh")
+    box = (300000.0, 3996000.0, 304000.0, 4000000.0)
+    eager = wh.query(bbox=box, crs="EPSG:32652", bands=["red"], dtype="native")
+    lazy = wh.query(bbox=box, crs="EPSG:32652", bands=["red"], dtype="native", chunks={"x": 200, "y": 200})
+    assert len(eager.time) == 2
+    np.testing.assert_array_equal(lazy.time.values, eager.time.values)
+    np.testing.assert_array_equal(lazy.compute(scheduler="threads").values, eager.values)
