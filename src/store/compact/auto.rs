@@ -78,13 +78,15 @@ pub fn tier(n: u64) -> u32 {
 /// Most fragments that overlap in time merged at once.
 const MAX_OVERLAPPING: usize = FAN_IN * FAN_IN;
 
-/// What to merge next in `list` (sorted by start time), as indices in time order: fragments
-/// that overlap in time first (unless `overlaps` is false), then a tier's run.
-fn due(list: &[FragmentEntry], overlaps: bool) -> Option<Vec<usize>> {
+/// What to merge next in `list` (sorted by start time), as indices in time order, and whether
+/// they overlap in time: fragments that overlap first (unless `overlaps` is false), then a
+/// tier's run.
+fn due(list: &[FragmentEntry], overlaps: bool) -> Option<(Vec<usize>, bool)> {
     overlaps
         .then(|| overlapping(list))
         .flatten()
-        .or_else(|| tiered(list).map(|r| r.collect()))
+        .map(|picked| (picked, true))
+        .or_else(|| tiered(list).map(|r| (r.collect(), false)))
 }
 
 /// Fragments that overlap in time (the flushes of a large batch, or writers feeding
@@ -281,8 +283,7 @@ fn compact_group(
     // Overlapping fragments a merge declined (or that would not fit in memory) are left for
     // this round: the tiers go on without them.
     let mut overlaps = true;
-    while let Some(picked) = due(list, overlaps) {
-        let from_overlap = overlaps && overlapping(list).as_ref() == Some(&picked);
+    while let Some((picked, from_overlap)) = due(list, overlaps) {
         let sources: Vec<&FragmentEntry> = picked.iter().map(|&i| &list[i]).collect();
         let bytes: u64 = sources.iter().map(|e| e.bytes).sum();
         // Object storage holds the sources and the result in memory.
@@ -435,10 +436,10 @@ mod tests {
         // Following each other: only tiers decide (four of tier 0).
         let list = spans(&[(0, 0), (1, 1), (2, 2), (3, 3)], 1);
         assert_eq!(overlapping(&list), None);
-        assert_eq!(due(&list, true), Some(vec![0, 1, 2, 3]));
+        assert_eq!(due(&list, true), Some((vec![0, 1, 2, 3], false)));
         // 1..5 overlaps 2..3 and 4..9; 10..11 follows.
         let list = spans(&[(0, 0), (1, 5), (2, 3), (4, 9), (10, 11)], 1);
-        assert_eq!(due(&list, true), Some(vec![1, 2, 3]));
+        assert_eq!(due(&list, true), Some((vec![1, 2, 3], true)));
         // Declined overlaps leave the tiers to go on.
         assert_eq!(due(&list, false), None);
         // A run ends at the cap.
