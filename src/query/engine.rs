@@ -21,7 +21,7 @@ use crate::{Bounds, DataType, GeoTransform, TileId};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Errors from running a query.
@@ -688,12 +688,7 @@ impl<'w> Query<'w> {
             .time
             .map(|(s, e)| (s.timestamp_micros(), e.timestamp_micros()));
         let in_range = |t: i64| range.is_none_or(|(s, e)| t >= s && t <= e);
-        type Seen = (
-            Vec<(i64, String)>,
-            DataType,
-            Option<f64>,
-            Option<Arc<Fragment>>,
-        );
+        type Seen = (Observed, DataType, Option<f64>);
         // Whole cubes read the window of each fragment the cube needs (only the chunks it
         // meets are decoded) and keep it for painting; exports only learn the observations
         // here and read each window's pixels when they paint it.
@@ -702,36 +697,21 @@ impl<'w> Query<'w> {
             .par_iter()
             .map(|e| -> Result<Seen> {
                 let (dtype, nodata) = (e.dtype, e.index.nodata);
-                match access {
-                    Access::Shared => match read_window(e, &out) {
-                        Some(window) => {
-                            let f = snapshot.fragment_window(e, Some(window), range)?;
-                            let obs = (0..f.len())
-                                .map(|i| (f.times_micros()[i], f.scene_id(i).to_string()))
-                                .collect();
-                            Ok((obs, dtype, nodata, Some(Arc::new(f))))
-                        }
-                        None => Ok((
-                            snapshot.fragment_observations(e, range, read_window(e, &out))?,
-                            dtype,
-                            nodata,
-                            None,
-                        )),
-                    },
-                    Access::Transient => Ok((
-                        snapshot.fragment_observations(e, range, read_window(e, &out))?,
-                        dtype,
-                        nodata,
-                        None,
+                let window = read_window(e, &out);
+                let observed = match (access, window) {
+                    (Access::Shared, Some(window)) => Observed::Viewed(Arc::new(
+                        snapshot.fragment_window(e, Some(window), range)?,
                     )),
-                }
+                    _ => Observed::Listed(snapshot.fragment_observations(e, range, window)?),
+                };
+                Ok((observed, dtype, nodata))
             })
             .collect::<Result<_>>()?;
 
         // Time steps: scenes covering the region, plus observations of scenes the catalog
         // has no footprint for; one step per acquisition time and product, or per solar day
         // and product, in time order.
-        let known: BTreeSet<(usize, &str)> = snapshot
+        let known: HashSet<(usize, &str), ahash::RandomState> = snapshot
             .scenes()
             .iter()
             .filter(|s| s.scene.footprint_lonlat.len() >= 3)
@@ -746,9 +726,9 @@ impl<'w> Query<'w> {
             let Some(k) = product_index(&e.product) else {
                 continue;
             };
-            for (t, scene) in obs {
-                if in_range(*t) && !known.contains(&(k, scene.as_str())) {
-                    observations.insert((*t, k, scene.as_str()));
+            for (t, scene) in obs.iter() {
+                if in_range(t) && !known.contains(&(k, scene)) {
+                    observations.insert((t, k, scene));
                 }
             }
         }
@@ -756,7 +736,8 @@ impl<'w> Query<'w> {
             (time + Duration::milliseconds((lon_center / 15.0 * 3_600_000.0) as i64)).date_naive()
         };
         let mut steps: Vec<Step> = Vec::new();
-        let mut step_of: HashMap<(usize, String), usize> = HashMap::new();
+        let mut step_of: HashMap<(usize, &str), usize, ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(observations.len(), ahash::RandomState::new());
         let mut day_index: BTreeMap<(NaiveDate, usize), usize> = BTreeMap::new();
         for &(t, k, scene) in &observations {
             let time = DateTime::from_timestamp_micros(t).unwrap_or_default();
@@ -777,7 +758,7 @@ impl<'w> Query<'w> {
             if !steps[idx].scenes.iter().any(|s| s == scene) {
                 steps[idx].scenes.push(scene.to_string());
             }
-            step_of.insert((k, scene.to_string()), idx);
+            step_of.insert((k, scene), idx);
         }
 
         // Fragments with observations on these steps, and the step of each observation.
@@ -786,20 +767,20 @@ impl<'w> Query<'w> {
         let mut obs_scaling = Vec::new();
         let mut opened = Vec::new();
         let mut stored_types: Vec<(DataType, Option<f64>)> = Vec::new();
-        for (e, (obs, dtype, nodata, f)) in in_region.iter().zip(seen) {
+        for (e, (obs, dtype, nodata)) in in_region.iter().zip(&seen) {
             let Some(k) = product_index(&e.product) else {
                 continue;
             };
             let s: Vec<Option<usize>> = obs
                 .iter()
                 .map(|(t, scene)| {
-                    in_range(*t)
-                        .then(|| step_of.get(&(k, scene.clone())).copied())
+                    in_range(t)
+                        .then(|| step_of.get(&(k, scene)).copied())
                         .flatten()
                 })
                 .collect();
             if inputs.iter().any(|b| b.stored[k] == e.band) {
-                stored_types.push((dtype, nodata));
+                stored_types.push((*dtype, *nodata));
             }
             if s.iter().any(Option::is_some) {
                 // Scenes that declare their own scale and offset (STAC raster:bands, a
@@ -821,7 +802,7 @@ impl<'w> Query<'w> {
                 entries.push((*e).clone());
                 obs_steps.push(s);
                 obs_scaling.push(scaling);
-                opened.push(f);
+                opened.push(obs.viewed());
             }
         }
         let seam_views: Vec<Option<Arc<Fragment>>> = seam_sources
@@ -942,6 +923,36 @@ impl<'w> Query<'w> {
             budget,
             times: range,
         }))
+    }
+}
+
+/// The observations of one fragment in a query's time range: read with the pixels of the
+/// window a cube paints, or listed alone (exports read pixels when they paint).
+enum Observed {
+    Viewed(Arc<Fragment>),
+    Listed(Vec<(i64, String)>),
+}
+
+impl Observed {
+    /// (time in microseconds, scene id) of each observation, in the fragment's order.
+    fn iter(&self) -> Box<dyn Iterator<Item = (i64, &str)> + '_> {
+        match self {
+            Observed::Viewed(f) => Box::new(
+                f.times_micros()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| (t, f.scene_id(i))),
+            ),
+            Observed::Listed(list) => Box::new(list.iter().map(|(t, id)| (*t, id.as_str()))),
+        }
+    }
+
+    /// The view read, if any.
+    fn viewed(&self) -> Option<Arc<Fragment>> {
+        match self {
+            Observed::Viewed(f) => Some(f.clone()),
+            Observed::Listed(_) => None,
+        }
     }
 }
 
@@ -1121,14 +1132,53 @@ pub(super) fn clip_mask(
         .map(|m| m.iter().copied().collect())
 }
 
-/// Paints every slab (`work[slab]` lists its observations) on rayon and returns the cube's
+/// The observations each slab of a cube paints, held flat in one buffer (a pixel's history
+/// has thousands of slabs of one observation each): `(slab, time, fragment, observation)`,
+/// sorted, so a slab's observations are consecutive and in the order they are painted.
+pub(super) struct SlabWork {
+    items: Vec<(usize, i64, usize, usize)>,
+    /// Where each slab's observations start in `items`, and the end.
+    starts: Vec<usize>,
+}
+
+impl SlabWork {
+    /// The work of `slabs` slabs from `(slab, time, fragment, observation)` items.
+    pub(super) fn new(slabs: usize, mut items: Vec<(usize, i64, usize, usize)>) -> SlabWork {
+        items.sort_unstable();
+        let mut starts = Vec::with_capacity(slabs + 1);
+        let mut at = 0;
+        for slab in 0..slabs {
+            starts.push(at);
+            while items.get(at).is_some_and(|item| item.0 == slab) {
+                at += 1;
+            }
+        }
+        starts.push(at);
+        SlabWork { items, starts }
+    }
+
+    /// Number of slabs.
+    fn slabs(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The observations of each slab.
+    fn lists(&self) -> Vec<&[(usize, i64, usize, usize)]> {
+        self.starts
+            .windows(2)
+            .map(|w| &self.items[w[0]..w[1]])
+            .collect()
+    }
+}
+
+/// Paints every slab (`work` lists its observations) on rayon and returns the cube's
 /// elements, `(slab, y, x)` row-major. The cube's buffer is uninitialised (a recycled one
 /// when a dropped cube's fits, see [`super::recycle`]): the painters write each element
 /// once (and fault fresh pages in on their own threads) instead of a fill first. Pixels
 /// outside `clip` get the painter's empty marker. `None` when the memory cannot be had.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn paint_cube<P: Painter>(
-    work: &mut [Vec<(i64, usize, usize)>],
+    work: &SlabWork,
     fragments: &[(&FragmentEntry, Arc<Fragment>)],
     placements: &[Option<Placement>],
     neighbours: &[Vec<Neighbour>],
@@ -1138,30 +1188,30 @@ pub(super) fn paint_cube<P: Painter>(
     painter: &P,
 ) -> Option<Vec<P::Elem>> {
     let slab_len = width * height;
-    let len = work.len() * slab_len;
+    let len = work.slabs() * slab_len;
     // Warm pages of a cube dropped earlier when one fits, else new memory.
     let mut data: Vec<P::Elem> = super::recycle::take(len)?;
     advise_huge_pages(&mut data.spare_capacity_mut()[..len]);
     let empty = painter.empty();
+    // Small slabs (a pixel's history) go to the threads in batches of about 4096 pixels.
+    let per_task = (4096 / slab_len.max(1)).max(1);
     data.spare_capacity_mut()[..len]
         .par_chunks_mut(slab_len.max(1))
-        .zip(work.par_iter_mut())
-        .for_each(|(slab, items)| {
-            items.sort_unstable();
-            let layers: Vec<Layer<'_>> = items
-                .iter()
-                .filter_map(|&(_, fi, obs)| {
-                    let placement = placements[fi].as_ref()?;
-                    Some(Layer {
-                        fragment: &fragments[fi].1,
-                        obs,
-                        placement,
-                        scaling: scaling(fi, obs),
-                        neighbours: neighbours.get(fi).map_or(&[], Vec::as_slice),
-                    })
+        .zip(work.lists().into_par_iter())
+        .with_min_len(per_task)
+        .for_each_init(Vec::new, |layers: &mut Vec<Layer<'_>>, (slab, items)| {
+            layers.clear();
+            layers.extend(items.iter().filter_map(|&(_, _, fi, obs)| {
+                let placement = placements[fi].as_ref()?;
+                Some(Layer {
+                    fragment: &fragments[fi].1,
+                    obs,
+                    placement,
+                    scaling: scaling(fi, obs),
+                    neighbours: neighbours.get(fi).map_or(&[], Vec::as_slice),
                 })
-                .collect();
-            let slab = paint_slab(slab, width, &layers, painter);
+            }));
+            let slab = paint_slab(slab, width, layers, painter);
             // Polygon clip while the slab is still in cache.
             if let Some(inside) = clip {
                 for (v, &inside) in slab.iter_mut().zip(inside) {
@@ -1174,4 +1224,34 @@ pub(super) fn paint_cube<P: Painter>(
     // element of the slab it is given.
     unsafe { data.set_len(len) };
     Some(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlabWork;
+
+    #[test]
+    fn slab_work_lists_each_slabs_observations_in_paint_order() {
+        // (slab, time, fragment, observation), given out of order; slab 1 has none.
+        let work = SlabWork::new(
+            4,
+            vec![
+                (2, 30, 0, 1),
+                (0, 20, 1, 0),
+                (3, 5, 0, 0),
+                (0, 10, 0, 2),
+                (2, 30, 0, 0),
+            ],
+        );
+        assert_eq!(work.slabs(), 4);
+        let lists = work.lists();
+        assert_eq!(lists[0], &[(0, 10, 0, 2), (0, 20, 1, 0)][..]);
+        assert!(lists[1].is_empty());
+        assert_eq!(lists[2], &[(2, 30, 0, 0), (2, 30, 0, 1)][..]);
+        assert_eq!(lists[3], &[(3, 5, 0, 0)][..]);
+        assert!(SlabWork::new(2, Vec::new())
+            .lists()
+            .iter()
+            .all(|l| l.is_empty()));
+    }
 }

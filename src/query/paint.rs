@@ -397,6 +397,11 @@ pub(crate) fn paint_slab<'s, P: Painter>(
         "placements made for another output grid"
     );
     let empty = painter.empty();
+    if let [only] = layers {
+        if width > 0 && slab.len().is_multiple_of(width) {
+            return paint_one(slab, width, only, painter);
+        }
+    }
     let rects: Vec<(Range<usize>, Range<usize>)> =
         layers.iter().map(|l| l.placement.rect()).collect();
     // Tiles of one grid are either the same rectangle or disjoint on the output grid. Then
@@ -456,6 +461,31 @@ pub(crate) fn paint_slab<'s, P: Painter>(
         painter.paint(slab, width, l);
     }
     slab
+}
+
+/// [`paint_slab`] of a single layer on a slab of whole rows (a pixel's history paints one
+/// per step and band): the layer, then the empty marker around its rectangle.
+fn paint_one<'s, P: Painter>(
+    slab: &'s mut [MaybeUninit<P::Elem>],
+    width: usize,
+    layer: &Layer<'_>,
+    painter: &P,
+) -> &'s mut [P::Elem] {
+    painter.paint(slab, width, layer);
+    let empty = MaybeUninit::new(painter.empty());
+    let (xs, ys) = layer.placement.rect();
+    for (y, row) in slab.chunks_exact_mut(width).enumerate() {
+        if ys.contains(&y) {
+            row[..xs.start].fill(empty);
+            row[xs.end..].fill(empty);
+        } else {
+            row.fill(empty);
+        }
+    }
+    // SAFETY: the layer wrote every element of its rectangle (`paint_typed` and
+    // `paint_invalid` write every element of every row of a placement) and the loop above
+    // every other one. `MaybeUninit<E>` has the layout of `E`.
+    unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<P::Elem>(), slab.len()) }
 }
 
 fn paint_invalid<E: Elem, S: Slot<E>>(slab: &mut [S], width: usize, p: &Placement, empty: E) {

@@ -8,7 +8,7 @@
 use super::budget::{human_bytes, split_windows, Alignment};
 use super::composite::{reduce, reduce_native, Reducer, TimeGroup};
 use super::cube::{Cube, NativeCube, Values};
-use super::engine::{clip_mask, paint_cube, Error, Result};
+use super::engine::{clip_mask, paint_cube, Error, Result, SlabWork};
 use super::expr::Expr;
 use super::paint::{
     default_kernel, kernel_margin, tile_kernel, AsF32, Native, Neighbour, OutGrid, Painter,
@@ -777,16 +777,16 @@ impl<'w> QueryPlan<'w> {
         }
     }
 
-    /// Work lists, one per (input step, band) slab of `nb` bands (`band_of` gives the band
-    /// a fragment paints, if any): the observations to paint.
+    /// The observations to paint on each (input step, band) slab of `nb` bands (`band_of`
+    /// gives the band a fragment paints, if any).
     fn work(
         &self,
         layers: &Layers<'_>,
         nb: usize,
         band_of: impl Fn(&FragmentEntry) -> Option<usize>,
         inputs: &Range<usize>,
-    ) -> Vec<Vec<(i64, usize, usize)>> {
-        let mut work: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); inputs.len() * nb];
+    ) -> SlabWork {
+        let mut work = Vec::new();
         for (fi, ((entry, f), &ei)) in layers.fragments.iter().zip(&layers.index).enumerate() {
             let Some(b) = band_of(entry) else {
                 continue;
@@ -797,11 +797,11 @@ impl<'w> QueryPlan<'w> {
             let times = f.times_micros();
             for (i, step) in self.parts.obs_steps[ei].iter().enumerate() {
                 if let Some(s) = step.filter(|s| inputs.contains(s)) {
-                    work[(s - inputs.start) * nb + b].push((times[i], fi, i));
+                    work.push(((s - inputs.start) * nb + b, times[i], fi, i));
                 }
             }
         }
-        work
+        SlabWork::new(inputs.len() * nb, work)
     }
 
     /// Paints the input steps of `win` for the input bands with `painter`, clips polygons
@@ -818,7 +818,7 @@ impl<'w> QueryPlan<'w> {
             let k = self.product_of(e)?;
             p.inputs.iter().position(|b| b.stored[k] == e.band)
         };
-        let mut work = self.work(&layers, nb, band_of, &inputs);
+        let work = self.work(&layers, nb, band_of, &inputs);
         let too_large = |bytes: u64| Error::TooLarge {
             bytes,
             shape: format!("{} steps x {} bands x {h} x {w} px", inputs.len(), nb),
@@ -831,7 +831,7 @@ impl<'w> QueryPlan<'w> {
                 .and_then(|s| s.get(obs).copied().flatten())
         };
         let mut data = paint_cube(
-            &mut work,
+            &work,
             &layers.fragments,
             &layers.placements,
             &layers.neighbours,
@@ -849,9 +849,9 @@ impl<'w> QueryPlan<'w> {
                     .is_some_and(|(_, qa)| *qa == e.band)
                     .then_some(0)
             };
-            let mut qa_work = self.work(&layers, 1, qa_of, &inputs);
+            let qa_work = self.work(&layers, 1, qa_of, &inputs);
             let qa_values = paint_cube(
-                &mut qa_work,
+                &qa_work,
                 &layers.fragments,
                 &layers.placements,
                 &layers.neighbours,
