@@ -5,7 +5,7 @@
 
 use super::cache::{FragmentCache, Item, Key};
 use super::catalog::FragmentEntry;
-use super::fragment::read::{self, ChunkedFile, DecodedBatch, FileBytes};
+use super::fragment::read::{self, ChunkedFile, DecodedBatch, Decoding, FileBytes};
 use super::fragment::{Fragment, FragmentMeta, PixelWindow, FRAGMENT_FORMAT_VERSION};
 use super::scene_names::SceneNames;
 use super::storage::Storage;
@@ -225,10 +225,25 @@ impl FragmentReader {
         window: Option<PixelWindow>,
         times: Option<(i64, i64)>,
     ) -> Result<Fragment> {
+        self.view_decoding(entry, window, times, Decoding::Parallel)
+    }
+
+    fn view_decoding(
+        &self,
+        entry: &FragmentEntry,
+        window: Option<PixelWindow>,
+        times: Option<(i64, i64)>,
+        decoding: Decoding,
+    ) -> Result<Fragment> {
         let window = window.unwrap_or(entry.window);
         let file = self.file(entry, &chunks_for(entry, Some(window)))?;
         let obs = file.observations_between(times)?;
-        file.view(window, obs, &|r, b| self.batch(entry, &file, r, b))
+        file.view(
+            window,
+            obs,
+            &|r, b| self.batch(entry, &file, r, b),
+            decoding,
+        )
     }
 
     /// The whole fragment (every observation, the stored window), shared.
@@ -236,7 +251,8 @@ impl FragmentReader {
         let item = self
             .cache
             .get_or_make(&Key::Whole(entry.path.clone()), || {
-                let f = Arc::new(self.view(entry, None, None)?);
+                // Decoded on this thread: others may wait for the entry it makes.
+                let f = Arc::new(self.view_decoding(entry, None, None, Decoding::Sequential)?);
                 let heap = f.heap_bytes();
                 Ok::<_, Error>((Item::Whole(f), heap))
             })?;

@@ -581,7 +581,12 @@ impl Fragment {
 pub(crate) fn whole_view(file: &read::ChunkedFile) -> Result<Fragment> {
     let window = file.meta().window;
     let n = file.observations()?.0.len();
-    file.view(window, 0..n, &|r, b| file.decode(r, b).map(Arc::new))
+    file.view(
+        window,
+        0..n,
+        &|r, b| file.decode(r, b).map(Arc::new),
+        read::Decoding::Parallel,
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::store::scene_names::SceneNames;
 use crate::store::{Error, FragmentCompression, Result};
 use arrow_array::StringArray;
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, OffsetBuffer, ScalarBuffer};
+use rayon::prelude::*;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -518,7 +519,8 @@ impl ChunkedFile {
         &self,
         window: PixelWindow,
         obs: Range<usize>,
-        batch: &dyn Fn(usize, usize) -> Result<Arc<DecodedBatch>>,
+        batch: &(dyn Fn(usize, usize) -> Result<Arc<DecodedBatch>> + Sync),
+        decoding: Decoding,
     ) -> Result<Fragment> {
         let m = &self.meta;
         let (times, ids) = self.observations()?;
@@ -581,53 +583,71 @@ impl ChunkedFile {
         let slots = by_row.iter().map(|(_, s)| s.len()).sum::<usize>();
         let mut valid = BooleanBufferBuilder::new(nobs * ww * wh);
         let mut any_invalid = false;
-        for (block, range) in ranges.iter().enumerate().skip(first_block) {
-            if range.start >= obs.end {
-                break;
-            }
-            // This block's batch of every chunk the window meets, decoded once.
-            let mut decoded: Vec<Option<Arc<DecodedBatch>>> = vec![None; slots];
-            for (_, segs) in &by_row {
-                for seg in segs {
-                    if let Some(r) = seg.run {
-                        decoded[seg.slot] = Some(batch(r, block)?);
-                    }
+        // The batches of a few blocks are decoded at once (in parallel when asked), then
+        // copied: a pixel's history over years is hundreds of small batches per fragment.
+        let slot_runs: Vec<(usize, usize)> = by_row
+            .iter()
+            .flat_map(|(_, segs)| segs.iter())
+            .filter_map(|seg| Some((seg.slot, seg.run?)))
+            .collect();
+        let blocks: Vec<usize> = (first_block..ranges.len())
+            .take_while(|&b| ranges[b].start < obs.end)
+            .collect();
+        let per_group = (DECODE_GROUP / slot_runs.len().max(1)).max(1);
+        for group in blocks.chunks(per_group) {
+            let wanted: Vec<(usize, usize, usize)> = (0..group.len())
+                .flat_map(|g| slot_runs.iter().map(move |&(slot, run)| (g, slot, run)))
+                .collect();
+            let decode = |&(g, _, run): &(usize, usize, usize)| batch(run, group[g]);
+            let got: Vec<Arc<DecodedBatch>> = match decoding {
+                Decoding::Parallel if wanted.len() >= 4 => {
+                    wanted.par_iter().map(decode).collect::<Result<_>>()?
                 }
+                _ => wanted.iter().map(decode).collect::<Result<_>>()?,
+            };
+            let mut decoded: Vec<Vec<Option<Arc<DecodedBatch>>>> =
+                vec![vec![None; slots]; group.len()];
+            for (&(g, slot, _), d) in wanted.iter().zip(got) {
+                decoded[g][slot] = Some(d);
             }
-            for i in range.start.max(obs.start)..range.end.min(obs.end) {
-                let o = i - obs.start;
-                let row_in_block = i - range.start;
-                for (cr, segs) in &by_row {
-                    let rows = (cr * shape.rows).max(window.row)
-                        ..((cr + 1) * shape.rows).min(window.row + window.height);
-                    for tr in rows {
-                        for seg in segs {
-                            let n = seg.cols.len();
-                            let dst = ((o * wh + (tr - window.row) as usize) * ww
-                                + (seg.cols.start - window.col) as usize)
-                                * size;
-                            let Some(d) = &decoded[seg.slot] else {
-                                valid.append_n(n, false);
-                                any_invalid = true;
-                                continue;
-                            };
-                            let src = row_in_block * shape.samples()
-                                + (tr - seg.chunk.row) as usize * shape.cols as usize
-                                + (seg.cols.start - seg.chunk.col) as usize;
-                            let bytes = d.values.as_slice();
-                            if (src + n) * size > bytes.len() {
-                                return Err(self
-                                    .corrupt("a batch holds fewer pixels than its chunk".into()));
-                            }
-                            values[dst..dst + n * size]
-                                .copy_from_slice(&bytes[src * size..(src + n) * size]);
-                            match &d.validity {
-                                Some(v) => {
-                                    let off = v.offset() + src;
-                                    valid.append_packed_range(off..off + n, v.values());
+            for (&block, decoded) in group.iter().zip(&decoded) {
+                let range = &ranges[block];
+                for i in range.start.max(obs.start)..range.end.min(obs.end) {
+                    let o = i - obs.start;
+                    let row_in_block = i - range.start;
+                    for (cr, segs) in &by_row {
+                        let rows = (cr * shape.rows).max(window.row)
+                            ..((cr + 1) * shape.rows).min(window.row + window.height);
+                        for tr in rows {
+                            for seg in segs {
+                                let n = seg.cols.len();
+                                let dst = ((o * wh + (tr - window.row) as usize) * ww
+                                    + (seg.cols.start - window.col) as usize)
+                                    * size;
+                                let Some(d) = &decoded[seg.slot] else {
+                                    valid.append_n(n, false);
                                     any_invalid = true;
+                                    continue;
+                                };
+                                let src = row_in_block * shape.samples()
+                                    + (tr - seg.chunk.row) as usize * shape.cols as usize
+                                    + (seg.cols.start - seg.chunk.col) as usize;
+                                let bytes = d.values.as_slice();
+                                if (src + n) * size > bytes.len() {
+                                    return Err(self.corrupt(
+                                        "a batch holds fewer pixels than its chunk".into(),
+                                    ));
                                 }
-                                None => valid.append_n(n, true),
+                                values[dst..dst + n * size]
+                                    .copy_from_slice(&bytes[src * size..(src + n) * size]);
+                                match &d.validity {
+                                    Some(v) => {
+                                        let off = v.offset() + src;
+                                        valid.append_packed_range(off..off + n, v.values());
+                                        any_invalid = true;
+                                    }
+                                    None => valid.append_n(n, true),
+                                }
                             }
                         }
                     }
@@ -656,6 +676,19 @@ impl ChunkedFile {
         )
         .map_err(|e| self.corrupt(e))
     }
+}
+
+/// Batches decoded at once by a view (about 2 MB of 32x32x16 u16 chunks).
+const DECODE_GROUP: usize = 64;
+
+/// How a view decodes its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decoding {
+    /// On the rayon pool, a group of batches at a time.
+    Parallel,
+    /// On the calling thread (for callers that must not wait on the pool, such as the maker
+    /// of a cache entry other tasks may wait for).
+    Sequential,
 }
 
 /// The part of one chunk's columns a view takes.

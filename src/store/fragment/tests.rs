@@ -494,3 +494,47 @@ fn stats_blocks_match_naive() {
     assert!((s.mean.unwrap() - kept.iter().sum::<f64>() / kept.len() as f64).abs() < 1e-9);
     assert_eq!(pixel_stats::<u8>(&[], None), PixelStats::default());
 }
+
+#[test]
+fn views_decoded_in_parallel_equal_views_decoded_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let t = |d: u32| DateTime::from_timestamp(1_700_000_000 + d as i64 * 86_400, 0).unwrap();
+    let mut data = sample(Some(0.0));
+    // 40 observations: 40 blocks of 1, more than one decoding group of the 2x2 chunks.
+    data.observations = (0..40u16)
+        .map(|i| Observation {
+            time: t(u32::from(i)),
+            scene_id: format!("s{i}"),
+            pixels: (0..8u16).map(|p| i * 8 + p + 1).collect::<Vec<_>>().into(),
+            valid: None,
+        })
+        .collect();
+    for compression in ALL {
+        let p = d.path().join(format!("{compression:?}.arrow"));
+        write_fragment_file(&p, &mut data.clone(), &settings(1, compression, false)).unwrap();
+        let bytes = Buffer::from_vec(std::fs::read(&p).unwrap());
+        let file = read::ChunkedFile::from_whole(&p, bytes).unwrap();
+        let decode = |r: usize, b: usize| file.decode(r, b).map(Arc::new);
+        for (window, obs) in [
+            (PixelWindow::new(0, 0, 4, 2), 0..40),
+            (PixelWindow::new(1, 1, 1, 1), 3..37),
+            (PixelWindow::new(2, 0, 2, 2), 39..40),
+        ] {
+            let parallel = file
+                .view(window, obs.clone(), &decode, read::Decoding::Parallel)
+                .unwrap();
+            let in_order = file
+                .view(window, obs.clone(), &decode, read::Decoding::Sequential)
+                .unwrap();
+            assert_eq!(parallel.record_batch(), in_order.record_batch());
+            assert_eq!(parallel.len(), obs.len());
+            // Pixel (row 1, col 1) of observation i is i * 8 + 5 + 1.
+            if window == PixelWindow::new(1, 1, 1, 1) {
+                for (k, i) in obs.clone().enumerate() {
+                    assert_eq!(parallel.pixels::<u16>(k).unwrap(), &[i as u16 * 8 + 6]);
+                    assert_eq!(parallel.scene_id(k), format!("s{i}"));
+                }
+            }
+        }
+    }
+}
