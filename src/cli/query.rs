@@ -261,5 +261,8 @@ pub fn run(args: Args) -> CliResult {
         });
         eprintln!("{json}");
     }
+    // The process ends here: the system takes its memory back at once, without the
+    // snapshot's decoded batches being freed one by one (2 ms for a pixel over 5 years).
+    std::mem::forget(plan);
     Ok(Outcome::Ok)
 }

@@ -192,26 +192,31 @@ pub fn print_point_table(cube: &Cube) -> String {
     }
     out.push_str("  scene\n");
     for (ti, t) in cube.times.iter().enumerate() {
-        let _ = write!(out, "{:<12}", t.format("%Y-%m-%d"));
+        // A date's Display is its ISO form, without parsing a format string per line.
+        let _ = write!(out, "{:<12}", t.date_naive().to_string());
         for bi in 0..cube.bands.len() {
             let v = cube.data[[ti, bi, 0, 0]];
-            if v.is_nan() {
-                let _ = write!(out, " {:>12}", "-");
-            } else {
-                let _ = write!(out, " {:>12}", format_value(v));
-            }
+            let _ = match v {
+                v if v.is_nan() => write!(out, " {:>12}", "-"),
+                v if whole(v) => write!(out, " {v:>12.0}"),
+                v => write!(out, " {v:>12.4}"),
+            };
         }
-        let _ = writeln!(out, "  {}", cube.scenes[ti].join("+"));
+        out.push_str("  ");
+        for (k, scene) in cube.scenes[ti].iter().enumerate() {
+            if k > 0 {
+                out.push('+');
+            }
+            out.push_str(scene);
+        }
+        out.push('\n');
     }
     out
 }
 
-fn format_value(v: f32) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e9 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.4}")
-    }
+/// True for a value printed without decimals.
+fn whole(v: f32) -> bool {
+    v.fract() == 0.0 && v.abs() < 1e9
 }
 
 #[cfg(test)]
