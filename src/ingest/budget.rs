@@ -162,6 +162,20 @@ pub fn mib_ceil(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
 }
 
+/// Gives the pages of memory the run has freed back to the system. glibc keeps freed blocks
+/// in the arena of the thread that allocated them, fragmented between live ones, so without
+/// this a long run's resident memory grows past its budget flush after flush (a 240-scene
+/// batch peaked at 2x a 256 MB budget). Called after each scene is cut and after each flush
+/// of the waiting observations.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only hands free pages of the allocator's own heaps back to the
+    // system; no live allocation is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
