@@ -19,6 +19,13 @@ and the ratio (goal: >= 100x for both), and beside each PixelQuery time the engi
 time for the same query in the same process (``time_engine``: the query run in Rust, no
 Python object built), so the Python layer's share is the difference. The tile is also
 loaded lazily with ``chunks=`` (one grid tile per chunk) and computed, on both sides.
+
+Exports: the tile and a 2 x 2-tile box (768 x 768 px, the tile and its neighbours east and
+south) written to GeoTIFF by a ``pixelquery query --bbox ... --out X.tif`` process (the CLI on
+``PATH``, or ``PIXELQUERY_BIN``), against ``odc.stac.load`` of the same pixels alone (no file
+written), and against the load plus ``rio.to_raster`` of the 48 bands (time x band) with the
+CLI's layout: DEFLATE, horizontal predictor, 256 px tiles (what an odc-stac user runs to get
+the same file).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -150,6 +159,45 @@ def main() -> int:
             lambda: odc.stac.load(items, bands=bands, geobox=tile_box, chunks={"x": 384, "y": 384}).compute(),
         ),
     }
+    # Exports by the CLI, as a process (what a user runs), against odc-stac loading the pixels.
+    exe = os.environ.get("PIXELQUERY_BIN") or shutil.which("pixelquery")
+    box = (tile[0], tile[1] - size, tile[2] + size, tile[3])
+    box_box = GeoBox.from_bbox(box, crs, resolution=res)
+    out_tif = workdir / "out.tif"
+
+    def export(bounds):
+        def run():
+            out_tif.unlink(missing_ok=True)
+            subprocess.run(
+                [exe, "query", str(workdir / "wh"), "--bbox", ",".join(map(str, bounds)), "--crs", str(grid["epsg"]),
+                 "--bands", ",".join(bands), "--out", str(out_tif)],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        return run
+
+    odc_tif = workdir / "odc.tif"
+
+    def odc_export(geobox):
+        import rioxarray  # noqa: F401 (the .rio accessor)
+        import xarray as xr
+
+        def run():
+            cube = odc.stac.load(items, bands=bands, geobox=geobox, pool=threads).to_array("band")
+            cube = cube.transpose("time", "band", "y", "x")
+            t, b, h, w = cube.shape
+            flat = xr.DataArray(cube.data.reshape(t * b, h, w), dims=("band", "y", "x"), coords={"y": cube.y, "x": cube.x})
+            odc_tif.unlink(missing_ok=True)
+            flat.rio.write_crs(crs).rio.to_raster(odc_tif, compress="DEFLATE", predictor=2, tiled=True, blockxsize=256, blockysize=256)
+        return run
+
+    if exe:
+        cases["tile_tif"] = (export(tile), lambda: odc.stac.load(items, bands=bands, geobox=tile_box, pool=threads))
+        cases["box_tif"] = (export(box), lambda: odc.stac.load(items, bands=bands, geobox=box_box, pool=threads))
+        cases["tile_tif_written"] = (export(tile), odc_export(tile_box))
+        cases["box_tif_written"] = (export(box), odc_export(box_box))
+    else:
+        print("note: no pixelquery CLI on PATH (or PIXELQUERY_BIN): exports not timed", file=sys.stderr)
+
     # The engine alone: the same queries run in Rust (no DataArray, no numpy array).
     from pixelquery._args import query_spec
 
@@ -169,7 +217,7 @@ def main() -> int:
         np.testing.assert_array_equal(pq.y.values, ref_cube.y.values)
         np.testing.assert_array_equal(pq.time.values, ref_cube.time.values.astype("datetime64[ns]"))
 
-    times = {key: [] for key in ("tile", "tile_f32", "point", "tile_dask", "tile_odc", "point_odc", "tile_dask_odc")}
+    times = {key: [] for name in cases for key in (name, name + "_odc")}
     engine_times = {key: [] for key in engine}
     with dask.config.set(scheduler="threads"):
         for _ in range(args.repeat):
@@ -196,6 +244,13 @@ def main() -> int:
         ("one pixel's series, uint16", "point", "point_odc"),
         ("one tile, uint16, Dask (`chunks=`, computed)", "tile_dask", "tile_dask_odc"),
     ]
+    if exe:
+        rows += [
+            ("one tile to `.tif` (CLI process; odc-stac: load only)", "tile_tif", "tile_tif_odc"),
+            ("2 x 2-tile box, 768 x 768 px, to `.tif` (same)", "box_tif", "box_tif_odc"),
+            ("one tile to `.tif` (odc-stac: load + `rio.to_raster`, DEFLATE)", "tile_tif_written", "tile_tif_written_odc"),
+            ("2 x 2-tile box to `.tif` (same)", "box_tif_written", "box_tif_written_odc"),
+        ]
     for label, mine, theirs in rows:
         a, b = median_ms(times[mine]), median_ms(times[theirs])
         alone = f"{median_ms(engine_times[mine]):.2f} ms" if mine in engine_times else "-"
