@@ -1144,6 +1144,10 @@ pub(super) struct SlabWork {
 impl SlabWork {
     /// The work of `slabs` slabs from `(slab, time, fragment, observation)` items.
     pub(super) fn new(slabs: usize, mut items: Vec<(usize, i64, usize, usize)>) -> SlabWork {
+        debug_assert!(
+            items.iter().all(|item| item.0 < slabs),
+            "an item past the slabs"
+        );
         items.sort_unstable();
         let mut starts = Vec::with_capacity(slabs + 1);
         let mut at = 0;

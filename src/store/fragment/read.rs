@@ -593,7 +593,8 @@ impl ChunkedFile {
         let blocks: Vec<usize> = (first_block..ranges.len())
             .take_while(|&b| ranges[b].start < obs.end)
             .collect();
-        let per_group = (DECODE_GROUP / slot_runs.len().max(1)).max(1);
+        let batch_bytes = shape.samples() * shape.observations as usize * size;
+        let per_group = (DECODE_GROUP_BYTES / (slot_runs.len() * batch_bytes).max(1)).max(1);
         for group in blocks.chunks(per_group) {
             let wanted: Vec<(usize, usize, usize)> = (0..group.len())
                 .flat_map(|g| slot_runs.iter().map(move |&(slot, run)| (g, slot, run)))
@@ -678,8 +679,10 @@ impl ChunkedFile {
     }
 }
 
-/// Batches decoded at once by a view (about 2 MB of 32x32x16 u16 chunks).
-const DECODE_GROUP: usize = 64;
+/// Decoded bytes a view holds at once, at most (or one block's batches when they are more):
+/// 64 batches of 32x32x16 u16 chunks. Unit tests use a few batches, so their small
+/// fragments cross group edges.
+const DECODE_GROUP_BYTES: usize = if cfg!(test) { 64 } else { 2 << 20 };
 
 /// How a view decodes its batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -500,13 +500,19 @@ fn views_decoded_in_parallel_equal_views_decoded_in_order() {
     let d = tempfile::tempdir().unwrap();
     let t = |d: u32| DateTime::from_timestamp(1_700_000_000 + d as i64 * 86_400, 0).unwrap();
     let mut data = sample(Some(0.0));
-    // 40 observations: 40 blocks of 1, more than one decoding group of the 2x2 chunks.
+    // 40 observations, blocks of 1: views cross the edges of decoding groups (a few batches
+    // in unit tests). Column 3 is never valid, so its chunk is absent; every third
+    // observation also lacks pixel (0, 0).
     data.observations = (0..40u16)
         .map(|i| Observation {
             time: t(u32::from(i)),
             scene_id: format!("s{i}"),
             pixels: (0..8u16).map(|p| i * 8 + p + 1).collect::<Vec<_>>().into(),
-            valid: None,
+            valid: Some(BooleanBuffer::from(
+                (0..8)
+                    .map(|p| p % 4 != 3 && !(p == 0 && i % 3 == 0))
+                    .collect::<Vec<_>>(),
+            )),
         })
         .collect();
     for compression in ALL {
@@ -528,6 +534,13 @@ fn views_decoded_in_parallel_equal_views_decoded_in_order() {
                 .unwrap();
             assert_eq!(parallel.record_batch(), in_order.record_batch());
             assert_eq!(parallel.len(), obs.len());
+            if window == PixelWindow::new(0, 0, 4, 2) {
+                for i in 0..40 {
+                    let valid = parallel.valid_mask(i);
+                    assert_eq!(valid[0], i % 3 != 0, "observation {i}");
+                    assert!(!valid[3] && !valid[7] && valid[5]);
+                }
+            }
             // Pixel (row 1, col 1) of observation i is i * 8 + 5 + 1.
             if window == PixelWindow::new(1, 1, 1, 1) {
                 for (k, i) in obs.clone().enumerate() {
