@@ -440,23 +440,15 @@ pub(crate) fn paint_slab<'s, P: Painter>(
                     .map(|(xs, _)| xs.clone()),
             );
             spans.sort_unstable_by_key(|s| s.start);
-            let mut x = 0;
-            for s in &spans {
-                row[x..s.start.max(x)].fill(MaybeUninit::new(empty));
-                x = x.max(s.end);
-            }
-            row[x..].fill(MaybeUninit::new(empty));
+            fill_gaps(row, &spans, empty);
         }
     } else {
         slab.fill(MaybeUninit::new(empty));
     }
-    // SAFETY: every element is initialised: in the tidy case each row is partitioned into the
-    // column ranges of the distinct rectangles covering it (written in full by their first
-    // layer: `paint_typed` and `paint_invalid` write every element of every row of a
-    // placement) and the gaps between them (written just above); otherwise the whole slab was
-    // filled. `MaybeUninit<E>` has the layout of `E`.
-    let slab: &mut [P::Elem] =
-        unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<P::Elem>(), slab.len()) };
+    // SAFETY: in the tidy case each row is partitioned into the column ranges of the distinct
+    // rectangles covering it (written in full by their first layer) and the gaps between them
+    // (written just above); otherwise the whole slab was filled.
+    let slab = unsafe { assume_written(slab) };
     for (l, _) in layers.iter().zip(&first).filter(|(_, &f)| !f) {
         painter.paint(slab, width, l);
     }
@@ -472,20 +464,37 @@ fn paint_one<'s, P: Painter>(
     painter: &P,
 ) -> &'s mut [P::Elem] {
     painter.paint(slab, width, layer);
-    let empty = MaybeUninit::new(painter.empty());
     let (xs, ys) = layer.placement.rect();
     for (y, row) in slab.chunks_exact_mut(width).enumerate() {
-        if ys.contains(&y) {
-            row[..xs.start].fill(empty);
-            row[xs.end..].fill(empty);
+        let covered = if ys.contains(&y) {
+            &[xs.clone()][..]
         } else {
-            row.fill(empty);
-        }
+            &[]
+        };
+        fill_gaps(row, covered, painter.empty());
     }
-    // SAFETY: the layer wrote every element of its rectangle (`paint_typed` and
-    // `paint_invalid` write every element of every row of a placement) and the loop above
-    // every other one. `MaybeUninit<E>` has the layout of `E`.
-    unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<P::Elem>(), slab.len()) }
+    // SAFETY: the layer wrote its rectangle and the loop above every other element.
+    unsafe { assume_written(slab) }
+}
+
+/// Writes `empty` into the columns of `row` outside `covered` (column ranges sorted by their
+/// start; they may overlap).
+fn fill_gaps<E: Copy>(row: &mut [MaybeUninit<E>], covered: &[Range<usize>], empty: E) {
+    let mut x = 0;
+    for s in covered {
+        row[x..s.start.max(x)].fill(MaybeUninit::new(empty));
+        x = x.max(s.end);
+    }
+    row[x..].fill(MaybeUninit::new(empty));
+}
+
+/// The slab as written elements.
+///
+/// # Safety
+/// Every element of `slab` must have been written. Painters do write every element of every
+/// row of a placement (`paint_typed`, `paint_invalid`); `MaybeUninit<E>` has the layout of `E`.
+unsafe fn assume_written<E>(slab: &mut [MaybeUninit<E>]) -> &mut [E] {
+    unsafe { std::slice::from_raw_parts_mut(slab.as_mut_ptr().cast::<E>(), slab.len()) }
 }
 
 fn paint_invalid<E: Elem, S: Slot<E>>(slab: &mut [S], width: usize, p: &Placement, empty: E) {
