@@ -122,6 +122,20 @@ struct Code {
     description: Vec<u8>,
 }
 
+impl Code {
+    /// Bytes the literals with these `counts` take in this code; `None` when a present byte
+    /// has no code.
+    fn cost(&self, counts: &[u32; 256]) -> Option<u64> {
+        let mut bits = 0u64;
+        let mut missing = false;
+        for (&c, &b) in counts.iter().zip(&self.bits) {
+            missing |= c > 0 && b == 0;
+            bits += u64::from(c) * u64::from(b);
+        }
+        (!missing).then(|| bits.div_ceil(8))
+    }
+}
+
 #[derive(Default)]
 struct BlockEncoder {
     /// The previous block's code, which the next block may reuse.
@@ -142,66 +156,65 @@ impl BlockEncoder {
             return;
         }
         if data.len() >= MIN_HUFFMAN {
-            if let Some((body, code)) = self.literals_block(data, &counts) {
-                if body.len() < data.len() {
-                    out.extend_from_slice(&header(2, body.len()));
-                    out.extend_from_slice(&body);
+            let start = out.len();
+            out.extend_from_slice(&header(2, 0));
+            if let Some(code) = self.literals_block(data, &counts, out) {
+                let size = out.len() - start - 3;
+                if size < data.len() {
+                    out[start..start + 3].copy_from_slice(&header(2, size));
                     // The decoder keeps the last table it read: reusable from now on.
                     self.previous = Some(code);
                     return;
                 }
             }
+            out.truncate(start);
         }
         out.extend_from_slice(&header(0, data.len()));
         out.extend_from_slice(data);
     }
 
-    /// A compressed block's content: Huffman literals (new or reused table) and an empty
-    /// sequences section, and the table it uses. `None` when no table can be described.
-    fn literals_block(&self, data: &[u8], counts: &[u32; 256]) -> Option<(Vec<u8>, Code)> {
-        let cost = |code: &Code| -> Option<u64> {
-            let mut bits = 0u64;
-            for (s, &c) in counts.iter().enumerate() {
-                if c > 0 {
-                    if code.bits[s] == 0 {
-                        return None;
-                    }
-                    bits += u64::from(c) * u64::from(code.bits[s]);
-                }
-            }
-            Some(bits.div_ceil(8))
-        };
+    /// Appends a compressed block's content to `out`: Huffman literals (new or reused table)
+    /// and an empty sequences section. Returns the table it used; `None` (with `out` left
+    /// partly written) when no table can be described.
+    fn literals_block(&self, data: &[u8], counts: &[u32; 256], out: &mut Vec<u8>) -> Option<Code> {
         let fresh = build_code(counts);
         let fresh_cost = fresh
             .as_ref()
-            .and_then(|c| cost(c).map(|b| b + c.description.len() as u64));
-        let reuse_cost = self.previous.as_ref().and_then(cost);
+            .and_then(|c| c.cost(counts).map(|b| b + c.description.len() as u64));
+        let reuse_cost = self.previous.as_ref().and_then(|c| c.cost(counts));
         let (code, reuse) = match (fresh, fresh_cost, reuse_cost) {
             (_, Some(f), Some(r)) if r <= f => (self.previous.clone()?, true),
             (Some(c), Some(_), _) => (c, false),
             (_, None, Some(_)) => (self.previous.clone()?, true),
             _ => return None,
         };
-        let streams = encode_streams(data, &code);
-        let size = streams.len() + if reuse { 0 } else { code.description.len() };
-        // Literals section header: type (2 compressed, 3 reused table), 4 streams, sizes.
-        let kind = if reuse { 3u64 } else { 2 };
+        // Literals section header (type 2 compressed, 3 reused table; 4 streams; sizes),
+        // written once the size is known: 4 bytes when both sizes fit 14 bits, else 5.
         let regen = data.len() as u64;
-        let mut body = Vec::with_capacity(size + 8);
-        if data.len() < 16 << 10 && size < 16 << 10 {
-            let h = kind | 2 << 2 | regen << 4 | (size as u64) << 18;
-            body.extend_from_slice(&h.to_le_bytes()[..4]);
-        } else {
-            let h = kind | 3 << 2 | regen << 4 | (size as u64) << 22;
-            body.extend_from_slice(&h.to_le_bytes()[..5]);
-        }
+        let short = data.len() < 16 << 10;
+        let at = out.len();
+        out.extend_from_slice(&[0; 5][..if short { 4 } else { 5 }]);
         if !reuse {
-            body.extend_from_slice(&code.description);
+            out.extend_from_slice(&code.description);
         }
-        body.extend_from_slice(&streams);
+        encode_streams(data, &code, out);
+        let mut size = (out.len() - at - if short { 4 } else { 5 }) as u64;
+        let kind = if reuse { 3u64 } else { 2 };
+        if short && size >= 16 << 10 {
+            // Does not fit the short header: shift the section by one byte.
+            out.insert(at + 4, 0);
+            size = (out.len() - at - 5) as u64;
+        }
+        if short && size < 16 << 10 {
+            let h = kind | 2 << 2 | regen << 4 | size << 18;
+            out[at..at + 4].copy_from_slice(&h.to_le_bytes()[..4]);
+        } else {
+            let h = kind | 3 << 2 | regen << 4 | size << 22;
+            out[at..at + 5].copy_from_slice(&h.to_le_bytes()[..5]);
+        }
         // Sequences section: none.
-        body.push(0);
-        Some((body, code))
+        out.push(0);
+        Some(code)
     }
 }
 
@@ -221,42 +234,104 @@ fn histogram(data: &[u8]) -> [u32; 256] {
     std::array::from_fn(|i| t[0][i] + t[1][i] + t[2][i] + t[3][i])
 }
 
-/// The four Huffman streams of `data` with their jump table.
-fn encode_streams(data: &[u8], code: &Code) -> Vec<u8> {
+/// One backward Huffman bitstream being written into its region of a scratch buffer.
+struct Stream {
+    /// Bits not yet stored, least significant first, and how many.
+    acc: u64,
+    used: u32,
+    /// Bytes stored so far.
+    len: usize,
+}
+
+impl Stream {
+    /// Stores the whole bytes of `acc` at `region[len..]`, keeping the rest (fewer than 8
+    /// bits) pending. `region` must have 8 bytes of room past `len`.
+    #[inline(always)]
+    fn flush(&mut self, region: &mut [u8]) {
+        // All eight bytes, then advance over the whole ones: one fixed-size store.
+        region[self.len..self.len + 8].copy_from_slice(&self.acc.to_le_bytes());
+        let whole = self.used >> 3;
+        self.len += whole as usize;
+        self.acc >>= whole * 8;
+        self.used &= 7;
+    }
+
+    #[inline(always)]
+    fn put(&mut self, packed: u32) {
+        self.acc |= u64::from(packed >> 8) << self.used;
+        self.used += packed & 0xff;
+    }
+}
+
+/// Appends the four Huffman streams of `data` (at least 16 bytes) with their jump table to
+/// `out`.
+///
+/// The decoder reads each stream backward, so each is written from its last byte. The four
+/// are written in step, four bytes of each between stores, so the processor works on four
+/// independent bit accumulators instead of waiting on one.
+fn encode_streams(data: &[u8], code: &Code, out: &mut Vec<u8>) {
     let segment = data.len().div_ceil(4);
     // Value and length of each code in one word: one lookup per byte.
     let packed: [u32; 256] =
         std::array::from_fn(|s| u32::from(code.value[s]) << 8 | u32::from(code.bits[s]));
-    let mut out = Vec::with_capacity(data.len() + 64);
-    out.extend_from_slice(&[0; 6]);
+    let part = |k: usize| &data[(k * segment).min(data.len())..((k + 1) * segment).min(data.len())];
+    let parts = [part(0), part(1), part(2), part(3)];
+    // At most MAX_BITS per byte, the end marker, and the slack of an 8-byte store.
+    let room = (segment * MAX_BITS as usize).div_ceil(8) + 16;
+    let mut scratch = vec![0u8; 4 * room];
+    let (r0, rest) = scratch.split_at_mut(room);
+    let (r1, rest) = rest.split_at_mut(room);
+    let (r2, r3) = rest.split_at_mut(room);
+    let mut streams: [Stream; 4] = std::array::from_fn(|_| Stream {
+        acc: 0,
+        used: 0,
+        len: 0,
+    });
+    // Quads every part has, from the ends (the last part may be shorter).
+    let common = parts[3].len() / 4;
+    let [s0, s1, s2, s3] = &mut streams;
+    let quads = parts[0]
+        .rchunks_exact(4)
+        .zip(parts[1].rchunks_exact(4))
+        .zip(parts[2].rchunks_exact(4))
+        .zip(parts[3].rchunks_exact(4));
+    for (((a, b), c), d) in quads {
+        for i in (0..4).rev() {
+            s0.put(packed[a[i] as usize]);
+            s1.put(packed[b[i] as usize]);
+            s2.put(packed[c[i] as usize]);
+            s3.put(packed[d[i] as usize]);
+        }
+        // At most 4 x 11 bits were added to fewer than 8 pending bits.
+        s0.flush(r0);
+        s1.flush(r1);
+        s2.flush(r2);
+        s3.flush(r3);
+    }
+    let regions: [&mut [u8]; 4] = [r0, r1, r2, r3];
     let mut sizes = [0usize; 4];
-    for (k, chunk) in data.chunks(segment).enumerate() {
-        let start = out.len();
-        let mut bits = Bits::new(std::mem::take(&mut out));
-        // Read backward by the decoder: the last byte goes in first.
-        let (head, quads) = chunk.split_at(chunk.len() % 4);
-        for q in quads.chunks_exact(4).rev() {
-            for &b in q.iter().rev() {
-                let c = packed[b as usize];
-                bits.acc |= u64::from(c >> 8) << bits.used;
-                bits.used += c & 0xff;
-            }
-            // At most 4 x 11 bits were added to fewer than 8 pending bits.
-            bits.flush();
+    for (k, (stream, region)) in streams.iter_mut().zip(regions).enumerate() {
+        let p = parts[k];
+        for &b in p[..p.len() - 4 * common].iter().rev() {
+            stream.put(packed[b as usize]);
+            stream.flush(region);
         }
-        for &b in head.iter().rev() {
-            bits.put(
-                u64::from(code.value[b as usize]),
-                u32::from(code.bits[b as usize]),
-            );
+        // The end marker, then the last partial byte.
+        stream.put(1 << 8 | 1);
+        stream.flush(region);
+        if stream.used > 0 {
+            region[stream.len] = stream.acc as u8;
+            stream.len += 1;
         }
-        out = bits.close();
-        sizes[k] = out.len() - start;
+        sizes[k] = stream.len;
     }
-    for (k, size) in sizes.iter().take(3).enumerate() {
-        out[k * 2..k * 2 + 2].copy_from_slice(&(*size as u16).to_le_bytes());
+    out.reserve(6 + sizes.iter().sum::<usize>());
+    for size in &sizes[..3] {
+        out.extend_from_slice(&(*size as u16).to_le_bytes());
     }
-    out
+    for (region, size) in scratch.chunks_exact(room).zip(sizes) {
+        out.extend_from_slice(&region[..size]);
+    }
 }
 
 /// A complete, length-limited Huffman code for `counts` (at least two symbols), with its
@@ -267,14 +342,22 @@ fn build_code(counts: &[u32; 256]) -> Option<Code> {
     let max = *lengths.iter().max()? as u32;
     // Canonical values: each symbol of weight w = max + 1 - length takes 2^(w-1) slots of a
     // 2^max table, lowest weights first, by symbol within a weight.
-    let mut value = [0u16; 256];
+    let mut per_length = [0u32; MAX_BITS as usize + 1];
+    for &l in &lengths {
+        per_length[l as usize] += 1;
+    }
+    let mut next = [0u32; MAX_BITS as usize + 1];
     let mut slot = 0u32;
     for len in (1..=max).rev() {
-        for s in 0..256 {
-            if lengths[s] as u32 == len {
-                value[s] = (slot >> (max - len)) as u16;
-                slot += 1 << (max - len);
-            }
+        next[len as usize] = slot;
+        slot += per_length[len as usize] << (max - len);
+    }
+    let mut value = [0u16; 256];
+    for (s, &l) in lengths.iter().enumerate() {
+        if l > 0 {
+            let l = u32::from(l);
+            value[s] = (next[l as usize] >> (max - l)) as u16;
+            next[l as usize] += 1 << (max - l);
         }
     }
     debug_assert_eq!(slot, 1 << max);
@@ -300,37 +383,52 @@ fn build_code(counts: &[u32; 256]) -> Option<Code> {
 /// Huffman code lengths limited to [`MAX_BITS`], forming a complete code (the weights of a
 /// ZSTD table imply the last one from that). `None` with fewer than two symbols.
 fn code_lengths(counts: &[u32; 256]) -> Option<[u8; 256]> {
-    let mut symbols: Vec<(u32, usize)> = (0..256)
-        .filter(|&s| counts[s] > 0)
-        .map(|s| (counts[s], s))
-        .collect();
-    if symbols.len() < 2 {
+    // (count, symbol) packed in one key, rarest first.
+    let mut symbols = [0u64; 256];
+    let mut n = 0;
+    for (s, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            symbols[n] = u64::from(c) << 8 | s as u64;
+            n += 1;
+        }
+    }
+    if n < 2 {
         return None;
     }
+    let symbols = &mut symbols[..n];
     symbols.sort_unstable();
-    // Huffman's construction with two queues over the sorted leaves.
-    let n = symbols.len();
-    let mut weight: Vec<u64> = symbols.iter().map(|&(c, _)| u64::from(c)).collect();
-    let mut parent = vec![0usize; 2 * n - 1];
-    let (mut leaf, mut node) = (0usize, n);
-    for next in n..2 * n - 1 {
-        let mut pick = || {
-            if leaf < n && (node >= next || weight[leaf] <= weight[node]) {
-                leaf += 1;
-                leaf - 1
-            } else {
-                node += 1;
-                node - 1
-            }
-        };
-        let (a, b) = (pick(), pick());
-        weight.push(weight[a] + weight[b]);
-        parent[a] = next;
-        parent[b] = next;
+    // Huffman's construction with two queues, the sorted leaves and the merged nodes in
+    // the order they are made; an empty queue's head weighs u64::MAX. Nodes are numbered
+    // after the leaves.
+    let mut leaves = [u64::MAX; 257];
+    for (w, &key) in leaves.iter_mut().zip(symbols.iter()) {
+        *w = key >> 8;
     }
-    let mut depth = vec![0u32; 2 * n - 1];
+    let mut nodes = [u64::MAX; 256];
+    let mut parent = [0u16; 511];
+    let (mut leaf, mut node) = (0usize, 0usize);
+    for made in 0..n - 1 {
+        // Branch-free picks: which queue wins depends on the data.
+        let mut pick = || {
+            let from_leaf = leaves[leaf] <= nodes[node];
+            let (index, weight) = if from_leaf {
+                (leaf, leaves[leaf])
+            } else {
+                (n + node, nodes[node])
+            };
+            leaf += usize::from(from_leaf);
+            node += usize::from(!from_leaf);
+            (index, weight)
+        };
+        let (a, wa) = pick();
+        let (b, wb) = pick();
+        nodes[made] = wa + wb;
+        parent[a] = (n + made) as u16;
+        parent[b] = (n + made) as u16;
+    }
+    let mut depth = [0u32; 511];
     for i in (0..2 * n - 2).rev() {
-        depth[i] = depth[parent[i]] + 1;
+        depth[i] = depth[parent[i] as usize] + 1;
     }
     let mut len: Vec<u32> = depth[..n].iter().map(|&d| d.min(MAX_BITS)).collect();
     // Kraft sum in units of 2^-MAX_BITS: lengthen the rarest short codes while over-full,
@@ -356,8 +454,8 @@ fn code_lengths(counts: &[u32; 256]) -> Option<[u8; 256]> {
         len[i] -= 1;
     }
     let mut lengths = [0u8; 256];
-    for (k, &(_, s)) in symbols.iter().enumerate() {
-        lengths[s] = len[k] as u8;
+    for (k, &key) in symbols.iter().enumerate() {
+        lengths[(key & 0xff) as usize] = len[k] as u8;
     }
     Some(lengths)
 }
