@@ -594,8 +594,8 @@ impl<'a> Run<'a> {
     /// Prepares, plans and cuts one scene. `alone`: no other scene is being cut.
     fn scene(&self, scene: &SceneSource, alone: bool) -> SceneResult {
         let result = self.scene_inner(scene, alone);
-        // The scene's decode buffers are freed: their pages go back before the next scene.
-        super::budget::release_freed_memory();
+        // The scene's decode buffers are freed: their pages go back when memory is short.
+        super::budget::release_freed_memory(self.ledger.budget());
         if let SceneResult::Ingested { bytes, cuts, .. } = &result {
             self.progress.scene_done(&scene.id, *bytes, cuts.len());
         } else if matches!(result, SceneResult::Skipped(_) | SceneResult::Failed(_)) {
@@ -925,7 +925,7 @@ impl<'a> Run<'a> {
             &|bytes| self.ledger.written(bytes),
         )?;
         self.count(written);
-        super::budget::release_freed_memory();
+        super::budget::release_freed_memory(self.ledger.budget());
         Ok(())
     }
 }
