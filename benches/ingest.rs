@@ -23,9 +23,16 @@
 //! `PQ_BENCH_SETTINGS_FULL=1`, the same for one full-size 10980 x 10980 x 4 scene
 //! (`PQ_BENCH_FULL_SCENE`, else a mosaic of the corpus scenes written once into `bench-data/`).
 //!
+//! Against the Python original: with `PQ_PEER_PYTHON` set to the Python of an environment
+//! holding the published PixelQuery (`../shared/peers/python_pixelquery`), cold `pixelquery
+//! ingest` processes over the corpus and the peer's own harness take turns, and the per-scene
+//! medians and their ratio are printed (`python_original`); `PQ_BENCH_PYTHON_ONLY=1` runs
+//! only that part.
+//!
 //! `cargo bench --bench ingest`
 
 mod fragment_settings;
+mod python_original;
 mod support;
 
 use criterion::Criterion;
@@ -108,6 +115,10 @@ fn main() {
     };
     let quick =
         std::env::args().any(|a| a == "--test") || std::env::var_os("PQ_BENCH_QUICK").is_some();
+    if std::env::var_os("PQ_BENCH_PYTHON_ONLY").is_some() {
+        python_original::run(files[0].parent().unwrap(), files.len(), tmp.path(), quick);
+        return;
+    }
     let (p1, p2) = (support::pool(1), support::pool(2));
     let mut counter = 0;
     if !quick {
@@ -170,6 +181,10 @@ fn main() {
             first.fragments,
             first.bytes_out as f64 / 1e6
         );
+    }
+    // The peer reads dates from file names, which the corpus has.
+    if support::corpus().is_some() && !std::env::args().any(|a| a == "--test") {
+        python_original::run(files[0].parent().unwrap(), files.len(), tmp.path(), quick);
     }
     let runs = if quick { 1 } else { 5 };
     p2.install(|| settings_table(tmp.path(), "corpus", &files, runs));
