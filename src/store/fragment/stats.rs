@@ -133,19 +133,22 @@ pub(crate) trait StatSample: Sample + PartialOrd {
 }
 
 macro_rules! int_stat_sample {
-    ($($t:ty),*) => {$(
+    ($acc:ty: $($t:ty),*) => {$(
         impl StatSample for $t {
             fn block_sum(block: &[Self]) -> f64 {
-                // 2^16 samples of at most 2^32 fit an i64 many times over.
+                // 2^16 samples fit the accumulator: 32 bits for 8- and 16-bit samples (twice
+                // the lanes of 64 bits), 64 for 32-bit ones.
                 block
                     .chunks(1 << 16)
-                    .map(|c| c.iter().map(|&v| v as i64).sum::<i64>() as f64)
+                    .map(|c| c.iter().map(|&v| v as $acc).sum::<$acc>() as f64)
                     .sum()
             }
         }
     )*};
 }
-int_stat_sample!(u8, i8, u16, i16, u32, i32);
+int_stat_sample!(u32: u8, u16);
+int_stat_sample!(i32: i8, i16);
+int_stat_sample!(i64: u32, i32);
 
 macro_rules! float_stat_sample {
     ($($t:ty),*) => {$(
@@ -243,5 +246,22 @@ impl StatAcc {
             max: finite(self.max),
             mean: finite(self.sum / self.count as f64),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatSample;
+
+    #[test]
+    fn block_sums_are_exact_at_the_extremes_of_narrow_types() {
+        let n = (1 << 16) + 5;
+        assert_eq!(u16::block_sum(&vec![u16::MAX; n]), n as f64 * 65535.0);
+        assert_eq!(i16::block_sum(&vec![i16::MIN; n]), n as f64 * -32768.0);
+        assert_eq!(i16::block_sum(&vec![i16::MAX; n]), n as f64 * 32767.0);
+        assert_eq!(u8::block_sum(&vec![u8::MAX; n]), n as f64 * 255.0);
+        assert_eq!(i8::block_sum(&vec![i8::MIN; n]), n as f64 * -128.0);
+        assert_eq!(u32::block_sum(&vec![u32::MAX; n]), n as f64 * 4_294_967_295.0);
+        assert_eq!(i32::block_sum(&[i32::MIN, 1, -2]), f64::from(i32::MIN) - 1.0);
     }
 }
