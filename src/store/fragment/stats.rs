@@ -261,7 +261,13 @@ mod tests {
         assert_eq!(i16::block_sum(&vec![i16::MAX; n]), n as f64 * 32767.0);
         assert_eq!(u8::block_sum(&vec![u8::MAX; n]), n as f64 * 255.0);
         assert_eq!(i8::block_sum(&vec![i8::MIN; n]), n as f64 * -128.0);
-        assert_eq!(u32::block_sum(&vec![u32::MAX; n]), n as f64 * 4_294_967_295.0);
-        assert_eq!(i32::block_sum(&[i32::MIN, 1, -2]), f64::from(i32::MIN) - 1.0);
+        assert_eq!(
+            u32::block_sum(&vec![u32::MAX; n]),
+            n as f64 * 4_294_967_295.0
+        );
+        assert_eq!(
+            i32::block_sum(&[i32::MIN, 1, -2]),
+            f64::from(i32::MIN) - 1.0
+        );
     }
 }
