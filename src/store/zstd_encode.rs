@@ -174,8 +174,8 @@ impl BlockEncoder {
     }
 
     /// Appends a compressed block's content to `out`: Huffman literals (new or reused table)
-    /// and an empty sequences section. Returns the table it used; `None` (with `out` left
-    /// partly written) when no table can be described.
+    /// and an empty sequences section. Returns the table it used; `None`, having written
+    /// nothing, when no table can be described.
     fn literals_block(&self, data: &[u8], counts: &[u32; 256], out: &mut Vec<u8>) -> Option<Code> {
         let fresh = build_code(counts);
         let fresh_cost = fresh
